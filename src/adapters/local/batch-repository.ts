@@ -1,0 +1,232 @@
+// BatchRepository on SQLite: one row per batch (counters in columns, the rest as JSON), one per recorded segment.
+import type { DatabaseSync } from 'node:sqlite';
+import type { Batch, BatchStatus } from '../../domain/batch.ts';
+import { addOutcome, type Counts, type SegmentOutcome } from '../../domain/progress.ts';
+import {
+  type BatchPatch,
+  type BatchRepository,
+  InvalidCursorError,
+  type ItemError,
+  type Page,
+  type SegmentRecord,
+} from '../../ports/batch-repository.ts';
+import { inTransaction, openDatabase } from './sqlite.ts';
+
+const schema = `
+CREATE TABLE IF NOT EXISTS batches (
+  key TEXT PRIMARY KEY,
+  organization TEXT NOT NULL,
+  status TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  created_at TEXT NOT NULL,
+  total INTEGER NOT NULL,
+  processed INTEGER NOT NULL DEFAULT 0,
+  succeeded INTEGER NOT NULL DEFAULT 0,
+  failed INTEGER NOT NULL DEFAULT 0,
+  record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS batches_by_org ON batches (organization, created_at DESC, key DESC);
+CREATE INDEX IF NOT EXISTS batches_by_status ON batches (status);
+CREATE TABLE IF NOT EXISTS segments (
+  batch_key TEXT NOT NULL,
+  segment INTEGER NOT NULL,
+  succeeded INTEGER NOT NULL,
+  failed INTEGER NOT NULL,
+  worker_id TEXT NOT NULL,
+  recorded_at TEXT NOT NULL,
+  PRIMARY KEY (batch_key, segment)
+);
+CREATE TABLE IF NOT EXISTS item_errors (
+  batch_key TEXT NOT NULL,
+  idx INTEGER NOT NULL,
+  external_id TEXT,
+  error TEXT NOT NULL,
+  PRIMARY KEY (batch_key, idx)
+);
+`;
+
+interface BatchRow {
+  key: string;
+  status: string;
+  version: number;
+  total: number;
+  processed: number;
+  succeeded: number;
+  failed: number;
+  record: string;
+  created_at: string;
+}
+
+function toBatch(row: BatchRow): Batch {
+  const stored = JSON.parse(row.record) as Omit<Batch, 'status' | 'version' | 'counts'>;
+  return {
+    ...stored,
+    status: row.status as BatchStatus,
+    version: row.version,
+    counts: { total: row.total, processed: row.processed, succeeded: row.succeeded, failed: row.failed },
+  };
+}
+
+function recordJson(batch: Batch): string {
+  const { status: _status, version: _version, counts: _counts, ...rest } = batch;
+  return JSON.stringify(rest);
+}
+
+function encodeCursor(row: { created_at: string; key: string }): string {
+  return Buffer.from(JSON.stringify([row.created_at, row.key])).toString('base64url');
+}
+
+function decodeCursor(cursor: string): [string, string] | undefined {
+  try {
+    const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
+    return Array.isArray(value) && value.length === 2 && value.every((v) => typeof v === 'string')
+      ? (value as [string, string])
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export class SqliteBatchRepository implements BatchRepository {
+  readonly #db: DatabaseSync;
+
+  constructor(path: string) {
+    this.#db = openDatabase(path, schema);
+  }
+
+  async create(batch: Batch): Promise<{ created: boolean; batch: Batch }> {
+    const inserted = this.#db
+      .prepare(
+        `INSERT INTO batches (key, organization, status, version, created_at, total, processed, succeeded, failed, record)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING`,
+      )
+      .run(
+        batch.key,
+        batch.tenant.organization,
+        batch.status,
+        batch.version,
+        batch.createdAt,
+        batch.counts.total,
+        batch.counts.processed,
+        batch.counts.succeeded,
+        batch.counts.failed,
+        recordJson(batch),
+      );
+    const stored = await this.get(batch.key);
+    if (!stored) throw new Error(`batch ${batch.key} vanished after insert`);
+    return { created: inserted.changes === 1, batch: stored };
+  }
+
+  async get(key: string): Promise<Batch | undefined> {
+    const row = this.#db.prepare('SELECT * FROM batches WHERE key = ?').get(key) as BatchRow | undefined;
+    return row ? toBatch(row) : undefined;
+  }
+
+  async update(key: string, expectedVersion: number, patch: BatchPatch): Promise<Batch | 'conflict'> {
+    return inTransaction(this.#db, () => {
+      const row = this.#db.prepare('SELECT * FROM batches WHERE key = ?').get(key) as BatchRow | undefined;
+      if (!row || row.version !== expectedVersion) return 'conflict';
+      const next: Batch = { ...toBatch(row), ...patch, version: expectedVersion + 1 };
+      this.#db
+        .prepare('UPDATE batches SET status = ?, version = ?, record = ? WHERE key = ? AND version = ?')
+        .run(next.status, next.version, recordJson(next), key, expectedVersion);
+      return next;
+    });
+  }
+
+  async recordSegment(
+    key: string,
+    outcome: SegmentOutcome,
+    itemErrors: ItemError[],
+    workerId: string,
+  ): Promise<{ applied: boolean; counts: Counts }> {
+    return inTransaction(this.#db, () => {
+      const inserted = this.#db
+        .prepare(
+          `INSERT INTO segments (batch_key, segment, succeeded, failed, worker_id, recorded_at)
+           VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+        )
+        .run(key, outcome.segment, outcome.succeeded, outcome.failed, workerId, new Date().toISOString());
+      const row = this.#db.prepare('SELECT * FROM batches WHERE key = ?').get(key) as BatchRow | undefined;
+      if (!row) throw new Error(`batch ${key} does not exist`);
+      const counts = toBatch(row).counts;
+      if (inserted.changes === 0) return { applied: false, counts };
+      const insertError = this.#db.prepare(
+        'INSERT INTO item_errors (batch_key, idx, external_id, error) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING',
+      );
+      for (const item of itemErrors) insertError.run(key, item.index, item.externalId, item.error);
+      const next = addOutcome(counts, outcome);
+      this.#db
+        .prepare('UPDATE batches SET processed = ?, succeeded = ?, failed = ? WHERE key = ?')
+        .run(next.processed, next.succeeded, next.failed, key);
+      return { applied: true, counts: next };
+    });
+  }
+
+  async listSegments(key: string): Promise<SegmentRecord[]> {
+    const rows = this.#db
+      .prepare('SELECT segment, succeeded, failed, worker_id, recorded_at FROM segments WHERE batch_key = ? ORDER BY segment')
+      .all(key) as { segment: number; succeeded: number; failed: number; worker_id: string; recorded_at: string }[];
+    return rows.map((r) => ({
+      segment: r.segment,
+      succeeded: r.succeeded,
+      failed: r.failed,
+      workerId: r.worker_id,
+      recordedAt: r.recorded_at,
+    }));
+  }
+
+  async listErrors(key: string, afterIndex: number, limit: number): Promise<ItemError[]> {
+    const rows = this.#db
+      .prepare('SELECT idx, external_id, error FROM item_errors WHERE batch_key = ? AND idx > ? ORDER BY idx LIMIT ?')
+      .all(key, afterIndex, limit) as { idx: number; external_id: string | null; error: string }[];
+    return rows.map((r) => ({ index: r.idx, externalId: r.external_id, error: r.error }));
+  }
+
+  async list(
+    organization: string,
+    query: { status?: BatchStatus | undefined; limit: number; cursor?: string | undefined },
+  ): Promise<Page<Batch>> {
+    const where = ['organization = ?'];
+    const params: (string | number)[] = [organization];
+    if (query.status) {
+      where.push('status = ?');
+      params.push(query.status);
+    }
+    if (query.cursor) {
+      const after = decodeCursor(query.cursor);
+      if (!after) throw new InvalidCursorError('cursor is not valid');
+      where.push('(created_at < ? OR (created_at = ? AND key < ?))');
+      params.push(after[0], after[0], after[1]);
+    }
+    const rows = this.#db
+      .prepare(`SELECT * FROM batches WHERE ${where.join(' AND ')} ORDER BY created_at DESC, key DESC LIMIT ?`)
+      .all(...params, query.limit + 1) as unknown as BatchRow[];
+    const page = rows.slice(0, query.limit);
+    const last = page.at(-1);
+    return { items: page.map(toBatch), nextCursor: rows.length > query.limit && last ? encodeCursor(last) : null };
+  }
+
+  async listNeedingWork(maxWebhookAttempts: number): Promise<string[]> {
+    const unfinished = this.#db
+      .prepare(`SELECT key FROM batches WHERE status IN ('pending', 'processing', 'cancelling') ORDER BY created_at`)
+      .all() as { key: string }[];
+    const undelivered = this.#db
+      .prepare(
+        `SELECT key FROM batches WHERE status IN ('completed', 'failed', 'cancelled')
+           AND json_extract(record, '$.webhook.url') IS NOT NULL
+           AND json_extract(record, '$.webhook.delivered') = 0
+           AND json_extract(record, '$.webhook.attempts') < ?`,
+      )
+      .all(maxWebhookAttempts) as { key: string }[];
+    return [...unfinished, ...undelivered].map((r) => r.key);
+  }
+
+  async check(): Promise<void> {
+    this.#db.prepare('SELECT 1').get();
+  }
+
+  async close(): Promise<void> {
+    if (this.#db.isOpen) this.#db.close();
+  }
+}

@@ -1,0 +1,115 @@
+// The embedded orchestrator: runs batches in this process with bounded concurrency, and on start resumes every
+// batch a previous process left unfinished (or whose webhook is still owed).
+import { workflowIdFor } from '../../domain/batch.ts';
+import type { Context } from '../../app/context.ts';
+import { deliverWithRetries, runBatch } from '../../app/use-cases/run-batch.ts';
+import type { Orchestrator } from '../../ports/orchestrator.ts';
+
+export interface LocalOrchestratorOptions {
+  workerId: string;
+  /** Batches run at once; each also runs `segmentConcurrency` segments at once. */
+  batchConcurrency: number;
+  onError?: (key: string, error: unknown) => void;
+  onSegmentError?: (key: string, segment: number, attempt: number, error: unknown) => void;
+  onSegmentDone?: (key: string, segment: number, durationMs: number) => void;
+}
+
+export class LocalOrchestrator implements Orchestrator {
+  readonly #ctx: Context;
+  readonly #options: LocalOrchestratorOptions;
+  readonly #running = new Map<string, AbortController>();
+  readonly #queue: string[] = [];
+  readonly #shutdown = new AbortController();
+  readonly #deliveries = new Set<Promise<void>>();
+  #active = 0;
+
+  constructor(ctx: Context, options: LocalOrchestratorOptions) {
+    this.#ctx = ctx;
+    this.#options = options;
+  }
+
+  /** Picks up the work a previous process left behind. */
+  async resume(): Promise<number> {
+    const keys = await this.#ctx.batches.listNeedingWork(this.#ctx.settings.webhookMaxAttempts);
+    for (const key of keys) await this.start(key);
+    return keys.length;
+  }
+
+  async start(batchKey: string): Promise<{ workflowId: string }> {
+    if (!this.#running.has(batchKey) && !this.#queue.includes(batchKey)) {
+      this.#queue.push(batchKey);
+      this.#pump();
+    }
+    return { workflowId: workflowIdFor(batchKey) };
+  }
+
+  async cancel(batchKey: string): Promise<void> {
+    this.#running.get(batchKey)?.abort();
+    const queued = this.#queue.indexOf(batchKey);
+    if (queued >= 0) {
+      // Not started yet: run it now so that it moves straight from cancelling to cancelled.
+      this.#queue.splice(queued, 1);
+      this.#queue.unshift(batchKey);
+      this.#pump(true);
+    }
+  }
+
+  async describe(batchKey: string): Promise<{ workflowId: string; running: boolean } | undefined> {
+    const known = this.#running.has(batchKey) || this.#queue.includes(batchKey) || (await this.#ctx.batches.get(batchKey));
+    return known ? { workflowId: workflowIdFor(batchKey), running: this.#running.has(batchKey) } : undefined;
+  }
+
+  get activeBatches(): number {
+    return this.#running.size;
+  }
+
+  /** Resolves when nothing is running, queued or being delivered (for tests and graceful shutdown). */
+  async idle(): Promise<void> {
+    while (this.#running.size > 0 || this.#queue.length > 0 || this.#deliveries.size > 0) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  #deliver(key: string): void {
+    const delivery = deliverWithRetries(this.#ctx, key, this.#shutdown.signal)
+      .catch((error: unknown) => this.#options.onError?.(key, error))
+      .finally(() => this.#deliveries.delete(delivery));
+    this.#deliveries.add(delivery);
+  }
+
+  async check(): Promise<void> {}
+
+  /** Stops scheduling segments; running segments finish, unfinished batches resume on the next start. */
+  async close(): Promise<void> {
+    this.#shutdown.abort();
+    for (const controller of this.#running.values()) controller.abort();
+    this.#queue.length = 0;
+    await this.idle();
+  }
+
+  #pump(force = false): void {
+    while (this.#queue.length > 0 && (force || this.#active < this.#options.batchConcurrency) && !this.#shutdown.signal.aborted) {
+      force = false;
+      const key = this.#queue.shift()!;
+      const controller = new AbortController();
+      this.#running.set(key, controller);
+      this.#active += 1;
+      const signal = AbortSignal.any([controller.signal, this.#shutdown.signal]);
+      runBatch(this.#ctx, key, {
+        workerId: this.#options.workerId,
+        signal,
+        onSegmentError: (segment, attempt, error) => this.#options.onSegmentError?.(key, segment, attempt, error),
+        onSegmentDone: (segment, ms) => this.#options.onSegmentDone?.(key, segment, ms),
+      })
+        .then((end) => {
+          if (end === 'finished') this.#deliver(key);
+        })
+        .catch((error: unknown) => this.#options.onError?.(key, error))
+        .finally(() => {
+          this.#running.delete(key);
+          this.#active -= 1;
+          this.#pump();
+        });
+    }
+  }
+}

@@ -1,0 +1,98 @@
+// Configuration from the environment, validated once at start. A bad value stops the process with a clear message.
+import { z } from 'zod';
+import { codecs } from '../domain/codec.ts';
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((value) => value === 'true' || value === '1' || value === 'yes');
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
+
+export const apiKeySchema = z.strictObject({
+  key: z.string().min(16, 'an API key needs at least 16 characters'),
+  organization: z.string().min(1).max(128),
+  namespace: z.string().min(1).max(128).default('default'),
+  user: z.string().min(1).max(128),
+  workspace: z.string().min(1).max(128).default('default'),
+});
+export type ApiKey = z.infer<typeof apiKeySchema>;
+
+const duration = z
+  .string()
+  .regex(/^\d+(ms|s|m|h|d)$/, 'use a number and a unit: ms, s, m, h or d (for example 7d)')
+  .transform((value) => {
+    const amount = Number.parseInt(value, 10);
+    const unit = value.replace(/^\d+/, '');
+    const factor = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[unit]!;
+    return amount * factor;
+  });
+
+export const configSchema = z.object({
+  BATCHMEM_PORT: int(0, 65535).default(8787),
+  BATCHMEM_HOST: z.string().default('0.0.0.0'),
+  BATCHMEM_DATA_DIR: z.string().default('./data'),
+  BATCHMEM_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  BATCHMEM_STORE: z.enum(['sqlite', 'parse']).default('sqlite'),
+  BATCHMEM_PAYLOADS: z.enum(['file', 'parse', 's3']).default('file'),
+  BATCHMEM_SINK: z.enum(['sqlite', 'parse']).default('sqlite'),
+  BATCHMEM_ORCHESTRATOR: z.enum(['local', 'temporal']).default('local'),
+  BATCHMEM_API_KEYS: z.string().optional(),
+  BATCHMEM_API_KEYS_FILE: z.string().optional(),
+  BATCHMEM_CODEC: z.enum(codecs).default('zstd'),
+  BATCHMEM_CODEC_LEVEL: int(-7, 22).optional(),
+  BATCHMEM_SEGMENT_MAX_ITEMS: int(1, 100_000).default(1000),
+  BATCHMEM_SEGMENT_MAX_BYTES: int(1024, 64 * 1024 * 1024).default(1024 * 1024),
+  BATCHMEM_MAX_MEMORIES: int(1).default(1_000_000),
+  BATCHMEM_MAX_JSON_BODY_BYTES: int(1024).default(64 * 1024 * 1024),
+  BATCHMEM_MAX_CONTENT_BYTES: int(1).default(256 * 1024),
+  BATCHMEM_MAX_METADATA_BYTES: int(2).default(16 * 1024),
+  BATCHMEM_MAX_METADATA_DEPTH: int(1, 64).default(8),
+  BATCHMEM_ALLOW_PRIVATE_WEBHOOKS: bool.default(false),
+  BATCHMEM_SEGMENT_CONCURRENCY: int(1, 256).default(4),
+  BATCHMEM_BATCH_CONCURRENCY: int(1, 256).default(4),
+  BATCHMEM_SEGMENT_MAX_ATTEMPTS: int(1, 100).default(5),
+  BATCHMEM_WEBHOOK_TIMEOUT_MS: int(100).default(10_000),
+  BATCHMEM_WEBHOOK_MAX_ATTEMPTS: int(1, 100).default(8),
+  BATCHMEM_WEBHOOK_BASE_DELAY_MS: int(1).default(1000),
+  BATCHMEM_WEBHOOK_MAX_DELAY_MS: int(1).default(60_000),
+  BATCHMEM_WATCH_INTERVAL_MS: int(10).default(250),
+  BATCHMEM_PAYLOAD_RETENTION: duration.optional(),
+  BATCHMEM_WORKER_ID: z.string().optional(),
+  // Test-only fault injection: a fraction of segment writes fail, and items whose content holds the marker fail.
+  BATCHMEM_FAULT_SEGMENT_FAILURE_RATE: z.coerce.number().min(0).max(1).default(0),
+  BATCHMEM_FAULT_ITEM_MARKER: z.string().optional(),
+  PARSE_SERVER_URL: z.url().optional(),
+  PARSE_APP_ID: z.string().optional(),
+  PARSE_MASTER_KEY: z.string().optional(),
+  PARSE_JAVASCRIPT_KEY: z.string().optional(),
+  BATCHMEM_S3_BUCKET: z.string().optional(),
+  BATCHMEM_S3_ENDPOINT: z.url().optional(),
+  BATCHMEM_S3_REGION: z.string().default('us-east-1'),
+  BATCHMEM_S3_FORCE_PATH_STYLE: bool.default(false),
+  TEMPORAL_ADDRESS: z.string().default('localhost:7233'),
+  TEMPORAL_NAMESPACE: z.string().default('default'),
+  TEMPORAL_TASK_QUEUE: z.string().default('batchmem'),
+  BATCHMEM_TEMPORAL_SEGMENTS_PER_RUN: int(1).default(500),
+});
+
+export type Config = z.infer<typeof configSchema>;
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = configSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((issue) => `  ${issue.path.join('.')}: ${issue.message}`);
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  const config = parsed.data;
+  const needs = (when: boolean, names: (keyof Config)[], why: string) => {
+    const missing = names.filter((name) => when && !config[name]);
+    if (missing.length > 0) throw new ConfigError(`invalid configuration: ${why} needs ${missing.join(', ')}`);
+  };
+  const usesParse = config.BATCHMEM_STORE === 'parse' || config.BATCHMEM_PAYLOADS === 'parse' || config.BATCHMEM_SINK === 'parse';
+  needs(usesParse, ['PARSE_SERVER_URL', 'PARSE_APP_ID', 'PARSE_MASTER_KEY'], 'a Parse backend');
+  needs(config.BATCHMEM_PAYLOADS === 's3', ['BATCHMEM_S3_BUCKET'], 'BATCHMEM_PAYLOADS=s3');
+  return config;
+}

@@ -1,0 +1,28 @@
+// The failures a use case reports to its caller. The HTTP edge maps each kind to a problem+json status.
+import type { FieldIssue } from '../domain/errors.ts';
+
+export type AppError =
+  | { kind: 'validation'; detail: string; errors: FieldIssue[] }
+  | { kind: 'unauthorized'; detail: string }
+  | { kind: 'not_found'; detail: string }
+  | { kind: 'conflict'; detail: string }
+  | { kind: 'payload_too_large'; detail: string }
+  | { kind: 'unsupported_media_type'; detail: string }
+  | { kind: 'unavailable'; detail: string };
+
+/** Thrown where a value cannot be returned (inside a body stream); caught at the use case or the edge. */
+export class AppFailure extends Error {
+  readonly error: AppError;
+  constructor(error: AppError) {
+    super(error.detail);
+    this.error = error;
+  }
+}
+
+export function validation(detail: string, errors: FieldIssue[] = []): AppError {
+  return { kind: 'validation', detail, errors };
+}
+
+export function notFound(what: string): AppError {
+  return { kind: 'not_found', detail: `${what} was not found` };
+}

@@ -1,0 +1,38 @@
+// One delivery attempt of a batch's final webhook, recorded on the batch. The caller owns the retry policy.
+import { isFinal } from '../../domain/batch.ts';
+import type { DeliveryAttempt } from '../../ports/webhook-notifier.ts';
+import { batchResource } from '../batch-resource.ts';
+import type { Context } from '../context.ts';
+import { changeBatch } from './change-batch.ts';
+
+export type WebhookStep = { status: 'nothing_to_send' } | { status: 'attempted'; attempt: DeliveryAttempt; attempts: number };
+
+export async function deliverWebhook(ctx: Context, key: string): Promise<WebhookStep> {
+  const batch = await ctx.batches.get(key);
+  if (!batch || !isFinal(batch.status) || !batch.webhook.url || !batch.webhook.secret || batch.webhook.delivered) {
+    return { status: 'nothing_to_send' };
+  }
+  const type = `batch.${batch.status}`;
+  const attempt = await ctx.webhooks.send({
+    url: batch.webhook.url,
+    secret: batch.webhook.secret,
+    // One logical event per batch and final status: every retry carries the same id.
+    messageId: `msg_${batch.key}_${batch.status}`,
+    payload: { type, timestamp: batch.completedAt ?? ctx.clock.now().toISOString(), data: batchResource(batch) },
+  });
+  const updated = await changeBatch(ctx.batches, key, (current) => ({
+    webhook: {
+      ...current.webhook,
+      delivered: current.webhook.delivered || attempt.delivered,
+      attempts: current.webhook.attempts + 1,
+      lastError: attempt.delivered ? null : attempt.error,
+    },
+  }));
+  return { status: 'attempted', attempt, attempts: updated?.webhook.attempts ?? 0 };
+}
+
+/** Exponential backoff with full jitter, capped. */
+export function webhookDelayMs(attempt: number, baseMs: number, maxMs: number, random = Math.random): number {
+  const ceiling = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempt - 1));
+  return Math.round(ceiling / 2 + (random() * ceiling) / 2);
+}

@@ -1,0 +1,65 @@
+// Process one segment: read it, check it, write its memories to the sink, record its outcome once.
+import { isFinal } from '../../domain/batch.ts';
+import { decodeSegment, segmentItems, segmentKey } from '../../domain/codec.ts';
+import type { SegmentCorrupt } from '../../domain/errors.ts';
+import { type MemoryItem, toMemoryRecord } from '../../domain/memory.ts';
+import type { Counts } from '../../domain/progress.ts';
+import { err, ok, type Result } from '../../domain/result.ts';
+import type { ItemError } from '../../ports/batch-repository.ts';
+import { PayloadChecksumError } from '../../ports/payload-store.ts';
+import type { Context } from '../context.ts';
+
+export type SegmentResult =
+  | { status: 'recorded'; applied: boolean; succeeded: number; failed: number; counts: Counts }
+  | { status: 'skipped'; reason: string };
+
+export interface SegmentRef {
+  key: string;
+  segment: number;
+  workerId: string;
+}
+
+/**
+ * Safe to run any number of times for the same segment: memory ids are derived from batch and index, and the
+ * ledger keeps the first outcome. A corrupt segment is a typed error (not retryable); a backend failure throws.
+ */
+export async function processSegment(ctx: Context, ref: SegmentRef): Promise<Result<SegmentResult, SegmentCorrupt>> {
+  const batch = await ctx.batches.get(ref.key);
+  if (!batch) return ok({ status: 'skipped', reason: 'batch does not exist' });
+  if (isFinal(batch.status) || batch.status === 'cancelling') return ok({ status: 'skipped', reason: `batch is ${batch.status}` });
+  if (ref.segment < 0 || ref.segment >= batch.payload.segments) return ok({ status: 'skipped', reason: 'no such segment' });
+
+  const name = segmentKey(batch.payload.prefix, ref.segment, batch.payload.codec);
+  let bytes: Uint8Array | undefined;
+  try {
+    bytes = await ctx.payloads.get(name);
+  } catch (cause) {
+    if (cause instanceof PayloadChecksumError) return err({ kind: 'segment_corrupt', reason: `${name}: ${cause.message}` });
+    throw cause;
+  }
+  if (!bytes) return err({ kind: 'segment_corrupt', reason: `${name} is missing from the payload store` });
+  const decoded = decodeSegment(bytes);
+  if (!decoded.ok) return err({ kind: 'segment_corrupt', reason: `${name}: ${decoded.error.reason}` });
+  const items = segmentItems(decoded.value);
+  if (!items.ok) return err({ kind: 'segment_corrupt', reason: `${name}: ${items.error.reason}` });
+
+  const { firstIndex } = decoded.value.header;
+  const records = items.value.map((item, offset) =>
+    toMemoryRecord(batch.key, batch.tenant, firstIndex + offset, item as MemoryItem),
+  );
+  const outcomes = await ctx.sink.writeSegment(records);
+  const itemErrors: ItemError[] = [];
+  for (const outcome of outcomes) {
+    if (!outcome.ok) {
+      itemErrors.push({ index: outcome.index, externalId: records[outcome.index - firstIndex]?.externalId ?? null, error: outcome.error });
+    }
+  }
+  const succeeded = outcomes.length - itemErrors.length;
+  const recorded = await ctx.batches.recordSegment(
+    batch.key,
+    { segment: ref.segment, succeeded, failed: itemErrors.length },
+    itemErrors,
+    ref.workerId,
+  );
+  return ok({ status: 'recorded', applied: recorded.applied, succeeded, failed: itemErrors.length, counts: recorded.counts });
+}

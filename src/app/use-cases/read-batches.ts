@@ -1,0 +1,77 @@
+// Queries a tenant may make: one batch, its list, its per-item results and errors. Another tenant's batch is "not found".
+import { type Batch, type BatchStatus, batchKey, type Tenant } from '../../domain/batch.ts';
+import { err, ok, type Result } from '../../domain/result.ts';
+import type { Page } from '../../ports/batch-repository.ts';
+import type { Context } from '../context.ts';
+import { type AppError, notFound, validation } from '../errors.ts';
+
+export async function getBatch(ctx: Context, tenant: Tenant, id: string): Promise<Result<Batch, AppError>> {
+  const batch = await ctx.batches.get(batchKey(tenant.organization, id));
+  // The key is derived from the organization, so another tenant's id can never resolve; the check is belt and braces.
+  if (!batch || batch.tenant.organization !== tenant.organization) return err(notFound(`batch ${id}`));
+  return ok(batch);
+}
+
+export async function listBatches(
+  ctx: Context,
+  tenant: Tenant,
+  query: { status?: BatchStatus | undefined; limit: number; cursor?: string | undefined },
+): Promise<Page<Batch>> {
+  return ctx.batches.list(tenant.organization, query);
+}
+
+export type ItemResult =
+  | { index: number; external_id: string | null; status: 'succeeded'; memory_id: string }
+  | { index: number; external_id: string | null; status: 'failed'; error: string };
+
+function parseIndexCursor(cursor: string | undefined): Result<number, AppError> {
+  if (cursor === undefined) return ok(-1);
+  const value = Number(cursor);
+  return Number.isSafeInteger(value) && value >= -1
+    ? ok(value)
+    : err(validation('cursor is not valid', [{ path: 'cursor', message: 'must come from next_cursor' }]));
+}
+
+/** Results merge stored memories and recorded item errors, both ordered by index; the cursor is the last index. */
+export async function listResults(
+  ctx: Context,
+  tenant: Tenant,
+  id: string,
+  query: { limit: number; cursor?: string | undefined },
+): Promise<Result<Page<ItemResult>, AppError>> {
+  const batch = await getBatch(ctx, tenant, id);
+  if (!batch.ok) return batch;
+  const after = parseIndexCursor(query.cursor);
+  if (!after.ok) return after;
+  const [stored, failed] = await Promise.all([
+    ctx.sink.listByBatch(batch.value.key, after.value, query.limit),
+    ctx.batches.listErrors(batch.value.key, after.value, query.limit),
+  ]);
+  const all: ItemResult[] = [
+    ...stored.map((m) => ({ index: m.index, external_id: m.externalId, status: 'succeeded' as const, memory_id: m.memoryId })),
+    ...failed.map((e) => ({ index: e.index, external_id: e.externalId, status: 'failed' as const, error: e.error })),
+  ].sort((a, b) => a.index - b.index);
+  const merged = all.slice(0, query.limit);
+  // Either source returning a full page means more may follow.
+  const more = all.length > query.limit || stored.length === query.limit || failed.length === query.limit;
+  const last = merged.at(-1);
+  return ok({ items: merged, nextCursor: more && last ? String(last.index) : null });
+}
+
+export async function listErrors(
+  ctx: Context,
+  tenant: Tenant,
+  id: string,
+  query: { limit: number; cursor?: string | undefined },
+): Promise<Result<Page<{ index: number; external_id: string | null; error: string }>, AppError>> {
+  const batch = await getBatch(ctx, tenant, id);
+  if (!batch.ok) return batch;
+  const after = parseIndexCursor(query.cursor);
+  if (!after.ok) return after;
+  const errors = await ctx.batches.listErrors(batch.value.key, after.value, query.limit);
+  const last = errors.at(-1);
+  return ok({
+    items: errors.map((e) => ({ index: e.index, external_id: e.externalId, error: e.error })),
+    nextCursor: errors.length === query.limit && last ? String(last.index) : null,
+  });
+}

@@ -1,0 +1,180 @@
+// Submit: stream items into compressed segments in the payload store, record the batch, start it by reference.
+import { createHash, randomBytes } from 'node:crypto';
+import { type Batch, batchKey, type Tenant } from '../../domain/batch.ts';
+import { encodeSegment, type RawSegment, Segmenter, codecContentEncoding, segmentKey } from '../../domain/codec.ts';
+import { memoryItemSchema, validateMemoryItem } from '../../domain/memory.ts';
+import { checkWebhookUrl } from '../../domain/webhook-address.ts';
+import type { OrchestratedContext } from '../context.ts';
+import { changeBatch } from './change-batch.ts';
+import { type AppError, AppFailure, validation } from '../errors.ts';
+import { err, ok, type Result } from '../../domain/result.ts';
+
+export interface SubmitOptions {
+  batchId?: string | undefined;
+  idempotencyKey?: string | undefined;
+  webhookUrl?: string | undefined;
+  webhookSecret?: string | undefined;
+}
+
+export interface SubmitInput {
+  tenant: Tenant;
+  requestId: string;
+  /** Raw items as parsed from the body; validated here. The source may throw AppFailure for a malformed body. */
+  items: AsyncIterable<unknown>;
+  /** Called once the items are consumed: a JSON body may carry its options after the memories. */
+  options: () => SubmitOptions;
+}
+
+export interface SubmitOutcome {
+  batch: Batch;
+  created: boolean;
+  /** Present once, when the server generated the webhook secret. */
+  generatedSecret?: string;
+}
+
+const webhookSecretPattern = /^whsec_[A-Za-z0-9+/]+={0,2}$/;
+
+export function checkWebhookSecret(secret: string): string | undefined {
+  if (!webhookSecretPattern.test(secret)) return 'must be "whsec_" followed by base64';
+  const bytes = Buffer.from(secret.slice('whsec_'.length), 'base64').byteLength;
+  return bytes >= 24 && bytes <= 64 ? undefined : `must encode 24 to 64 bytes, not ${bytes}`;
+}
+
+function generatedId(): string {
+  return 'b_' + randomBytes(16).toString('hex');
+}
+
+export function batchIdFor(tenant: Tenant, options: SubmitOptions, uploadId: string): string {
+  if (options.batchId) return options.batchId;
+  if (options.idempotencyKey) {
+    return 'b_' + createHash('sha256').update(tenant.organization).update('\0').update(options.idempotencyKey).digest('hex').slice(0, 32);
+  }
+  return uploadId;
+}
+
+/** Looks up the batch a repeated submission refers to, before its body is read. */
+export async function findExisting(ctx: OrchestratedContext, tenant: Tenant, options: SubmitOptions) {
+  if (!options.batchId && !options.idempotencyKey) return undefined;
+  const batch = await ctx.batches.get(batchKey(tenant.organization, batchIdFor(tenant, options, '')));
+  if (batch) await ensureStarted(ctx, batch);
+  return batch;
+}
+
+export async function submitBatch(ctx: OrchestratedContext, input: SubmitInput): Promise<Result<SubmitOutcome, AppError>> {
+  const { settings } = ctx;
+  const uploadId = generatedId();
+  const prefix = `${encodeURIComponent(input.tenant.organization)}/${uploadId}`;
+  const schema = memoryItemSchema(settings.memoryLimits);
+  const segmenter = new Segmenter({ maxItems: settings.segmentMaxItems, maxRawBytes: settings.segmentMaxRawBytes });
+  let segments = 0;
+  let rawBytes = 0;
+  let storedBytes = 0;
+
+  const store = async (raw: RawSegment) => {
+    const body = encodeSegment(raw.ndjson, {
+      codec: settings.codec,
+      level: settings.codecLevel,
+      firstIndex: raw.firstIndex,
+      itemCount: raw.itemCount,
+    });
+    await ctx.payloads.put(segmentKey(prefix, segments, settings.codec), body, {
+      sha256Hex: createHash('sha256').update(body).digest('hex'),
+      contentType: 'application/x-ndjson',
+      contentEncoding: codecContentEncoding[settings.codec],
+    });
+    segments += 1;
+    rawBytes += raw.ndjson.byteLength;
+    storedBytes += body.byteLength;
+  };
+  const discard = async (error: AppError) => {
+    await ctx.payloads.deletePrefix(prefix);
+    return err(error);
+  };
+
+  let options: SubmitOptions;
+  try {
+    let index = 0;
+    for await (const raw of input.items) {
+      if (index >= settings.maxMemoriesPerBatch) {
+        return discard({ kind: 'payload_too_large', detail: `a batch holds at most ${settings.maxMemoriesPerBatch} memories` });
+      }
+      const item = validateMemoryItem(schema, raw, index);
+      if (!item.ok) {
+        const issues = item.error.issues.map((issue) => ({
+          path: ['memories', index, issue.path].filter((part) => part !== '').join('.'),
+          message: issue.message,
+        }));
+        return discard(validation(`memory ${index} is invalid: ${issues.map((i) => `${i.path} ${i.message}`).join('; ')}`, issues));
+      }
+      for (const full of segmenter.add(JSON.stringify(item.value))) await store(full);
+      index += 1;
+    }
+    const last = segmenter.finish();
+    if (last) await store(last);
+    options = input.options();
+  } catch (cause) {
+    if (cause instanceof AppFailure) return discard(cause.error);
+    await ctx.payloads.deletePrefix(prefix).catch(() => undefined);
+    throw cause;
+  }
+
+  const total = segmenter.itemCount;
+  if (total === 0) return discard(validation('a batch needs at least one memory', [{ path: 'memories', message: 'is empty' }]));
+  const webhook = resolveWebhook(ctx, options);
+  if (!webhook.ok) return discard(webhook.error);
+
+  const id = batchIdFor(input.tenant, options, uploadId);
+  const key = batchKey(input.tenant.organization, id);
+  const candidate: Batch = {
+    key,
+    id,
+    requestId: input.requestId,
+    tenant: input.tenant,
+    status: 'pending',
+    version: 1,
+    createdAt: ctx.clock.now().toISOString(),
+    startedAt: null,
+    completedAt: null,
+    counts: { total, processed: 0, succeeded: 0, failed: 0 },
+    payload: { codec: settings.codec, prefix, segments, rawBytes, storedBytes },
+    workflowId: null,
+    webhook: { url: webhook.value.url, secret: webhook.value.secret, delivered: false, attempts: 0, lastError: null },
+    error: null,
+  };
+  const { created, batch } = await ctx.batches.create(candidate);
+  if (!created) {
+    // A repeated submission: the first one's payload is the batch; this copy is not needed.
+    await ctx.payloads.deletePrefix(prefix);
+    return ok({ batch: await ensureStarted(ctx, batch), created: false });
+  }
+  const started = await ensureStarted(ctx, batch);
+  const outcome: SubmitOutcome = { batch: started, created: true };
+  if (webhook.value.generated && webhook.value.secret) outcome.generatedSecret = webhook.value.secret;
+  return ok(outcome);
+}
+
+function resolveWebhook(
+  ctx: OrchestratedContext,
+  options: SubmitOptions,
+): Result<{ url: string | null; secret: string | null; generated: boolean }, AppError> {
+  if (!options.webhookUrl) {
+    if (options.webhookSecret) return err(validation('webhook_secret needs a webhook_url', [{ path: 'webhook_secret', message: 'given without webhook_url' }]));
+    return ok({ url: null, secret: null, generated: false });
+  }
+  const url = checkWebhookUrl(options.webhookUrl, { allowPrivate: ctx.settings.allowPrivateWebhooks });
+  if (!url.ok) return err(validation(`webhook_url ${url.error}`, [{ path: 'webhook_url', message: url.error }]));
+  if (options.webhookSecret) {
+    const problem = checkWebhookSecret(options.webhookSecret);
+    if (problem) return err(validation(`webhook_secret ${problem}`, [{ path: 'webhook_secret', message: problem }]));
+    return ok({ url: url.value.toString(), secret: options.webhookSecret, generated: false });
+  }
+  return ok({ url: url.value.toString(), secret: 'whsec_' + randomBytes(32).toString('base64'), generated: true });
+}
+
+/** Starts (or re-starts, idempotently) the batch's run and records the workflow id. */
+async function ensureStarted(ctx: OrchestratedContext, batch: Batch): Promise<Batch> {
+  if (batch.status !== 'pending') return batch;
+  const { workflowId } = await ctx.orchestrator.start(batch.key);
+  if (batch.workflowId === workflowId) return batch;
+  return (await changeBatch(ctx.batches, batch.key, (current) => (current.workflowId ? undefined : { workflowId }))) ?? batch;
+}

@@ -1,0 +1,91 @@
+// The batch record and its lifecycle. `completed` means every item reached an outcome (some may have failed);
+// `failed` means the batch itself could not be processed.
+import { createHash } from 'node:crypto';
+import type { Codec } from './codec.ts';
+import type { IllegalTransition } from './errors.ts';
+import type { Counts } from './progress.ts';
+import { err, ok, type Result } from './result.ts';
+
+export const batchStatuses = ['pending', 'processing', 'completed', 'failed', 'cancelling', 'cancelled'] as const;
+export type BatchStatus = (typeof batchStatuses)[number];
+
+const nextStatuses: Record<BatchStatus, readonly BatchStatus[]> = {
+  pending: ['processing', 'cancelling'],
+  processing: ['completed', 'failed', 'cancelling'],
+  cancelling: ['cancelled'],
+  completed: [],
+  failed: [],
+  cancelled: [],
+};
+
+export function canTransition(from: BatchStatus, to: BatchStatus): boolean {
+  return nextStatuses[from].includes(to);
+}
+
+export function transition(from: BatchStatus, to: BatchStatus): Result<BatchStatus, IllegalTransition> {
+  return canTransition(from, to) ? ok(to) : err({ kind: 'illegal_transition', from, to });
+}
+
+export function isFinal(status: BatchStatus): boolean {
+  return nextStatuses[status].length === 0;
+}
+
+/** Who a batch belongs to. The organization is the isolation boundary. */
+export interface Tenant {
+  organization: string;
+  namespace: string;
+  user: string;
+  workspace: string;
+}
+
+export interface PayloadInfo {
+  codec: Codec;
+  /** Where the segments live in the payload store; segment names are appended by `segmentKey`. */
+  prefix: string;
+  segments: number;
+  rawBytes: number;
+  storedBytes: number;
+}
+
+export interface WebhookState {
+  url: string | null;
+  secret: string | null;
+  delivered: boolean;
+  attempts: number;
+  lastError: string | null;
+}
+
+export interface Batch {
+  /** Global identity: derived from organization and id, so two tenants may use the same id. */
+  key: string;
+  /** The id the client sees and uses in URLs, unique within its organization. */
+  id: string;
+  requestId: string;
+  tenant: Tenant;
+  status: BatchStatus;
+  /** Incremented on every status/field update; updates compare-and-set on it. */
+  version: number;
+  createdAt: string;
+  startedAt: string | null;
+  completedAt: string | null;
+  counts: Counts;
+  payload: PayloadInfo;
+  workflowId: string | null;
+  webhook: WebhookState;
+  /** Why the batch failed, when it did. */
+  error: string | null;
+}
+
+export const batchIdPattern = /^[A-Za-z0-9_-]{1,64}$/;
+
+export function batchKey(organization: string, id: string): string {
+  return createHash('sha256').update(organization).update('\0').update(id).digest('hex').slice(0, 32);
+}
+
+export function workflowIdFor(key: string): string {
+  return `batch-${key}`;
+}
+
+export function compressionRatio(payload: PayloadInfo): number {
+  return payload.storedBytes === 0 ? 0 : Math.round((payload.rawBytes / payload.storedBytes) * 100) / 100;
+}

@@ -1,0 +1,191 @@
+// The segment format. A segment is a run of NDJSON memories, compressed, behind a fixed header:
+//   magic "BMSG" | version u8 | codec u8 | reserved u16 | firstIndex u32 | itemCount u32 | rawBytes u32 | sha256[32]
+// The SHA-256 covers the header (without the digest) and the raw NDJSON, so any flipped byte is detected.
+import { createHash } from 'node:crypto';
+import zlib from 'node:zlib';
+import type { SegmentCorrupt } from './errors.ts';
+import { err, ok, type Result } from './result.ts';
+
+export const codecs = ['zstd', 'gzip', 'brotli'] as const;
+export type Codec = (typeof codecs)[number];
+
+export const codecExtension: Record<Codec, string> = { zstd: 'zst', gzip: 'gz', brotli: 'br' };
+export const codecContentEncoding: Record<Codec, string> = { zstd: 'zstd', gzip: 'gzip', brotli: 'br' };
+export const defaultLevel: Record<Codec, number> = { zstd: 3, gzip: 6, brotli: 4 };
+
+const magic = [0x42, 0x4d, 0x53, 0x47]; // "BMSG"
+const formatVersion = 1;
+const digestOffset = 20;
+export const headerBytes = digestOffset + 32;
+
+export interface SegmentHeader {
+  version: number;
+  codec: Codec;
+  firstIndex: number;
+  itemCount: number;
+  rawBytes: number;
+  sha256: string;
+}
+
+export interface DecodedSegment {
+  header: SegmentHeader;
+  ndjson: Uint8Array;
+}
+
+export function compress(codec: Codec, raw: Uint8Array, level = defaultLevel[codec]): Uint8Array {
+  switch (codec) {
+    case 'zstd':
+      return zlib.zstdCompressSync(raw, { params: { [zlib.constants.ZSTD_c_compressionLevel]: level } });
+    case 'gzip':
+      return zlib.gzipSync(raw, { level });
+    case 'brotli':
+      return zlib.brotliCompressSync(raw, {
+        params: {
+          [zlib.constants.BROTLI_PARAM_QUALITY]: level,
+          [zlib.constants.BROTLI_PARAM_SIZE_HINT]: raw.byteLength,
+        },
+      });
+  }
+}
+
+export function decompress(codec: Codec, body: Uint8Array, maxBytes: number): Uint8Array {
+  const options = { maxOutputLength: Math.max(1, maxBytes) };
+  switch (codec) {
+    case 'zstd':
+      return zlib.zstdDecompressSync(body, options);
+    case 'gzip':
+      return zlib.gunzipSync(body, options);
+    case 'brotli':
+      return zlib.brotliDecompressSync(body, options);
+  }
+}
+
+function digest(header: Uint8Array, raw: Uint8Array): Buffer {
+  return createHash('sha256').update(header.subarray(0, digestOffset)).update(raw).digest();
+}
+
+export function encodeSegment(
+  raw: Uint8Array,
+  meta: { codec: Codec; firstIndex: number; itemCount: number; level?: number },
+): Uint8Array {
+  const header = Buffer.alloc(headerBytes);
+  header.set(magic, 0);
+  header.writeUInt8(formatVersion, 4);
+  header.writeUInt8(codecs.indexOf(meta.codec), 5);
+  header.writeUInt32BE(meta.firstIndex, 8);
+  header.writeUInt32BE(meta.itemCount, 12);
+  header.writeUInt32BE(raw.byteLength, 16);
+  digest(header, raw).copy(header, digestOffset);
+  return Buffer.concat([header, compress(meta.codec, raw, meta.level)]);
+}
+
+export function readHeader(bytes: Uint8Array): Result<SegmentHeader, SegmentCorrupt> {
+  if (bytes.byteLength < headerBytes) return err(corrupt(`segment is ${bytes.byteLength} bytes, shorter than its header`));
+  const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (!magic.every((byte, i) => view[i] === byte)) return err(corrupt('bad magic number'));
+  const version = view.readUInt8(4);
+  if (version !== formatVersion) return err(corrupt(`unsupported format version ${version}`));
+  const codec = codecs[view.readUInt8(5)];
+  if (codec === undefined) return err(corrupt(`unknown codec id ${view.readUInt8(5)}`));
+  return ok({
+    version,
+    codec,
+    firstIndex: view.readUInt32BE(8),
+    itemCount: view.readUInt32BE(12),
+    rawBytes: view.readUInt32BE(16),
+    sha256: view.subarray(digestOffset, headerBytes).toString('hex'),
+  });
+}
+
+export function decodeSegment(bytes: Uint8Array): Result<DecodedSegment, SegmentCorrupt> {
+  const header = readHeader(bytes);
+  if (!header.ok) return header;
+  let ndjson: Uint8Array;
+  try {
+    ndjson = decompress(header.value.codec, bytes.subarray(headerBytes), header.value.rawBytes);
+  } catch (cause) {
+    return err(corrupt(`body does not decompress as ${header.value.codec}: ${(cause as Error).message}`));
+  }
+  const actual = digest(bytes, ndjson).toString('hex');
+  if (ndjson.byteLength !== header.value.rawBytes || actual !== header.value.sha256) {
+    return err(corrupt(`SHA-256 checksum mismatch: header says ${header.value.sha256}, content hashes to ${actual}`));
+  }
+  return ok({ header: header.value, ndjson });
+}
+
+function corrupt(reason: string): SegmentCorrupt {
+  return { kind: 'segment_corrupt', reason };
+}
+
+/** Splits decoded NDJSON back into parsed items. The writer produced it, so a parse failure means corruption. */
+export function segmentItems(segment: DecodedSegment): Result<unknown[], SegmentCorrupt> {
+  const lines = Buffer.from(segment.ndjson).toString('utf8').split('\n');
+  if (lines.at(-1) === '') lines.pop();
+  if (lines.length !== segment.header.itemCount) {
+    return err(corrupt(`header says ${segment.header.itemCount} items, body holds ${lines.length}`));
+  }
+  try {
+    return ok(lines.map((line) => JSON.parse(line) as unknown));
+  } catch (cause) {
+    return err(corrupt(`a line is not JSON: ${(cause as Error).message}`));
+  }
+}
+
+export interface RawSegment {
+  firstIndex: number;
+  itemCount: number;
+  ndjson: Uint8Array;
+}
+
+/**
+ * Cuts a stream of serialized items into raw segments by item count and by bytes.
+ * `add` returns the segments that became full; `finish` returns the last partial one.
+ */
+export class Segmenter {
+  readonly #maxItems: number;
+  readonly #maxRawBytes: number;
+  #lines: string[] = [];
+  #bytes = 0;
+  #firstIndex = 0;
+  #nextIndex = 0;
+
+  constructor(limits: { maxItems: number; maxRawBytes: number }) {
+    this.#maxItems = limits.maxItems;
+    this.#maxRawBytes = limits.maxRawBytes;
+  }
+
+  get itemCount(): number {
+    return this.#nextIndex;
+  }
+
+  add(serializedItem: string): RawSegment[] {
+    const full: RawSegment[] = [];
+    const lineBytes = Buffer.byteLength(serializedItem) + 1;
+    if (this.#lines.length > 0 && this.#bytes + lineBytes > this.#maxRawBytes) full.push(this.#cut());
+    this.#lines.push(serializedItem);
+    this.#bytes += lineBytes;
+    this.#nextIndex += 1;
+    if (this.#lines.length >= this.#maxItems) full.push(this.#cut());
+    return full;
+  }
+
+  finish(): RawSegment | undefined {
+    return this.#lines.length > 0 ? this.#cut() : undefined;
+  }
+
+  #cut(): RawSegment {
+    const segment = {
+      firstIndex: this.#firstIndex,
+      itemCount: this.#lines.length,
+      ndjson: Buffer.from(this.#lines.join('\n') + '\n', 'utf8'),
+    };
+    this.#firstIndex = this.#nextIndex;
+    this.#lines = [];
+    this.#bytes = 0;
+    return segment;
+  }
+}
+
+export function segmentKey(prefix: string, segment: number, codec: Codec): string {
+  return `${prefix}/segment-${String(segment + 1).padStart(6, '0')}.${codecExtension[codec]}`;
+}

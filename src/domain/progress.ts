@@ -1,0 +1,60 @@
+// The progress ledger: each segment's outcome counts once, whatever the order or number of deliveries.
+// Pure and import-free, so workflow code may use it too.
+
+export interface Counts {
+  total: number;
+  processed: number;
+  succeeded: number;
+  failed: number;
+}
+
+export interface SegmentOutcome {
+  segment: number;
+  succeeded: number;
+  failed: number;
+}
+
+export interface Ledger {
+  total: number;
+  outcomes: ReadonlyMap<number, SegmentOutcome>;
+}
+
+export function emptyLedger(total: number): Ledger {
+  return { total, outcomes: new Map() };
+}
+
+/** The first outcome recorded for a segment wins; a repeat (a retried or duplicated delivery) is ignored. */
+export function recordOutcome(ledger: Ledger, outcome: SegmentOutcome): { ledger: Ledger; applied: boolean } {
+  if (ledger.outcomes.has(outcome.segment)) return { ledger, applied: false };
+  const outcomes = new Map(ledger.outcomes);
+  outcomes.set(outcome.segment, outcome);
+  return { ledger: { total: ledger.total, outcomes }, applied: true };
+}
+
+export function countsOf(ledger: Ledger): Counts {
+  let succeeded = 0;
+  let failed = 0;
+  for (const outcome of ledger.outcomes.values()) {
+    succeeded += outcome.succeeded;
+    failed += outcome.failed;
+  }
+  return { total: ledger.total, processed: succeeded + failed, succeeded, failed };
+}
+
+/** Adds a newly applied outcome to stored counters (for stores that keep counters rather than the ledger). */
+export function addOutcome(counts: Counts, outcome: SegmentOutcome): Counts {
+  return {
+    total: counts.total,
+    processed: counts.processed + outcome.succeeded + outcome.failed,
+    succeeded: counts.succeeded + outcome.succeeded,
+    failed: counts.failed + outcome.failed,
+  };
+}
+
+export function progressFraction(counts: Counts): number {
+  return counts.total === 0 ? 1 : Math.min(1, counts.processed / counts.total);
+}
+
+export function isComplete(counts: Counts): boolean {
+  return counts.processed >= counts.total;
+}

@@ -1,0 +1,68 @@
+import type { Batch, BatchStatus } from '../domain/batch.ts';
+import type { Counts, SegmentOutcome } from '../domain/progress.ts';
+
+/** Fields an update may change. Counters are not among them: they move only through `recordSegment`. */
+export type BatchPatch = Partial<
+  Pick<Batch, 'status' | 'startedAt' | 'completedAt' | 'workflowId' | 'webhook' | 'error'>
+>;
+
+/** A per-item failure kept for `GET /v1/batch/{id}/errors` and the results listing. */
+export interface ItemError {
+  index: number;
+  externalId: string | null;
+  error: string;
+}
+
+/** One segment's recorded outcome, with the worker that produced it. */
+export interface SegmentRecord extends SegmentOutcome {
+  workerId: string;
+  recordedAt: string;
+}
+
+/** Thrown by `list` for a cursor it did not issue. */
+export class InvalidCursorError extends Error {
+  override name = 'InvalidCursorError';
+}
+
+export interface Page<T> {
+  items: T[];
+  nextCursor: string | null;
+}
+
+/**
+ * Batch records, their progress ledger and their per-item errors.
+ *
+ * Guarantees an adapter must give:
+ * - `create` is idempotent on `batch.key`: when a record already exists it is returned unchanged with `created: false`.
+ * - `get` returns `undefined` for an unknown key (never throws for "not found").
+ * - `update` is a compare-and-set on `version`: it applies the patch and increments the version only when the stored
+ *   version equals `expectedVersion`, else it returns `'conflict'` and changes nothing. Concurrent updates never lose one.
+ * - `recordSegment` is idempotent per (key, segment): the first outcome is stored with its item errors and added to the
+ *   counters atomically; a repeat returns `applied: false` and changes nothing. Counters are therefore exact under retries.
+ * - `list` pages newest first, filtered by organization and optionally status; cursors are opaque strings.
+ */
+export interface BatchRepository {
+  create(batch: Batch): Promise<{ created: boolean; batch: Batch }>;
+  get(key: string): Promise<Batch | undefined>;
+  update(key: string, expectedVersion: number, patch: BatchPatch): Promise<Batch | 'conflict'>;
+  recordSegment(
+    key: string,
+    outcome: SegmentOutcome,
+    itemErrors: ItemError[],
+    workerId: string,
+  ): Promise<{ applied: boolean; counts: Counts }>;
+  listSegments(key: string): Promise<SegmentRecord[]>;
+  listErrors(key: string, afterIndex: number, limit: number): Promise<ItemError[]>;
+  list(
+    organization: string,
+    query: { status?: BatchStatus | undefined; limit: number; cursor?: string | undefined },
+  ): Promise<Page<Batch>>;
+  /**
+   * Keys of batches with work left after a restart: status pending, processing or cancelling, or a final status
+   * with a webhook URL whose delivery has not succeeded and has had fewer than `maxWebhookAttempts` attempts.
+   */
+  listNeedingWork(maxWebhookAttempts: number): Promise<string[]>;
+  /** Throws when the backend cannot serve. */
+  check(): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,17 @@
+export interface WebhookMessage {
+  url: string;
+  secret: string;
+  /** Stable per logical event, so every retry carries the same `webhook-id`. */
+  messageId: string;
+  payload: { type: string; timestamp: string; data: unknown };
+}
+
+export type DeliveryAttempt = { delivered: true; status: number } | { delivered: false; error: string; retryable: boolean };
+
+/**
+ * Sends one signed delivery attempt (Standard Webhooks). Retrying is the caller's policy, not the notifier's.
+ * It never throws for a receiver's failure: that is an attempt with `delivered: false`.
+ */
+export interface WebhookNotifier {
+  send(message: WebhookMessage): Promise<DeliveryAttempt>;
+}

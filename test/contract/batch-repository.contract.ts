@@ -1,0 +1,134 @@
+// The BatchRepository contract: the executable form of the guarantees in src/ports/batch-repository.ts.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { InvalidCursorError, type BatchRepository } from '../../src/ports/batch-repository.ts';
+import { newBatch, tenantA, tenantB, uniqueId } from '../support/batches.ts';
+
+export interface RepositoryFixture {
+  repository: BatchRepository;
+  close(): Promise<void>;
+}
+
+export function batchRepositoryContract(adapter: string, open: () => Promise<RepositoryFixture>): void {
+  describe(`BatchRepository contract: ${adapter}`, () => {
+    let fixture: RepositoryFixture;
+    let repo: BatchRepository;
+    beforeAll(async () => {
+      fixture = await open();
+      repo = fixture.repository;
+    });
+    afterAll(async () => fixture?.close());
+
+    it('creates a batch and reads it back unchanged', async () => {
+      const batch = newBatch({ webhook: { url: 'https://example.com/h', secret: 'whsec_x', delivered: false, attempts: 0, lastError: null } });
+      const { created, batch: stored } = await repo.create(batch);
+      expect(created).toBe(true);
+      expect(stored).toEqual(batch);
+      expect(await repo.get(batch.key)).toEqual(batch);
+    });
+
+    it('returns the existing batch when the same key is created again', async () => {
+      const batch = newBatch();
+      await repo.create(batch);
+      const again = await repo.create({ ...batch, requestId: 'another-request' });
+      expect(again.created).toBe(false);
+      expect(again.batch.requestId).toBe(batch.requestId);
+    });
+
+    it('answers undefined for an unknown key', async () => {
+      expect(await repo.get('0'.repeat(32))).toBeUndefined();
+    });
+
+    it('updates with compare-and-set on the version', async () => {
+      const batch = newBatch();
+      await repo.create(batch);
+      const updated = await repo.update(batch.key, 1, { status: 'processing', startedAt: '2026-01-01T00:00:00.000Z' });
+      expect(updated).not.toBe('conflict');
+      expect(updated).toMatchObject({ status: 'processing', version: 2, startedAt: '2026-01-01T00:00:00.000Z' });
+      expect(await repo.update(batch.key, 1, { status: 'failed' })).toBe('conflict');
+      expect((await repo.get(batch.key))?.status).toBe('processing');
+    });
+
+    it('lets exactly one of many concurrent updates of the same version win', async () => {
+      const batch = newBatch();
+      await repo.create(batch);
+      const results = await Promise.all(
+        Array.from({ length: 8 }, (_, i) => repo.update(batch.key, 1, { error: `writer ${i}` })),
+      );
+      const winners = results.filter((r) => r !== 'conflict');
+      expect(winners).toHaveLength(1);
+      expect((await repo.get(batch.key))?.version).toBe(2);
+    });
+
+    it('records a segment outcome once, however often it is delivered', async () => {
+      const batch = newBatch();
+      await repo.create(batch);
+      const outcome = { segment: 0, succeeded: 20, failed: 5 };
+      const errors = Array.from({ length: 5 }, (_, i) => ({ index: i * 2, externalId: `x${i}`, error: 'rejected' }));
+      const deliveries = await Promise.all([1, 2, 3].map(() => repo.recordSegment(batch.key, outcome, errors, 'w1')));
+      expect(deliveries.filter((d) => d.applied)).toHaveLength(1);
+      const second = await repo.recordSegment(batch.key, { segment: 1, succeeded: 25, failed: 0 }, [], 'w2');
+      expect(second).toEqual({ applied: true, counts: { total: 100, processed: 50, succeeded: 45, failed: 5 } });
+      expect((await repo.get(batch.key))?.counts).toEqual({ total: 100, processed: 50, succeeded: 45, failed: 5 });
+      const segments = await repo.listSegments(batch.key);
+      expect(segments.map((s) => [s.segment, s.workerId])).toEqual([[0, 'w1'], [1, 'w2']]);
+      expect(await repo.listErrors(batch.key, -1, 100)).toEqual(errors);
+      expect((await repo.listErrors(batch.key, 4, 2)).map((e) => e.index)).toEqual([6, 8]);
+    });
+
+    it('keeps counters and status updates independent', async () => {
+      const batch = newBatch();
+      await repo.create(batch);
+      await repo.recordSegment(batch.key, { segment: 0, succeeded: 10, failed: 0 }, [], 'w');
+      const updated = await repo.update(batch.key, 1, { status: 'processing' });
+      expect(updated).not.toBe('conflict');
+      expect((await repo.get(batch.key))?.counts.processed).toBe(10);
+    });
+
+    it('lists an organization’s batches newest first, by status, in pages', async () => {
+      const organization = uniqueId('org');
+      const tenant = { ...tenantA, organization };
+      const ids: string[] = [];
+      for (let i = 0; i < 5; i += 1) {
+        const batch = newBatch({ tenant, createdAt: new Date(Date.UTC(2026, 0, 1, 0, 0, i)).toISOString() });
+        ids.push(batch.id);
+        await repo.create(batch);
+        if (i % 2 === 0) await repo.update(batch.key, 1, { status: 'processing' });
+      }
+      await repo.create(newBatch({ tenant: { ...tenantB, organization: uniqueId('other') } }));
+      const first = await repo.list(organization, { limit: 2 });
+      expect(first.items.map((b) => b.id)).toEqual([ids[4], ids[3]]);
+      expect(first.nextCursor).not.toBeNull();
+      const second = await repo.list(organization, { limit: 2, cursor: first.nextCursor! });
+      expect(second.items.map((b) => b.id)).toEqual([ids[2], ids[1]]);
+      const third = await repo.list(organization, { limit: 2, cursor: second.nextCursor! });
+      expect(third.items.map((b) => b.id)).toEqual([ids[0]]);
+      expect(third.nextCursor).toBeNull();
+      const processing = await repo.list(organization, { limit: 10, status: 'processing' });
+      expect(processing.items.map((b) => b.id)).toEqual([ids[4], ids[2], ids[0]]);
+      await expect(repo.list(organization, { limit: 2, cursor: 'not-a-cursor' })).rejects.toBeInstanceOf(InvalidCursorError);
+    });
+
+    it('lists the batches that still need work', async () => {
+      const pending = newBatch();
+      const done = newBatch({ status: 'completed' });
+      const owed = newBatch({
+        status: 'completed',
+        webhook: { url: 'https://example.com/h', secret: 'whsec_x', delivered: false, attempts: 1, lastError: 'boom' },
+      });
+      const exhausted = newBatch({
+        status: 'failed',
+        webhook: { url: 'https://example.com/h', secret: 'whsec_x', delivered: false, attempts: 8, lastError: 'boom' },
+      });
+      for (const batch of [pending, done, owed, exhausted]) await repo.create(batch);
+      const keys = await repo.listNeedingWork(8);
+      expect(keys).toContain(pending.key);
+      expect(keys).toContain(owed.key);
+      expect(keys).not.toContain(done.key);
+      expect(keys).not.toContain(exhausted.key);
+    });
+
+    it('answers its readiness check', async () => {
+      await expect(repo.check()).resolves.toBeUndefined();
+    });
+  });
+}

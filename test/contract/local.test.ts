@@ -1,0 +1,43 @@
+// The port contracts against the embedded defaults: SQLite records and sink, file payloads, in-process runner.
+import { writeFile, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { SqliteBatchRepository } from '../../src/adapters/local/batch-repository.ts';
+import { SqliteMemorySink } from '../../src/adapters/local/memory-sink.ts';
+import { FilePayloadStore } from '../../src/adapters/local/payload-store.ts';
+import { batchRepositoryContract } from './batch-repository.contract.ts';
+import { memorySinkContract } from './memory-sink.contract.ts';
+import { orchestratorContract } from './orchestrator.contract.ts';
+import { payloadStoreContract } from './payload-store.contract.ts';
+import { localContext, tempDir } from '../support/local-context.ts';
+
+batchRepositoryContract('sqlite', async () => {
+  const dir = tempDir();
+  const repository = new SqliteBatchRepository(join(dir.path, 'batchmem.db'));
+  return { repository, close: async () => { await repository.close(); dir.remove(); } };
+});
+
+payloadStoreContract('files', async () => {
+  const dir = tempDir();
+  const root = join(dir.path, 'payloads');
+  return {
+    store: new FilePayloadStore(root),
+    async corrupt(key) {
+      const bytes = await readFile(join(root, key));
+      bytes[bytes.length >> 1]! ^= 0xff;
+      await writeFile(join(root, key), bytes);
+    },
+    close: async () => dir.remove(),
+  };
+});
+
+memorySinkContract('sqlite', async () => {
+  const dir = tempDir();
+  const sink = new SqliteMemorySink(join(dir.path, 'memories.db'));
+  return { sink, close: async () => { await sink.close(); dir.remove(); } };
+});
+
+orchestratorContract('local', async () => {
+  const local = localContext({ segmentMaxItems: 10, segmentConcurrency: 2 });
+  await local.orchestrator.resume();
+  return { ctx: local.ctx, close: local.close };
+});

@@ -1,0 +1,80 @@
+// The Orchestrator contract: batches run by reference to completion, start is idempotent, cancel keeps partial counts.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { OrchestratedContext } from '../../src/app/context.ts';
+import { submitBatch } from '../../src/app/use-cases/submit-batch.ts';
+import type { Batch } from '../../src/domain/batch.ts';
+import { isFinal } from '../../src/domain/batch.ts';
+import { tenantA, uniqueId } from '../support/batches.ts';
+
+export interface OrchestratorFixture {
+  /** A context whose settings cut segments of 10 memories. */
+  ctx: OrchestratedContext;
+  close(): Promise<void>;
+}
+
+async function* items(count: number) {
+  for (let i = 0; i < count; i += 1) yield { content: `memory ${i}`, external_id: `e${i}` };
+}
+
+async function submit(ctx: OrchestratedContext, count: number, batchId = uniqueId()): Promise<Batch> {
+  const result = await submitBatch(ctx, { tenant: tenantA, requestId: uniqueId('req'), items: items(count), options: () => ({ batchId }) });
+  if (!result.ok) throw new Error(result.error.detail);
+  return result.value.batch;
+}
+
+async function settle(ctx: OrchestratedContext, key: string, timeoutMs = 120_000): Promise<Batch> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const batch = await ctx.batches.get(key);
+    if (batch && isFinal(batch.status)) return batch;
+    if (Date.now() > deadline) throw new Error(`batch ${key} is still ${batch?.status} after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export function orchestratorContract(adapter: string, open: () => Promise<OrchestratorFixture>): void {
+  describe(`Orchestrator contract: ${adapter}`, () => {
+    let fixture: OrchestratorFixture;
+    let ctx: OrchestratedContext;
+    beforeAll(async () => {
+      fixture = await open();
+      ctx = fixture.ctx;
+    });
+    afterAll(async () => fixture?.close());
+
+    it('runs a submitted batch to completed with exact counts', async () => {
+      const batch = await submit(ctx, 95);
+      expect(batch.payload.segments).toBe(10);
+      const done = await settle(ctx, batch.key);
+      expect(done.status).toBe('completed');
+      expect(done.counts).toEqual({ total: 95, processed: 95, succeeded: 95, failed: 0 });
+      expect(await ctx.sink.countByBatch(batch.key)).toBe(95);
+    });
+
+    it('treats a second start of the same batch as the same run', async () => {
+      const batch = await submit(ctx, 40);
+      const first = await ctx.orchestrator.start(batch.key);
+      const second = await ctx.orchestrator.start(batch.key);
+      expect(second.workflowId).toBe(first.workflowId);
+      const done = await settle(ctx, batch.key);
+      expect(done.counts.processed).toBe(40);
+      expect(await ctx.sink.countByBatch(batch.key)).toBe(40);
+      expect((await ctx.orchestrator.describe(batch.key))?.workflowId).toBe(first.workflowId);
+    });
+
+    it('ends a cancelled batch as cancelled, with counts equal to the memories stored', async () => {
+      const batch = await submit(ctx, 3000);
+      const { cancelBatch } = await import('../../src/app/use-cases/cancel-batch.ts');
+      const cancelled = await cancelBatch(ctx, tenantA, batch.id);
+      expect(cancelled.ok).toBe(true);
+      const done = await settle(ctx, batch.key);
+      expect(done.status).toBe('cancelled');
+      expect(done.counts.processed).toBeLessThan(3000);
+      expect(done.counts.processed).toBe(await ctx.sink.countByBatch(batch.key));
+    });
+
+    it('describes a batch it never saw as undefined', async () => {
+      expect(await ctx.orchestrator.describe('f'.repeat(32))).toBeUndefined();
+    });
+  });
+}
