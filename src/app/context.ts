@@ -7,6 +7,7 @@ import type { MemorySink } from '../ports/memory-sink.ts';
 import type { Orchestrator } from '../ports/orchestrator.ts';
 import type { PayloadStore } from '../ports/payload-store.ts';
 import type { WebhookNotifier } from '../ports/webhook-notifier.ts';
+import type { Observer } from './observer.ts';
 
 export interface Ports {
   batches: BatchRepository;
@@ -36,6 +37,7 @@ export interface Settings {
 
 export interface Context extends Ports {
   settings: Settings;
+  observer?: Observer | undefined;
 }
 
 /** Use cases that start or stop work also need the orchestrator. */

@@ -20,6 +20,7 @@ export async function deliverWebhook(ctx: Context, key: string): Promise<Webhook
     messageId: `msg_${batch.key}_${batch.status}`,
     payload: { type, timestamp: batch.completedAt ?? ctx.clock.now().toISOString(), data: batchResource(batch) },
   });
+  ctx.observer?.webhookAttempted(attempt.delivered);
   const updated = await changeBatch(ctx.batches, key, (current) => ({
     webhook: {
       ...current.webhook,

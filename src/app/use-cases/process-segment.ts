@@ -24,6 +24,7 @@ export interface SegmentRef {
  * ledger keeps the first outcome. A corrupt segment is a typed error (not retryable); a backend failure throws.
  */
 export async function processSegment(ctx: Context, ref: SegmentRef): Promise<Result<SegmentResult, SegmentCorrupt>> {
+  const startedAt = performance.now();
   const batch = await ctx.batches.get(ref.key);
   if (!batch) return ok({ status: 'skipped', reason: 'batch does not exist' });
   if (isFinal(batch.status) || batch.status === 'cancelling') return ok({ status: 'skipped', reason: `batch is ${batch.status}` });
@@ -61,5 +62,6 @@ export async function processSegment(ctx: Context, ref: SegmentRef): Promise<Res
     itemErrors,
     ref.workerId,
   );
+  ctx.observer?.segmentProcessed(performance.now() - startedAt, succeeded, itemErrors.length, recorded.applied);
   return ok({ status: 'recorded', applied: recorded.applied, succeeded, failed: itemErrors.length, counts: recorded.counts });
 }

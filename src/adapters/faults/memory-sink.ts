@@ -1,0 +1,51 @@
+// A MemorySink decorator that injects faults, for reliability tests only (BATCHMEM_FAULT_* settings).
+// A failed call throws before writing, like a backend that is down; a marked item gets a per-item rejection.
+import type { MemoryRecord } from '../../domain/memory.ts';
+import type { ItemOutcome, MemorySink, StoredMemoryRef } from '../../ports/memory-sink.ts';
+
+export interface FaultPlan {
+  /** Fraction of writeSegment calls that fail outright. */
+  segmentFailureRate: number;
+  /** Items whose content contains this string are rejected. */
+  itemMarker?: string | undefined;
+  random?: () => number;
+}
+
+export class FaultySink implements MemorySink {
+  readonly #inner: MemorySink;
+  readonly #plan: FaultPlan;
+
+  constructor(inner: MemorySink, plan: FaultPlan) {
+    this.#inner = inner;
+    this.#plan = plan;
+  }
+
+  async writeSegment(records: MemoryRecord[]): Promise<ItemOutcome[]> {
+    if ((this.#plan.random ?? Math.random)() < this.#plan.segmentFailureRate) {
+      throw new Error('injected fault: the memory sink is unavailable');
+    }
+    const marker = this.#plan.itemMarker;
+    const rejected = new Set(marker ? records.filter((r) => r.content.includes(marker)).map((r) => r.index) : []);
+    const accepted = await this.#inner.writeSegment(records.filter((r) => !rejected.has(r.index)));
+    const byIndex = new Map(accepted.map((o) => [o.index, o]));
+    return records.map(
+      (r) => byIndex.get(r.index) ?? { index: r.index, ok: false as const, error: 'rejected by the memory store (injected fault)' },
+    );
+  }
+
+  listByBatch(batchKey: string, afterIndex: number, limit: number): Promise<StoredMemoryRef[]> {
+    return this.#inner.listByBatch(batchKey, afterIndex, limit);
+  }
+
+  countByBatch(batchKey: string): Promise<number> {
+    return this.#inner.countByBatch(batchKey);
+  }
+
+  check(): Promise<void> {
+    return this.#inner.check();
+  }
+
+  close(): Promise<void> {
+    return this.#inner.close();
+  }
+}

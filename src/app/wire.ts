@@ -1,0 +1,141 @@
+// Builds the adapters that configuration names and the context the use cases run in.
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { SqliteBatchRepository } from '../adapters/local/batch-repository.ts';
+import { SqliteMemorySink } from '../adapters/local/memory-sink.ts';
+import { LocalOrchestrator } from '../adapters/local/orchestrator.ts';
+import { FilePayloadStore } from '../adapters/local/payload-store.ts';
+import { FaultySink } from '../adapters/faults/memory-sink.ts';
+import { HttpWebhookNotifier } from '../adapters/webhook/notifier.ts';
+import type { BatchRepository } from '../ports/batch-repository.ts';
+import { systemClock } from '../ports/clock.ts';
+import type { MemorySink } from '../ports/memory-sink.ts';
+import type { Orchestrator } from '../ports/orchestrator.ts';
+import type { PayloadStore } from '../ports/payload-store.ts';
+import type { Config } from './config.ts';
+import type { Context, OrchestratedContext, Settings } from './context.ts';
+import { defaultLevel } from '../domain/codec.ts';
+import type { Logger } from './logger.ts';
+import type { Observer } from './observer.ts';
+
+export function settingsFrom(config: Config): Settings {
+  return {
+    codec: config.BATCHMEM_CODEC,
+    codecLevel: config.BATCHMEM_CODEC_LEVEL ?? defaultLevel[config.BATCHMEM_CODEC],
+    segmentMaxItems: config.BATCHMEM_SEGMENT_MAX_ITEMS,
+    segmentMaxRawBytes: config.BATCHMEM_SEGMENT_MAX_BYTES,
+    maxMemoriesPerBatch: config.BATCHMEM_MAX_MEMORIES,
+    memoryLimits: {
+      maxContentBytes: config.BATCHMEM_MAX_CONTENT_BYTES,
+      maxMetadataBytes: config.BATCHMEM_MAX_METADATA_BYTES,
+      maxMetadataDepth: config.BATCHMEM_MAX_METADATA_DEPTH,
+    },
+    allowPrivateWebhooks: config.BATCHMEM_ALLOW_PRIVATE_WEBHOOKS,
+    segmentConcurrency: config.BATCHMEM_SEGMENT_CONCURRENCY,
+    segmentMaxAttempts: config.BATCHMEM_SEGMENT_MAX_ATTEMPTS,
+    webhookMaxAttempts: config.BATCHMEM_WEBHOOK_MAX_ATTEMPTS,
+    webhookBaseDelayMs: config.BATCHMEM_WEBHOOK_BASE_DELAY_MS,
+    webhookMaxDelayMs: config.BATCHMEM_WEBHOOK_MAX_DELAY_MS,
+    watchIntervalMs: config.BATCHMEM_WATCH_INTERVAL_MS,
+  };
+}
+
+export function workerIdentity(config: Config): string {
+  return config.BATCHMEM_WORKER_ID ?? `${hostname()}:${process.pid}`;
+}
+
+async function batchRepository(config: Config): Promise<BatchRepository> {
+  switch (config.BATCHMEM_STORE) {
+    case 'sqlite':
+      return new SqliteBatchRepository(join(config.BATCHMEM_DATA_DIR, 'batchmem.db'));
+    case 'parse':
+      throw new Error('BATCHMEM_STORE=parse is not wired yet');
+  }
+}
+
+async function payloadStore(config: Config): Promise<PayloadStore> {
+  switch (config.BATCHMEM_PAYLOADS) {
+    case 'file':
+      return new FilePayloadStore(join(config.BATCHMEM_DATA_DIR, 'payloads'));
+    case 's3':
+      throw new Error('BATCHMEM_PAYLOADS=s3 is not wired yet');
+    case 'parse':
+      throw new Error('BATCHMEM_PAYLOADS=parse is not wired yet');
+  }
+}
+
+async function memorySink(config: Config): Promise<MemorySink> {
+  const sink = await (async (): Promise<MemorySink> => {
+    switch (config.BATCHMEM_SINK) {
+      case 'sqlite':
+        return new SqliteMemorySink(join(config.BATCHMEM_DATA_DIR, 'memories.db'));
+      case 'parse':
+        throw new Error('BATCHMEM_SINK=parse is not wired yet');
+    }
+  })();
+  const faulty = config.BATCHMEM_FAULT_SEGMENT_FAILURE_RATE > 0 || config.BATCHMEM_FAULT_ITEM_MARKER;
+  return faulty
+    ? new FaultySink(sink, { segmentFailureRate: config.BATCHMEM_FAULT_SEGMENT_FAILURE_RATE, itemMarker: config.BATCHMEM_FAULT_ITEM_MARKER })
+    : sink;
+}
+
+/** The ports without an orchestrator: what a worker needs to process segments. */
+export async function buildContext(config: Config, observer?: Observer): Promise<Context> {
+  const [batches, payloads, sink] = await Promise.all([batchRepository(config), payloadStore(config), memorySink(config)]);
+  return {
+    batches,
+    payloads,
+    sink,
+    webhooks: new HttpWebhookNotifier({
+      timeoutMs: config.BATCHMEM_WEBHOOK_TIMEOUT_MS,
+      allowPrivate: config.BATCHMEM_ALLOW_PRIVATE_WEBHOOKS,
+    }),
+    clock: systemClock,
+    settings: settingsFrom(config),
+    observer,
+  };
+}
+
+export interface Runtime {
+  ctx: OrchestratedContext;
+  /** Work to do once the process is up: the embedded orchestrator resumes unfinished batches. */
+  startBackground(): Promise<void>;
+  close(): Promise<void>;
+}
+
+async function orchestrator(config: Config, ctx: Context, logger: Logger): Promise<{ orchestrator: Orchestrator; start(): Promise<void> }> {
+  switch (config.BATCHMEM_ORCHESTRATOR) {
+    case 'local': {
+      const local = new LocalOrchestrator(ctx, {
+        workerId: workerIdentity(config),
+        batchConcurrency: config.BATCHMEM_BATCH_CONCURRENCY,
+        onError: (key, error) => logger.error({ batch: key, err: error }, 'batch run failed'),
+        onSegmentError: (key, segment, attempt, error) =>
+          logger.warn({ batch: key, segment, attempt, err: error }, 'segment attempt failed; retrying'),
+      });
+      return {
+        orchestrator: local,
+        async start() {
+          const resumed = await local.resume();
+          if (resumed > 0) logger.info({ resumed }, 'resumed unfinished batches');
+        },
+      };
+    }
+    case 'temporal':
+      throw new Error('BATCHMEM_ORCHESTRATOR=temporal is not wired yet');
+  }
+}
+
+/** Everything the API process needs. */
+export async function buildRuntime(config: Config, logger: Logger, observer?: Observer): Promise<Runtime> {
+  const ctx = await buildContext(config, observer);
+  const orchestration = await orchestrator(config, ctx, logger);
+  return {
+    ctx: { ...ctx, orchestrator: orchestration.orchestrator },
+    startBackground: orchestration.start,
+    async close() {
+      await orchestration.orchestrator.close();
+      await Promise.allSettled([ctx.batches.close(), ctx.payloads.close(), ctx.sink.close()]);
+    },
+  };
+}
