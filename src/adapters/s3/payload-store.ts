@@ -1,0 +1,265 @@
+// PayloadStore on any S3-compatible object store (AWS S3, R2, Ceph, versitygw, ...).
+//
+// Each object carries its SHA-256 twice: as the store's own full-object checksum (`ChecksumSHA256`, which the store
+// verifies on upload and returns on GetObject with ChecksumMode ENABLED) and as user metadata `x-amz-meta-sha256`,
+// which this adapter verifies itself on every read. The metadata copy is what catches bytes changed at rest: a
+// rewrite that keeps the old metadata gets a fresh store checksum, so only our own comparison notices it.
+//
+// What versitygw 1.7 (the test store) does, measured: it honours `If-None-Match: *` (412 PreconditionFailed on an
+// existing key), verifies `ChecksumSHA256` on PutObject (400 BadDigest on a mismatch) and returns it on GetObject as
+// a FULL_OBJECT checksum. Stores that reject conditional writes with 501 NotImplemented are handled by a HEAD-first
+// fallback (racy between two writers of the same key, which the app never has: a segment has one writer).
+//
+// Segments are single PutObjects: they are bounded by BATCHMEM_SEGMENT_MAX_BYTES (at most 64 MiB raw), far below
+// the 5 GiB single-request limit, and a single request keeps If-None-Match and the full-object checksum simple.
+import { createHash } from 'node:crypto';
+import {
+  ChecksumAlgorithm,
+  ChecksumMode,
+  CreateBucketCommand,
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  type BucketLocationConstraint,
+} from '@aws-sdk/client-s3';
+import {
+  PayloadChecksumError,
+  PayloadConflictError,
+  type PayloadObjectInfo,
+  type PayloadStore,
+} from '../../ports/payload-store.ts';
+import { OutageRetryStrategy } from './retry-strategy.ts';
+
+export interface S3PayloadStoreOptions {
+  bucket: string;
+  region: string;
+  /** For stores other than AWS, e.g. `http://localhost:7070`. */
+  endpoint?: string | undefined;
+  /** `https://host/bucket/key` instead of `https://bucket.host/key`; most self-hosted stores need it. */
+  forcePathStyle?: boolean | undefined;
+  /** Omit to use the SDK's default chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, profiles, instance roles). */
+  credentials?: { accessKeyId: string; secretAccessKey: string } | undefined;
+  /** How long one request keeps retrying while the store is unreachable or overloaded. Default 60 s. */
+  outageToleranceMs?: number | undefined;
+  /** A readiness check gives up after this long instead of waiting out an outage. Default 5 s. */
+  checkTimeoutMs?: number | undefined;
+}
+
+const metadataSha256 = 'sha256';
+// DeleteObjects takes at most 1000 keys, which is also ListObjectsV2's page size.
+const deletePageSize = 1000;
+
+interface S3Failure {
+  name?: string;
+  Code?: string;
+  $metadata?: { httpStatusCode?: number };
+}
+
+function status(error: unknown): number | undefined {
+  return (error as S3Failure | undefined)?.$metadata?.httpStatusCode;
+}
+
+function code(error: unknown): string | undefined {
+  const failure = error as S3Failure | undefined;
+  return failure?.Code ?? failure?.name;
+}
+
+const isNotFound = (error: unknown) => status(error) === 404 || code(error) === 'NoSuchKey' || code(error) === 'NotFound';
+
+export class S3PayloadStore implements PayloadStore {
+  readonly #client: S3Client;
+  readonly #bucket: string;
+  readonly #region: string;
+  readonly #where: string;
+  readonly #checkTimeoutMs: number;
+  /** Turned off the first time the store answers If-None-Match with 501 NotImplemented. */
+  #conditionalWrites = true;
+
+  constructor(options: S3PayloadStoreOptions) {
+    this.#bucket = options.bucket;
+    this.#region = options.region;
+    this.#where = `s3://${options.bucket}${options.endpoint ? ` at ${options.endpoint}` : ` in ${options.region}`}`;
+    this.#checkTimeoutMs = options.checkTimeoutMs ?? 5_000;
+    this.#client = new S3Client({
+      region: options.region,
+      ...(options.endpoint ? { endpoint: options.endpoint } : {}),
+      forcePathStyle: options.forcePathStyle ?? false,
+      ...(options.credentials ? { credentials: options.credentials } : {}),
+      retryStrategy: new OutageRetryStrategy({ outageToleranceMs: options.outageToleranceMs ?? 60_000 }),
+      // A hung connection must fail (and be retried) rather than stall a segment forever.
+      requestHandler: { connectionTimeout: 3_000, requestTimeout: 30_000 },
+    });
+  }
+
+  async put(key: string, body: Uint8Array, info: PayloadObjectInfo): Promise<void> {
+    if (!this.#conditionalWrites) {
+      if (await this.#sameAsStored(key, body)) return;
+    }
+    const command = (conditional: boolean) =>
+      new PutObjectCommand({
+        Bucket: this.#bucket,
+        Key: key,
+        Body: body,
+        ContentLength: body.byteLength,
+        ContentType: info.contentType,
+        ContentEncoding: info.contentEncoding,
+        ChecksumAlgorithm: ChecksumAlgorithm.SHA256,
+        ChecksumSHA256: Buffer.from(info.sha256Hex, 'hex').toString('base64'),
+        Metadata: { [metadataSha256]: info.sha256Hex },
+        ...(conditional ? { IfNoneMatch: '*' } : {}),
+      });
+    try {
+      await this.#client.send(command(this.#conditionalWrites));
+    } catch (error) {
+      if (this.#conditionalWrites && (status(error) === 501 || code(error) === 'NotImplemented')) {
+        this.#conditionalWrites = false;
+        return this.put(key, body, info);
+      }
+      // 412: the key exists. A retried write (ours, or the SDK's after a lost response) is fine if the bytes match.
+      // 409 ConditionalRequestConflict: a concurrent write of the same key; the comparison settles it the same way.
+      if (status(error) !== 412 && status(error) !== 409) throw error;
+      if (!(await this.#sameAsStored(key, body))) {
+        throw new PayloadConflictError(`${this.#where}/${key} already holds different bytes`);
+      }
+    }
+  }
+
+  /** `false` when the key is free; `true` when it holds these bytes; a conflict when it holds others. */
+  async #sameAsStored(key: string, body: Uint8Array): Promise<boolean> {
+    let existing: Uint8Array | undefined;
+    try {
+      existing = await this.get(key);
+    } catch (error) {
+      // A corrupt object under our key is not ours to overwrite, and certainly not the same bytes.
+      if (error instanceof PayloadChecksumError) throw new PayloadConflictError(`${this.#where}/${key}: ${error.message}`);
+      throw error;
+    }
+    if (existing === undefined) return false;
+    if (Buffer.from(existing.buffer, existing.byteOffset, existing.byteLength).equals(body)) return true;
+    throw new PayloadConflictError(`${this.#where}/${key} already holds different bytes`);
+  }
+
+  async get(key: string): Promise<Uint8Array | undefined> {
+    let bytes: Uint8Array;
+    let expectedHex: string | undefined;
+    let storeChecksum: string | undefined;
+    try {
+      const response = await this.#client.send(
+        new GetObjectCommand({ Bucket: this.#bucket, Key: key, ChecksumMode: ChecksumMode.ENABLED }),
+      );
+      expectedHex = response.Metadata?.[metadataSha256]?.toLowerCase();
+      storeChecksum = response.ChecksumType === 'COMPOSITE' ? undefined : response.ChecksumSHA256;
+      // The SDK checks the store's checksum as the body streams in and fails the read on a mismatch.
+      bytes = await response.Body!.transformToByteArray();
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      if (/checksum mismatch/i.test((error as Error).message)) {
+        throw new PayloadChecksumError(`${key}: SHA-256 checksum mismatch reported by the store: ${(error as Error).message}`);
+      }
+      throw error;
+    }
+    const actual = createHash('sha256').update(bytes).digest();
+    const actualHex = actual.toString('hex');
+    if (expectedHex !== undefined && expectedHex !== actualHex) {
+      throw new PayloadChecksumError(`${key}: SHA-256 checksum mismatch: stored ${expectedHex}, read ${actualHex}`);
+    }
+    if (storeChecksum !== undefined && storeChecksum !== actual.toString('base64')) {
+      const storedHex = Buffer.from(storeChecksum, 'base64').toString('hex');
+      throw new PayloadChecksumError(`${key}: SHA-256 checksum mismatch: store has ${storedHex}, read ${actualHex}`);
+    }
+    return bytes;
+  }
+
+  async deletePrefix(prefix: string): Promise<number> {
+    // A prefix names a folder: `org/abc` must not take `org/abcd` with it.
+    const folder = prefix.endsWith('/') ? prefix : `${prefix}/`;
+    let removed = 0;
+    let continuationToken: string | undefined;
+    do {
+      const page = await this.#client.send(
+        new ListObjectsV2Command({
+          Bucket: this.#bucket,
+          Prefix: folder,
+          MaxKeys: deletePageSize,
+          ...(continuationToken ? { ContinuationToken: continuationToken } : {}),
+        }),
+      );
+      const keys = (page.Contents ?? []).flatMap((object) => (object.Key ? [{ Key: object.Key }] : []));
+      if (keys.length > 0) {
+        const result = await this.#client.send(
+          new DeleteObjectsCommand({ Bucket: this.#bucket, Delete: { Objects: keys, Quiet: true } }),
+        );
+        const failures = result.Errors ?? [];
+        if (failures.length > 0) {
+          const first = failures[0]!;
+          throw new Error(
+            `could not delete ${failures.length} of ${keys.length} objects under ${this.#where}/${folder}: ` +
+              `${first.Key}: ${first.Code} ${first.Message ?? ''}`.trim(),
+          );
+        }
+        removed += keys.length;
+      }
+      continuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (continuationToken);
+    return removed;
+  }
+
+  async check(): Promise<void> {
+    try {
+      await this.#client.send(new HeadBucketCommand({ Bucket: this.#bucket }), {
+        abortSignal: AbortSignal.timeout(this.#checkTimeoutMs),
+      });
+    } catch (error) {
+      throw new Error(this.#describeBucketFailure(error), { cause: error });
+    }
+  }
+
+  /** For `batchmem migrate`: creates the bucket unless it exists. Safe to run any number of times. */
+  async ensureBucket(): Promise<'created' | 'exists'> {
+    try {
+      await this.#client.send(new HeadBucketCommand({ Bucket: this.#bucket }));
+      return 'exists';
+    } catch (error) {
+      if (status(error) !== 404) throw new Error(this.#describeBucketFailure(error), { cause: error });
+    }
+    try {
+      await this.#client.send(
+        new CreateBucketCommand({
+          Bucket: this.#bucket,
+          // us-east-1 is the default location and AWS rejects it when named explicitly.
+          ...(this.#region === 'us-east-1'
+            ? {}
+            : { CreateBucketConfiguration: { LocationConstraint: this.#region as BucketLocationConstraint } }),
+        }),
+      );
+      return 'created';
+    } catch (error) {
+      // Another process created it between our HEAD and CREATE.
+      if (code(error) === 'BucketAlreadyOwnedByYou') return 'exists';
+      throw new Error(`could not create ${this.#where}: ${code(error) ?? ''} ${(error as Error).message}`.trim(), {
+        cause: error,
+      });
+    }
+  }
+
+  #describeBucketFailure(error: unknown): string {
+    const httpStatus = status(error);
+    if (httpStatus === 404) return `${this.#where} does not exist; run \`batchmem migrate\` to create it`;
+    if (httpStatus === 403) {
+      return `${this.#where} refuses access (403): check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and the bucket policy`;
+    }
+    if (httpStatus === 301) return `${this.#where} is in another region than BATCHMEM_S3_REGION=${this.#region}`;
+    const reason = (error as Error).name === 'TimeoutError' || (error as Error).name === 'AbortError'
+      ? `no answer within ${this.#checkTimeoutMs} ms`
+      : `${code(error) ?? ''} ${(error as Error).message}`.trim();
+    return `${this.#where} is not reachable: ${reason}`;
+  }
+
+  async close(): Promise<void> {
+    this.#client.destroy();
+  }
+}
