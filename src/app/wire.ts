@@ -5,6 +5,7 @@ import { SqliteBatchRepository } from '../adapters/local/batch-repository.ts';
 import { SqliteMemorySink } from '../adapters/local/memory-sink.ts';
 import { LocalOrchestrator } from '../adapters/local/orchestrator.ts';
 import { FilePayloadStore } from '../adapters/local/payload-store.ts';
+import { S3PayloadStore } from '../adapters/s3/payload-store.ts';
 import { FaultySink } from '../adapters/faults/memory-sink.ts';
 import { HttpWebhookNotifier } from '../adapters/webhook/notifier.ts';
 import type { BatchRepository } from '../ports/batch-repository.ts';
@@ -58,7 +59,13 @@ async function payloadStore(config: Config): Promise<PayloadStore> {
     case 'file':
       return new FilePayloadStore(join(config.BATCHMEM_DATA_DIR, 'payloads'));
     case 's3':
-      throw new Error('BATCHMEM_PAYLOADS=s3 is not wired yet');
+      // Credentials come from the SDK's default chain (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, profiles, roles).
+      return new S3PayloadStore({
+        bucket: config.BATCHMEM_S3_BUCKET!,
+        region: config.BATCHMEM_S3_REGION,
+        endpoint: config.BATCHMEM_S3_ENDPOINT,
+        forcePathStyle: config.BATCHMEM_S3_FORCE_PATH_STYLE,
+      });
     case 'parse':
       throw new Error('BATCHMEM_PAYLOADS=parse is not wired yet');
   }
