@@ -1,0 +1,75 @@
+#!/usr/bin/env node
+// The `batchmem` command: serve, worker, submit, status, migrate.
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig } from './config.ts';
+
+const usage = `usage: batchmem <command> [options]
+
+commands:
+  serve                          start the API (and, on embedded defaults, the in-process worker)
+  worker                         start a Temporal worker (BATCHMEM_ORCHESTRATOR=temporal)
+  submit <file.ndjson|file.json> [--watch] [--url http://localhost:8787] [--key KEY] [--batch-id ID]
+                                 submit a batch file; --watch follows its progress
+  status <id> [--url ...] [--key KEY]
+                                 print a batch
+  migrate                        create what the configured backends need
+
+The API key for submit and status comes from --key or BATCHMEM_API_KEY.`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'serve': {
+      const { startServer } = await import('./server.ts');
+      const server = await startServer(loadConfig());
+      const stop = async (signal: string) => {
+        server.logger.info({ signal }, 'shutting down');
+        await server.close();
+        process.exit(0);
+      };
+      process.once('SIGTERM', () => void stop('SIGTERM'));
+      process.once('SIGINT', () => void stop('SIGINT'));
+      return new Promise<number>(() => {});
+    }
+    case 'worker': {
+      const { runWorkerCommand } = await import('./worker-command.ts');
+      return runWorkerCommand(loadConfig());
+    }
+    case 'migrate': {
+      const { migrate } = await import('./migrate.ts');
+      return migrate(loadConfig());
+    }
+    case 'submit':
+    case 'status': {
+      const { values, positionals } = parseArgs({
+        args: rest,
+        allowPositionals: true,
+        options: {
+          url: { type: 'string', default: process.env.BATCHMEM_URL ?? 'http://localhost:8787' },
+          key: { type: 'string', default: process.env.BATCHMEM_API_KEY },
+          watch: { type: 'boolean', default: false },
+          'batch-id': { type: 'string' },
+        },
+      });
+      const target = positionals[0];
+      if (!target || !values.key) {
+        process.stderr.write(`${command} needs ${target ? 'an API key (--key or BATCHMEM_API_KEY)' : 'an argument'}\n\n${usage}\n`);
+        return 2;
+      }
+      const client = await import('./client-commands.ts');
+      const options = { url: values.url!, key: values.key, watch: values.watch!, batchId: values['batch-id'] };
+      return command === 'submit' ? client.submitFile(target, options) : client.printStatus(target, options);
+    }
+    default:
+      process.stderr.write(`${usage}\n`);
+      return command === undefined || command === 'help' || command === '--help' ? 0 : 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    process.stderr.write(error instanceof ConfigError ? `${error.message}\n` : `${(error as Error).stack ?? error}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,300 @@
+// The HTTP API. Handlers stay thin: validate at the edge, call one use case, map its result to a response.
+import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
+import { swaggerUI } from '@hono/swagger-ui';
+import type { Context as HonoContext } from 'hono';
+import { requestId } from 'hono/request-id';
+import { streamSSE } from 'hono/streaming';
+import { type Batch, batchIdPattern, batchKey } from '../../domain/batch.ts';
+import { InvalidCursorError } from '../../ports/batch-repository.ts';
+import type { ApiKeyring } from '../api-keys.ts';
+import { batchResource } from '../batch-resource.ts';
+import type { OrchestratedContext } from '../context.ts';
+import { AppFailure, notFound, validation } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import type { Metrics } from '../metrics.ts';
+import { cancelBatch } from '../use-cases/cancel-batch.ts';
+import { getBatch, listBatches, listErrors, listResults } from '../use-cases/read-batches.ts';
+import { findExisting, type SubmitOptions, submitBatch } from '../use-cases/submit-batch.ts';
+import { watchBatch } from '../use-cases/watch-batch.ts';
+import { type AuthEnv, requireApiKey } from './auth.ts';
+import { jsonBatch, ndjsonItems } from './body.ts';
+import { appErrorResponse, problemResponse } from './problem.ts';
+import * as doc from './schemas.ts';
+
+export interface HttpDeps {
+  ctx: OrchestratedContext;
+  keys: ApiKeyring;
+  logger: Logger;
+  metrics: Metrics;
+  maxJsonBodyBytes: number;
+  /** Extra readiness checks beyond the ports (e.g. Temporal's connection). */
+  ready?: () => Promise<void>;
+}
+
+const problemResponses = {
+  400: { description: 'Invalid request', content: { 'application/problem+json': { schema: doc.ProblemDoc } } },
+  401: { description: 'Missing or unknown API key', content: { 'application/problem+json': { schema: doc.ProblemDoc } } },
+  404: { description: 'No such batch for this tenant', content: { 'application/problem+json': { schema: doc.ProblemDoc } } },
+};
+
+const security = [{ bearer: [] }];
+
+const routes = {
+  get: createRoute({
+    method: 'get', path: '/v1/batch/{id}', security, request: { params: doc.BatchIdParam },
+    responses: { 200: { description: 'The batch', content: { 'application/json': { schema: doc.BatchDoc } } }, ...problemResponses },
+  }),
+  list: createRoute({
+    method: 'get', path: '/v1/batch', security, request: { query: doc.ListQuery },
+    responses: { 200: { description: 'Batches, newest first', content: { 'application/json': { schema: doc.BatchPageDoc } } }, ...problemResponses },
+  }),
+  cancel: createRoute({
+    method: 'post', path: '/v1/batch/{id}/cancel', security, request: { params: doc.BatchIdParam },
+    responses: {
+      202: { description: 'Cancelling', content: { 'application/json': { schema: doc.BatchDoc } } },
+      409: { description: 'Already final', content: { 'application/problem+json': { schema: doc.ProblemDoc } } },
+      ...problemResponses,
+    },
+  }),
+  results: createRoute({
+    method: 'get', path: '/v1/batch/{id}/results', security, request: { params: doc.BatchIdParam, query: doc.PageQuery },
+    responses: { 200: { description: 'Per-item results by index', content: { 'application/json': { schema: doc.ResultPageDoc } } }, ...problemResponses },
+  }),
+  errors: createRoute({
+    method: 'get', path: '/v1/batch/{id}/errors', security, request: { params: doc.BatchIdParam, query: doc.PageQuery },
+    responses: { 200: { description: 'Per-item errors by index', content: { 'application/json': { schema: doc.ErrorPageDoc } } }, ...problemResponses },
+  }),
+  events: createRoute({
+    method: 'get', path: '/v1/batch/{id}/events', security, request: { params: doc.BatchIdParam },
+    responses: { 200: { description: 'Server-Sent Events: `progress` on every change, then `done`', content: { 'text/event-stream': { schema: z.string() } } }, ...problemResponses },
+  }),
+};
+
+const ndjsonTypes = new Set(['application/x-ndjson', 'application/ndjson', 'application/jsonl']);
+
+function mediaType(header: string | undefined): { type: string; charset?: string | undefined } {
+  const [type = '', ...params] = (header ?? '').split(';').map((part) => part.trim().toLowerCase());
+  const charset = params.find((p) => p.startsWith('charset='))?.slice('charset='.length).replace(/"/g, '');
+  return { type, charset };
+}
+
+const idempotencyKeyPattern = /^[\x21-\x7e]{1,255}$/;
+
+export function createHttpApp(deps: HttpDeps) {
+  const { ctx, logger, metrics } = deps;
+  const app = new OpenAPIHono<AuthEnv>({
+    defaultHook: (result, c) => {
+      if (result.success) return;
+      const errors = result.error.issues.map((issue) => ({ path: issue.path.map(String).join('.'), message: issue.message }));
+      return problemResponse(c, 400, 'Invalid request', errors.map((e) => `${e.path}: ${e.message}`).join('; '), errors);
+    },
+  });
+
+  app.use(requestId());
+  app.use(async (c, next) => {
+    const startedAt = performance.now();
+    await next();
+    const route = c.req.routePath || 'unmatched';
+    const durationMs = performance.now() - startedAt;
+    metrics.httpRequest(c.req.method, route, c.res.status, durationMs);
+    // Method, route pattern, status and timing only: headers and bodies (keys, secrets) are never logged.
+    logger.info({ requestId: c.get('requestId'), method: c.req.method, route, status: c.res.status, ms: Math.round(durationMs) }, 'request');
+  });
+
+  app.onError((error, c) => {
+    if (error instanceof AppFailure) return appErrorResponse(c, error.error);
+    if (error instanceof InvalidCursorError) return appErrorResponse(c, validation('cursor is not valid', [{ path: 'cursor', message: 'must come from next_cursor' }]));
+    logger.error({ requestId: c.get('requestId'), err: { name: error.name, message: error.message, stack: error.stack } }, 'unhandled error');
+    return problemResponse(c, 500, 'Internal error', `the request failed; quote request id ${c.get('requestId')}`);
+  });
+  app.notFound((c) => problemResponse(c, 404, 'Not found', `no route for ${c.req.method} ${c.req.path}`));
+
+  app.get('/healthz', (c) => c.json({ status: 'ok' }));
+  app.get('/readyz', async (c) => {
+    const checks: Record<string, () => Promise<void>> = {
+      batches: () => ctx.batches.check(),
+      payloads: () => ctx.payloads.check(),
+      sink: () => ctx.sink.check(),
+      orchestrator: () => ctx.orchestrator.check(),
+      ...(deps.ready ? { extra: deps.ready } : {}),
+    };
+    const results = await Promise.all(
+      Object.entries(checks).map(async ([name, check]) => {
+        try {
+          await check();
+          return [name, 'ok'] as const;
+        } catch (error) {
+          return [name, (error as Error).message] as const;
+        }
+      }),
+    );
+    const failing = results.filter(([, state]) => state !== 'ok');
+    if (failing.length === 0) return c.json({ status: 'ready', checks: Object.fromEntries(results) });
+    return problemResponse(c, 503, 'Service unavailable', failing.map(([name, state]) => `${name}: ${state}`).join('; '));
+  });
+  app.get('/metrics', async (c) => c.text(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }));
+
+  app.use('/v1/*', requireApiKey(deps.keys));
+
+  const withBatchId = (c: HonoContext<AuthEnv>, id: string) => {
+    if (!batchIdPattern.test(id)) throw new AppFailure(notFound(`batch ${id.slice(0, 64)}`));
+    return c.get('tenant');
+  };
+
+  // Submit reads its body as a stream, so it is a plain route; its contract is documented below for OpenAPI.
+  app.post('/v1/memory/batch', async (c) => {
+    const tenant = c.get('tenant');
+    const { type, charset } = mediaType(c.req.header('content-type'));
+    const isJson = type === 'application/json';
+    if (!isJson && !ndjsonTypes.has(type)) {
+      return problemResponse(c, 415, 'Unsupported media type', 'send application/json or application/x-ndjson');
+    }
+    if (charset && charset !== 'utf-8' && charset !== 'utf8') {
+      return problemResponse(c, 415, 'Unsupported media type', `charset ${charset} is not supported; use utf-8`);
+    }
+    const idempotencyKey = c.req.header('idempotency-key');
+    if (idempotencyKey !== undefined && !idempotencyKeyPattern.test(idempotencyKey)) {
+      return appErrorResponse(c, validation('Idempotency-Key must be 1 to 255 visible ASCII characters', [{ path: 'Idempotency-Key', message: 'invalid' }]));
+    }
+    const declaredLength = Number(c.req.header('content-length') ?? '0');
+    if (isJson && declaredLength > deps.maxJsonBodyBytes) {
+      return problemResponse(c, 413, 'Payload too large', `a JSON body may be at most ${deps.maxJsonBodyBytes} bytes; send NDJSON for larger batches`);
+    }
+    const body = c.req.raw.body;
+    if (!body) return appErrorResponse(c, validation('the body is empty', [{ path: '', message: 'empty' }]));
+
+    const early: SubmitOptions = { idempotencyKey };
+    let items: AsyncIterable<unknown>;
+    let options: () => SubmitOptions;
+    if (isJson) {
+      const parsed = jsonBatch(body, deps.maxJsonBodyBytes);
+      items = parsed.items;
+      options = () => ({ ...early, ...envelopeOptions(parsed.envelope) });
+    } else {
+      const query = { batchId: c.req.query('batch_id'), webhookUrl: c.req.query('webhook_url'), webhookSecret: c.req.header('webhook-secret') };
+      checkBatchId(query.batchId);
+      Object.assign(early, query);
+      items = ndjsonItems(body);
+      options = () => early;
+    }
+    const existing = await findExisting(ctx, tenant, early);
+    if (existing) {
+      await body.cancel().catch(() => undefined);
+      return c.json(batchResource(existing), 200);
+    }
+    const result = await submitBatch(ctx, { tenant, requestId: c.get('requestId'), items, options });
+    if (!result.ok) return appErrorResponse(c, result.error);
+    const { batch, created, generatedSecret } = result.value;
+    if (created) metrics.batchSubmitted(batch.payload.storedBytes ? batch.payload.rawBytes / batch.payload.storedBytes : 0, batch.counts.total);
+    const resource = generatedSecret ? { ...batchResource(batch), webhook_secret: generatedSecret } : batchResource(batch);
+    c.header('location', `/v1/batch/${batch.id}`);
+    return c.json(resource, created ? 202 : 200);
+  });
+
+  app.openapi(routes.get, async (c) => {
+    const { id } = c.req.valid('param');
+    const result = await getBatch(ctx, withBatchId(c, id), id);
+    if (!result.ok) return appErrorResponse(c, result.error) as never;
+    return c.json(batchResource(result.value), 200);
+  });
+
+  app.openapi(routes.list, async (c) => {
+    const query = c.req.valid('query');
+    const page = await listBatches(ctx, c.get('tenant'), query);
+    return c.json({ data: page.items.map(batchResource), next_cursor: page.nextCursor }, 200);
+  });
+
+  app.openapi(routes.cancel, async (c) => {
+    const { id } = c.req.valid('param');
+    const result = await cancelBatch(ctx, withBatchId(c, id), id);
+    if (!result.ok) return appErrorResponse(c, result.error) as never;
+    return c.json(batchResource(result.value), 202);
+  });
+
+  app.openapi(routes.results, async (c) => {
+    const { id } = c.req.valid('param');
+    const result = await listResults(ctx, withBatchId(c, id), id, c.req.valid('query'));
+    if (!result.ok) return appErrorResponse(c, result.error) as never;
+    return c.json({ data: result.value.items, next_cursor: result.value.nextCursor }, 200);
+  });
+
+  app.openapi(routes.errors, async (c) => {
+    const { id } = c.req.valid('param');
+    const result = await listErrors(ctx, withBatchId(c, id), id, c.req.valid('query'));
+    if (!result.ok) return appErrorResponse(c, result.error) as never;
+    return c.json({ data: result.value.items, next_cursor: result.value.nextCursor }, 200);
+  });
+
+  app.openapi(routes.events, async (c) => {
+    const { id } = c.req.valid('param');
+    const tenant = withBatchId(c, id);
+    const found = await getBatch(ctx, tenant, id);
+    if (!found.ok) return appErrorResponse(c, found.error) as never;
+    return streamSSE(c, async (stream) => {
+      const abort = new AbortController();
+      stream.onAbort(() => abort.abort());
+      let last: Batch | undefined;
+      let sequence = 0;
+      for await (const batch of watchBatch(ctx, batchKey(tenant.organization, id), abort.signal)) {
+        last = batch;
+        sequence += 1;
+        await stream.writeSSE({ event: 'progress', id: String(sequence), data: JSON.stringify(batchResource(batch)) });
+      }
+      if (last && !abort.signal.aborted) {
+        await stream.writeSSE({ event: 'done', id: String(sequence + 1), data: JSON.stringify(batchResource(last)) });
+      }
+    }) as never;
+  });
+
+  app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
+  app.openAPIRegistry.registerPath({
+    method: 'post',
+    path: '/v1/memory/batch',
+    summary: 'Submit a batch of memories (JSON or NDJSON, streamed)',
+    security,
+    request: {
+      query: z.object({ batch_id: z.string().optional(), webhook_url: z.string().optional() }),
+      headers: z.object({ 'idempotency-key': z.string().optional(), 'webhook-secret': z.string().optional() }),
+      body: {
+        content: {
+          'application/json': { schema: doc.SubmitJsonDoc },
+          'application/x-ndjson': { schema: z.string().openapi({ description: 'One MemoryItem as JSON per line' }) },
+        },
+      },
+    },
+    responses: {
+      202: { description: 'Accepted: stored and started', content: { 'application/json': { schema: doc.BatchDoc } } },
+      200: { description: 'A repeated submission: the existing batch', content: { 'application/json': { schema: doc.BatchDoc } } },
+      ...problemResponses,
+      413: { description: 'Too many memories or too large a body', content: { 'application/problem+json': { schema: doc.ProblemDoc } } },
+      415: { description: 'Not JSON or NDJSON', content: { 'application/problem+json': { schema: doc.ProblemDoc } } },
+    },
+  });
+  app.doc31('/openapi.json', {
+    openapi: '3.1.0',
+    info: { title: 'batchmem', version: '0.1.0', description: 'Durable, exactly-once ingestion of large batches of AI memories.' },
+  });
+  app.get('/docs', swaggerUI({ url: '/openapi.json' }));
+  return app;
+}
+
+function checkBatchId(batchId: unknown): void {
+  if (batchId === undefined) return;
+  if (typeof batchId !== 'string' || !batchIdPattern.test(batchId)) {
+    throw new AppFailure(validation('batch_id must match [A-Za-z0-9_-]{1,64}', [{ path: 'batch_id', message: 'must match [A-Za-z0-9_-]{1,64}' }]));
+  }
+}
+
+function envelopeOptions(envelope: { batch_id?: unknown; webhook_url?: unknown; webhook_secret?: unknown }): SubmitOptions {
+  checkBatchId(envelope.batch_id);
+  for (const field of ['webhook_url', 'webhook_secret'] as const) {
+    if (envelope[field] !== undefined && typeof envelope[field] !== 'string') {
+      throw new AppFailure(validation(`${field} must be a string`, [{ path: field, message: 'must be a string' }]));
+    }
+  }
+  return {
+    batchId: envelope.batch_id as string | undefined,
+    webhookUrl: envelope.webhook_url as string | undefined,
+    webhookSecret: envelope.webhook_secret as string | undefined,
+  };
+}

@@ -1,0 +1,139 @@
+// Streaming readers for the two submit formats. Neither holds the whole body: items are yielded as they arrive,
+// so memory stays flat whatever the batch size. Malformed input throws AppFailure with the line or position.
+import { JSONParser } from '@streamparser/json';
+import { AppFailure, validation, type AppError } from '../errors.ts';
+
+function badBody(detail: string, path = ''): AppFailure {
+  return new AppFailure(validation(detail, [{ path, message: detail }]));
+}
+
+/** Decodes UTF-8 strictly: invalid bytes are a client error, not replacement characters. */
+async function* utf8Chunks(body: ReadableStream<Uint8Array>, maxBytes: number): AsyncGenerator<string> {
+  const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
+  let total = 0;
+  const reader = body.getReader();
+  let finished = false;
+  try {
+    for (;;) {
+      const { done, value: chunk } = await reader.read();
+      if (done) break;
+      total += chunk.byteLength;
+      if (total > maxBytes) {
+        throw new AppFailure({ kind: 'payload_too_large', detail: `the body is larger than ${maxBytes} bytes` });
+      }
+      try {
+        yield decoder.decode(chunk, { stream: true });
+      } catch {
+        throw badBody('the body is not valid UTF-8');
+      }
+    }
+    finished = true;
+  } finally {
+    // Rejected early: stop reading the rest of the upload.
+    if (!finished) await reader.cancel().catch(() => undefined);
+  }
+  try {
+    yield decoder.decode();
+  } catch {
+    throw badBody('the body is not valid UTF-8 (it ends inside a character)');
+  }
+}
+
+/** One JSON value per line; blank lines are skipped. Line numbers in errors are 1-based. */
+export async function* ndjsonItems(body: ReadableStream<Uint8Array>): AsyncGenerator<unknown> {
+  let pending = '';
+  let line = 0;
+  const parse = (text: string): unknown => {
+    line += 1;
+    if (text.trim() === '') return undefined;
+    try {
+      return JSON.parse(text) as unknown;
+    } catch (error) {
+      throw badBody(`line ${line} is not valid JSON: ${(error as Error).message}`, `line ${line}`);
+    }
+  };
+  for await (const text of utf8Chunks(body, Number.MAX_SAFE_INTEGER)) {
+    pending += text;
+    let newline = pending.indexOf('\n');
+    while (newline >= 0) {
+      const value = parse(pending.slice(0, newline).replace(/\r$/, ''));
+      if (value !== undefined) yield value;
+      pending = pending.slice(newline + 1);
+      newline = pending.indexOf('\n');
+    }
+    if (pending.length > 64 * 1024 * 1024) throw badBody(`line ${line + 1} is longer than 64 MiB`);
+  }
+  const last = parse(pending);
+  if (last !== undefined) yield last;
+}
+
+export interface JsonEnvelope {
+  batch_id?: unknown;
+  webhook_url?: unknown;
+  webhook_secret?: unknown;
+}
+
+const envelopeFields = new Set(['memories', 'batch_id', 'webhook_url', 'webhook_secret']);
+
+/**
+ * Items of `{memories: [...], batch_id?, webhook_url?, webhook_secret?}` as they stream in. The other fields may
+ * come before or after the memories; `envelope` holds them once the body has been read to its end.
+ */
+export function jsonBatch(body: ReadableStream<Uint8Array>, maxBytes: number) {
+  const envelope: JsonEnvelope = {};
+  let sawMemories = false;
+  let failure: AppFailure | undefined;
+  const ready: unknown[] = [];
+  const parser = new JSONParser({ paths: ['$.*', '$.memories.*'], keepStack: false });
+  let started = false;
+  parser.onValue = ({ value, key, stack }) => {
+    if (failure) return;
+    if (stack.length === 2) {
+      // Under $.memories: only an array's elements are items.
+      if (typeof key !== 'number') failure = badBody('memories must be an array', 'memories');
+      else ready.push(value);
+      return;
+    }
+    if (typeof key !== 'string') {
+      failure = badBody('the body must be a JSON object with a memories array');
+    } else if (!envelopeFields.has(key)) {
+      failure = badBody(`unknown field ${JSON.stringify(key.slice(0, 64))}`, key.slice(0, 64));
+    } else if (key === 'memories') {
+      if (!Array.isArray(value)) failure = badBody('memories must be an array', 'memories');
+      sawMemories = true;
+    } else {
+      envelope[key as keyof JsonEnvelope] = value;
+    }
+  };
+  async function* items(): AsyncGenerator<unknown> {
+    for await (const text of utf8Chunks(body, maxBytes)) {
+      if (!started && text.trim() !== '') {
+        started = true;
+        if (!text.trimStart().startsWith('{')) throw badBody('the body must be a JSON object with a memories array');
+      }
+      try {
+        parser.write(text);
+      } catch (error) {
+        throw badBody(`the body is not valid JSON: ${(error as Error).message}`);
+      }
+      if (failure) throw failure;
+      while (ready.length > 0) yield ready.shift();
+    }
+    if (!started) throw badBody('the body is empty');
+    if (!parser.isEnded) {
+      try {
+        parser.end();
+      } catch (error) {
+        throw badBody(`the body is not valid JSON: ${(error as Error).message}`);
+      }
+    }
+    if (failure) throw failure;
+    while (ready.length > 0) yield ready.shift();
+    if (!sawMemories) throw badBody('memories is required', 'memories');
+  }
+  return { items: items(), envelope };
+}
+
+export function isAppFailure(error: unknown): error is AppFailure & { error: AppError } {
+  return error instanceof AppFailure;
+}

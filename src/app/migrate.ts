@@ -1,0 +1,14 @@
+// `batchmem migrate`: creates what the configured backends need. SQLite and files create themselves on open.
+import type { Config } from './config.ts';
+import { buildContext } from './wire.ts';
+
+export async function migrate(config: Config): Promise<number> {
+  const ctx = await buildContext(config);
+  try {
+    await Promise.all([ctx.batches.check(), ctx.payloads.check(), ctx.sink.check()]);
+    process.stdout.write(`store=${config.BATCHMEM_STORE} payloads=${config.BATCHMEM_PAYLOADS} sink=${config.BATCHMEM_SINK}: ready\n`);
+    return 0;
+  } finally {
+    await Promise.allSettled([ctx.batches.close(), ctx.payloads.close(), ctx.sink.close()]);
+  }
+}

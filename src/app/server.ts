@@ -1,0 +1,57 @@
+// Starts the API process: configuration, adapters, HTTP server, background work, graceful shutdown.
+import { serve } from '@hono/node-server';
+import type { AddressInfo } from 'node:net';
+import { keyring, loadApiKeys } from './api-keys.ts';
+import type { Config } from './config.ts';
+import { createHttpApp } from './http/app.ts';
+import { createLogger, type Logger } from './logger.ts';
+import { createMetrics } from './metrics.ts';
+import { buildRuntime } from './wire.ts';
+
+export interface RunningServer {
+  port: number;
+  logger: Logger;
+  close(): Promise<void>;
+}
+
+export async function startServer(config: Config): Promise<RunningServer> {
+  const logger = createLogger(config.BATCHMEM_LOG_LEVEL);
+  const metrics = createMetrics();
+  const { keys, generated } = loadApiKeys(config);
+  if (generated) {
+    // Shown once, on the terminal, when the key is created; never through the logger.
+    process.stderr.write(`\nbatchmem created an API key (kept in ${generated.path}):\n\n  ${generated.key}\n\n`);
+  }
+  const runtime = await buildRuntime(config, logger, metrics);
+  const app = createHttpApp({
+    ctx: runtime.ctx,
+    keys: keyring(keys),
+    logger,
+    metrics,
+    maxJsonBodyBytes: config.BATCHMEM_MAX_JSON_BODY_BYTES,
+  });
+  const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
+    const s = serve({ fetch: app.fetch, port: config.BATCHMEM_PORT, hostname: config.BATCHMEM_HOST }, () => resolve(s));
+  });
+  const port = (server.address() as AddressInfo).port;
+  logger.info(
+    {
+      port,
+      store: config.BATCHMEM_STORE,
+      payloads: config.BATCHMEM_PAYLOADS,
+      sink: config.BATCHMEM_SINK,
+      orchestrator: config.BATCHMEM_ORCHESTRATOR,
+      apiKeys: keys.length,
+    },
+    'batchmem is listening',
+  );
+  await runtime.startBackground();
+  return {
+    port,
+    logger,
+    async close() {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await runtime.close();
+    },
+  };
+}
