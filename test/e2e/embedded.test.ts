@@ -1,0 +1,52 @@
+// The end-to-end suite on embedded defaults (SQLite, files, in-process runner), plus a crash in the middle of a batch.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { apiClient, ndjsonStream } from '../support/api-client.ts';
+import { tempDir } from '../support/local-context.ts';
+import { serverProcess, type ServerProcess } from '../support/server-process.ts';
+import { commonEnv, httpEndToEndSuite, testKeys } from './http.suite.ts';
+
+httpEndToEndSuite(
+  'embedded defaults',
+  async () => {
+    const dir = tempDir();
+    return { env: { BATCHMEM_DATA_DIR: dir.path }, close: async () => dir.remove() };
+  },
+  { json: 10_000, ndjson: 100_000 },
+);
+
+describe('embedded defaults: a crash in the middle of a batch', () => {
+  const keys = testKeys();
+  const dir = tempDir();
+  let server: ServerProcess;
+  beforeAll(async () => {
+    // Small segments processed one at a time, so the kill lands mid-batch.
+    server = await serverProcess({
+      ...commonEnv(keys),
+      BATCHMEM_DATA_DIR: dir.path,
+      BATCHMEM_SEGMENT_MAX_ITEMS: '200',
+      BATCHMEM_SEGMENT_CONCURRENCY: '1',
+    });
+    await server.start();
+  });
+  afterAll(async () => {
+    await server.stop();
+    dir.remove();
+  });
+
+  it('completes after SIGKILL and restart, with every memory stored exactly once', async () => {
+    const api = apiClient(server.url, keys[0]!.key);
+    const total = 60_000;
+    expect((await api.submitNdjson(ndjsonStream(total), '?batch_id=crashy')).status).toBe(202);
+    const before = await api.waitFor('crashy', (b) => b.request_counts.processed > 0);
+    expect(before.request_counts.processed).toBeLessThan(total);
+    await server.kill();
+    await server.start();
+    const done = await api.waitForFinal('crashy');
+    expect(done.status).toBe('completed');
+    expect(done.request_counts).toEqual({ total, processed: total, succeeded: total, failed: 0 });
+    const results = await api.all<{ index: number; memory_id: string }>('/v1/batch/crashy/results');
+    expect(results.map((r) => r.index)).toEqual(Array.from({ length: total }, (_, i) => i));
+    expect(new Set(results.map((r) => r.memory_id)).size).toBe(total);
+    expect(server.output()).toContain('resumed unfinished batches');
+  });
+});
