@@ -1,0 +1,113 @@
+// The activities of `processBatch`. Each one calls one use case with the worker's context; the processing rules
+// live in the use cases, shared with the embedded orchestrator. Inputs and results are a few dozen bytes.
+import { ApplicationFailure, Context as ActivityContext } from '@temporalio/activity';
+import type { Context } from '../../app/context.ts';
+import { beginBatch } from '../../app/use-cases/begin-batch.ts';
+import { deliverWebhook } from '../../app/use-cases/deliver-webhook.ts';
+import { finalizeBatch } from '../../app/use-cases/finalize-batch.ts';
+import { processSegment } from '../../app/use-cases/process-segment.ts';
+import type { BatchStatus } from '../../domain/batch.ts';
+import type { Counts } from '../../domain/progress.ts';
+
+/**
+ * Timing and sizing the workflow applies, chosen by the worker's configuration. They reach the workflow through
+ * the `beginBatch` result (recorded in history, so replay sees the same values) instead of through its input,
+ * which stays at the batch key whatever the settings.
+ */
+export interface Tuning {
+  /** Segment activities one run keeps in flight. */
+  parallelism: number;
+  /** Segments one run covers before it continues as new; bounds each run's history. */
+  segmentsPerRun: number;
+  segmentMaxAttempts: number;
+  segmentStartToCloseMs: number;
+  segmentHeartbeatTimeoutMs: number;
+  segmentRetryInitialMs: number;
+  segmentRetryMaxMs: number;
+  webhookMaxAttempts: number;
+  webhookBaseDelayMs: number;
+  webhookMaxDelayMs: number;
+  webhookStartToCloseMs: number;
+}
+
+export interface RunPlan {
+  status: BatchStatus | 'missing';
+  segments: number;
+  counts: Counts;
+  /** Segments of this run's window whose outcome is already recorded. */
+  doneSegments: number[];
+  tuning: Tuning;
+}
+
+export type SegmentStep = { status: 'recorded'; counts: Counts } | { status: 'skipped'; reason: string };
+
+export interface FinalState {
+  status: BatchStatus | 'missing';
+  counts: Counts;
+}
+
+export type WebhookOutcome = 'delivered' | 'nothing_to_send';
+
+/** Failure types the workflow recognises; all are non-retryable. */
+export const failureTypes = {
+  segmentCorrupt: 'SegmentCorrupt',
+  webhookRejected: 'WebhookRejected',
+  webhookExhausted: 'WebhookExhausted',
+} as const;
+
+const noCounts: Counts = { total: 0, processed: 0, succeeded: 0, failed: 0 };
+
+export interface ActivityOptions {
+  /** Recorded with each segment's outcome: the Temporal worker identity. */
+  workerId: string;
+  tuning: Tuning;
+}
+
+export function createActivities(ctx: Context, options: ActivityOptions) {
+  const { tuning, workerId } = options;
+  return {
+    async beginBatch(input: { batchKey: string; fromSegment: number }): Promise<RunPlan> {
+      const plan = await beginBatch(ctx, input.batchKey);
+      if (!plan) return { status: 'missing', segments: 0, counts: noCounts, doneSegments: [], tuning };
+      const end = input.fromSegment + tuning.segmentsPerRun;
+      const doneSegments = plan.doneSegments.filter((segment) => segment >= input.fromSegment && segment < end);
+      return { status: plan.status, segments: plan.segments, counts: plan.counts, doneSegments, tuning };
+    },
+
+    async processSegment(input: { batchKey: string; segment: number }): Promise<SegmentStep> {
+      const activity = ActivityContext.current();
+      // A worker that dies stops heartbeating, and Temporal retries the segment elsewhere after the heartbeat
+      // timeout instead of waiting out the whole start-to-close timeout.
+      const heartbeat = setInterval(() => activity.heartbeat(), Math.max(250, tuning.segmentHeartbeatTimeoutMs / 4));
+      try {
+        activity.heartbeat();
+        const result = await processSegment(ctx, { key: input.batchKey, segment: input.segment, workerId });
+        if (!result.ok) throw ApplicationFailure.nonRetryable(result.error.reason, failureTypes.segmentCorrupt);
+        const step = result.value;
+        return step.status === 'recorded' ? { status: 'recorded', counts: step.counts } : step;
+      } finally {
+        clearInterval(heartbeat);
+      }
+    },
+
+    async finalizeBatch(input: { batchKey: string; failure?: string | undefined }): Promise<FinalState> {
+      const batch = await finalizeBatch(ctx, input.batchKey, input.failure);
+      return batch ? { status: batch.status, counts: batch.counts } : { status: 'missing', counts: noCounts };
+    },
+
+    /** One delivery attempt; Temporal's retry policy for this activity spaces out the next ones. */
+    async deliverWebhook(input: { batchKey: string }): Promise<WebhookOutcome> {
+      const step = await deliverWebhook(ctx, input.batchKey);
+      if (step.status === 'nothing_to_send') return 'nothing_to_send';
+      const { attempt, attempts } = step;
+      if (attempt.delivered) return 'delivered';
+      if (!attempt.retryable) throw ApplicationFailure.nonRetryable(attempt.error, failureTypes.webhookRejected);
+      if (attempts >= tuning.webhookMaxAttempts) {
+        throw ApplicationFailure.nonRetryable(`gave up after ${attempts} attempts: ${attempt.error}`, failureTypes.webhookExhausted);
+      }
+      throw ApplicationFailure.retryable(attempt.error, 'WebhookNotDelivered');
+    },
+  };
+}
+
+export type BatchActivities = ReturnType<typeof createActivities>;

@@ -1,0 +1,103 @@
+// The Orchestrator port on Temporal, the client side: connect, start `processBatch` by reference, signal, describe.
+import {
+  Client,
+  Connection,
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowNotFoundError,
+} from '@temporalio/client';
+import { workflowIdFor } from '../../domain/batch.ts';
+import type { Orchestrator } from '../../ports/orchestrator.ts';
+import { type BatchProgress, cancelSignal, processBatch, progressQuery } from './workflows.ts';
+
+export interface TemporalTarget {
+  /** gRPC frontend, `host:port`. */
+  address: string;
+  namespace: string;
+  taskQueue: string;
+}
+
+export async function connectClient(target: Pick<TemporalTarget, 'address' | 'namespace'>): Promise<Client> {
+  const connection = await Connection.connect({ address: target.address });
+  return new Client({ connection, namespace: target.namespace });
+}
+
+/**
+ * Starts `processBatch` with only the batch key as input. The workflow id is derived from the key, and
+ * - a start while a run of the batch is open joins it (conflict policy USE_EXISTING);
+ * - a start after the batch's workflow completed is refused by the server and answered with the same id
+ *   (reuse policy ALLOW_DUPLICATE_FAILED_ONLY), while a run that failed, timed out or was terminated may be
+ *   started again: the use cases pick the batch up where its ledger stands.
+ */
+export class TemporalOrchestrator implements Orchestrator {
+  readonly #client: Client;
+  readonly #taskQueue: string;
+  readonly #ownsConnection: boolean;
+
+  constructor(client: Client, options: { taskQueue: string; ownsConnection?: boolean }) {
+    this.#client = client;
+    this.#taskQueue = options.taskQueue;
+    this.#ownsConnection = options.ownsConnection ?? false;
+  }
+
+  static async connect(target: TemporalTarget): Promise<TemporalOrchestrator> {
+    return new TemporalOrchestrator(await connectClient(target), { taskQueue: target.taskQueue, ownsConnection: true });
+  }
+
+  get client(): Client {
+    return this.#client;
+  }
+
+  async start(batchKey: string): Promise<{ workflowId: string }> {
+    const workflowId = workflowIdFor(batchKey);
+    try {
+      await this.#client.workflow.start(processBatch, {
+        taskQueue: this.#taskQueue,
+        workflowId,
+        args: [{ batchKey }],
+        workflowIdConflictPolicy: 'USE_EXISTING',
+        workflowIdReusePolicy: 'ALLOW_DUPLICATE_FAILED_ONLY',
+      });
+    } catch (error) {
+      if (!(error instanceof WorkflowExecutionAlreadyStartedError)) throw error;
+    }
+    return { workflowId };
+  }
+
+  async cancel(batchKey: string): Promise<void> {
+    try {
+      await this.#client.workflow.getHandle(workflowIdFor(batchKey)).signal(cancelSignal);
+    } catch (error) {
+      // Not running (never started, or closed): nothing to stop.
+      if (!(error instanceof WorkflowNotFoundError)) throw error;
+    }
+  }
+
+  async describe(batchKey: string): Promise<{ workflowId: string; running: boolean } | undefined> {
+    const workflowId = workflowIdFor(batchKey);
+    try {
+      const description = await this.#client.workflow.getHandle(workflowId).describe();
+      return { workflowId, running: description.status.name === 'RUNNING' };
+    } catch (error) {
+      if (error instanceof WorkflowNotFoundError) return undefined;
+      throw error;
+    }
+  }
+
+  /** Live progress held by the running workflow, or undefined when no run of the batch is open. */
+  async progress(batchKey: string): Promise<BatchProgress | undefined> {
+    try {
+      return await this.#client.workflow.getHandle(workflowIdFor(batchKey)).query(progressQuery);
+    } catch (error) {
+      if (error instanceof WorkflowNotFoundError) return undefined;
+      throw error;
+    }
+  }
+
+  async check(): Promise<void> {
+    await this.#client.workflowService.getSystemInfo({});
+  }
+
+  async close(): Promise<void> {
+    if (this.#ownsConnection) await this.#client.connection.close();
+  }
+}

@@ -1,0 +1,113 @@
+// Builds a context on embedded storage (SQLite records and sink, file payloads) orchestrated by Temporal: the
+// TemporalOrchestrator on a real dev server, plus an in-process Temporal Worker running processBatch.
+import { join } from 'node:path';
+import { bundleWorkflowCode, DefaultLogger, Runtime, type WorkflowBundle } from '@temporalio/worker';
+import { SqliteBatchRepository } from '../../src/adapters/local/batch-repository.ts';
+import { SqliteMemorySink } from '../../src/adapters/local/memory-sink.ts';
+import { FilePayloadStore } from '../../src/adapters/local/payload-store.ts';
+import { TemporalOrchestrator } from '../../src/adapters/temporal/orchestrator.ts';
+import type { Tuning } from '../../src/adapters/temporal/activities.ts';
+import { createWorker, type TemporalWorker, workflowsPath } from '../../src/adapters/temporal/worker.ts';
+import { HttpWebhookNotifier } from '../../src/adapters/webhook/notifier.ts';
+import { type Context, defaultSettings, type OrchestratedContext, type Settings } from '../../src/app/context.ts';
+import type { MemorySink } from '../../src/ports/memory-sink.ts';
+import { systemClock } from '../../src/ports/clock.ts';
+import { uniqueId } from './batches.ts';
+import type { TemporalBackend } from './containers.ts';
+import { tempDir } from './local-context.ts';
+
+let runtimeInstalled = false;
+
+/** The SDK logs every bundled module at INFO; a test run needs warnings only. Call before any worker starts. */
+export function quietTemporalRuntime(): void {
+  if (runtimeInstalled) return;
+  runtimeInstalled = true;
+  try {
+    Runtime.install({ logger: new DefaultLogger('WARN') });
+  } catch {
+    // Already installed in this process.
+  }
+}
+
+let bundle: Promise<WorkflowBundle> | undefined;
+
+/** workflows.ts bundled once per test process (webpack takes seconds), shared by its workers and replays. */
+export function workflowBundle(): Promise<WorkflowBundle> {
+  quietTemporalRuntime();
+  bundle ??= bundleWorkflowCode({ workflowsPath, logger: new DefaultLogger('WARN') });
+  return bundle;
+}
+
+export interface TemporalFixtureOptions {
+  settings?: Partial<Settings>;
+  segmentsPerRun?: number;
+  tuning?: Partial<Tuning>;
+  /** Wraps the sink the workers write to (fault injection). */
+  wrapSink?: (sink: MemorySink) => MemorySink;
+  /** Identities of the in-process workers to start; one by default, none for a client-only context. */
+  workers?: string[];
+  /** Reuse the storage of another fixture (a second process's view) instead of a fresh folder. */
+  dataDir?: string;
+}
+
+export interface TemporalFixture {
+  ctx: OrchestratedContext;
+  orchestrator: TemporalOrchestrator;
+  taskQueue: string;
+  dataDir: string;
+  workers: TemporalWorker[];
+  /** Starts one more in-process worker on the same storage and task queue. */
+  addWorker(identity: string): Promise<TemporalWorker>;
+  close(): Promise<void>;
+}
+
+export async function temporalFixture(temporal: TemporalBackend, options: TemporalFixtureOptions = {}): Promise<TemporalFixture> {
+  quietTemporalRuntime();
+  const dir = options.dataDir ? undefined : tempDir();
+  const dataDir = options.dataDir ?? dir!.path;
+  const sink = new SqliteMemorySink(join(dataDir, 'memories.db'));
+  const base: Context = {
+    batches: new SqliteBatchRepository(join(dataDir, 'batchmem.db')),
+    payloads: new FilePayloadStore(join(dataDir, 'payloads')),
+    sink,
+    webhooks: new HttpWebhookNotifier({ timeoutMs: 2000, allowPrivate: true }),
+    clock: systemClock,
+    settings: { ...defaultSettings, ...options.settings },
+  };
+  const workerCtx: Context = { ...base, sink: options.wrapSink ? options.wrapSink(sink) : sink };
+  const taskQueue = uniqueId('batchmem');
+  const target = { address: temporal.address, namespace: temporal.namespace, taskQueue };
+  const orchestrator = await TemporalOrchestrator.connect(target);
+  const workers: TemporalWorker[] = [];
+  const runs: Promise<void>[] = [];
+  const addWorker = async (identity: string) => {
+    const worker = await createWorker(workerCtx, {
+      ...target,
+      identity,
+      segmentsPerRun: options.segmentsPerRun ?? 500,
+      tuning: { segmentHeartbeatTimeoutMs: 5000, segmentRetryInitialMs: 200, segmentRetryMaxMs: 2000, ...options.tuning },
+      workflowBundle: await workflowBundle(),
+      shutdownGraceTimeMs: 5000,
+    });
+    workers.push(worker);
+    runs.push(worker.run().catch((error: unknown) => console.error(`[temporal] worker ${identity} failed:`, error)));
+    return worker;
+  };
+  for (const identity of options.workers ?? ['test-worker-1']) await addWorker(identity);
+  return {
+    ctx: { ...base, orchestrator },
+    orchestrator,
+    taskQueue,
+    dataDir,
+    workers,
+    addWorker,
+    async close() {
+      for (const worker of workers) if (worker.worker.getState() === 'RUNNING') worker.shutdown();
+      await Promise.allSettled(runs);
+      await orchestrator.close();
+      await base.batches.close();
+      await sink.close();
+      dir?.remove();
+    },
+  };
+}
