@@ -8,7 +8,9 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CACHE="$ROOT/.cache"
-BASE_IMAGE=batchmem/debian-base:bookworm
+# A different prefix gives a separate, fully cold set of images on a shared engine (e.g. to time a cold build).
+IMAGE_PREFIX=${BATCHMEM_IMAGE_PREFIX:-batchmem}
+BASE_IMAGE=$IMAGE_PREFIX/debian-base:bookworm
 TEMPORAL_VERSION=v1.5.1    # later CLI tags carry a go.mod `replace` that `go install` refuses
 VERSITYGW_VERSION=v1.7.0
 
@@ -94,7 +96,7 @@ build_image() {
   local hash
   hash=$( (docker image inspect -f '{{.Id}}' "$BASE_IMAGE" && cd "$ctx" && find . -type f | LC_ALL=C sort | xargs sha256sum) |
     sha256sum | cut -c1-12)
-  local tag="batchmem/$name:$hash"
+  local tag="$IMAGE_PREFIX/$name:$hash"
   TAGS[$name]=$tag
   if docker image inspect "$tag" >/dev/null 2>&1; then
     echo "[build-images] $tag exists, skipped"
