@@ -25,6 +25,7 @@ import {
   PutObjectCommand,
   S3Client,
   type BucketLocationConstraint,
+  type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import {
   PayloadChecksumError,
@@ -65,13 +66,14 @@ function status(error: unknown): number | undefined {
 
 function code(error: unknown): string | undefined {
   const failure = error as S3Failure | undefined;
-  return failure?.Code ?? failure?.name;
+  return failure?.Code ?? (failure?.name === 'Error' ? undefined : failure?.name);
 }
 
 const isNotFound = (error: unknown) => status(error) === 404 || code(error) === 'NoSuchKey' || code(error) === 'NotFound';
 
 export class S3PayloadStore implements PayloadStore {
   readonly #client: S3Client;
+  readonly #checkClient: S3Client;
   readonly #bucket: string;
   readonly #region: string;
   readonly #where: string;
@@ -84,15 +86,20 @@ export class S3PayloadStore implements PayloadStore {
     this.#region = options.region;
     this.#where = `s3://${options.bucket}${options.endpoint ? ` at ${options.endpoint}` : ` in ${options.region}`}`;
     this.#checkTimeoutMs = options.checkTimeoutMs ?? 5_000;
-    this.#client = new S3Client({
+    const config: S3ClientConfig = {
       region: options.region,
       ...(options.endpoint ? { endpoint: options.endpoint } : {}),
       forcePathStyle: options.forcePathStyle ?? false,
       ...(options.credentials ? { credentials: options.credentials } : {}),
-      retryStrategy: new OutageRetryStrategy({ outageToleranceMs: options.outageToleranceMs ?? 60_000 }),
       // A hung connection must fail (and be retried) rather than stall a segment forever.
       requestHandler: { connectionTimeout: 3_000, requestTimeout: 30_000 },
+    };
+    this.#client = new S3Client({
+      ...config,
+      retryStrategy: new OutageRetryStrategy({ outageToleranceMs: options.outageToleranceMs ?? 60_000 }),
     });
+    // Readiness answers now, with the real reason, instead of waiting out an outage.
+    this.#checkClient = new S3Client({ ...config, maxAttempts: 1 });
   }
 
   async put(key: string, body: Uint8Array, info: PayloadObjectInfo): Promise<void> {
@@ -209,23 +216,15 @@ export class S3PayloadStore implements PayloadStore {
   }
 
   async check(): Promise<void> {
-    try {
-      await this.#client.send(new HeadBucketCommand({ Bucket: this.#bucket }), {
-        abortSignal: AbortSignal.timeout(this.#checkTimeoutMs),
-      });
-    } catch (error) {
-      throw new Error(this.#describeBucketFailure(error), { cause: error });
+    const signal = AbortSignal.timeout(this.#checkTimeoutMs);
+    if ((await this.#bucketState(signal)) === 'missing') {
+      throw new Error(`${this.#where} does not exist; run \`batchmem migrate\` to create it`);
     }
   }
 
   /** For `batchmem migrate`: creates the bucket unless it exists. Safe to run any number of times. */
   async ensureBucket(): Promise<'created' | 'exists'> {
-    try {
-      await this.#client.send(new HeadBucketCommand({ Bucket: this.#bucket }));
-      return 'exists';
-    } catch (error) {
-      if (status(error) !== 404) throw new Error(this.#describeBucketFailure(error), { cause: error });
-    }
+    if ((await this.#bucketState()) === 'exists') return 'exists';
     try {
       await this.#client.send(
         new CreateBucketCommand({
@@ -238,28 +237,55 @@ export class S3PayloadStore implements PayloadStore {
       );
       return 'created';
     } catch (error) {
-      // Another process created it between our HEAD and CREATE.
+      // Another process created it between our look and our create.
       if (code(error) === 'BucketAlreadyOwnedByYou') return 'exists';
-      throw new Error(`could not create ${this.#where}: ${code(error) ?? ''} ${(error as Error).message}`.trim(), {
-        cause: error,
-      });
+      throw new Error(`could not create ${this.#where}: ${this.#describe(error)}`, { cause: error });
     }
   }
 
-  #describeBucketFailure(error: unknown): string {
-    const httpStatus = status(error);
-    if (httpStatus === 404) return `${this.#where} does not exist; run \`batchmem migrate\` to create it`;
-    if (httpStatus === 403) {
-      return `${this.#where} refuses access (403): check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and the bucket policy`;
+  /** Whether the bucket is there; anything else (credentials, network, region) throws a message saying what. */
+  async #bucketState(signal?: AbortSignal): Promise<'exists' | 'missing'> {
+    const options = signal ? { abortSignal: signal } : {};
+    const client = signal ? this.#checkClient : this.#client;
+    try {
+      await client.send(new HeadBucketCommand({ Bucket: this.#bucket }), options);
+      return 'exists';
+    } catch (headError) {
+      // A HEAD answer has no body, so 404 cannot tell a missing bucket from, say, versitygw's unknown access key
+      // (which it answers 404 XAdminUserNotFound). A one-key listing carries the error code that can.
+      if (status(headError) === undefined) throw new Error(`${this.#where} is not reachable: ${this.#describe(headError)}`, { cause: headError });
+      try {
+        await client.send(new ListObjectsV2Command({ Bucket: this.#bucket, MaxKeys: 1 }), options);
+        return 'exists';
+      } catch (listError) {
+        if (code(listError) === 'NoSuchBucket') return 'missing';
+        throw new Error(this.#explain(listError), { cause: listError });
+      }
     }
-    if (httpStatus === 301) return `${this.#where} is in another region than BATCHMEM_S3_REGION=${this.#region}`;
-    const reason = (error as Error).name === 'TimeoutError' || (error as Error).name === 'AbortError'
-      ? `no answer within ${this.#checkTimeoutMs} ms`
-      : `${code(error) ?? ''} ${(error as Error).message}`.trim();
-    return `${this.#where} is not reachable: ${reason}`;
+  }
+
+  #explain(error: unknown): string {
+    const failure = code(error);
+    if (status(error) === 403 || failure === 'InvalidAccessKeyId' || failure === 'SignatureDoesNotMatch' || failure === 'XAdminUserNotFound') {
+      return `${this.#where} refuses access (${this.#describe(error)}): check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and the bucket policy`;
+    }
+    if (status(error) === 301 || failure === 'PermanentRedirect' || failure === 'AuthorizationHeaderMalformed') {
+      return `${this.#where} is not in BATCHMEM_S3_REGION=${this.#region} (${this.#describe(error)})`;
+    }
+    if (status(error) === undefined) return `${this.#where} is not reachable: ${this.#describe(error)}`;
+    return `${this.#where} answered ${status(error)}: ${this.#describe(error)}`;
+  }
+
+  #describe(error: unknown): string {
+    const name = (error as Error).name;
+    if (name === 'TimeoutError' || name === 'AbortError') return `no answer within ${this.#checkTimeoutMs} ms`;
+    const failure = code(error);
+    const message = (error as Error).message;
+    return failure && failure !== message && failure !== 'UnknownError' ? `${failure}: ${message}` : message;
   }
 
   async close(): Promise<void> {
     this.#client.destroy();
+    this.#checkClient.destroy();
   }
 }

@@ -3,7 +3,9 @@
 // The SDK's own strategies ('standard' and 'adaptive') share one retry budget per client: 500 tokens, 14 spent
 // per retry in this SDK version. With a few dozen segment reads in flight, a store that is down for a few seconds
 // drains it in two rounds, after which every request fails at once ("No retry token available"). That guards AWS
-// against retry storms but turns a brief outage of a self-hosted store into failed batches. This strategy instead
+// against retry storms but turns a brief outage of a self-hosted store into failed batches (measured against
+// versitygw stopped for 5 s: with retryMode 'standard' or 'adaptive' and maxAttempts 10, all of 48 concurrent
+// GetObjects failed within 120 ms; with this strategy all 48 succeeded once the store was back). This strategy instead
 // gives each request its own time budget: transient and throttling errors are retried with capped, jittered
 // exponential backoff until `outageToleranceMs` has passed since the first attempt.
 import type { S3ClientConfig } from '@aws-sdk/client-s3';
