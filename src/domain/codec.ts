@@ -1,6 +1,7 @@
 // The segment format. A segment is a run of NDJSON memories, compressed, behind a fixed header:
 //   magic "BMSG" | version u8 | codec u8 | reserved u16 | firstIndex u32 | itemCount u32 | rawBytes u32 | sha256[32]
-// The SHA-256 covers the header (without the digest) and the raw NDJSON, so any flipped byte is detected.
+// The SHA-256 covers the header (without the digest) and the compressed body, so any flipped byte is detected,
+// even one in a field the decompressor ignores (a gzip timestamp), and before anything is decompressed.
 import { createHash } from 'node:crypto';
 import zlib from 'node:zlib';
 import type { SegmentCorrupt } from './errors.ts';
@@ -60,8 +61,8 @@ export function decompress(codec: Codec, body: Uint8Array, maxBytes: number): Ui
   }
 }
 
-function digest(header: Uint8Array, raw: Uint8Array): Buffer {
-  return createHash('sha256').update(header.subarray(0, digestOffset)).update(raw).digest();
+function digest(header: Uint8Array, body: Uint8Array): Buffer {
+  return createHash('sha256').update(header.subarray(0, digestOffset)).update(body).digest();
 }
 
 export function encodeSegment(
@@ -75,8 +76,9 @@ export function encodeSegment(
   header.writeUInt32BE(meta.firstIndex, 8);
   header.writeUInt32BE(meta.itemCount, 12);
   header.writeUInt32BE(raw.byteLength, 16);
-  digest(header, raw).copy(header, digestOffset);
-  return Buffer.concat([header, compress(meta.codec, raw, meta.level)]);
+  const body = compress(meta.codec, raw, meta.level);
+  digest(header, body).copy(header, digestOffset);
+  return Buffer.concat([header, body]);
 }
 
 export function readHeader(bytes: Uint8Array): Result<SegmentHeader, SegmentCorrupt> {
@@ -100,15 +102,19 @@ export function readHeader(bytes: Uint8Array): Result<SegmentHeader, SegmentCorr
 export function decodeSegment(bytes: Uint8Array): Result<DecodedSegment, SegmentCorrupt> {
   const header = readHeader(bytes);
   if (!header.ok) return header;
+  const body = bytes.subarray(headerBytes);
+  const actual = digest(bytes, body).toString('hex');
+  if (actual !== header.value.sha256) {
+    return err(corrupt(`SHA-256 checksum mismatch: header says ${header.value.sha256}, content hashes to ${actual}`));
+  }
   let ndjson: Uint8Array;
   try {
-    ndjson = decompress(header.value.codec, bytes.subarray(headerBytes), header.value.rawBytes);
+    ndjson = decompress(header.value.codec, body, header.value.rawBytes);
   } catch (cause) {
     return err(corrupt(`body does not decompress as ${header.value.codec}: ${(cause as Error).message}`));
   }
-  const actual = digest(bytes, ndjson).toString('hex');
-  if (ndjson.byteLength !== header.value.rawBytes || actual !== header.value.sha256) {
-    return err(corrupt(`SHA-256 checksum mismatch: header says ${header.value.sha256}, content hashes to ${actual}`));
+  if (ndjson.byteLength !== header.value.rawBytes) {
+    return err(corrupt(`header says ${header.value.rawBytes} raw bytes, body holds ${ndjson.byteLength}`));
   }
   return ok({ header: header.value, ndjson });
 }

@@ -29,7 +29,9 @@ const forbiddenKeys = new Set(['__proto__', 'constructor', 'prototype']);
 /** Why a metadata value is unacceptable, or undefined when it is fine. */
 export function metadataProblem(value: unknown, limits: MemoryLimits): string | undefined {
   if (!isPlainObject(value)) return 'must be a JSON object';
+  // Depth counts containers: {"a": 1} is depth 1, {"a": {"b": 1}} depth 2.
   const walk = (node: unknown, depth: number): string | undefined => {
+    if (node === null || typeof node !== 'object') return undefined;
     if (depth > limits.maxMetadataDepth) return `is nested deeper than ${limits.maxMetadataDepth} levels`;
     if (Array.isArray(node)) {
       for (const child of node) {
