@@ -128,8 +128,25 @@ async function orchestrator(config: Config, ctx: Context, logger: Logger): Promi
         },
       };
     }
-    case 'temporal':
-      throw new Error('BATCHMEM_ORCHESTRATOR=temporal is not wired yet');
+    case 'temporal': {
+      // Loaded only when chosen, so the embedded default never loads the Temporal SDK.
+      const { TemporalOrchestrator } = await import('../adapters/temporal/orchestrator.ts');
+      const temporal = await TemporalOrchestrator.connect({
+        address: config.TEMPORAL_ADDRESS,
+        namespace: config.TEMPORAL_NAMESPACE,
+        taskQueue: config.TEMPORAL_TASK_QUEUE,
+      });
+      return {
+        orchestrator: temporal,
+        async start() {
+          // A batch whose workflow could not be started (Temporal unreachable at submit) or whose run failed is
+          // started now; for every other batch the start is a no-op (same workflow id, existing run).
+          const keys = await ctx.batches.listNeedingWork(config.BATCHMEM_WEBHOOK_MAX_ATTEMPTS);
+          for (const key of keys) await temporal.start(key);
+          if (keys.length > 0) logger.info({ batches: keys.length }, 'checked unfinished batches have a workflow');
+        },
+      };
+    }
   }
 }
 

@@ -1,10 +1,34 @@
 // `batchmem worker`: processes segments for the configured orchestrator.
 import type { Config } from './config.ts';
+import { createLogger } from './logger.ts';
+import { buildContext, workerIdentity } from './wire.ts';
 
 export async function runWorkerCommand(config: Config): Promise<number> {
   if (config.BATCHMEM_ORCHESTRATOR === 'local') {
     process.stderr.write('with BATCHMEM_ORCHESTRATOR=local, `batchmem serve` runs the worker in-process; there is no separate worker\n');
     return 2;
   }
-  throw new Error('BATCHMEM_ORCHESTRATOR=temporal worker is not wired yet');
+  const { installTemporalLogging, runWorker } = await import('../adapters/temporal/worker.ts');
+  const logger = createLogger(config.BATCHMEM_LOG_LEVEL);
+  installTemporalLogging(logger, config.BATCHMEM_LOG_LEVEL === 'debug' || config.BATCHMEM_LOG_LEVEL === 'trace');
+  const ctx = await buildContext(config);
+  const identity = workerIdentity(config);
+  const options = {
+    address: config.TEMPORAL_ADDRESS,
+    namespace: config.TEMPORAL_NAMESPACE,
+    taskQueue: config.TEMPORAL_TASK_QUEUE,
+    identity,
+    segmentsPerRun: config.BATCHMEM_TEMPORAL_SEGMENTS_PER_RUN,
+    batchConcurrency: config.BATCHMEM_BATCH_CONCURRENCY,
+    webhookTimeoutMs: config.BATCHMEM_WEBHOOK_TIMEOUT_MS,
+  };
+  logger.info({ identity, address: options.address, namespace: options.namespace, taskQueue: options.taskQueue }, 'temporal worker starting');
+  try {
+    // SIGINT and SIGTERM make the SDK stop polling and let running activities finish (graceful shutdown).
+    await runWorker(ctx, { ...options, onRunning: () => logger.info({ identity }, 'temporal worker is polling') });
+  } finally {
+    await Promise.allSettled([ctx.batches.close(), ctx.payloads.close(), ctx.sink.close()]);
+  }
+  logger.info({ identity }, 'temporal worker stopped');
+  return 0;
 }

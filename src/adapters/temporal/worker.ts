@@ -1,7 +1,7 @@
 // The Temporal worker: polls the task queue, runs `processBatch` (bundled from workflows.ts by the SDK) and the
 // activities, which call the use cases with this process's context.
 import { fileURLToPath } from 'node:url';
-import { NativeConnection, Worker, type WorkflowBundle } from '@temporalio/worker';
+import { DefaultLogger, type LogLevel, NativeConnection, Runtime, Worker, type WorkflowBundle } from '@temporalio/worker';
 import type { Context, Settings } from '../../app/context.ts';
 import { createActivities, type Tuning } from './activities.ts';
 
@@ -84,9 +84,34 @@ export async function createWorker(ctx: Context, options: TemporalWorkerOptions)
   }
 }
 
+/** The little of a pino-style logger the SDK's messages are forwarded to. */
+export interface LogSink {
+  debug(meta: object, message: string): void;
+  info(meta: object, message: string): void;
+  warn(meta: object, message: string): void;
+  error(meta: object, message: string): void;
+}
+
+/**
+ * Sends the SDK's own log lines (worker state, workflow task failures) to the process logger. Call once, before
+ * any worker or connection exists. The SDK logs each bundled module at INFO, so below debug it only passes warnings.
+ */
+export function installTemporalLogging(logger: LogSink, verbose = false): void {
+  const methods: Record<LogLevel, keyof LogSink> = { TRACE: 'debug', DEBUG: 'debug', INFO: 'info', WARN: 'warn', ERROR: 'error' };
+  Runtime.install({
+    logger: new DefaultLogger(verbose ? 'DEBUG' : 'WARN', (entry) => {
+      logger[methods[entry.level]]({ component: 'temporal', ...entry.meta }, entry.message);
+    }),
+  });
+}
+
 /** Runs a worker until it is shut down; resolves once running activities have finished or been cancelled. */
-export async function runWorker(ctx: Context, options: TemporalWorkerOptions & { signal?: AbortSignal }): Promise<void> {
+export async function runWorker(
+  ctx: Context,
+  options: TemporalWorkerOptions & { signal?: AbortSignal; onRunning?: () => void },
+): Promise<void> {
   const { worker, run, shutdown } = await createWorker(ctx, options);
+  options.onRunning?.();
   if (options.signal?.aborted) shutdown();
   options.signal?.addEventListener('abort', () => {
     if (worker.getState() === 'RUNNING') shutdown();
