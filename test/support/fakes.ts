@@ -1,0 +1,162 @@
+// In-memory adapters for unit tests of use cases. They keep the port guarantees (the contract suites prove it).
+import type { Batch, BatchStatus } from '../../src/domain/batch.ts';
+import type { MemoryRecord } from '../../src/domain/memory.ts';
+import { addOutcome, type Counts, type SegmentOutcome } from '../../src/domain/progress.ts';
+import {
+  type BatchPatch,
+  type BatchRepository,
+  InvalidCursorError,
+  type ItemError,
+  type Page,
+  type SegmentRecord,
+} from '../../src/ports/batch-repository.ts';
+import type { ItemOutcome, MemorySink, StoredMemoryRef } from '../../src/ports/memory-sink.ts';
+import type { Orchestrator } from '../../src/ports/orchestrator.ts';
+import { createHash } from 'node:crypto';
+import { PayloadChecksumError, PayloadConflictError, type PayloadObjectInfo, type PayloadStore } from '../../src/ports/payload-store.ts';
+import type { DeliveryAttempt, WebhookMessage, WebhookNotifier } from '../../src/ports/webhook-notifier.ts';
+
+const copy = <T>(value: T): T => structuredClone(value);
+
+export class MemoryBatchRepository implements BatchRepository {
+  readonly batches = new Map<string, Batch>();
+  readonly segments = new Map<string, Map<number, SegmentRecord>>();
+  readonly errors = new Map<string, Map<number, ItemError>>();
+
+  async create(batch: Batch) {
+    const existing = this.batches.get(batch.key);
+    if (existing) return { created: false, batch: copy(existing) };
+    this.batches.set(batch.key, copy(batch));
+    return { created: true, batch: copy(batch) };
+  }
+  async get(key: string) {
+    const batch = this.batches.get(key);
+    return batch ? copy(batch) : undefined;
+  }
+  async update(key: string, expectedVersion: number, patch: BatchPatch): Promise<Batch | 'conflict'> {
+    const batch = this.batches.get(key);
+    if (!batch || batch.version !== expectedVersion) return 'conflict';
+    const next = { ...batch, ...copy(patch), version: expectedVersion + 1 };
+    this.batches.set(key, next);
+    return copy(next);
+  }
+  async recordSegment(key: string, outcome: SegmentOutcome, itemErrors: ItemError[], workerId: string): Promise<{ applied: boolean; counts: Counts }> {
+    const batch = this.batches.get(key);
+    if (!batch) throw new Error(`batch ${key} does not exist`);
+    const segments = this.segments.get(key) ?? new Map<number, SegmentRecord>();
+    this.segments.set(key, segments);
+    if (segments.has(outcome.segment)) return { applied: false, counts: { ...batch.counts } };
+    segments.set(outcome.segment, { ...outcome, workerId, recordedAt: new Date().toISOString() });
+    const errors = this.errors.get(key) ?? new Map<number, ItemError>();
+    this.errors.set(key, errors);
+    for (const e of itemErrors) if (!errors.has(e.index)) errors.set(e.index, { ...e });
+    batch.counts = addOutcome(batch.counts, outcome);
+    return { applied: true, counts: { ...batch.counts } };
+  }
+  async listSegments(key: string) {
+    return [...(this.segments.get(key)?.values() ?? [])].sort((a, b) => a.segment - b.segment).map(copy);
+  }
+  async listErrors(key: string, afterIndex: number, limit: number) {
+    return [...(this.errors.get(key)?.values() ?? [])].filter((e) => e.index > afterIndex).sort((a, b) => a.index - b.index).slice(0, limit).map(copy);
+  }
+  async list(organization: string, query: { status?: BatchStatus | undefined; limit: number; cursor?: string | undefined }): Promise<Page<Batch>> {
+    const sorted = [...this.batches.values()]
+      .filter((b) => b.tenant.organization === organization && (!query.status || b.status === query.status))
+      .sort((a, b) => (a.createdAt === b.createdAt ? b.key.localeCompare(a.key) : b.createdAt.localeCompare(a.createdAt)));
+    let start = 0;
+    if (query.cursor) {
+      start = sorted.findIndex((b) => b.key === query.cursor) + 1;
+      if (start === 0) throw new InvalidCursorError('cursor is not valid');
+    }
+    const page = sorted.slice(start, start + query.limit);
+    const more = start + query.limit < sorted.length;
+    return { items: page.map(copy), nextCursor: more ? page.at(-1)!.key : null };
+  }
+  async listNeedingWork(maxWebhookAttempts: number) {
+    return [...this.batches.values()]
+      .filter((b) =>
+        ['pending', 'processing', 'cancelling'].includes(b.status) ||
+        (b.webhook.url !== null && !b.webhook.delivered && b.webhook.attempts < maxWebhookAttempts))
+      .map((b) => b.key);
+  }
+  async check() {}
+  async close() {}
+}
+
+export class MemoryPayloadStore implements PayloadStore {
+  readonly objects = new Map<string, Uint8Array>();
+  readonly checksums = new Map<string, string>();
+  async put(key: string, body: Uint8Array, info: PayloadObjectInfo) {
+    const existing = this.objects.get(key);
+    if (existing && !Buffer.from(existing).equals(Buffer.from(body))) throw new PayloadConflictError(`${key} holds different bytes`);
+    this.objects.set(key, Uint8Array.from(body));
+    this.checksums.set(key, info.sha256Hex);
+  }
+  async get(key: string) {
+    const body = this.objects.get(key);
+    if (!body) return undefined;
+    const actual = createHash('sha256').update(body).digest('hex');
+    if (actual !== this.checksums.get(key)) throw new PayloadChecksumError(`SHA-256 checksum mismatch for ${key}`);
+    return Uint8Array.from(body);
+  }
+  async deletePrefix(prefix: string) {
+    const doomed = [...this.objects.keys()].filter((k) => k.startsWith(prefix + '/'));
+    for (const key of doomed) {
+      this.objects.delete(key);
+      this.checksums.delete(key);
+    }
+    return doomed.length;
+  }
+  async check() {}
+  async close() {}
+}
+
+export class MemorySinkFake implements MemorySink {
+  readonly memories = new Map<string, MemoryRecord>();
+  async writeSegment(records: MemoryRecord[]): Promise<ItemOutcome[]> {
+    for (const r of records) if (!this.memories.has(r.memoryId)) this.memories.set(r.memoryId, copy(r));
+    return records.map((r) => ({ index: r.index, ok: true, memoryId: r.memoryId }));
+  }
+  async listByBatch(batchKey: string, afterIndex: number, limit: number): Promise<StoredMemoryRef[]> {
+    return [...this.memories.values()]
+      .filter((m) => m.batchKey === batchKey && m.index > afterIndex)
+      .sort((a, b) => a.index - b.index)
+      .slice(0, limit)
+      .map((m) => ({ index: m.index, memoryId: m.memoryId, externalId: m.externalId }));
+  }
+  async countByBatch(batchKey: string) {
+    return [...this.memories.values()].filter((m) => m.batchKey === batchKey).length;
+  }
+  async check() {}
+  async close() {}
+}
+
+/** Records starts and cancels; runs nothing (the test drives the use cases itself). */
+export class RecordingOrchestrator implements Orchestrator {
+  readonly started: string[] = [];
+  readonly cancelled: string[] = [];
+  async start(batchKey: string) {
+    if (!this.started.includes(batchKey)) this.started.push(batchKey);
+    return { workflowId: `batch-${batchKey}` };
+  }
+  async cancel(batchKey: string) {
+    this.cancelled.push(batchKey);
+  }
+  async describe(batchKey: string) {
+    return this.started.includes(batchKey) ? { workflowId: `batch-${batchKey}`, running: false } : undefined;
+  }
+  async check() {}
+  async close() {}
+}
+
+export class ScriptedNotifier implements WebhookNotifier {
+  readonly sent: WebhookMessage[] = [];
+  readonly answers: DeliveryAttempt[];
+  constructor(answers: DeliveryAttempt[] = []) {
+    this.answers = answers;
+  }
+  async send(message: WebhookMessage): Promise<DeliveryAttempt> {
+    this.sent.push(message);
+    return this.answers.shift() ?? { delivered: true, status: 204 };
+  }
+}
