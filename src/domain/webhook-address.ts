@@ -4,6 +4,7 @@ import ipaddr from 'ipaddr.js';
 import { err, ok, type Result } from './result.ts';
 
 const publicRange = 'unicast';
+const ipv4CompatibleBlock = ipaddr.parseCIDR('::/96');
 const blockedHostnames = [/^localhost$/i, /\.localhost$/i, /^metadata\.google\.internal$/i, /^metadata$/i];
 
 export interface WebhookUrlPolicy {
@@ -18,6 +19,10 @@ export function privateAddressReason(address: string): string | undefined {
     parsed = (parsed as ipaddr.IPv6).toIPv4Address();
   }
   const range = parsed.range();
+  // ipaddr.js calls the deprecated IPv4-compatible block ::/96 (::127.0.0.1) unicast; it embeds an IPv4 address.
+  if (range === publicRange && parsed.kind() === 'ipv6' && parsed.match(ipv4CompatibleBlock)) {
+    return `${address} is an IPv4-compatible address`;
+  }
   return range === publicRange ? undefined : `${address} is a ${range} address`;
 }
 
@@ -33,7 +38,8 @@ export function checkWebhookUrl(raw: string, policy: WebhookUrlPolicy): Result<U
   if (url.protocol !== 'https:' && url.protocol !== 'http:') return err(`scheme ${url.protocol} is not http or https`);
   if (url.username || url.password) return err('must not carry credentials');
   if (policy.allowPrivate) return ok(url);
-  const host = url.hostname.replace(/^\[|\]$/g, '');
+  // A trailing dot names the same host (`localhost.`), so it must not slip past the list of local names.
+  const host = url.hostname.replace(/^\[|\]$/g, '').replace(/\.$/, '');
   if (blockedHostnames.some((pattern) => pattern.test(host))) return err(`host ${host} is a local name`);
   // WHATWG URL parsing already normalises decimal, hex and octal IPv4 spellings to dotted form.
   const reason = privateAddressReason(host);
