@@ -15,7 +15,14 @@ async function* utf8Chunks(body: ReadableStream<Uint8Array>, maxBytes: number): 
   let finished = false;
   try {
     for (;;) {
-      const { done, value: chunk } = await reader.read();
+      let read: ReadableStreamReadResult<Uint8Array>;
+      try {
+        read = await reader.read();
+      } catch {
+        // The client's connection closed mid-upload: its request is incomplete, not a server fault.
+        throw badBody('the upload ended before the body was complete');
+      }
+      const { done, value: chunk } = read;
       if (done) break;
       total += chunk.byteLength;
       if (total > maxBytes) {
@@ -81,6 +88,7 @@ const envelopeFields = new Set(['memories', 'batch_id', 'webhook_url', 'webhook_
  */
 export function jsonBatch(body: ReadableStream<Uint8Array>, maxBytes: number) {
   const envelope: JsonEnvelope = {};
+  const seenFields = new Set<string>();
   let sawMemories = false;
   let failure: AppFailure | undefined;
   const ready: unknown[] = [];
@@ -98,10 +106,15 @@ export function jsonBatch(body: ReadableStream<Uint8Array>, maxBytes: number) {
       failure = badBody('the body must be a JSON object with a memories array');
     } else if (!envelopeFields.has(key)) {
       failure = badBody(`unknown field ${JSON.stringify(key.slice(0, 64))}`, key.slice(0, 64));
+    } else if (seenFields.has(key)) {
+      // A repeated field is ambiguous (a second memories array would otherwise be appended to the first).
+      failure = badBody(`field ${key} appears more than once`, key);
     } else if (key === 'memories') {
+      seenFields.add(key);
       if (!Array.isArray(value)) failure = badBody('memories must be an array', 'memories');
       sawMemories = true;
     } else {
+      seenFields.add(key);
       envelope[key as keyof JsonEnvelope] = value;
     }
   };
