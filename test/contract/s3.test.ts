@@ -82,7 +82,7 @@ describe('S3PayloadStore', () => {
     expect(await opened.store.get(key)).toBeUndefined();
   });
 
-  it('names the segment in a checksum error', async () => {
+  it('says which checksum failed and what it read when metadata and bytes disagree', async () => {
     const key = `org-a/${uniqueId()}/segment-000007.zst`;
     const body = randomBytes(500);
     await opened.store.put(key, body, info(body));
@@ -91,8 +91,9 @@ describe('S3PayloadStore', () => {
     await opened.raw.send(new PutObjectCommand({ Bucket: opened.bucket, Key: key, Body: flipped, Metadata: { sha256: info(body).sha256Hex } }));
     const failure = await opened.store.get(key).catch((error: unknown) => error);
     expect(failure).toBeInstanceOf(PayloadChecksumError);
-    expect((failure as Error).message).toContain('segment-000007.zst');
-    expect((failure as Error).message).toMatch(/SHA-256 checksum mismatch/);
+    expect((failure as Error).message).toBe(
+      `SHA-256 checksum mismatch: stored ${info(body).sha256Hex}, read ${info(flipped).sha256Hex}`,
+    );
   });
 
   it('deletes a folder exactly: a sibling whose name starts the same stays', async () => {

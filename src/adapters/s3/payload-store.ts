@@ -165,18 +165,18 @@ export class S3PayloadStore implements PayloadStore {
     } catch (error) {
       if (isNotFound(error)) return undefined;
       if (/checksum mismatch/i.test((error as Error).message)) {
-        throw new PayloadChecksumError(`${key}: SHA-256 checksum mismatch reported by the store: ${(error as Error).message}`);
+        throw new PayloadChecksumError(`SHA-256 checksum mismatch reported by the store: ${(error as Error).message}`);
       }
       throw error;
     }
     const actual = createHash('sha256').update(bytes).digest();
     const actualHex = actual.toString('hex');
     if (expectedHex !== undefined && expectedHex !== actualHex) {
-      throw new PayloadChecksumError(`${key}: SHA-256 checksum mismatch: stored ${expectedHex}, read ${actualHex}`);
+      throw new PayloadChecksumError(`SHA-256 checksum mismatch: stored ${expectedHex}, read ${actualHex}`);
     }
     if (storeChecksum !== undefined && storeChecksum !== actual.toString('base64')) {
       const storedHex = Buffer.from(storeChecksum, 'base64').toString('hex');
-      throw new PayloadChecksumError(`${key}: SHA-256 checksum mismatch: store has ${storedHex}, read ${actualHex}`);
+      throw new PayloadChecksumError(`SHA-256 checksum mismatch: the store's checksum is ${storedHex}, read ${actualHex}`);
     }
     return bytes;
   }
