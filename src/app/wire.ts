@@ -13,10 +13,11 @@ import { systemClock } from '../ports/clock.ts';
 import type { MemorySink } from '../ports/memory-sink.ts';
 import type { Orchestrator } from '../ports/orchestrator.ts';
 import type { PayloadStore } from '../ports/payload-store.ts';
-import type { Config } from './config.ts';
+import { type Config, ConfigError } from './config.ts';
 import type { Context, OrchestratedContext, Settings } from './context.ts';
 import { defaultLevel } from '../domain/codec.ts';
 import type { Logger } from './logger.ts';
+import { expiryIntervalMs, scheduleExpiry, supportsRetention } from './use-cases/expire-payloads.ts';
 import type { Observer } from './observer.ts';
 
 export function settingsFrom(config: Config): Settings {
@@ -153,11 +154,29 @@ async function orchestrator(config: Config, ctx: Context, logger: Logger): Promi
 /** Everything the API process needs. */
 export async function buildRuntime(config: Config, logger: Logger, observer?: Observer): Promise<Runtime> {
   const ctx = await buildContext(config, observer);
+  const retentionMs = config.BATCHMEM_PAYLOAD_RETENTION;
+  if (retentionMs !== undefined && !supportsRetention(ctx.batches)) {
+    throw new ConfigError(`invalid configuration: BATCHMEM_PAYLOAD_RETENTION is not supported with BATCHMEM_STORE=${config.BATCHMEM_STORE}`);
+  }
   const orchestration = await orchestrator(config, ctx, logger);
+  let expiry: { stop(): Promise<void> } | undefined;
   return {
     ctx: { ...ctx, orchestrator: orchestration.orchestrator },
-    startBackground: orchestration.start,
+    async startBackground() {
+      await orchestration.start();
+      if (retentionMs === undefined) return;
+      expiry = scheduleExpiry(ctx, {
+        retentionMs,
+        intervalMs: expiryIntervalMs(retentionMs),
+        onSweep: (sweep) => {
+          if (sweep.batches > 0) logger.info({ batches: sweep.batches, objects: sweep.objects }, 'deleted expired payloads');
+          for (const failure of sweep.failures) logger.warn({ batch: failure.key, err: failure.error }, 'could not delete an expired payload; will retry');
+        },
+        onError: (error) => logger.error({ err: error }, 'payload expiry sweep failed'),
+      });
+    },
     async close() {
+      await expiry?.stop();
       await orchestration.orchestrator.close();
       await Promise.allSettled([ctx.batches.close(), ctx.payloads.close(), ctx.sink.close()]);
     },

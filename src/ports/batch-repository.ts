@@ -19,6 +19,14 @@ export interface SegmentRecord extends SegmentOutcome {
   recordedAt: string;
 }
 
+/** A finished batch whose payload segments are due for deletion. */
+export interface ExpiredPayload {
+  key: string;
+  /** The payload store prefix holding its segments. */
+  prefix: string;
+  completedAt: string;
+}
+
 /** Thrown by `list` for a cursor it did not issue. */
 export class InvalidCursorError extends Error {
   override name = 'InvalidCursorError';
@@ -62,6 +70,14 @@ export interface BatchRepository {
    * with a webhook URL whose delivery has not succeeded and has had fewer than `maxWebhookAttempts` attempts.
    */
   listNeedingWork(maxWebhookAttempts: number): Promise<string[]>;
+  /**
+   * Payload retention (BATCHMEM_PAYLOAD_RETENTION needs both; an adapter without them cannot run with it).
+   * Batches in a final status whose `completedAt` is at or before `completedBefore` and whose payload has not been
+   * marked expired, oldest completion first, at most `limit`.
+   */
+  listExpiredPayloads?(completedBefore: string, limit: number): Promise<ExpiredPayload[]>;
+  /** Records that a batch's payload segments are deleted, so it is not listed again. Idempotent; the record keeps its counts. */
+  markPayloadExpired?(key: string, expiredAt: string): Promise<void>;
   /** Throws when the backend cannot serve. */
   check(): Promise<void>;
   close(): Promise<void>;

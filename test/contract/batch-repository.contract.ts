@@ -127,6 +127,36 @@ export function batchRepositoryContract(adapter: string, open: () => Promise<Rep
       expect(keys).not.toContain(exhausted.key);
     });
 
+    it('lists finished batches past the retention cutoff, oldest first, until their payload is marked expired', async (context) => {
+      if (!repo.listExpiredPayloads || !repo.markPayloadExpired) return context.skip('this adapter does not support payload retention');
+      // Far-past timestamps, so that batches other tests left behind never fall before the cutoff.
+      const finished = async (status: 'completed' | 'failed' | 'cancelled' | 'processing', completedAt: string | null) => {
+        const batch = newBatch({ status, completedAt });
+        await repo.create(batch);
+        return batch;
+      };
+      const older = await finished('failed', '1970-01-01T00:00:02.000Z');
+      const old = await finished('completed', '1970-01-01T00:00:03.000Z');
+      const cancelled = await finished('cancelled', '1970-01-01T00:00:04.000Z');
+      await finished('completed', '1970-01-01T00:00:09.000Z'); // after the cutoff
+      await finished('processing', null);
+      const cutoff = '1970-01-01T00:00:05.000Z';
+
+      expect(await repo.listExpiredPayloads(cutoff, 10)).toEqual([
+        { key: older.key, prefix: older.payload.prefix, completedAt: older.completedAt },
+        { key: old.key, prefix: old.payload.prefix, completedAt: old.completedAt },
+        { key: cancelled.key, prefix: cancelled.payload.prefix, completedAt: cancelled.completedAt },
+      ]);
+      expect((await repo.listExpiredPayloads(cutoff, 2)).map((e) => e.key)).toEqual([older.key, old.key]);
+
+      await repo.markPayloadExpired(older.key, '2026-01-01T00:00:00.000Z');
+      await repo.markPayloadExpired(older.key, '2026-01-01T00:00:01.000Z');
+      await repo.markPayloadExpired(old.key, '2026-01-01T00:00:00.000Z');
+      expect((await repo.listExpiredPayloads(cutoff, 10)).map((e) => e.key)).toEqual([cancelled.key]);
+      // The record itself is untouched: counts and status stay.
+      expect(await repo.get(old.key)).toEqual(old);
+    });
+
     it('answers its readiness check', async () => {
       await expect(repo.check()).resolves.toBeUndefined();
     });

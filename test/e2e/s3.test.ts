@@ -150,3 +150,49 @@ describe('S3 payloads: the store fails under a running batch', () => {
     expect(done.request_counts.processed).toBeLessThan(total);
   });
 });
+
+describe('S3 payloads: retention', () => {
+  const keys = testKeys();
+  const dir = tempDir();
+  const bucket = `retention-${randomUUID()}`;
+  let server: ServerProcess;
+  let raw: S3Client;
+  beforeAll(async () => {
+    const started = await backend();
+    const env = { ...commonEnv(keys), BATCHMEM_DATA_DIR: dir.path, ...s3Env(started, bucket) };
+    await migrate(env);
+    server = await serverProcess({ ...env, BATCHMEM_SEGMENT_MAX_ITEMS: '200', BATCHMEM_PAYLOAD_RETENTION: '3s' });
+    await server.start();
+    raw = rawClient(started);
+  });
+  afterAll(async () => {
+    raw?.destroy();
+    await server?.stop();
+    dir.remove();
+  });
+
+  const storedSegments = async () =>
+    (await raw.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'org-a/' }))).KeyCount ?? 0;
+
+  it('deletes a finished batch’s segments once BATCHMEM_PAYLOAD_RETENTION has passed, keeping its counts and results', async () => {
+    const api = apiClient(server.url, keys[0]!.key);
+    const total = 2_000;
+    expect((await api.submitNdjson(ndjsonStream(total), '?batch_id=kept-briefly')).status).toBe(202);
+    expect(await storedSegments()).toBe(total / 200);
+    const done = await api.waitForFinal('kept-briefly');
+    expect(done.status).toBe('completed');
+    const completedAt = Date.now();
+
+    await expect.poll(storedSegments, { timeout: 20_000, interval: 250 }).toBe(0);
+    const goneAfterMs = Date.now() - completedAt;
+    console.info(`[e2e s3] segments deleted ${goneAfterMs} ms after completion with a 3 s retention`);
+    expect(goneAfterMs).toBeGreaterThan(2_000);
+
+    const after = await api.get('kept-briefly');
+    expect(after.status).toBe('completed');
+    expect(after.request_counts).toEqual({ total, processed: total, succeeded: total, failed: 0 });
+    expect(after.payload.segments).toBe(total / 200);
+    expect((await api.all<{ index: number }>('/v1/batch/kept-briefly/results')).length).toBe(total);
+    expect(server.output()).toContain('deleted expired payloads');
+  });
+});

@@ -5,6 +5,7 @@ import { addOutcome, type Counts, type SegmentOutcome } from '../../domain/progr
 import {
   type BatchPatch,
   type BatchRepository,
+  type ExpiredPayload,
   InvalidCursorError,
   type ItemError,
   type Page,
@@ -35,6 +36,10 @@ CREATE TABLE IF NOT EXISTS segments (
   worker_id TEXT NOT NULL,
   recorded_at TEXT NOT NULL,
   PRIMARY KEY (batch_key, segment)
+);
+CREATE TABLE IF NOT EXISTS payload_expiry (
+  batch_key TEXT PRIMARY KEY,
+  expired_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS item_errors (
   batch_key TEXT NOT NULL,
@@ -220,6 +225,24 @@ export class SqliteBatchRepository implements BatchRepository {
       )
       .all(maxWebhookAttempts) as { key: string }[];
     return [...unfinished, ...undelivered].map((r) => r.key);
+  }
+
+  async listExpiredPayloads(completedBefore: string, limit: number): Promise<ExpiredPayload[]> {
+    return this.#db
+      .prepare(
+        `SELECT key, json_extract(record, '$.payload.prefix') AS prefix, json_extract(record, '$.completedAt') AS completedAt
+           FROM batches
+          WHERE status IN ('completed', 'failed', 'cancelled')
+            AND json_extract(record, '$.completedAt') <= ?
+            AND NOT EXISTS (SELECT 1 FROM payload_expiry WHERE batch_key = batches.key)
+          ORDER BY completedAt, key
+          LIMIT ?`,
+      )
+      .all(completedBefore, limit) as unknown as ExpiredPayload[];
+  }
+
+  async markPayloadExpired(key: string, expiredAt: string): Promise<void> {
+    this.#db.prepare('INSERT INTO payload_expiry (batch_key, expired_at) VALUES (?, ?) ON CONFLICT DO NOTHING').run(key, expiredAt);
   }
 
   async check(): Promise<void> {
