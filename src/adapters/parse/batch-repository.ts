@@ -1,0 +1,483 @@
+// BatchRepository on Parse Server: one `BatchMemoryRequest` per batch, its committed updates in `BatchVersion`, its
+// progress ledger in `BatchSegment`, its item errors in `BatchItemError`.
+//
+// Parse offers no conditional update and no usable transaction (a `/batch` with `transaction: true` parks its session
+// on Parse Server's one shared DatabaseController, so concurrent requests would run inside each other's transaction).
+// The one atomic test-and-set it has is inserting a row under a unique index. Both guarantees rest on it:
+//
+// - Compare-and-set (`update`): committing version N+1 means inserting the `BatchVersion` row (batchId, N+1) holding
+//   the full new state. Of many writers of the same version exactly one insert succeeds; the rest get a duplicate
+//   key and answer 'conflict'. The state columns of `BatchMemoryRequest` are a projection of the newest version row:
+//   written after the commit, and re-written until no newer version exists (a slow writer may land an older state
+//   after a newer one; it then finds the newer version and writes that). `get` reads the newest version row itself,
+//   so it never sees a lagging projection, and repairs one it finds (after a crash between commit and projection).
+// - Ledger (`recordSegment`): recording a segment is inserting its `BatchSegment` row (batchId, segment); a repeat
+//   gets a duplicate key and changes nothing. The counts are the sums over the ledger rows (one aggregate query), so
+//   there is no second write that a crash could separate from the first: counts are exact under retries, duplicates
+//   and crashes. `processedCount`/`successCount`/`failCount` on the batch row are a projection of those sums,
+//   re-written until stable, for list pages and for people looking at the class in Parse Dashboard. Item errors are
+//   stored before the ledger row (idempotent per item), so a recorded segment always has its errors.
+import type { Codec } from '../../domain/codec.ts';
+import { type Batch, type BatchStatus, isFinal, type Tenant, type WebhookState } from '../../domain/batch.ts';
+import type { Counts, SegmentOutcome } from '../../domain/progress.ts';
+import {
+  type BatchPatch,
+  type BatchRepository,
+  InvalidCursorError,
+  type ItemError,
+  type Page,
+  type SegmentRecord,
+} from '../../ports/batch-repository.ts';
+import { OrganizationRoles, tenantAcl } from './acl.ts';
+import {
+  type BatchOperation,
+  isParseError,
+  maxBatchOperations,
+  type ParseConnection,
+  ParseErrorCode,
+  useMasterKey,
+} from './connection.ts';
+import { parseClasses } from './schema.ts';
+
+/** How many item errors the batch row keeps as a sample in `errors`; all of them are in `BatchItemError`. */
+export const errorSampleSize = 100;
+/** Rounds a projection is re-written before giving up (the next `get` repairs it). */
+const projectionRounds = 20;
+const pageSize = 1000;
+
+type ParseObject = InstanceType<ParseConnection['Parse']['Object']>;
+
+/** The part of a batch that `update` changes: the snapshot each `BatchVersion` row holds. */
+interface MutableState {
+  status: BatchStatus;
+  startedAt: string | null;
+  completedAt: string | null;
+  workflowId: string | null;
+  webhook: WebhookState;
+  error: string | null;
+}
+
+function mutableState(batch: Batch): MutableState {
+  return {
+    status: batch.status,
+    startedAt: batch.startedAt,
+    completedAt: batch.completedAt,
+    workflowId: batch.workflowId,
+    webhook: { ...batch.webhook },
+    error: batch.error,
+  };
+}
+
+function iso(value: unknown): string | null {
+  return value instanceof Date ? value.toISOString() : null;
+}
+
+function text(value: unknown): string | null {
+  return typeof value === 'string' ? value : null;
+}
+
+function number(value: unknown): number {
+  return typeof value === 'number' ? value : Number(value ?? 0) || 0;
+}
+
+function stateOfRow(row: ParseObject): MutableState {
+  return {
+    status: row.get('status') as BatchStatus,
+    startedAt: iso(row.get('startedAt')),
+    completedAt: iso(row.get('completedAt')),
+    workflowId: text(row.get('workflowId')),
+    webhook: {
+      url: text(row.get('webhookUrl')),
+      secret: text(row.get('webhookSecret')),
+      delivered: row.get('webhookSent') === true,
+      attempts: number(row.get('webhookAttempts')),
+      lastError: text(row.get('webhookLastError')),
+    },
+    error: text(row.get('failureReason')),
+  };
+}
+
+function countsOfRow(row: ParseObject): Counts {
+  return {
+    total: number(row.get('totalMemories')),
+    processed: number(row.get('processedCount')),
+    succeeded: number(row.get('successCount')),
+    failed: number(row.get('failCount')),
+  };
+}
+
+function sameCounts(a: Counts, b: Counts): boolean {
+  return a.processed === b.processed && a.succeeded === b.succeeded && a.failed === b.failed;
+}
+
+function tenantOfRow(row: ParseObject): Tenant {
+  return {
+    organization: row.get('organization'),
+    namespace: row.get('namespace'),
+    user: row.get('user'),
+    workspace: row.get('workspace'),
+  };
+}
+
+function toBatch(row: ParseObject, version: number, state: MutableState, counts: Counts): Batch {
+  return {
+    key: row.get('batchId'),
+    id: row.get('clientBatchId'),
+    requestId: row.get('requestId'),
+    tenant: tenantOfRow(row),
+    status: state.status,
+    version,
+    createdAt: iso(row.get('submittedAt'))!,
+    startedAt: state.startedAt,
+    completedAt: state.completedAt,
+    counts,
+    payload: {
+      codec: row.get('payloadCodec') as Codec,
+      prefix: row.get('payloadPrefix'),
+      segments: number(row.get('segmentCount')),
+      rawBytes: number(row.get('rawBytes')),
+      storedBytes: number(row.get('storedBytes')),
+    },
+    workflowId: state.workflowId,
+    webhook: state.webhook,
+    error: state.error,
+  };
+}
+
+/** Sets a field, or removes it for null, so that an absent value reads back as null. */
+function put(row: ParseObject, field: string, value: unknown): void {
+  if (value === null || value === undefined) row.unset(field);
+  else row.set(field, value);
+}
+
+function writeState(row: ParseObject, version: number, state: MutableState): void {
+  row.set('status', state.status);
+  row.set('version', version);
+  put(row, 'startedAt', state.startedAt ? new Date(state.startedAt) : null);
+  put(row, 'completedAt', state.completedAt ? new Date(state.completedAt) : null);
+  put(row, 'workflowId', state.workflowId);
+  put(row, 'webhookUrl', state.webhook.url);
+  put(row, 'webhookSecret', state.webhook.secret);
+  row.set('webhookSent', state.webhook.delivered);
+  row.set('webhookAttempts', state.webhook.attempts);
+  put(row, 'webhookLastError', state.webhook.lastError);
+  put(row, 'failureReason', state.error);
+}
+
+function encodeCursor(createdAt: string, key: string): string {
+  return Buffer.from(JSON.stringify([createdAt, key])).toString('base64url');
+}
+
+function decodeCursor(cursor: string): [string, string] | undefined {
+  try {
+    const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
+    if (!Array.isArray(value) || value.length !== 2 || !value.every((v) => typeof v === 'string')) return undefined;
+    const [createdAt, key] = value as [string, string];
+    return Number.isNaN(Date.parse(createdAt)) ? undefined : [createdAt, key];
+  } catch {
+    return undefined;
+  }
+}
+
+interface VersionRow {
+  version: number;
+  state: MutableState;
+}
+
+export class ParseBatchRepository implements BatchRepository {
+  readonly #connection: ParseConnection;
+  readonly #Parse: ParseConnection['Parse'];
+  readonly #roles: OrganizationRoles;
+
+  constructor(connection: ParseConnection) {
+    this.#connection = connection;
+    this.#Parse = connection.Parse;
+    this.#roles = new OrganizationRoles(connection);
+  }
+
+  async create(batch: Batch): Promise<{ created: boolean; batch: Batch }> {
+    await this.#roles.ensure(batch.tenant.organization);
+    const row = new this.#Parse.Object(parseClasses.batch);
+    row.set({
+      batchId: batch.key,
+      clientBatchId: batch.id,
+      requestId: batch.requestId,
+      ...batch.tenant,
+      submittedAt: new Date(batch.createdAt),
+      totalMemories: batch.counts.total,
+      processedCount: 0,
+      successCount: 0,
+      failCount: 0,
+      payloadCodec: batch.payload.codec,
+      payloadPrefix: batch.payload.prefix,
+      segmentCount: batch.payload.segments,
+      rawBytes: batch.payload.rawBytes,
+      storedBytes: batch.payload.storedBytes,
+      errors: [],
+    });
+    writeState(row, batch.version, mutableState(batch));
+    row.setACL(new this.#Parse.ACL(tenantAcl(batch.tenant)));
+    let created = true;
+    try {
+      await row.save(null, useMasterKey);
+    } catch (error) {
+      if (!isParseError(error, ParseErrorCode.duplicateValue)) throw error;
+      created = false;
+    }
+    const stored = await this.get(batch.key);
+    if (!stored) throw new Error(`batch ${batch.key} is missing right after it was stored`);
+    return { created, batch: stored };
+  }
+
+  async get(key: string): Promise<Batch | undefined> {
+    const [row, latest, sums] = await Promise.all([this.#row(key), this.#latestVersion(key), this.#sums(key)]);
+    if (!row) return undefined;
+    const rowVersion = number(row.get('version'));
+    const counts: Counts = { total: number(row.get('totalMemories')), ...sums };
+    const current = latest && latest.version > rowVersion ? latest : { version: rowVersion, state: stateOfRow(row) };
+    // Repair what a crash or a lost connection left behind; the answer stands either way.
+    if (current.version > rowVersion) await this.#project(row, current).catch(() => undefined);
+    if (isFinal(current.state.status) && !sameCounts(countsOfRow(row), counts)) {
+      await this.#projectCounts(row, key, sums, []).catch(() => undefined);
+    }
+    return toBatch(row, current.version, current.state, counts);
+  }
+
+  async update(key: string, expectedVersion: number, patch: BatchPatch): Promise<Batch | 'conflict'> {
+    const current = await this.get(key);
+    if (!current || current.version !== expectedVersion) return 'conflict';
+    const next: Batch = { ...current, ...patch, version: expectedVersion + 1 };
+    const commit = new this.#Parse.Object(parseClasses.version);
+    commit.set({ batchId: key, version: next.version, state: mutableState(next) });
+    commit.setACL(new this.#Parse.ACL(tenantAcl(current.tenant)));
+    try {
+      await commit.save(null, useMasterKey);
+    } catch (error) {
+      if (isParseError(error, ParseErrorCode.duplicateValue)) return 'conflict';
+      throw error;
+    }
+    // The commit stands from here on; a projection that fails now is repaired by the next `get`.
+    const row = await this.#row(key).catch(() => undefined);
+    if (row) await this.#project(row, { version: next.version, state: mutableState(next) }).catch(() => undefined);
+    return next;
+  }
+
+  async recordSegment(
+    key: string,
+    outcome: SegmentOutcome,
+    itemErrors: ItemError[],
+    workerId: string,
+  ): Promise<{ applied: boolean; counts: Counts }> {
+    const row = await this.#row(key);
+    if (!row) throw new Error(`batch ${key} does not exist`);
+    const acl = tenantAcl(tenantOfRow(row));
+    await this.#storeItemErrors(key, outcome.segment, itemErrors, acl);
+
+    const entry = new this.#Parse.Object(parseClasses.segment);
+    entry.set({
+      batchId: key,
+      segment: outcome.segment,
+      succeeded: outcome.succeeded,
+      failed: outcome.failed,
+      workerId,
+      recordedAt: new Date(),
+    });
+    entry.setACL(new this.#Parse.ACL(acl));
+    let applied = true;
+    try {
+      await entry.save(null, useMasterKey);
+    } catch (error) {
+      if (!isParseError(error, ParseErrorCode.duplicateValue)) throw error;
+      applied = false;
+    }
+    const sums = await this.#sums(key);
+    if (applied) {
+      const sampleRoom = errorSampleSize - ((row.get('errors') as unknown[] | undefined)?.length ?? 0);
+      const sample = itemErrors.slice(0, Math.max(0, sampleRoom));
+      // The ledger row is the record; the counters on the batch row only mirror it, and the next segment refreshes them.
+      await this.#projectCounts(row, key, sums, sample).catch(() => undefined);
+    }
+    return { applied, counts: { total: number(row.get('totalMemories')), ...sums } };
+  }
+
+  async listSegments(key: string): Promise<SegmentRecord[]> {
+    const rows = await this.#findAll(parseClasses.segment, key, 'segment');
+    return rows.map((row) => ({
+      segment: number(row.get('segment')),
+      succeeded: number(row.get('succeeded')),
+      failed: number(row.get('failed')),
+      workerId: row.get('workerId'),
+      recordedAt: iso(row.get('recordedAt'))!,
+    }));
+  }
+
+  async listErrors(key: string, afterIndex: number, limit: number): Promise<ItemError[]> {
+    const rows = await new this.#Parse.Query(parseClasses.itemError)
+      .equalTo('batchId', key)
+      .greaterThan('index', afterIndex)
+      .ascending('index')
+      .limit(limit)
+      .find(useMasterKey);
+    return rows.map((row) => ({
+      index: number(row.get('index')),
+      externalId: text(row.get('externalId')),
+      error: row.get('message'),
+    }));
+  }
+
+  async list(
+    organization: string,
+    query: { status?: BatchStatus | undefined; limit: number; cursor?: string | undefined },
+  ): Promise<Page<Batch>> {
+    const Parse = this.#Parse;
+    const base = () => {
+      const q = new Parse.Query(parseClasses.batch).equalTo('organization', organization);
+      if (query.status) q.equalTo('status', query.status);
+      return q;
+    };
+    let q = base();
+    if (query.cursor) {
+      const after = decodeCursor(query.cursor);
+      if (!after) throw new InvalidCursorError('cursor is not valid');
+      const at = new Date(after[0]);
+      q = Parse.Query.or(
+        base().lessThan('submittedAt', at),
+        base().equalTo('submittedAt', at).lessThan('batchId', after[1]),
+      );
+    }
+    const rows = await q.descending('submittedAt').addDescending('batchId').limit(query.limit + 1).find(useMasterKey);
+    const page = rows.slice(0, query.limit);
+    const last = page.at(-1);
+    return {
+      items: page.map((row) => toBatch(row, number(row.get('version')), stateOfRow(row), countsOfRow(row))),
+      nextCursor: rows.length > query.limit && last ? encodeCursor(iso(last.get('submittedAt'))!, last.get('batchId')) : null,
+    };
+  }
+
+  async listNeedingWork(maxWebhookAttempts: number): Promise<string[]> {
+    // The batch rows may lag the newest version by an update in flight; a lagging row shows an earlier state, which
+    // needs at least as much work, so this list is never short. Callers read each batch before acting on it.
+    const Parse = this.#Parse;
+    const unfinished = new Parse.Query(parseClasses.batch).containedIn('status', ['pending', 'processing', 'cancelling']);
+    const owed = new Parse.Query(parseClasses.batch)
+      .containedIn('status', ['completed', 'failed', 'cancelled'])
+      .exists('webhookUrl')
+      .notEqualTo('webhookSent', true)
+      .lessThan('webhookAttempts', maxWebhookAttempts);
+    const keys: string[] = [];
+    let skip = 0;
+    for (;;) {
+      const rows = await Parse.Query.or(unfinished, owed)
+        .ascending('submittedAt')
+        .addAscending('batchId')
+        .select('batchId')
+        .skip(skip)
+        .limit(pageSize)
+        .find(useMasterKey);
+      keys.push(...rows.map((row) => row.get('batchId') as string));
+      if (rows.length < pageSize) return keys;
+      skip += rows.length;
+    }
+  }
+
+  async check(): Promise<void> {
+    await new this.#Parse.Query(parseClasses.batch).select('batchId').first(useMasterKey);
+  }
+
+  async close(): Promise<void> {}
+
+  async #row(key: string): Promise<ParseObject | undefined> {
+    return new this.#Parse.Query(parseClasses.batch).equalTo('batchId', key).first(useMasterKey);
+  }
+
+  async #latestVersion(key: string): Promise<VersionRow | undefined> {
+    const row = await new this.#Parse.Query(parseClasses.version)
+      .equalTo('batchId', key)
+      .descending('version')
+      .first(useMasterKey);
+    return row ? { version: number(row.get('version')), state: row.get('state') as MutableState } : undefined;
+  }
+
+  async #sums(key: string): Promise<Omit<Counts, 'total'>> {
+    const [result] = (await new this.#Parse.Query(parseClasses.segment).aggregate(
+      [
+        { $match: { batchId: key } },
+        { $group: { _id: '$batchId', succeeded: { $sum: '$succeeded' }, failed: { $sum: '$failed' } } },
+      ],
+      useMasterKey,
+    )) as { succeeded?: number | string | null; failed?: number | string | null }[];
+    const succeeded = number(result?.succeeded);
+    const failed = number(result?.failed);
+    return { processed: succeeded + failed, succeeded, failed };
+  }
+
+  /** Writes `target` into the batch row, then again with any newer version, until the newest is written. */
+  async #project(row: ParseObject, target: VersionRow): Promise<void> {
+    const key = row.get('batchId') as string;
+    for (let round = 0; round < projectionRounds; round += 1) {
+      writeState(row, target.version, target.state);
+      await row.save(null, useMasterKey);
+      const latest = await this.#latestVersion(key);
+      if (!latest || latest.version <= target.version) return;
+      target = latest;
+    }
+  }
+
+  /** Writes the ledger sums into the batch row's counters, again while they change under concurrent segments. */
+  async #projectCounts(row: ParseObject, key: string, sums: Omit<Counts, 'total'>, sample: ItemError[]): Promise<void> {
+    let first = true;
+    for (let round = 0; round < projectionRounds; round += 1) {
+      // A fresh object writes only these fields, never a stale copy of the state fields.
+      const counters = new this.#Parse.Object(parseClasses.batch);
+      counters.id = row.id;
+      counters.set({ processedCount: sums.processed, successCount: sums.succeeded, failCount: sums.failed });
+      if (first && sample.length > 0) {
+        counters.addAllUnique(
+          'errors',
+          sample.map((e) => ({ index: e.index, externalId: e.externalId, error: e.error })),
+        );
+      }
+      first = false;
+      await counters.save(null, useMasterKey);
+      const again = await this.#sums(key);
+      if (again.processed === sums.processed && again.succeeded === sums.succeeded) return;
+      sums = again;
+    }
+  }
+
+  async #storeItemErrors(key: string, segment: number, itemErrors: ItemError[], acl: Record<string, unknown>): Promise<void> {
+    for (let start = 0; start < itemErrors.length; start += maxBatchOperations) {
+      const operations: BatchOperation[] = itemErrors.slice(start, start + maxBatchOperations).map((item) => ({
+        method: 'POST',
+        path: `/classes/${parseClasses.itemError}`,
+        body: {
+          batchId: key,
+          index: item.index,
+          segment,
+          ...(item.externalId === null ? {} : { externalId: item.externalId }),
+          message: item.error,
+          ACL: acl,
+        },
+      }));
+      const results = await this.#connection.batch(operations);
+      for (const result of results) {
+        if (result.error && result.error.code !== ParseErrorCode.duplicateValue) {
+          throw new this.#Parse.Error(result.error.code, `storing an item error failed: ${result.error.error}`);
+        }
+      }
+    }
+  }
+
+  async #findAll(className: string, key: string, orderField: string): Promise<ParseObject[]> {
+    const rows: ParseObject[] = [];
+    let after = -Infinity;
+    for (;;) {
+      const q = new this.#Parse.Query(className).equalTo('batchId', key).ascending(orderField).limit(pageSize);
+      if (after > -Infinity) q.greaterThan(orderField, after);
+      const page = await q.find(useMasterKey);
+      rows.push(...page);
+      if (page.length < pageSize) return rows;
+      after = number(page.at(-1)!.get(orderField));
+    }
+  }
+}

@@ -1,0 +1,153 @@
+// The Parse classes the adapters use: their fields, indexes, unique keys and class-level permissions.
+// `migrateParse` creates them from these definitions; the adapters take the class names from here.
+
+export const parseClasses = {
+  batch: 'BatchMemoryRequest',
+  version: 'BatchVersion',
+  segment: 'BatchSegment',
+  itemError: 'BatchItemError',
+  payloadFile: 'BatchPayloadFile',
+  memory: 'Memory',
+} as const;
+
+export type ParseFieldType = 'String' | 'Number' | 'Boolean' | 'Date' | 'Object' | 'Array' | 'File';
+
+export interface ClassDefinition {
+  className: string;
+  fields: Record<string, ParseFieldType>;
+  /** Plain indexes, created through the Schema API (ascending; Postgres scans them backwards too). */
+  indexes: Record<string, Record<string, 1>>;
+  /**
+   * Unique keys. Each is what makes an operation idempotent or a compare-and-set exclusive, so `migrateParse`
+   * proves every one of them by trying to store a duplicate. The Schema API cannot create unique indexes.
+   */
+  unique: string[][];
+  /** `readable`: signed-in users may get/find/count (their ACLs decide which objects); writes need the master key. */
+  access: 'readable' | 'master-only';
+  /** Fields never shown to a non-master reader. */
+  protectedFields?: string[];
+}
+
+const tenantFields = {
+  organization: 'String',
+  namespace: 'String',
+  user: 'String',
+  workspace: 'String',
+} as const satisfies Record<string, ParseFieldType>;
+
+export const classDefinitions: ClassDefinition[] = [
+  {
+    className: parseClasses.batch,
+    fields: {
+      batchId: 'String',
+      clientBatchId: 'String',
+      requestId: 'String',
+      ...tenantFields,
+      status: 'String',
+      version: 'Number',
+      submittedAt: 'Date',
+      startedAt: 'Date',
+      completedAt: 'Date',
+      totalMemories: 'Number',
+      processedCount: 'Number',
+      successCount: 'Number',
+      failCount: 'Number',
+      payloadCodec: 'String',
+      payloadPrefix: 'String',
+      segmentCount: 'Number',
+      rawBytes: 'Number',
+      storedBytes: 'Number',
+      workflowId: 'String',
+      webhookUrl: 'String',
+      webhookSecret: 'String',
+      webhookSent: 'Boolean',
+      webhookAttempts: 'Number',
+      webhookLastError: 'String',
+      failureReason: 'String',
+      errors: 'Array',
+    },
+    indexes: {
+      status_createdAt: { status: 1, createdAt: 1 },
+      organization_submittedAt: { organization: 1, submittedAt: 1 },
+      status_submittedAt: { status: 1, submittedAt: 1 },
+    },
+    unique: [['batchId']],
+    access: 'readable',
+    protectedFields: ['webhookSecret'],
+  },
+  {
+    // One row per committed update: the unique (batchId, version) makes `update` a compare-and-set.
+    className: parseClasses.version,
+    fields: { batchId: 'String', version: 'Number', state: 'Object' },
+    indexes: {},
+    unique: [['batchId', 'version']],
+    access: 'master-only',
+  },
+  {
+    // The progress ledger: one row per recorded segment; counts are the sums over these rows.
+    className: parseClasses.segment,
+    fields: { batchId: 'String', segment: 'Number', succeeded: 'Number', failed: 'Number', workerId: 'String', recordedAt: 'Date' },
+    indexes: {},
+    unique: [['batchId', 'segment']],
+    access: 'master-only',
+  },
+  {
+    className: parseClasses.itemError,
+    fields: { batchId: 'String', index: 'Number', segment: 'Number', externalId: 'String', message: 'String' },
+    indexes: {},
+    unique: [['batchId', 'index']],
+    access: 'readable',
+  },
+  {
+    className: parseClasses.payloadFile,
+    fields: {
+      key: 'String',
+      organization: 'String',
+      file: 'File',
+      sha256: 'String',
+      size: 'Number',
+      contentType: 'String',
+      contentEncoding: 'String',
+    },
+    indexes: {},
+    unique: [['key']],
+    access: 'readable',
+  },
+  {
+    className: parseClasses.memory,
+    fields: {
+      memoryId: 'String',
+      batchId: 'String',
+      index: 'Number',
+      content: 'String',
+      type: 'String',
+      metadata: 'Object',
+      externalId: 'String',
+      contentHash: 'String',
+      ...tenantFields,
+    },
+    indexes: {},
+    unique: [['memoryId'], ['batchId', 'index']],
+    access: 'readable',
+  },
+];
+
+/** The class-level permissions for an access level, in the Schema API's format. */
+export function classLevelPermissions(definition: ClassDefinition): Record<string, unknown> {
+  const read = definition.access === 'readable' ? { requiresAuthentication: true } : {};
+  return {
+    get: read,
+    find: read,
+    count: read,
+    create: {},
+    update: {},
+    delete: {},
+    addField: {},
+    protectedFields: definition.protectedFields ? { '*': definition.protectedFields } : {},
+  };
+}
+
+/** The name Parse Server's Postgres adapter gives a unique index (`<class>_unique_<sorted fields>`). */
+export function uniqueIndexName(className: string, fieldNames: string[]): string {
+  return `${className}_unique_${[...fieldNames].sort().join('_')}`;
+}

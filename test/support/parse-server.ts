@@ -1,0 +1,121 @@
+// Starts Parse Server 9 in-process on a random port, on the PostgreSQL container from the harness, with its files
+// in a temporary folder, and runs `migrateParse` against it. Returns what the Parse adapters' configuration needs.
+import { randomBytes } from 'node:crypto';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import express from 'express';
+import { FileSystemAdapter, ParseServer } from 'parse-server';
+import { migrateParse, type MigrationReport } from '../../src/adapters/parse/migrate.ts';
+import { connectParse, type ParseSettings } from '../../src/adapters/parse/connection.ts';
+import { tempDir } from './local-context.ts';
+
+export interface ParseServerHandle extends ParseSettings {
+  /** Folder holding the uploaded files (`<folder>/<file name>`), for tests that tamper with them. */
+  filesDir: string;
+  migration: MigrationReport;
+  /** Stops listening and closes the database pool; safe to call twice. */
+  stop(): Promise<void>;
+}
+
+export interface ParseServerOptions {
+  /** `postgres://…` of the database, e.g. `startPostgres().url`. */
+  databaseURI: string;
+  /** Organizations whose roles `migrateParse` creates up front. */
+  organizations?: string[];
+  /** Extra Parse Server options, e.g. `{ logLevel: 'info' }` while debugging. */
+  extra?: Record<string, unknown>;
+}
+
+interface StorageAdapter {
+  ensureUniqueness(className: string, schema: unknown, fieldNames: string[]): Promise<void>;
+}
+
+export async function startParseServer(options: ParseServerOptions): Promise<ParseServerHandle> {
+  const files = tempDir();
+  const appId = `batchmem-${randomBytes(4).toString('hex')}`;
+  const masterKey = randomBytes(24).toString('hex');
+  const app = express();
+  const listener = await new Promise<Server>((resolve) => {
+    const server = app.listen(0, '127.0.0.1', () => resolve(server));
+  });
+  const port = (listener.address() as AddressInfo).port;
+  const serverURL = `http://127.0.0.1:${port}/parse`;
+
+  const parse = ParseServer({
+    appId,
+    masterKey,
+    serverURL,
+    databaseURI: options.databaseURI,
+    filesAdapter: tempFolderFilesAdapter(files.path),
+    maxUploadSize: '64mb',
+    // Segment files are read by the service with the master key only.
+    fileDownload: { enableForPublic: false, enableForAnonymousUser: false, enableForAuthenticatedUser: false },
+    // The tests create Parse users (the ACL test) through the REST API.
+    enforcePrivateUsers: true,
+    silent: process.env.BATCHMEM_PARSE_VERBOSE !== 'true',
+    logLevel: 'error',
+    // The announced future defaults, set now: the server under test is the one teams will run, and it stays quiet.
+    fileUpload: { allowedFileUrlDomains: [] },
+    pages: { encodePageParamHeaders: true },
+    readOnlyMasterKeyIps: ['127.0.0.1', '::1'],
+    requestComplexity: {
+      includeDepth: 10, includeCount: 100, subqueryDepth: 10, queryDepth: 10, graphQLDepth: 20, graphQLFields: 200,
+      batchRequestLimit: 100,
+    },
+    protectedFieldsOwnerExempt: false,
+    protectedFieldsTriggerExempt: true,
+    protectedFieldsSaveResponseExempt: false,
+    installation: { duplicateDeviceTokenActionEnforceAuth: true },
+    allowAggregationForReadOnlyMasterKey: false,
+    ...options.extra,
+  } as unknown as Parameters<typeof ParseServer>[0]);
+  try {
+    await parse.start();
+  } catch (error) {
+    listener.close();
+    files.remove();
+    throw new Error(`Parse Server did not start on ${options.databaseURI}: ${(error as Error).message}`, { cause: error });
+  }
+  app.use('/parse', parse.app);
+
+  const settings: ParseSettings = { serverURL, appId, masterKey };
+  const connection = connectParse(settings);
+  const adapter = (parse as unknown as { config: { databaseController: { adapter: StorageAdapter } } }).config
+    .databaseController.adapter;
+  const migration = await migrateParse(connection, {
+    organizations: options.organizations ?? [],
+    uniqueIndexes: (className, fieldNames) => adapter.ensureUniqueness(className, {}, fieldNames),
+    log: () => {},
+  });
+
+  let stopped = false;
+  return {
+    ...settings,
+    filesDir: files.path,
+    migration,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      listener.closeAllConnections();
+      await new Promise<void>((resolve) => listener.close(() => resolve()));
+      const shutdown = (parse as unknown as { config: { databaseController: { adapter: { handleShutdown?(): Promise<void> } } } })
+        .config.databaseController.adapter.handleShutdown;
+      await shutdown?.call(adapter);
+      files.remove();
+    },
+  };
+}
+
+/**
+ * The FS files adapter writes under `./files/<sub folder>` of the working directory; this keeps its files in a
+ * temporary folder instead, so a test run leaves nothing in the repository.
+ */
+function tempFolderFilesAdapter(folder: string): InstanceType<typeof FileSystemAdapter> {
+  const Adapter = FileSystemAdapter as unknown as new (options: object) => object;
+  class TempFolderFilesAdapter extends Adapter {
+    _getApplicationDir(): string {
+      return folder;
+    }
+  }
+  return new TempFolderFilesAdapter({}) as InstanceType<typeof FileSystemAdapter>;
+}
