@@ -1,6 +1,7 @@
 // Builds a context on embedded storage (SQLite records and sink, file payloads) orchestrated by Temporal: the
 // TemporalOrchestrator on a real dev server, plus an in-process Temporal Worker running processBatch.
 import { join } from 'node:path';
+import type { Client, WorkflowHandle } from '@temporalio/client';
 import { bundleWorkflowCode, DefaultLogger, Runtime, type WorkflowBundle } from '@temporalio/worker';
 import { SqliteBatchRepository } from '../../src/adapters/local/batch-repository.ts';
 import { SqliteMemorySink } from '../../src/adapters/local/memory-sink.ts';
@@ -10,9 +11,11 @@ import type { Tuning } from '../../src/adapters/temporal/activities.ts';
 import { createWorker, type TemporalWorker, workflowsPath } from '../../src/adapters/temporal/worker.ts';
 import { HttpWebhookNotifier } from '../../src/adapters/webhook/notifier.ts';
 import { type Context, defaultSettings, type OrchestratedContext, type Settings } from '../../src/app/context.ts';
+import { submitBatch } from '../../src/app/use-cases/submit-batch.ts';
+import { type Batch, isFinal } from '../../src/domain/batch.ts';
 import type { MemorySink } from '../../src/ports/memory-sink.ts';
 import { systemClock } from '../../src/ports/clock.ts';
-import { uniqueId } from './batches.ts';
+import { tenantA, uniqueId } from './batches.ts';
 import type { TemporalBackend } from './containers.ts';
 import { tempDir } from './local-context.ts';
 
@@ -110,4 +113,87 @@ export async function temporalFixture(temporal: TemporalBackend, options: Tempor
       dir?.remove();
     },
   };
+}
+
+/** A context whose orchestrator records starts without starting anything: submit now, start the workflow later. */
+export function withoutStarting(ctx: OrchestratedContext): OrchestratedContext {
+  return {
+    ...ctx,
+    orchestrator: {
+      start: async (key) => ({ workflowId: `batch-${key}` }),
+      cancel: async () => undefined,
+      describe: async () => undefined,
+      check: async () => undefined,
+      close: async () => undefined,
+    },
+  };
+}
+
+export interface SubmitDirectOptions {
+  batchId?: string;
+  webhookUrl?: string;
+  webhookSecret?: string;
+  /** Builds memory `index`; short chat-like memories by default. */
+  make?: (index: number) => unknown;
+}
+
+/** Submits `count` memories through the submit use case (no HTTP), as the API would. */
+export async function submitDirect(ctx: OrchestratedContext, count: number, options: SubmitDirectOptions = {}): Promise<Batch> {
+  const make = options.make ?? ((i: number) => ({ content: `memory ${i}: the user prefers option ${i % 7}`, external_id: `e${i}` }));
+  async function* items() {
+    for (let i = 0; i < count; i += 1) yield make(i);
+  }
+  const batchId = options.batchId ?? uniqueId();
+  const result = await submitBatch(ctx, {
+    tenant: tenantA,
+    requestId: uniqueId('req'),
+    items: items(),
+    options: () => ({ batchId, webhookUrl: options.webhookUrl, webhookSecret: options.webhookSecret }),
+  });
+  if (!result.ok) throw new Error(result.error.detail);
+  return result.value.batch;
+}
+
+export async function settle(ctx: Context, key: string, timeoutMs = 240_000): Promise<Batch> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const batch = await ctx.batches.get(key);
+    if (batch && isFinal(batch.status)) return batch;
+    if (Date.now() > deadline) throw new Error(`batch ${key} is still ${batch?.status} (${JSON.stringify(batch?.counts)}) after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+type History = Awaited<ReturnType<WorkflowHandle['fetchHistory']>>;
+
+export interface RunHistory {
+  runId: string;
+  history: History;
+  events: number;
+  /** History size in bytes as the server counts it (its limit is 50 MiB). */
+  bytes: number;
+}
+
+/** The histories of every run of a workflow, first to last, walking back from the latest along continue-as-new. */
+export async function runHistories(client: Client, workflowId: string): Promise<RunHistory[]> {
+  const runs: RunHistory[] = [];
+  let runId: string | undefined = (await client.workflow.getHandle(workflowId).describe()).runId;
+  while (runId) {
+    const handle = client.workflow.getHandle(workflowId, runId);
+    const history: History = await handle.fetchHistory();
+    const events = history.events ?? [];
+    const bytes = (await handle.describe()).historySize ?? 0;
+    runs.unshift({ runId, history, events: events.length, bytes });
+    runId = events[0]?.workflowExecutionStartedEventAttributes?.continuedExecutionRunId || undefined;
+  }
+  return runs;
+}
+
+/** Bytes of a run's input: the payload data (JSON) and its metadata (encoding name). */
+export function inputBytes(run: RunHistory): { data: number; withMetadata: number } {
+  const payload = run.history.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
+  if (!payload) throw new Error('the history has no workflow input');
+  const data = payload.data?.byteLength ?? 0;
+  const metadata = Object.entries(payload.metadata ?? {}).reduce((sum, [key, value]) => sum + key.length + (value?.byteLength ?? 0), 0);
+  return { data, withMetadata: data + metadata };
 }
