@@ -1,6 +1,8 @@
 // The PayloadStore contract against S3: versitygw from the container harness, through the SDK as any store would be.
 // Then what only this adapter promises: what an object carries, folder-exact deletes past one page, bucket checks.
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { createServer, request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import pLimit from 'p-limit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -54,6 +56,46 @@ payloadStoreContract('s3', async () => {
       }));
     },
     close,
+  };
+});
+
+// A store that does not implement conditional writes: versitygw behind a proxy that answers any request carrying
+// If-None-Match with 501 NotImplemented, as some S3-compatible stores do. The adapter must fall back and still keep
+// every guarantee of the contract.
+payloadStoreContract('s3 without If-None-Match', async () => {
+  const started = await backend();
+  const target = new URL(started.endpoint);
+  let refused = 0;
+  const proxy = createServer((request, response) => {
+    if (request.headers['if-none-match']) {
+      refused += 1;
+      request.resume();
+      response.writeHead(501, { 'content-type': 'application/xml' });
+      response.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>NotImplemented</Code>' +
+        '<Message>A header you provided implies functionality that is not implemented.</Message></Error>');
+      return;
+    }
+    const upstream = httpRequest(
+      { host: target.hostname, port: target.port, method: request.method, path: request.url, headers: request.headers },
+      (answer) => {
+        response.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(response);
+      },
+    );
+    upstream.on('error', () => response.destroy());
+    request.pipe(upstream);
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  const { port } = proxy.address() as AddressInfo;
+  const opened = await openStore({ endpoint: `http://127.0.0.1:${port}` });
+  return {
+    store: opened.store,
+    async close() {
+      expect(refused).toBe(1); // one refusal switches the adapter to look-before-write for good
+      await opened.close();
+      proxy.closeAllConnections();
+      await new Promise((resolve) => proxy.close(resolve));
+    },
   };
 });
 

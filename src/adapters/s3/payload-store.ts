@@ -103,9 +103,6 @@ export class S3PayloadStore implements PayloadStore {
   }
 
   async put(key: string, body: Uint8Array, info: PayloadObjectInfo): Promise<void> {
-    if (!this.#conditionalWrites) {
-      if (await this.#sameAsStored(key, body)) return;
-    }
     const command = (conditional: boolean) =>
       new PutObjectCommand({
         Bucket: this.#bucket,
@@ -119,24 +116,30 @@ export class S3PayloadStore implements PayloadStore {
         Metadata: { [metadataSha256]: info.sha256Hex },
         ...(conditional ? { IfNoneMatch: '*' } : {}),
       });
-    try {
-      await this.#client.send(command(this.#conditionalWrites));
-    } catch (error) {
-      if (this.#conditionalWrites && (status(error) === 501 || code(error) === 'NotImplemented')) {
-        this.#conditionalWrites = false;
-        return this.put(key, body, info);
-      }
-      // 412: the key exists. A retried write (ours, or the SDK's after a lost response) is fine if the bytes match.
-      // 409 ConditionalRequestConflict: a concurrent write of the same key; the comparison settles it the same way.
-      if (status(error) !== 412 && status(error) !== 409) throw error;
-      if (!(await this.#sameAsStored(key, body))) {
-        throw new PayloadConflictError(`${this.#where}/${key} already holds different bytes`);
+    // A few rounds only for the rare interleavings: the key vanishing between a 412 and our read, or the switch to
+    // look-before-write.
+    for (let round = 1; ; round += 1) {
+      const conditional = this.#conditionalWrites;
+      if (!conditional && (await this.#holds(key, body))) return;
+      try {
+        await this.#client.send(command(conditional));
+        return;
+      } catch (error) {
+        if (conditional && (status(error) === 501 || code(error) === 'NotImplemented')) {
+          this.#conditionalWrites = false;
+          continue;
+        }
+        // 412: the key exists. A retried write (ours, or the SDK's after a lost response) is fine if the bytes match.
+        // 409 ConditionalRequestConflict: a concurrent write of the same key; the comparison settles it the same way.
+        if (status(error) !== 412 && status(error) !== 409) throw error;
+        if (await this.#holds(key, body)) return;
+        if (round >= 3) throw error;
       }
     }
   }
 
-  /** `false` when the key is free; `true` when it holds these bytes; a conflict when it holds others. */
-  async #sameAsStored(key: string, body: Uint8Array): Promise<boolean> {
+  /** `false` when the key is free, `true` when it holds these bytes; throws PayloadConflictError when it holds others. */
+  async #holds(key: string, body: Uint8Array): Promise<boolean> {
     let existing: Uint8Array | undefined;
     try {
       existing = await this.get(key);
@@ -151,6 +154,17 @@ export class S3PayloadStore implements PayloadStore {
   }
 
   async get(key: string): Promise<Uint8Array | undefined> {
+    // A mismatch is read once more before it is reported: bytes damaged in transit read right the second time,
+    // bytes damaged at rest do not.
+    try {
+      return await this.#read(key);
+    } catch (error) {
+      if (!(error instanceof PayloadChecksumError)) throw error;
+      return this.#read(key);
+    }
+  }
+
+  async #read(key: string): Promise<Uint8Array | undefined> {
     let bytes: Uint8Array;
     let expectedHex: string | undefined;
     let storeChecksum: string | undefined;
