@@ -5,14 +5,16 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import { FileSystemAdapter, ParseServer } from 'parse-server';
-import { migrateParse, type MigrationReport } from '../../src/adapters/parse/migrate.ts';
-import { connectParse, type ParseSettings } from '../../src/adapters/parse/connection.ts';
+import { migrateParse, type MigrationReport, type UniqueIndexMaker } from '../../src/adapters/parse/migrate.ts';
+import { connectParse, disconnectParse, type ParseSettings } from '../../src/adapters/parse/connection.ts';
 import { tempDir } from './local-context.ts';
 
 export interface ParseServerHandle extends ParseSettings {
   /** Folder holding the uploaded files (`<folder>/<file name>`), for tests that tamper with them. */
   filesDir: string;
   migration: MigrationReport;
+  /** Creates unique indexes through the in-process server's storage adapter, as `migrateParse` needs them. */
+  uniqueIndexes: UniqueIndexMaker;
   /** Stops listening and closes the database pool; safe to call twice. */
   stop(): Promise<void>;
 }
@@ -28,6 +30,7 @@ export interface ParseServerOptions {
 
 interface StorageAdapter {
   ensureUniqueness(className: string, schema: unknown, fieldNames: string[]): Promise<void>;
+  handleShutdown?(): Promise<void>;
 }
 
 export async function startParseServer(options: ParseServerOptions): Promise<ParseServerHandle> {
@@ -69,41 +72,39 @@ export async function startParseServer(options: ParseServerOptions): Promise<Par
     allowAggregationForReadOnlyMasterKey: false,
     ...options.extra,
   } as unknown as Parameters<typeof ParseServer>[0]);
+  const adapter = (parse as unknown as { config: { databaseController: { adapter: StorageAdapter } } }).config
+    .databaseController.adapter;
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    disconnectParse();
+    listener.closeAllConnections();
+    await new Promise<void>((resolve) => listener.close(() => resolve()));
+    await adapter.handleShutdown?.();
+    files.remove();
+  };
+
   try {
     await parse.start();
   } catch (error) {
-    listener.close();
-    files.remove();
+    await stop();
     throw new Error(`Parse Server did not start on ${options.databaseURI}: ${(error as Error).message}`, { cause: error });
   }
   app.use('/parse', parse.app);
 
   const settings: ParseSettings = { serverURL, appId, masterKey };
-  const connection = connectParse(settings);
-  const adapter = (parse as unknown as { config: { databaseController: { adapter: StorageAdapter } } }).config
-    .databaseController.adapter;
-  const migration = await migrateParse(connection, {
+  const uniqueIndexes: UniqueIndexMaker = (className, fieldNames) => adapter.ensureUniqueness(className, {}, [...fieldNames]);
+  const migration = await migrateParse(connectParse(settings), {
     organizations: options.organizations ?? [],
-    uniqueIndexes: (className, fieldNames) => adapter.ensureUniqueness(className, {}, fieldNames),
+    uniqueIndexes,
     log: () => {},
   });
-
-  let stopped = false;
-  return {
-    ...settings,
-    filesDir: files.path,
-    migration,
-    async stop() {
-      if (stopped) return;
-      stopped = true;
-      listener.closeAllConnections();
-      await new Promise<void>((resolve) => listener.close(() => resolve()));
-      const shutdown = (parse as unknown as { config: { databaseController: { adapter: { handleShutdown?(): Promise<void> } } } })
-        .config.databaseController.adapter.handleShutdown;
-      await shutdown?.call(adapter);
-      files.remove();
-    },
-  };
+  if (migration.problems.length > 0) {
+    await stop();
+    throw new Error(`migrateParse left problems:\n${migration.problems.join('\n')}`);
+  }
+  return { ...settings, filesDir: files.path, migration, uniqueIndexes, stop };
 }
 
 /**
