@@ -23,6 +23,7 @@ import type { Counts, SegmentOutcome } from '../../domain/progress.ts';
 import {
   type BatchPatch,
   type BatchRepository,
+  type ExpiredPayload,
   InvalidCursorError,
   type ItemError,
   type Page,
@@ -378,6 +379,34 @@ export class ParseBatchRepository implements BatchRepository {
       if (rows.length < pageSize) return keys;
       skip += rows.length;
     }
+  }
+
+  async listExpiredPayloads(completedBefore: string, limit: number): Promise<ExpiredPayload[]> {
+    // From the batch rows: a completion whose projection has not landed yet shows up after the next `get`.
+    const rows = await new this.#Parse.Query(parseClasses.batch)
+      .containedIn('status', ['completed', 'failed', 'cancelled'])
+      .lessThanOrEqualTo('completedAt', new Date(completedBefore))
+      .doesNotExist('payloadExpiredAt')
+      .ascending('completedAt')
+      .addAscending('batchId')
+      .select('batchId', 'payloadPrefix', 'completedAt')
+      .limit(limit)
+      .find(useMasterKey);
+    return rows.map((row) => ({
+      key: row.get('batchId') as string,
+      prefix: row.get('payloadPrefix') as string,
+      completedAt: iso(row.get('completedAt'))!,
+    }));
+  }
+
+  async markPayloadExpired(key: string, expiredAt: string): Promise<void> {
+    const row = await this.#row(key);
+    if (!row || row.get('payloadExpiredAt')) return;
+    // A fresh object writes this one field only, never a stale copy of the others.
+    const mark = new this.#Parse.Object(parseClasses.batch);
+    mark.id = row.id;
+    mark.set('payloadExpiredAt', new Date(expiredAt));
+    await mark.save(null, useMasterKey);
   }
 
   async check(): Promise<void> {

@@ -65,11 +65,13 @@ export const classDefinitions: ClassDefinition[] = [
       webhookLastError: 'String',
       failureReason: 'String',
       errors: 'Array',
+      payloadExpiredAt: 'Date',
     },
     indexes: {
       status_createdAt: { status: 1, createdAt: 1 },
       organization_submittedAt: { organization: 1, submittedAt: 1 },
       status_submittedAt: { status: 1, submittedAt: 1 },
+      status_completedAt: { status: 1, completedAt: 1 },
     },
     unique: [['batchId']],
     access: 'readable',
