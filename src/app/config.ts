@@ -64,6 +64,8 @@ export const configSchema = z.object({
   PARSE_APP_ID: z.string().optional(),
   PARSE_MASTER_KEY: z.string().optional(),
   PARSE_JAVASCRIPT_KEY: z.string().optional(),
+  // Only `batchmem migrate` uses it: Parse's Schema API cannot create the unique indexes the Parse adapters rely on.
+  PARSE_DATABASE_URI: z.string().regex(/^postgres(ql)?:\/\//, 'use a postgres:// URL').optional(),
   BATCHMEM_S3_BUCKET: z.string().optional(),
   BATCHMEM_S3_ENDPOINT: z.url().optional(),
   BATCHMEM_S3_REGION: z.string().default('us-east-1'),

@@ -46,12 +46,25 @@ export function workerIdentity(config: Config): string {
   return config.BATCHMEM_WORKER_ID ?? `${hostname()}:${process.pid}`;
 }
 
+/** The one Parse Server connection of this process (the SDK is a singleton); loaded only when a Parse backend is chosen. */
+export async function parseConnection(config: Config) {
+  const { connectParse } = await import('../adapters/parse/connection.ts');
+  return connectParse({
+    serverURL: config.PARSE_SERVER_URL!,
+    appId: config.PARSE_APP_ID!,
+    masterKey: config.PARSE_MASTER_KEY!,
+    javascriptKey: config.PARSE_JAVASCRIPT_KEY,
+  });
+}
+
 async function batchRepository(config: Config): Promise<BatchRepository> {
   switch (config.BATCHMEM_STORE) {
     case 'sqlite':
       return new SqliteBatchRepository(join(config.BATCHMEM_DATA_DIR, 'batchmem.db'));
-    case 'parse':
-      throw new Error('BATCHMEM_STORE=parse is not wired yet');
+    case 'parse': {
+      const { ParseBatchRepository } = await import('../adapters/parse/batch-repository.ts');
+      return new ParseBatchRepository(await parseConnection(config));
+    }
   }
 }
 
@@ -67,8 +80,10 @@ async function payloadStore(config: Config): Promise<PayloadStore> {
         endpoint: config.BATCHMEM_S3_ENDPOINT,
         forcePathStyle: config.BATCHMEM_S3_FORCE_PATH_STYLE,
       });
-    case 'parse':
-      throw new Error('BATCHMEM_PAYLOADS=parse is not wired yet');
+    case 'parse': {
+      const { ParsePayloadStore } = await import('../adapters/parse/payload-store.ts');
+      return new ParsePayloadStore(await parseConnection(config));
+    }
   }
 }
 
@@ -77,8 +92,10 @@ async function memorySink(config: Config): Promise<MemorySink> {
     switch (config.BATCHMEM_SINK) {
       case 'sqlite':
         return new SqliteMemorySink(join(config.BATCHMEM_DATA_DIR, 'memories.db'));
-      case 'parse':
-        throw new Error('BATCHMEM_SINK=parse is not wired yet');
+      case 'parse': {
+        const { ParseMemorySink } = await import('../adapters/parse/memory-sink.ts');
+        return new ParseMemorySink(await parseConnection(config));
+      }
     }
   })();
   const faulty = config.BATCHMEM_FAULT_SEGMENT_FAILURE_RATE > 0 || config.BATCHMEM_FAULT_ITEM_MARKER;

@@ -1,9 +1,12 @@
 // `migrateParse` creates the Parse schema once, changes nothing the second time, and finds (and, with a unique-index
 // maker, repairs) a unique index that went missing.
+import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectParse, type ParseConnection } from '../../src/adapters/parse/connection.ts';
-import { migrateParse } from '../../src/adapters/parse/migrate.ts';
+import { migrateParse, postgresUniqueIndexes } from '../../src/adapters/parse/migrate.ts';
 import { classDefinitions, uniqueIndexName } from '../../src/adapters/parse/schema.ts';
 import { printLogsOnFailure, startPostgres, stopAllBackends, type PostgresBackend } from '../support/containers.ts';
 import { startParseServer, type ParseServerHandle } from '../support/parse-server.ts';
@@ -25,6 +28,26 @@ afterAll(async () => {
   await stopAllBackends();
 });
 printLogsOnFailure(() => [postgres]);
+
+/** `batchmem migrate`, run as a user would, against the test's Parse Server. */
+async function cliMigrate(extra: Record<string, string> = {}): Promise<string> {
+  const root = join(import.meta.dirname, '..', '..');
+  const { stdout } = await promisify(execFile)(process.execPath, [join(root, 'src/app/cli.ts'), 'migrate'], {
+    cwd: root,
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '/tmp',
+      BATCHMEM_STORE: 'parse',
+      BATCHMEM_PAYLOADS: 'parse',
+      BATCHMEM_SINK: 'parse',
+      PARSE_SERVER_URL: parse.serverURL,
+      PARSE_APP_ID: parse.appId,
+      PARSE_MASTER_KEY: parse.masterKey,
+      ...extra,
+    },
+  });
+  return stdout;
+}
 
 async function sql(text: string, values?: unknown[]) {
   const client = new pg.Client({ connectionString: postgres.url });
@@ -80,5 +103,27 @@ describe('migrateParse', () => {
     ]);
     const repaired = await migrateParse(connection, { uniqueIndexes: parse.uniqueIndexes, log: () => {} });
     expect(repaired).toEqual({ changes: ['unique index BatchSegment_unique_batchId_segment'], problems: [] });
+  });
+
+  it('runs as `batchmem migrate`: nothing to change on a migrated server, unique indexes from PARSE_DATABASE_URI', async () => {
+    expect(await cliMigrate()).toMatch(/parse: Parse schema: nothing to change\n.*\nstore=parse payloads=parse sink=parse: ready\n$/s);
+    await sql('DROP INDEX "BatchMemoryRequest_unique_batchId"');
+    const apiKeys = JSON.stringify([{ key: 'k'.repeat(20), organization: 'initech', user: 'u1' }]);
+    const out = await cliMigrate({ PARSE_DATABASE_URI: postgres.url, BATCHMEM_API_KEYS: apiKeys });
+    expect(out).toContain('parse: created unique index BatchMemoryRequest_unique_batchId\n');
+    expect(out).toContain('parse: created role for organization initech\n');
+    expect(out).toContain('parse: Parse schema verified');
+  });
+
+  it('creates unique indexes from outside the Parse Server process, given the database URL', async () => {
+    await sql('DROP INDEX "Memory_unique_batchId_index"');
+    await sql('DROP INDEX "BatchVersion_unique_batchId_version"');
+    const repaired = await migrateParse(connection, { uniqueIndexes: postgresUniqueIndexes(postgres.url), log: () => {} });
+    expect(repaired).toEqual({
+      changes: ['unique index BatchVersion_unique_batchId_version', 'unique index Memory_unique_batchId_index'],
+      problems: [],
+    });
+    const [row] = await sql(`SELECT indexdef FROM pg_indexes WHERE indexname = 'Memory_unique_batchId_index'`);
+    expect(row?.indexdef).toMatch(/CREATE UNIQUE INDEX .*\("batchId", index\)/);
   });
 });

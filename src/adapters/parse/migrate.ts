@@ -64,6 +64,25 @@ export async function migrateParse(connection: ParseConnection, options: Migrati
   return { changes, problems };
 }
 
+/**
+ * Creates unique indexes directly in Parse Server's PostgreSQL database, under the names Parse Server itself uses, so
+ * that a violation reaches clients as Parse's "duplicate value" (137). Only migrate connects to the database.
+ */
+export function postgresUniqueIndexes(databaseURI: string): UniqueIndexMaker {
+  return async (className, fieldNames) => {
+    const { default: pg } = await import('pg');
+    const client = new pg.Client({ connectionString: databaseURI });
+    await client.connect();
+    try {
+      const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
+      const columns = [...fieldNames].sort().map(quote).join(', ');
+      await client.query(`CREATE UNIQUE INDEX IF NOT EXISTS ${quote(uniqueIndexName(className, fieldNames))} ON ${quote(className)} (${columns})`);
+    } finally {
+      await client.end();
+    }
+  };
+}
+
 async function fetchSchema(connection: ParseConnection, className: string): Promise<RemoteSchema | undefined> {
   try {
     return (await new connection.Parse.Schema(className).get()) as unknown as RemoteSchema;
