@@ -21,6 +21,10 @@ export class LocalOrchestrator implements Orchestrator {
   readonly #queue: string[] = [];
   readonly #shutdown = new AbortController();
   readonly #deliveries = new Set<Promise<void>>();
+  /** Runs that threw (a backend failing for a while), waiting to be tried again. */
+  readonly #retries = new Map<string, NodeJS.Timeout>();
+  /** Consecutive failures per batch, for the backoff. */
+  readonly #failures = new Map<string, number>();
   #active = 0;
 
   constructor(ctx: Context, options: LocalOrchestratorOptions) {
@@ -65,16 +69,36 @@ export class LocalOrchestrator implements Orchestrator {
 
   /** Resolves when nothing is running, queued or being delivered (for tests and graceful shutdown). */
   async idle(): Promise<void> {
-    while (this.#running.size > 0 || this.#queue.length > 0 || this.#deliveries.size > 0) {
+    while (this.#running.size > 0 || this.#queue.length > 0 || this.#deliveries.size > 0 || this.#retries.size > 0) {
       await new Promise((r) => setTimeout(r, 20));
     }
   }
 
   #deliver(key: string): void {
     const delivery = deliverWithRetries(this.#ctx, key, this.#shutdown.signal)
-      .catch((error: unknown) => this.#options.onError?.(key, error))
+      .then(() => {
+        this.#failures.delete(key);
+      })
+      .catch((error: unknown) => this.#failed(key, error))
       .finally(() => this.#deliveries.delete(delivery));
     this.#deliveries.add(delivery);
+  }
+
+  /**
+   * A run or delivery that threw met a backend failure (use cases return expected outcomes, they do not throw).
+   * Everything they do is idempotent, so the batch is started again after a capped backoff, as a durable
+   * orchestrator would retry an activity; otherwise it would wait, unfinished, for the next process start.
+   */
+  #failed(key: string, error: unknown): void {
+    this.#options.onError?.(key, error);
+    if (this.#shutdown.signal.aborted || this.#retries.has(key)) return;
+    const failures = (this.#failures.get(key) ?? 0) + 1;
+    this.#failures.set(key, failures);
+    const timer = setTimeout(() => {
+      this.#retries.delete(key);
+      void this.start(key);
+    }, Math.min(30_000, 250 * 2 ** (failures - 1)));
+    this.#retries.set(key, timer);
   }
 
   async check(): Promise<void> {}
@@ -82,6 +106,8 @@ export class LocalOrchestrator implements Orchestrator {
   /** Stops scheduling segments; running segments finish, unfinished batches resume on the next start. */
   async close(): Promise<void> {
     this.#shutdown.abort();
+    for (const timer of this.#retries.values()) clearTimeout(timer);
+    this.#retries.clear();
     for (const controller of this.#running.values()) controller.abort();
     this.#queue.length = 0;
     await this.idle();
@@ -104,7 +130,7 @@ export class LocalOrchestrator implements Orchestrator {
         .then((end) => {
           if (end === 'finished') this.#deliver(key);
         })
-        .catch((error: unknown) => this.#options.onError?.(key, error))
+        .catch((error: unknown) => this.#failed(key, error))
         .finally(() => {
           this.#running.delete(key);
           this.#active -= 1;
