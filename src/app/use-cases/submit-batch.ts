@@ -141,7 +141,15 @@ export async function submitBatch(ctx: OrchestratedContext, input: SubmitInput):
     webhook: { url: webhook.value.url, secret: webhook.value.secret, delivered: false, attempts: 0, lastError: null },
     error: null,
   };
-  const { created, batch } = await ctx.batches.create(candidate);
+  let recorded: Awaited<ReturnType<typeof ctx.batches.create>>;
+  try {
+    recorded = await ctx.batches.create(candidate);
+  } catch (cause) {
+    // The batch store failed (locked, down): no record points at these segments, so they must not stay behind.
+    await ctx.payloads.deletePrefix(prefix).catch(() => undefined);
+    throw cause;
+  }
+  const { created, batch } = recorded;
   if (!created) {
     // A repeated submission: the first one's payload is the batch; this copy is not needed.
     await ctx.payloads.deletePrefix(prefix);
