@@ -1,5 +1,6 @@
-// The end-to-end suite with BATCHMEM_PAYLOADS=s3 (versitygw container) and SQLite records, plus what only an object
-// store adds: the store stopped and started during a batch, and a segment changed at rest.
+// The end-to-end suite with BATCHMEM_PAYLOADS=s3 (versitygw container), once with SQLite records and once with Parse
+// records and sink, plus what only an object store adds: the store stopped and started during a batch, a segment
+// changed at rest, and retention.
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
@@ -7,9 +8,12 @@ import { promisify } from 'node:util';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiClient, ndjsonStream } from '../support/api-client.ts';
-import { printLogsOnFailure, startS3, stopAllBackends, type S3Backend } from '../support/containers.ts';
+import {
+  printLogsOnFailure, startPostgres, startS3, stopAllBackends, type PostgresBackend, type S3Backend,
+} from '../support/containers.ts';
 import { requireDocker } from '../support/docker.ts';
 import { tempDir } from '../support/local-context.ts';
+import { startParseServer, type ParseServerHandle } from '../support/parse-server.ts';
 import { serverProcess, type ServerProcess } from '../support/server-process.ts';
 import { commonEnv, httpEndToEndSuite, testKeys } from './http.suite.ts';
 
@@ -17,8 +21,13 @@ const root = join(import.meta.dirname, '..', '..');
 let s3: S3Backend | undefined;
 let starting: Promise<S3Backend> | undefined;
 const backend = () => (starting ??= startS3().then((started) => (s3 = started)));
-afterAll(stopAllBackends);
-printLogsOnFailure(() => [s3]);
+let postgres: PostgresBackend | undefined;
+let parse: ParseServerHandle | undefined;
+afterAll(async () => {
+  await parse?.stop();
+  await stopAllBackends();
+});
+printLogsOnFailure(() => [s3, postgres]);
 
 /** The environment a user sets for S3 payloads; credentials by the SDK's standard variables. */
 function s3Env(started: S3Backend, bucket: string): Record<string, string> {
@@ -61,6 +70,30 @@ httpEndToEndSuite(
     return { env, close: async () => dir.remove() };
   },
   { json: 10_000, ndjson: 100_000 },
+);
+
+httpEndToEndSuite(
+  'S3 payloads with Parse records and sink',
+  async () => {
+    const started = await backend();
+    postgres = await startPostgres();
+    parse = await startParseServer({ databaseURI: postgres.url });
+    const dir = tempDir();
+    const env = {
+      BATCHMEM_DATA_DIR: dir.path,
+      ...s3Env(started, `e2e-parse-${randomUUID()}`),
+      BATCHMEM_STORE: 'parse',
+      BATCHMEM_SINK: 'parse',
+      PARSE_SERVER_URL: parse.serverURL,
+      PARSE_APP_ID: parse.appId,
+      PARSE_MASTER_KEY: parse.masterKey,
+    };
+    const migrated = await migrate({ ...env, PARSE_DATABASE_URI: postgres.url });
+    expect(migrated).toMatch(/: created\n/);
+    expect(migrated).toMatch(/store=parse payloads=s3 sink=parse: ready\n$/);
+    return { env, close: async () => dir.remove() };
+  },
+  { json: 10_000, ndjson: 20_000 },
 );
 
 describe('S3 payloads: the store fails under a running batch', () => {
