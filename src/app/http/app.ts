@@ -20,6 +20,7 @@ import { type AuthEnv, requireApiKey } from './auth.ts';
 import { jsonBatch, ndjsonItems } from './body.ts';
 import { appErrorResponse, problemResponse } from './problem.ts';
 import * as doc from './schemas.ts';
+import { createUiApp } from './ui.ts';
 
 export interface HttpDeps {
   ctx: OrchestratedContext;
@@ -134,6 +135,7 @@ export function createHttpApp(deps: HttpDeps) {
   });
   app.get('/metrics', async (c) => c.text(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }));
 
+  app.route('/ui', createUiApp());
   app.use('/v1/*', requireApiKey(deps.keys));
 
   const withBatchId = (c: HonoContext<AuthEnv>, id: string) => {
