@@ -26,6 +26,11 @@ export interface ParseServerOptions {
   organizations?: string[];
   /** Extra Parse Server options, e.g. `{ logLevel: 'info' }` while debugging. */
   extra?: Record<string, unknown>;
+  /** For a development server (scripts/parse-dev-server.ts): fixed port, keys and a files folder that is kept. */
+  port?: number;
+  appId?: string;
+  masterKey?: string;
+  filesDir?: string;
 }
 
 interface StorageAdapter {
@@ -34,12 +39,12 @@ interface StorageAdapter {
 }
 
 export async function startParseServer(options: ParseServerOptions): Promise<ParseServerHandle> {
-  const files = tempDir();
-  const appId = `batchmem-${randomBytes(4).toString('hex')}`;
-  const masterKey = randomBytes(24).toString('hex');
+  const files = options.filesDir ? { path: options.filesDir, remove: () => {} } : tempDir();
+  const appId = options.appId ?? `batchmem-${randomBytes(4).toString('hex')}`;
+  const masterKey = options.masterKey ?? randomBytes(24).toString('hex');
   const app = express();
-  const listener = await new Promise<Server>((resolve) => {
-    const server = app.listen(0, '127.0.0.1', () => resolve(server));
+  const listener = await new Promise<Server>((resolve, reject) => {
+    const server = app.listen(options.port ?? 0, '127.0.0.1', () => resolve(server)).once('error', reject);
   });
   const port = (listener.address() as AddressInfo).port;
   const serverURL = `http://127.0.0.1:${port}/parse`;
