@@ -77,10 +77,13 @@ export function unsafeWebhookTargets(c: BadInputCase): string[] {
       // Not JSON: the server reads no options from a body it cannot parse.
     }
   }
-  return urls.filter((url) => {
-    const checked = checkWebhookUrl(url, { allowPrivate: false });
-    return checked.ok && !checked.value.hostname.endsWith('.invalid');
-  });
+  return urls.filter((url) => !isHarmlessWebhookTarget(url));
+}
+
+/** True when a server with private webhooks refused could never call the URL: the check refuses it, or it cannot resolve. */
+export function isHarmlessWebhookTarget(url: string): boolean {
+  const checked = checkWebhookUrl(url, { allowPrivate: false });
+  return !checked.ok || checked.value.hostname.endsWith('.invalid');
 }
 
 export interface Keys {
