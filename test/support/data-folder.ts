@@ -59,3 +59,12 @@ export async function serverErrorCounts(baseUrl: string): Promise<Record<string,
   }
   return counts;
 }
+
+/** The organizations the sink recorded on the memories of one batch (must be the batch's own, only). */
+export function memoryOrganizations(dataDir: string, organization: string, batchId: string): string[] {
+  return withSink(dataDir, (db) =>
+    (db.prepare('SELECT DISTINCT organization FROM memories WHERE batch_key = ? ORDER BY organization').all(batchKey(organization, batchId)) as { organization: string }[]).map(
+      (row) => row.organization,
+    ),
+  );
+}
