@@ -11,7 +11,8 @@ import { expectNoSecrets } from '../support/reliability.ts';
 import { serverProcess, type ServerProcess } from '../support/server-process.ts';
 import { commonEnv, testKeys } from '../e2e/http.suite.ts';
 
-const numRuns = Number(process.env.BATCHMEM_FUZZ_RUNS ?? 1000);
+// `npm run test:soak` (BATCHMEM_SOAK=1) runs twenty times as many.
+const numRuns = Number(process.env.BATCHMEM_FUZZ_RUNS ?? (process.env.BATCHMEM_SOAK === '1' ? 20_000 : 1000));
 const seed = process.env.BATCHMEM_FUZZ_SEED ? Number(process.env.BATCHMEM_FUZZ_SEED) : undefined;
 
 interface FuzzRequest {

@@ -2,7 +2,7 @@
 // the end. Every batch completes, every stream ends with `done`, no request gets a 5xx, no memory is lost or doubled.
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { apiClient, memory } from '../support/api-client.ts';
+import { apiClient, memory, ndjsonStream } from '../support/api-client.ts';
 import { serverErrorCounts, storedMemories } from '../support/data-folder.ts';
 import { tempDir } from '../support/local-context.ts';
 import { expectNoSecrets, expectWebhookExactlyOnce, webhookSecretParts } from '../support/reliability.ts';
@@ -10,8 +10,10 @@ import { serverProcess, type ServerProcess } from '../support/server-process.ts'
 import { webhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.ts';
 import { commonEnv, testKeys } from '../e2e/http.suite.ts';
 
+// `npm run test:soak` (BATCHMEM_SOAK=1) sends ten times as many memories per client.
+const soak = process.env.BATCHMEM_SOAK === '1';
 const clients = Number(process.env.BATCHMEM_LOAD_CLIENTS ?? 50);
-const memoriesPerClient = Number(process.env.BATCHMEM_LOAD_MEMORIES ?? 1000);
+const memoriesPerClient = Number(process.env.BATCHMEM_LOAD_MEMORIES ?? (soak ? 10_000 : 1000));
 
 describe(`load: ${clients} concurrent clients x ${memoriesPerClient} memories, each following SSE to the end`, () => {
   const keys = testKeys();
@@ -39,12 +41,20 @@ describe(`load: ${clients} concurrent clients x ${memoriesPerClient} memories, e
       const key = keys[client % 2]!;
       const api = apiClient(server.url, key.key);
       const id = `load-${client}`;
-      const response = await api.submitJson({
-        memories: Array.from({ length: memoriesPerClient }, (_, i) => memory(i, `client ${client}`)),
-        batch_id: id,
-        webhook_url: receiver.url,
-        webhook_secret: webhookSecret,
-      });
+      // Half the clients send JSON, half stream NDJSON.
+      const response =
+        client % 4 < 2
+          ? await api.submitJson({
+              memories: Array.from({ length: memoriesPerClient }, (_, i) => memory(i, `client ${client}`)),
+              batch_id: id,
+              webhook_url: receiver.url,
+              webhook_secret: webhookSecret,
+            })
+          : await api.submitNdjson(
+              ndjsonStream(memoriesPerClient, (i) => memory(i, `client ${client}`)),
+              `?batch_id=${id}&webhook_url=${encodeURIComponent(receiver.url)}`,
+              { 'webhook-secret': webhookSecret },
+            );
       statuses.push(response.status);
       expect(response.status, await response.clone().text()).toBe(202);
       const stream = await api.events(id);
