@@ -6,10 +6,12 @@ import { DatabaseSync } from 'node:sqlite';
 export function openDatabase(path: string, schema: string): DatabaseSync {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const db = new DatabaseSync(path);
+  // The busy timeout comes first: switching to WAL takes a lock, and an API and a worker process opening the same
+  // fresh file at once would otherwise fail with "database is locked" instead of waiting their turn.
   db.exec(`
+    PRAGMA busy_timeout = 10000;
     PRAGMA journal_mode = WAL;
     PRAGMA synchronous = NORMAL;
-    PRAGMA busy_timeout = 10000;
     PRAGMA foreign_keys = ON;
   `);
   db.exec(schema);
