@@ -2,7 +2,8 @@
 // server container and a separate `batchmem worker` process runs them, both on the same SQLite/file storage.
 import { tempDir } from '../support/local-context.ts';
 import { startTemporal, type TemporalBackend } from '../support/containers.ts';
-import { serverProcess, type ServerProcess } from '../support/server-process.ts';
+import type { ServerProcess } from '../support/server-process.ts';
+import { startWorkerProcess } from '../support/temporal.ts';
 import { uniqueId } from '../support/batches.ts';
 import { httpEndToEndSuite } from './http.suite.ts';
 
@@ -22,11 +23,13 @@ httpEndToEndSuite(
     return {
       env,
       async start(common) {
-        worker = await serverProcess({ ...common, BATCHMEM_WORKER_ID: 'e2e-worker' }, 'worker');
-        await worker.start();
+        worker = await startWorkerProcess(common, 'e2e-worker');
       },
       async close() {
+        const output = worker?.output() ?? '';
         await worker?.stop();
+        // A worker that died mid-suite leaves the batches waiting; its last words explain why.
+        if (/"level":(50|60)/.test(output)) console.error(`[e2e] worker errors:\n${output.slice(-4000)}`);
         await temporal.stop();
         dir.remove();
       },

@@ -11,6 +11,7 @@ import { printLogsOnFailure, startTemporal, stopAllBackends, type TemporalBacken
 import { storedMemories } from '../support/data-folder.ts';
 import { tempDir } from '../support/local-context.ts';
 import { serverProcess, type ServerProcess } from '../support/server-process.ts';
+import { startWorkerProcess } from '../support/temporal.ts';
 import { commonEnv, testKeys } from '../e2e/http.suite.ts';
 
 let temporal: TemporalBackend;
@@ -55,15 +56,8 @@ function cluster(extraEnv: Record<string, string>): Cluster {
       return api;
     },
     async worker(identity) {
-      const worker = await serverProcess({ ...env, BATCHMEM_WORKER_ID: identity }, 'worker');
+      const worker = await startWorkerProcess(env, identity);
       processes.push(worker);
-      await worker.start();
-      // Bundling the workflow code takes a few seconds; the worker says when it polls.
-      const deadline = Date.now() + 90_000;
-      while (!worker.output().includes('temporal worker is polling')) {
-        if (Date.now() > deadline) throw new Error(`worker ${identity} did not start polling:\n${worker.output().slice(-3000)}`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
       return worker;
     },
     async close() {

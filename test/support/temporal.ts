@@ -18,6 +18,7 @@ import { systemClock } from '../../src/ports/clock.ts';
 import { tenantA, uniqueId } from './batches.ts';
 import type { TemporalBackend } from './containers.ts';
 import { tempDir } from './local-context.ts';
+import { serverProcess, type ServerProcess } from './server-process.ts';
 
 let runtimeInstalled = false;
 
@@ -196,4 +197,22 @@ export function inputBytes(run: RunHistory): { data: number; withMetadata: numbe
   const data = payload.data?.byteLength ?? 0;
   const metadata = Object.entries(payload.metadata ?? {}).reduce((sum, [key, value]) => sum + key.length + (value?.byteLength ?? 0), 0);
   return { data, withMetadata: data + metadata };
+}
+
+/**
+ * Starts `batchmem worker` as a child process and resolves once it polls the task queue (bundling the workflow code
+ * takes seconds). Throws with the process output if it exits or does not poll within the timeout.
+ */
+export async function startWorkerProcess(env: Record<string, string>, identity: string, timeoutMs = 120_000): Promise<ServerProcess> {
+  const worker = await serverProcess({ ...env, BATCHMEM_WORKER_ID: identity }, 'worker');
+  await worker.start();
+  const deadline = Date.now() + timeoutMs;
+  while (!worker.output().includes('temporal worker is polling')) {
+    if (Date.now() > deadline || worker.output().includes('"temporal worker stopped"') || /\n\s+at /.test(worker.output())) {
+      await worker.stop();
+      throw new Error(`worker ${identity} did not start polling:\n${worker.output().slice(-4000)}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return worker;
 }

@@ -120,7 +120,9 @@ export async function processBatch(input: ProcessBatchInput): Promise<ProcessBat
 
     const done = new Set(plan.doneSegments);
     const windowEnd = Math.min(plan.segments, firstSegment + tuning.segmentsPerRun);
-    while (progress.nextSegment < windowEnd && !stopping() && !workflowInfo().continueAsNewSuggested) {
+    // The server may suggest continuing as new early (history size); a run always makes some progress first.
+    const suggestedToContinue = () => workflowInfo().continueAsNewSuggested && progress.nextSegment > firstSegment;
+    while (progress.nextSegment < windowEnd && !stopping() && !suggestedToContinue()) {
       const segment = progress.nextSegment;
       progress.nextSegment += 1;
       if (done.has(segment)) continue;
