@@ -83,7 +83,9 @@ export function httpEndToEndSuite(name: string, openBackend: () => Promise<E2eBa
       expect(delivery.verified).toBe(true);
       expect(delivery.payload.type).toBe('batch.completed');
       expect(delivery.payload.data.request_counts.succeeded).toBe(sizes.json);
-      expect((await a.get(submitted.id)).webhook).toMatchObject({ delivered: true, last_error: null });
+      // The receiver sees the delivery before the sender records it: wait for the record.
+      const recorded = await a.waitFor(submitted.id, (batch) => batch.webhook.delivered, 30_000);
+      expect(recorded.webhook).toMatchObject({ delivered: true, last_error: null });
     });
 
     it(`completes ${sizes.ndjson} memories streamed as NDJSON`, async () => {
