@@ -2,6 +2,7 @@
 // in a temporary folder, and runs `migrateParse` against it. Returns what the Parse adapters' configuration needs.
 import { randomBytes } from 'node:crypto';
 import type { Server } from 'node:http';
+import type { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import { FileSystemAdapter, ParseServer } from 'parse-server';
@@ -35,7 +36,11 @@ export interface ParseServerOptions {
 
 interface StorageAdapter {
   ensureUniqueness(className: string, schema: unknown, fieldNames: string[]): Promise<void>;
-  handleShutdown?(): Promise<void>;
+  // Internals of the Postgres adapter: its `handleShutdown` ends the pool without waiting for it.
+  _stream?: { done(): void };
+  _client?: {
+    $pool: { end(): Promise<void>; ending?: boolean; on(event: 'connect' | 'error', listener: (client: EventEmitter) => void): void };
+  };
 }
 
 export async function startParseServer(options: ParseServerOptions): Promise<ParseServerHandle> {
@@ -86,7 +91,10 @@ export async function startParseServer(options: ParseServerOptions): Promise<Par
     disconnectParse();
     listener.closeAllConnections();
     await new Promise<void>((resolve) => listener.close(() => resolve()));
-    await adapter.handleShutdown?.();
+    // Every connection closed before the caller stops PostgreSQL: a pooled connection still open then fails with
+    // "terminating connection due to administrator command" as an uncaught exception, in whatever test runs next.
+    adapter._stream?.done();
+    if (adapter._client && !adapter._client.$pool.ending) await adapter._client.$pool.end();
     files.remove();
   };
 
@@ -96,7 +104,18 @@ export async function startParseServer(options: ParseServerOptions): Promise<Par
     await stop();
     throw new Error(`Parse Server did not start on ${options.databaseURI}: ${(error as Error).message}`, { cause: error });
   }
+  const exitHandlers = new Set(process.listeners('uncaughtException'));
   app.use('/parse', parse.app);
+  // When PostgreSQL goes away (a container stopped or restarted by a test) its connections get "terminating
+  // connection"; the pool re-emits an idle one's error, and once ended (its end() does not wait for the connections
+  // to close) nobody listens any more: an uncaught exception in whatever test runs next. Busy connections fail their
+  // queries as before; these listeners only keep the rest from crashing the test worker.
+  adapter._client?.$pool.on('error', () => {});
+  adapter._client?.$pool.on('connect', (client) => client.on('error', () => {}));
+  // Parse Server answers any uncaught exception with process.exit(1); in a test worker that hides the error.
+  for (const handler of process.listeners('uncaughtException')) {
+    if (!exitHandlers.has(handler)) process.off('uncaughtException', handler);
+  }
 
   const settings: ParseSettings = { serverURL, appId, masterKey };
   const uniqueIndexes: UniqueIndexMaker = (className, fieldNames) => adapter.ensureUniqueness(className, {}, [...fieldNames]);
