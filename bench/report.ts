@@ -1,0 +1,264 @@
+// Renders the benchmark results as the markdown that bench/results/latest.md and docs/benchmarks.md show.
+import type { CompressionResult } from './compression.ts';
+import type { CorpusStats } from './corpus.ts';
+import type { LatencyResult, RssResult, ThroughputResult } from './embedded.ts';
+import type { DesignName, DesignRun, TemporalResult } from './temporal/designs.ts';
+
+export type Section<T> =
+  | { status: 'measured'; seconds: number; result: T }
+  | { status: 'skipped' | 'error'; reason: string };
+
+export interface BenchResults {
+  date: string;
+  command: string;
+  profile: 'quick' | 'full';
+  machine: {
+    cores: number;
+    cpuModel: string;
+    memoryBytes: number;
+    node: string;
+    platform: string;
+    loadAverageBefore: number[];
+    loadAverageAfter: number[];
+  };
+  corpus: { seed: number; sample: CorpusStats };
+  compression: Section<CompressionResult>;
+  throughput: Section<ThroughputResult>;
+  rss: Section<RssResult>;
+  latency: Section<LatencyResult>;
+  temporal: Section<TemporalResult>;
+  seconds: number;
+}
+
+const int = (n: number) => Math.round(n).toLocaleString('en-US');
+const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
+const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
+const bytes = (n: number) => (n >= 1e6 ? mb(n) : n >= 1e4 ? `${(n / 1e3).toFixed(0)} kB` : `${int(n)} B`);
+const x = (n: number, digits = 2) => `${n.toFixed(digits)}×`;
+const met = (ok: boolean) => (ok ? 'met' : '**missed**');
+
+function table(header: string[], rows: string[][]): string {
+  return [`| ${header.join(' | ')} |`, `| ${header.map(() => '---').join(' | ')} |`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+}
+
+function notMeasured(section: { status: string; reason: string }): string {
+  return `_Not measured: ${section.reason}._`;
+}
+
+function compression(section: Section<CompressionResult>): string {
+  if (section.status !== 'measured') return notMeasured(section);
+  const c = section.result;
+  const rows = c.rows.map((r) => [
+    `${r.codec} ${r.level}${r.isDefault ? ' **(default)**' : ''}${r.isBaseline ? ' (baseline)' : ''}`,
+    r.ratio.toFixed(2),
+    x(r.sizeVsBaseline),
+    r.compressMBps.toFixed(1),
+    x(r.speedVsBaseline),
+    r.decompressMBps.toFixed(0),
+  ]);
+  const chosen = c.rows.find((r) => r.isDefault);
+  const verdict = chosen
+    ? `Default ${chosen.codec} ${chosen.level}: ${x(chosen.sizeVsBaseline)} the stored size of gzip 6 at ${x(chosen.speedVsBaseline)} its compression speed.`
+    : '';
+  return [
+    `${int(c.memories)} memories cut as the product cuts them (at most ${int(c.segmentMaxItems)} items or ${mib(c.segmentMaxRawBytes)} a segment): ${c.segments} segments, ${mb(c.rawBytes)} of NDJSON. One thread, \`node:zlib\`; speeds are the fastest of ${c.rounds} interleaved passes (brotli 11: one pass).`,
+    '',
+    table(['codec, level', 'ratio (raw/stored)', 'size vs gzip 6', 'compress MB/s', 'speed vs gzip 6', 'decompress MB/s'], rows),
+    '',
+    verdict,
+  ].join('\n');
+}
+
+function throughput(section: Section<ThroughputResult>, temporal: Section<TemporalResult>): string {
+  const rows: string[][] = [];
+  const notes: string[] = [];
+  if (section.status === 'measured') {
+    const t = section.result;
+    const e2e = t.endToEndRuns;
+    const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+    rows.push([
+      'embedded defaults (SQLite, files, in-process)',
+      int(t.memories),
+      int(t.endToEndMemoriesPerSecond),
+      int(t.sinkMemoriesPerSecond),
+      `**${t.ratio.toFixed(2)}** (${t.ratioRange[0].toFixed(2)}–${t.ratioRange[1].toFixed(2)})`,
+      `≥ ${t.target}: ${met(t.ratio >= t.target)}`,
+    ]);
+    notes.push(
+      `Embedded, median of ${t.repeats} runs: submit (POST until 202: stream, validate, compress, store segments) ${median(e2e.map((r) => r.submitSeconds)).toFixed(1)} s, ` +
+        `processing (202 until \`completed\`) ${median(e2e.map((r) => r.processSeconds)).toFixed(1)} s; the processing phase alone runs at ${t.processOnlyRatio.toFixed(2)} of the sink's raw rate.`,
+    );
+  } else {
+    rows.push(['embedded defaults', '–', '–', '–', '–', notMeasured(section)]);
+  }
+  if (temporal.status === 'measured' && temporal.result.throughput) {
+    const t = temporal.result.throughput;
+    rows.push([`${t.label}`, int(t.memories), int(t.memoriesPerSecond), int(t.sink.memoriesPerSecond), `**${t.ratio.toFixed(2)}**`, `≥ 0.7: ${met(t.ratio >= 0.7)}`]);
+  } else {
+    rows.push(['Temporal + S3 payloads + SQLite', '–', '–', '–', '–', temporal.status === 'measured' ? '_no completed run_' : notMeasured(temporal)]);
+  }
+  rows.push(['Temporal + Parse + S3', '–', '–', '–', '–', '_Not measured: the Parse adapters had not landed on main when this ran._']);
+  return [
+    'Memories per second from the start of the submit request to `completed`, divided by the raw bulk-write rate of the same sink in the same run (`SqliteMemorySink.writeSegment` of records built beforehand, one call per segment of the product\'s size).',
+    '',
+    table(['stack', 'N', 'end to end /s', 'raw sink /s', 'ratio (range)', 'target'], rows),
+    '',
+    ...notes,
+  ].join('\n');
+}
+
+function rss(section: Section<RssResult>): string {
+  if (section.status !== 'measured') return notMeasured(section);
+  const r = section.result;
+  const rows = r.runs.map((run) => [
+    int(run.memories),
+    mb(run.ndjsonBytes),
+    mib(run.idleRssBytes),
+    `**${mib(run.peakRssBytes)}**`,
+    mib(run.uploadMaxRssBytes),
+    mib(run.processingMaxRssBytes),
+    `${run.totalSeconds.toFixed(0)} s`,
+    run.status,
+    run.memories === r.targetAt ? `< ${mib(r.targetBytes)}: ${met(run.peakRssBytes < r.targetBytes)}` : '',
+  ]);
+  const largest = r.runs.at(-1);
+  const note = largest && largest.memories < r.targetAt ? `The quick profile stops at ${int(largest.memories)}; \`--full\` runs ${int(r.targetAt)}.` : '';
+  return [
+    'Peak resident set (VmHWM from /proc) of the `batchmem serve` process, fresh for each size, over the whole batch: NDJSON upload and processing.',
+    '',
+    table(['memories', 'NDJSON body', 'idle RSS', 'peak RSS (VmHWM)', 'max RSS during upload', 'max RSS while processing', 'time', 'status', 'target'], rows),
+    '',
+    note,
+  ].join('\n');
+}
+
+function historyVsN(section: Section<TemporalResult>): string {
+  if (section.status !== 'measured') return notMeasured(section);
+  const runs = section.result.runs.filter((r) => r.design === 'batchmem');
+  if (runs.length === 0) return '_No batchmem run on Temporal._';
+  return table(
+    ['memories', 'outcome', 'workflow input', 'runs (continue-as-new)', 'longest run: events', 'longest run: bytes'],
+    runs.map((r) => [int(r.memories), r.outcome, `${int(r.inputBytes)} B`, String(r.runs), int(r.longestHistoryEvents), bytes(r.longestHistoryBytes)]),
+  );
+}
+
+function designs(section: Section<TemporalResult>): string {
+  if (section.status !== 'measured') return notMeasured(section);
+  const t = section.result;
+  const names: DesignName[] = ['naive', 'naive + external storage (S3)', 'batchmem'];
+  const summary = names.map((name) => {
+    const runs = t.runs.filter((r) => r.design === name);
+    const best = runs.filter((r) => r.outcome === 'completed').at(-1);
+    const failure = runs.find((r) => r.outcome !== 'completed');
+    const tried = runs.at(-1)?.memories ?? 0;
+    return [
+      name,
+      best ? int(best.memories) : 'none',
+      failure ? `${int(failure.memories)}: ${failure.outcome}, ${shortReason(failure)}` : `none up to ${int(tried)} (largest tried)`,
+      best ? bytes(best.inputBytes) : '–',
+      best ? `${int(best.longestHistoryEvents)} events, ${bytes(best.longestHistoryBytes)}` : '–',
+      best ? `${mib(best.workerPeakRssBytes)}${best.workerPeakIsPerBatch ? '' : ' (since start)'} (idle ${mib(best.workerIdleRssBytes)})` : '–',
+      best ? `${best.secondsPer10k.toFixed(1)} s` : '–',
+    ];
+  });
+  const detail = table(
+    ['design', 'memories', 'outcome', 'workflow input', 'runs', 'longest history', 'worker peak RSS', 'time', 's per 10,000'],
+    t.runs.map((r: DesignRun) => [
+      r.design,
+      int(r.memories),
+      r.outcome,
+      bytes(r.inputBytes),
+      String(r.runs),
+      r.runs ? `${int(r.longestHistoryEvents)} events, ${bytes(r.longestHistoryBytes)}` : '–',
+      mib(r.workerPeakRssBytes),
+      `${r.seconds.toFixed(1)} s`,
+      r.outcome === 'completed' ? r.secondsPer10k.toFixed(1) : '–',
+    ]),
+  );
+  return [
+    'Same Temporal dev server, same S3 container, same corpus, same SQLite sink; figures at the largest N each design completed. ' +
+      'One worker process per design runs the ladder of sizes; its peak RSS (VmHWM) is reset before each batch, so the figure is that batch\'s peak (the worker\'s RSS when idle, after start, in brackets).',
+    '',
+    table(['design', 'largest N completed', 'first failure (N: reason)', 'workflow input', 'longest history', 'worker peak RSS', 'time per 10,000'], summary),
+    '',
+    '<details><summary>Every run</summary>',
+    '',
+    detail,
+    '',
+    '</details>',
+  ].join('\n');
+}
+
+function shortReason(run: DesignRun): string {
+  const error = run.error ?? '';
+  if (/Blob data size exceeds limit/i.test(error)) return 'server rejected the input: "Blob data size exceeds limit" (2 MiB)';
+  const size = /Payload size (\d+) bytes exceeds the configured maxPayloadSize of (\d+)/.exec(error);
+  if (size) return `S3 driver refused a ${mb(Number(size[1]))} payload (maxPayloadSize ${mib(Number(size[2]))})`;
+  if (/history size exceeds|history count exceeds/i.test(error)) return 'history limit';
+  return error.slice(0, 160).replace(/\|/g, '/');
+}
+
+function latency(section: Section<LatencyResult>): string {
+  if (section.status !== 'measured') return notMeasured(section);
+  const l = section.result;
+  return [
+    `${l.submitters} submitters at once, each sending ${l.rounds} batches of ${int(l.memoriesPerRequest)} memories (NDJSON) one after another; latency is POST until 202. Baseline: one submitter alone, same requests.`,
+    '',
+    table(
+      ['submitters', 'requests', 'p50', 'p99', 'max', 'alone p50', 'alone p99', 'p50 vs alone', 'accepted memories/s'],
+      [[
+        String(l.submitters),
+        String(l.concurrent.requests),
+        `**${l.concurrent.p50Ms.toFixed(0)} ms**`,
+        `**${l.concurrent.p99Ms.toFixed(0)} ms**`,
+        `${l.concurrent.maxMs.toFixed(0)} ms`,
+        `${l.alone.p50Ms.toFixed(0)} ms`,
+        `${l.alone.p99Ms.toFixed(0)} ms`,
+        x(l.concurrent.p50Ms / l.alone.p50Ms, 1),
+        int(l.acceptedPerSecond),
+      ]],
+    ),
+  ].join('\n');
+}
+
+export function renderMarkdown(results: BenchResults): string {
+  const m = results.machine;
+  const noisy = Math.max(...m.loadAverageBefore.slice(0, 1), ...m.loadAverageAfter.slice(0, 1)) > m.cores;
+  const c = results.corpus.sample;
+  return [
+    `## Results (${results.profile} profile)`,
+    '',
+    `- Date: ${results.date}`,
+    `- Command: \`${results.command}\` (${results.seconds.toFixed(0)} s)`,
+    `- Machine: ${m.cores} cores (\`nproc\`), ${m.cpuModel}, ${mib(m.memoryBytes)} RAM, ${m.platform}; Node.js ${m.node}`,
+    `- Load average (1/5/15 min) before: ${m.loadAverageBefore.join(' / ')}, after: ${m.loadAverageAfter.join(' / ')}` +
+      (noisy ? ' — **the machine was busy with other work, so absolute figures are noisy; ratios measured in turns are steadier**' : ''),
+    `- Corpus: seed ${results.corpus.seed}; first ${int(c.count)} memories: mean ${int(c.meanBytes)} B, median ${int(c.p50Bytes)} B, p90 ${int(c.p90Bytes)} B, p99 ${int(c.p99Bytes)} B, ` +
+      `range ${int(c.minBytes)}–${int(c.maxBytes)} B; ${Object.entries(c.byKind).map(([k, n]) => `${k} ${Math.round((100 * n) / c.count)}%`).join(', ')}`,
+    '',
+    '### 1. Compression',
+    '',
+    compression(results.compression),
+    '',
+    '### 2. End-to-end throughput against the storage limit',
+    '',
+    throughput(results.throughput, results.temporal),
+    '',
+    '### 3. Peak RSS of the API process while ingesting by NDJSON (embedded)',
+    '',
+    rss(results.rss),
+    '',
+    '### 4. Temporal: workflow input and history against N (batchmem)',
+    '',
+    historyVsN(results.temporal),
+    '',
+    '### 5. Three designs on one Temporal server',
+    '',
+    designs(results.temporal),
+    '',
+    '### 6. Submit latency, 20 concurrent submitters (embedded)',
+    '',
+    latency(results.latency),
+    '',
+  ].join('\n');
+}

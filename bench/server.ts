@@ -1,0 +1,138 @@
+// Runs `node src/app/cli.ts serve` (or `worker`) as a child process the benchmarks can measure: its pid, its peak
+// resident set (VmHWM from /proc) and a periodic RSS sample. Output is kept as a bounded tail for error messages.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { freePort } from '../test/support/server-process.ts';
+
+const root = join(import.meta.dirname, '..');
+
+export interface ProcessMemory {
+  /** Peak resident set since the process started (VmHWM), in bytes. */
+  peakRssBytes: number;
+  /** Current resident set (VmRSS), in bytes. */
+  rssBytes: number;
+}
+
+/** Reads VmHWM and VmRSS of a process from /proc (Linux). */
+export function processMemory(pid: number): ProcessMemory {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kib = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024;
+  return { peakRssBytes: kib('VmHWM'), rssBytes: kib('VmRSS') };
+}
+
+/**
+ * Resets a process's VmHWM to its current RSS (Linux: writing 5 to /proc/<pid>/clear_refs), so that the next
+ * reading is the peak of what follows. Returns false where that is not allowed; the peak then covers the lifetime.
+ */
+export function resetPeakRss(pid: number): boolean {
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, '5');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export interface BenchProcess {
+  readonly pid: number;
+  readonly url: string;
+  output(): string;
+  memory(): ProcessMemory;
+  /** See resetPeakRss. */
+  resetPeak(): boolean;
+  stop(): Promise<void>;
+}
+
+export interface BenchServerOptions {
+  command?: 'serve' | 'worker';
+  /** Another script to run instead of the CLI (a benchmark's own worker); readiness then comes from `readyLine`. */
+  script?: string;
+  env: Record<string, string>;
+  /** Wait for /healthz (serve) or for this line in the output (worker). */
+  readyLine?: string;
+}
+
+export function benchApiKey() {
+  return { key: `bench-${randomBytes(16).toString('hex')}`, organization: 'bench', namespace: 'bench', user: 'bench', workspace: 'bench' };
+}
+
+export async function startProcess(options: BenchServerOptions): Promise<BenchProcess> {
+  const command = options.script ? 'script' : (options.command ?? 'serve');
+  const port = Number(options.env.BATCHMEM_PORT ?? (await freePort()));
+  const url = `http://127.0.0.1:${port}`;
+  let output = '';
+  const keep = (chunk: Buffer) => {
+    output = (output + chunk.toString()).slice(-64 * 1024);
+  };
+  const child: ChildProcess = spawn(process.execPath, options.script ? [options.script] : [join(root, 'src/app/cli.ts'), command], {
+    cwd: root,
+    env: { ...(process.env.NODE_OPTIONS ? { NODE_OPTIONS: process.env.NODE_OPTIONS } : {}), PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...options.env, BATCHMEM_PORT: String(port) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`batchmem ${command} exited with ${child.exitCode} while starting:\n${output.slice(-4000)}`);
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`batchmem ${command} was not ready within 120 s:\n${output.slice(-4000)}`);
+    }
+    if (command === 'serve') {
+      try {
+        if ((await fetch(`${url}/healthz`)).ok) break;
+      } catch {
+        // not listening yet
+      }
+    } else if (options.readyLine && output.includes(options.readyLine)) {
+      break;
+    } else if (!options.readyLine) {
+      break;
+    }
+    await sleep(100);
+  }
+
+  return {
+    pid: child.pid!,
+    url,
+    output: () => output,
+    memory: () => processMemory(child.pid!),
+    resetPeak: () => resetPeakRss(child.pid!),
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const killer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+      await exited;
+      clearTimeout(killer);
+    },
+  };
+}
+
+/** Samples a process's RSS every `intervalMs` until stopped: the series, and the final VmHWM. */
+export function sampleMemory(proc: BenchProcess, intervalMs = 250) {
+  const start = performance.now();
+  const series: { ms: number; rssBytes: number }[] = [];
+  const timer = setInterval(() => {
+    try {
+      series.push({ ms: Math.round(performance.now() - start), rssBytes: proc.memory().rssBytes });
+    } catch {
+      // the process is gone
+    }
+  }, intervalMs);
+  return {
+    /** Largest sampled RSS from `fromMs` to `toMs` after the sampler started. */
+    maxBetween(fromMs: number, toMs = Infinity): number {
+      return Math.max(0, ...series.filter((s) => s.ms >= fromMs && s.ms <= toMs).map((s) => s.rssBytes));
+    },
+    elapsedMs: () => performance.now() - start,
+    stop(): ProcessMemory & { series: { ms: number; rssBytes: number }[] } {
+      clearInterval(timer);
+      return { ...proc.memory(), series };
+    },
+  };
+}
