@@ -79,6 +79,18 @@ export class MemoryBatchRepository implements BatchRepository {
         (b.webhook.url !== null && !b.webhook.delivered && b.webhook.attempts < maxWebhookAttempts))
       .map((b) => b.key);
   }
+  readonly expired = new Set<string>();
+  async listExpiredPayloads(completedBefore: string, limit: number) {
+    return [...this.batches.values()]
+      .filter((b) => ['completed', 'failed', 'cancelled'].includes(b.status) && b.completedAt !== null)
+      .filter((b) => b.completedAt! <= completedBefore && !this.expired.has(b.key))
+      .sort((a, b) => a.completedAt!.localeCompare(b.completedAt!) || a.key.localeCompare(b.key))
+      .slice(0, limit)
+      .map((b) => ({ key: b.key, prefix: b.payload.prefix, completedAt: b.completedAt! }));
+  }
+  async markPayloadExpired(key: string, _expiredAt: string) {
+    this.expired.add(key);
+  }
   async check() {}
   async close() {}
 }

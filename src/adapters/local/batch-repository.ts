@@ -11,7 +11,7 @@ import {
   type Page,
   type SegmentRecord,
 } from '../../ports/batch-repository.ts';
-import { inTransaction, openDatabase } from './sqlite.ts';
+import { inTransaction, openDatabase, whenUnlocked } from './sqlite.ts';
 
 const schema = `
 CREATE TABLE IF NOT EXISTS batches (
@@ -100,7 +100,7 @@ export class SqliteBatchRepository implements BatchRepository {
   }
 
   async create(batch: Batch): Promise<{ created: boolean; batch: Batch }> {
-    const inserted = this.#db
+    const inserted = await whenUnlocked(() => this.#db
       .prepare(
         `INSERT INTO batches (key, organization, status, version, created_at, total, processed, succeeded, failed, record)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING`,
@@ -116,7 +116,7 @@ export class SqliteBatchRepository implements BatchRepository {
         batch.counts.succeeded,
         batch.counts.failed,
         recordJson(batch),
-      );
+      ));
     const stored = await this.get(batch.key);
     if (!stored) throw new Error(`batch ${batch.key} vanished after insert`);
     return { created: inserted.changes === 1, batch: stored };
@@ -242,7 +242,9 @@ export class SqliteBatchRepository implements BatchRepository {
   }
 
   async markPayloadExpired(key: string, expiredAt: string): Promise<void> {
-    this.#db.prepare('INSERT INTO payload_expiry (batch_key, expired_at) VALUES (?, ?) ON CONFLICT DO NOTHING').run(key, expiredAt);
+    await whenUnlocked(() =>
+      this.#db.prepare('INSERT INTO payload_expiry (batch_key, expired_at) VALUES (?, ?) ON CONFLICT DO NOTHING').run(key, expiredAt),
+    );
   }
 
   async check(): Promise<void> {

@@ -37,7 +37,7 @@ export class SqliteMemorySink implements MemorySink {
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
     );
     const now = new Date().toISOString();
-    inTransaction(this.#db, () => {
+    await inTransaction(this.#db, () => {
       for (const r of records) {
         insert.run(
           r.memoryId, r.batchKey, r.index, r.content, r.type, r.metadata ? JSON.stringify(r.metadata) : null,
