@@ -78,11 +78,9 @@ export function runCompression(options: { memories: number; rounds: number; log:
   }
   for (let round = 0; round < options.rounds; round++) {
     for (const entry of state) {
-      if (entry.slow) {
-        if (round === 0) entry.decompressMs = once(() => entry.stored.forEach((body, i) => decompress(entry.codec, body, segments[i]!.byteLength)));
-        continue;
+      if (!entry.slow) {
+        entry.compressMs = Math.min(entry.compressMs, once(() => segments.forEach((segment) => compress(entry.codec, segment, entry.level))));
       }
-      entry.compressMs = Math.min(entry.compressMs, once(() => segments.forEach((segment) => compress(entry.codec, segment, entry.level))));
       entry.decompressMs = Math.min(entry.decompressMs, once(() => entry.stored.forEach((body, i) => decompress(entry.codec, body, segments[i]!.byteLength))));
     }
   }

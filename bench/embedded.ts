@@ -11,6 +11,7 @@ import { SqliteMemorySink } from '../src/adapters/local/memory-sink.ts';
 import { defaultSettings } from '../src/app/context.ts';
 import { Segmenter } from '../src/domain/codec.ts';
 import { type MemoryRecord, toMemoryRecord } from '../src/domain/memory.ts';
+import type { MemorySink } from '../src/ports/memory-sink.ts';
 import { apiClient, type ApiClient, type BatchJson } from '../test/support/api-client.ts';
 import { corpus, corpusMemory, corpusNdjson } from './corpus.ts';
 import { benchApiKey, type BenchProcess, sampleMemory, startProcess } from './server.ts';
@@ -100,26 +101,33 @@ function segmentSizes(count: number): number[] {
 }
 
 /**
- * The storage limit: SqliteMemorySink.writeSegment of records built beforehand (ids and hashes computed), one call
- * per segment of the product's size, back to back, on a fresh database file, in this process.
+ * The storage limit: `sink.writeSegment` of records built beforehand (ids and hashes computed), one call per segment
+ * of the product's size, back to back, from this process.
  */
+export async function sinkRate(count: number, sink: MemorySink, batchKey: string): Promise<SinkRate> {
+  const tenant = { organization: 'bench', namespace: 'bench', user: 'bench', workspace: 'bench' };
+  const segments: MemoryRecord[][] = [];
+  let index = 0;
+  for (const size of segmentSizes(count)) {
+    const records: MemoryRecord[] = [];
+    for (const item of corpus(size, { from: index })) records.push(toMemoryRecord(batchKey, tenant, index++, item));
+    segments.push(records);
+  }
+  const start = performance.now();
+  for (const records of segments) {
+    const outcomes = await sink.writeSegment(records);
+    if (outcomes.some((outcome) => !outcome.ok)) throw new Error(`the sink refused items: ${JSON.stringify(outcomes.find((o) => !o.ok))}`);
+  }
+  const seconds = (performance.now() - start) / 1000;
+  return { memories: count, segments: segments.length, seconds, memoriesPerSecond: count / seconds };
+}
+
+/** SqliteMemorySink on a fresh database file, as the embedded defaults use it. */
 export async function rawSinkRate(count: number): Promise<SinkRate> {
   const dir = tempDir();
   const sink = new SqliteMemorySink(join(dir.path, 'memories.db'));
   try {
-    const tenant = { organization: 'bench', namespace: 'bench', user: 'bench', workspace: 'bench' };
-    const batchKey = 'bench:raw-sink';
-    const segments: MemoryRecord[][] = [];
-    let index = 0;
-    for (const size of segmentSizes(count)) {
-      const records: MemoryRecord[] = [];
-      for (const item of corpus(size, { from: index })) records.push(toMemoryRecord(batchKey, tenant, index++, item));
-      segments.push(records);
-    }
-    const start = performance.now();
-    for (const records of segments) await sink.writeSegment(records);
-    const seconds = (performance.now() - start) / 1000;
-    return { memories: count, segments: segments.length, seconds, memoriesPerSecond: count / seconds };
+    return await sinkRate(count, sink, 'bench:raw-sink');
   } finally {
     await sink.close();
     dir.remove();

@@ -35,6 +35,7 @@ const plan = values.full
         naiveLadder: [100, 200, 500, 1000, 1100, 1200, 1300, 1400, 1500, 2000, 5000],
         externalStorageLadder: [100, 1000, 10_000, 20_000, 30_000, 35_000, 40_000, 50_000, 100_000],
         batchmemLadder: [100, 1000, 10_000, 100_000],
+        parseMemories: 50_000,
       },
     }
   : {
@@ -47,6 +48,7 @@ const plan = values.full
         naiveLadder: [100, 1000, 1200, 1400, 1600, 2000],
         externalStorageLadder: [100, 1000, 10_000, 20_000, 40_000],
         batchmemLadder: [100, 1000, 10_000, 100_000],
+        parseMemories: 5000,
       },
     };
 

@@ -18,9 +18,12 @@ import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { defaultSettings } from '../../src/app/context.ts';
 import type { MemoryItem } from '../../src/domain/memory.ts';
 import { apiClient } from '../../test/support/api-client.ts';
-import { startS3, startTemporal, stopAllBackends, type S3Backend, type TemporalBackend } from '../../test/support/containers.ts';
+import { freePort } from '../../test/support/server-process.ts';
+import { startPostgres, startS3, startTemporal, stopAllBackends, type S3Backend, type TemporalBackend } from '../../test/support/containers.ts';
+import { connectParse, disconnectParse } from '../../src/adapters/parse/connection.ts';
+import { ParseMemorySink } from '../../src/adapters/parse/memory-sink.ts';
 import { corpus } from '../corpus.ts';
-import { ndjsonChunks, rawSinkRate, streamOf, waitForFinal, type SinkRate } from '../embedded.ts';
+import { ndjsonChunks, rawSinkRate, sinkRate, streamOf, waitForFinal, type SinkRate } from '../embedded.ts';
 import { benchApiKey, startProcess } from '../server.ts';
 import { s3ExternalStorage } from './external-storage.ts';
 import type { naiveIngest } from './naive-workflows.ts';
@@ -54,14 +57,19 @@ export interface TemporalThroughput {
   label: string;
   memories: number;
   memoriesPerSecond: number;
+  /** The raw bulk-write rate of the same sink, same memories and segment sizes, measured in the same run. */
   sink: SinkRate;
+  sinkLabel: string;
   ratio: number;
 }
 
 export interface TemporalResult {
   runs: DesignRun[];
   largestCompleted: Record<DesignName, number>;
-  throughput: TemporalThroughput | null;
+  /** Temporal + S3 payloads + SQLite (from the batchmem design), and Temporal + Parse + S3. */
+  throughput: TemporalThroughput[];
+  /** Why a throughput row is missing. */
+  throughputNotMeasured: { label: string; reason: string }[];
 }
 
 function payloadBytes(payload: Payload | undefined | null): number {
@@ -292,8 +300,101 @@ async function runBatchmem(backends: Backends, ladder: number[], log: Log): Prom
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Temporal + Parse + S3: batch records and memories on Parse Server 9 (on the PostgreSQL container), payloads on
+// S3, orchestration on Temporal; against the raw rate of ParseMemorySink.writeSegment on the same Parse Server.
 
-export async function runTemporal(options: { naiveLadder: number[]; externalStorageLadder: number[]; batchmemLadder: number[]; log: Log }): Promise<TemporalResult> {
+async function runParseStack(backends: Backends, count: number, log: Log): Promise<TemporalThroughput> {
+  const postgres = await startPostgres();
+  const files = tempDir();
+  const dir = tempDir();
+  const parse = { port: await freePort(), appId: `bench-${randomBytes(4).toString('hex')}`, masterKey: randomBytes(24).toString('hex') };
+  const serverURL = `http://127.0.0.1:${parse.port}/parse`;
+  // Parse Server in its own process (the development script the docs describe), so it competes with the API,
+  // the worker and this process the way a separate server would.
+  const parseServer = await startProcess({
+    script: join(root, 'scripts/parse-dev-server.ts'),
+    readyLine: 'Parse Server ready',
+    env: {
+      PARSE_DATABASE_URI: postgres.url,
+      PARSE_DEV_PORT: String(parse.port),
+      PARSE_DEV_FILES_DIR: files.path,
+      PARSE_APP_ID: parse.appId,
+      PARSE_MASTER_KEY: parse.masterKey,
+    },
+  });
+  const key = benchApiKey();
+  const env = {
+    BATCHMEM_DATA_DIR: dir.path,
+    BATCHMEM_API_KEYS: JSON.stringify([key]),
+    BATCHMEM_ORCHESTRATOR: 'temporal',
+    TEMPORAL_ADDRESS: backends.temporal.address,
+    TEMPORAL_TASK_QUEUE: `bench-parse-${randomBytes(4).toString('hex')}`,
+    BATCHMEM_STORE: 'parse',
+    BATCHMEM_SINK: 'parse',
+    BATCHMEM_PAYLOADS: 's3',
+    PARSE_SERVER_URL: serverURL,
+    PARSE_APP_ID: parse.appId,
+    PARSE_MASTER_KEY: parse.masterKey,
+    PARSE_DATABASE_URI: postgres.url,
+    BATCHMEM_S3_BUCKET: `bench-parse-${randomBytes(4).toString('hex')}`,
+    BATCHMEM_S3_ENDPOINT: backends.s3.endpoint,
+    BATCHMEM_S3_REGION: backends.s3.region,
+    BATCHMEM_S3_FORCE_PATH_STYLE: 'true',
+    ...backends.s3Env,
+  };
+  let worker: Awaited<ReturnType<typeof startProcess>> | undefined;
+  let api: Awaited<ReturnType<typeof startProcess>> | undefined;
+  try {
+    await promisify(execFile)(process.execPath, [join(root, 'src/app/cli.ts'), 'migrate'], {
+      cwd: root,
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
+    });
+    // The storage limit first: the same Parse sink, records built beforehand, from this process.
+    const sink = await sinkRate(count, new ParseMemorySink(connectParse({ serverURL, appId: parse.appId, masterKey: parse.masterKey })), 'bench:raw-parse-sink');
+    log(`  raw Parse sink: ${count} memories in ${sink.seconds.toFixed(1)} s (${Math.round(sink.memoriesPerSecond)}/s)`);
+
+    worker = await startProcess({ command: 'worker', readyLine: 'temporal worker is polling', env: { ...env, BATCHMEM_LOG_LEVEL: 'info' } });
+    api = await startProcess({ env: { ...env, BATCHMEM_LOG_LEVEL: 'warn' } });
+    const http = apiClient(api.url, key.key);
+    const chunks = ndjsonChunks(count);
+    const start = performance.now();
+    const response = await http.submitNdjson(streamOf(chunks));
+    if (response.status !== 202) throw new Error(`submit answered ${response.status}: ${(await response.text()).slice(0, 500)}`);
+    const accepted = (await response.json()) as { id: string };
+    const done = await waitForFinal(http, accepted.id, 60 * 60_000, 100);
+    const seconds = (performance.now() - start) / 1000;
+    if (done.status !== 'completed' || done.request_counts.succeeded !== count) {
+      throw new Error(`batch ended ${done.status} with ${JSON.stringify(done.request_counts)}: ${done.error ?? ''}`);
+    }
+    const memoriesPerSecond = count / seconds;
+    log(`  Temporal + Parse + S3: ${count} memories in ${seconds.toFixed(1)} s (${Math.round(memoriesPerSecond)}/s), ratio ${(memoriesPerSecond / sink.memoriesPerSecond).toFixed(2)}`);
+    return {
+      label: 'Temporal + Parse (records and sink) + S3 payloads',
+      memories: count,
+      memoriesPerSecond,
+      sink,
+      sinkLabel: 'ParseMemorySink',
+      ratio: memoriesPerSecond / sink.memoriesPerSecond,
+    };
+  } finally {
+    await api?.stop();
+    await worker?.stop();
+    disconnectParse();
+    await parseServer.stop();
+    files.remove();
+    dir.remove();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+export async function runTemporal(options: {
+  naiveLadder: number[];
+  externalStorageLadder: number[];
+  batchmemLadder: number[];
+  parseMemories: number;
+  log: Log;
+}): Promise<TemporalResult> {
   const [temporal, s3] = await Promise.all([startTemporal(), startS3()]);
   const backends: Backends = {
     temporal,
@@ -309,24 +410,35 @@ export async function runTemporal(options: { naiveLadder: number[]; externalStor
       Math.max(0, ...runs.filter((r) => r.design === design && r.outcome === 'completed').map((r) => r.memories));
 
     // Throughput on Temporal: the largest completed batchmem run against the raw rate of the same sink.
+    const throughput: TemporalThroughput[] = [];
+    const throughputNotMeasured: TemporalResult['throughputNotMeasured'] = [];
     const best = batchmem.filter((r) => r.outcome === 'completed').at(-1);
-    let throughput: TemporalThroughput | null = null;
     if (best) {
       const sink = await rawSinkRate(best.memories);
       const memoriesPerSecond = best.memories / best.seconds;
-      throughput = {
+      throughput.push({
         label: 'Temporal + S3 payloads + SQLite records and sink',
         memories: best.memories,
         memoriesPerSecond,
         sink,
+        sinkLabel: 'SqliteMemorySink',
         ratio: memoriesPerSecond / sink.memoriesPerSecond,
-      };
-      options.log(`  Temporal throughput at ${best.memories}: ${Math.round(memoriesPerSecond)}/s vs raw sink ${Math.round(sink.memoriesPerSecond)}/s = ${throughput.ratio.toFixed(2)}`);
+      });
+      options.log(`  Temporal throughput at ${best.memories}: ${Math.round(memoriesPerSecond)}/s vs raw sink ${Math.round(sink.memoriesPerSecond)}/s = ${(memoriesPerSecond / sink.memoriesPerSecond).toFixed(2)}`);
+    } else {
+      throughputNotMeasured.push({ label: 'Temporal + S3 payloads + SQLite', reason: 'no batchmem run on Temporal completed' });
+    }
+    try {
+      throughput.push(await runParseStack(backends, options.parseMemories, options.log));
+    } catch (error) {
+      options.log(`  Temporal + Parse + S3 could not be measured: ${(error as Error).stack}`);
+      throughputNotMeasured.push({ label: 'Temporal + Parse + S3', reason: describeError(error) });
     }
     return {
       runs,
       largestCompleted: { naive: largest('naive'), 'naive + external storage (S3)': largest('naive + external storage (S3)'), batchmem: largest('batchmem') },
       throughput,
+      throughputNotMeasured,
     };
   } finally {
     await stopAllBackends();
