@@ -41,22 +41,22 @@ const info = (body: Uint8Array) => ({
   contentEncoding: 'zstd',
 });
 
+/** Flips one byte of a stored object, keeping its metadata, so the SHA-256 the adapter wrote must catch it. */
+function corrupter(raw: S3Client, bucket: string) {
+  return async (key: string) => {
+    const original = await raw.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    const bytes = await original.Body!.transformToByteArray();
+    bytes[bytes.length >> 1]! ^= 0xff;
+    await raw.send(new PutObjectCommand({
+      Bucket: bucket, Key: key, Body: bytes, Metadata: original.Metadata,
+      ContentType: original.ContentType, ContentEncoding: original.ContentEncoding,
+    }));
+  };
+}
+
 payloadStoreContract('s3', async () => {
   const { store, raw, bucket, close } = await openStore();
-  return {
-    store,
-    async corrupt(key) {
-      const original = await raw.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-      const bytes = await original.Body!.transformToByteArray();
-      bytes[bytes.length >> 1]! ^= 0xff;
-      // Same metadata, so the SHA-256 the adapter wrote is still there to be checked against the new bytes.
-      await raw.send(new PutObjectCommand({
-        Bucket: bucket, Key: key, Body: bytes, Metadata: original.Metadata,
-        ContentType: original.ContentType, ContentEncoding: original.ContentEncoding,
-      }));
-    },
-    close,
-  };
+  return { store, corrupt: corrupter(raw, bucket), close };
 });
 
 // A store that does not implement conditional writes: versitygw behind a proxy that answers any request carrying
@@ -90,6 +90,7 @@ payloadStoreContract('s3 without If-None-Match', async () => {
   const opened = await openStore({ endpoint: `http://127.0.0.1:${port}` });
   return {
     store: opened.store,
+    corrupt: corrupter(opened.raw, opened.bucket),
     async close() {
       expect(refused).toBe(1); // one refusal switches the adapter to look-before-write for good
       await opened.close();
