@@ -1,5 +1,4 @@
 // `batchmem migrate`: creates what the configured backends need. SQLite and files create themselves on open.
-import { S3PayloadStore } from '../adapters/s3/payload-store.ts';
 import type { Config } from './config.ts';
 import { loadApiKeys } from './api-keys.ts';
 import { buildContext, parseConnection } from './wire.ts';
@@ -7,7 +6,9 @@ import { buildContext, parseConnection } from './wire.ts';
 export async function migrate(config: Config): Promise<number> {
   const ctx = await buildContext(config);
   try {
-    if (ctx.payloads instanceof S3PayloadStore) {
+    if (config.BATCHMEM_PAYLOADS === 's3') {
+      const { S3PayloadStore } = await import('../adapters/s3/payload-store.ts');
+      if (!(ctx.payloads instanceof S3PayloadStore)) throw new Error('BATCHMEM_PAYLOADS=s3 built another store');
       process.stdout.write(`bucket ${config.BATCHMEM_S3_BUCKET}: ${await ctx.payloads.ensureBucket()}\n`);
     }
     if ([config.BATCHMEM_STORE, config.BATCHMEM_PAYLOADS, config.BATCHMEM_SINK].includes('parse')) {

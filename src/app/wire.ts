@@ -5,7 +5,6 @@ import { SqliteBatchRepository } from '../adapters/local/batch-repository.ts';
 import { SqliteMemorySink } from '../adapters/local/memory-sink.ts';
 import { LocalOrchestrator } from '../adapters/local/orchestrator.ts';
 import { FilePayloadStore } from '../adapters/local/payload-store.ts';
-import { S3PayloadStore } from '../adapters/s3/payload-store.ts';
 import { FaultySink } from '../adapters/faults/memory-sink.ts';
 import { HttpWebhookNotifier } from '../adapters/webhook/notifier.ts';
 import type { BatchRepository } from '../ports/batch-repository.ts';
@@ -72,7 +71,9 @@ async function payloadStore(config: Config): Promise<PayloadStore> {
   switch (config.BATCHMEM_PAYLOADS) {
     case 'file':
       return new FilePayloadStore(join(config.BATCHMEM_DATA_DIR, 'payloads'));
-    case 's3':
+    case 's3': {
+      // Loaded only when chosen, like every non-default backend: the embedded default stays small.
+      const { S3PayloadStore } = await import('../adapters/s3/payload-store.ts');
       // Credentials come from the SDK's default chain (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, profiles, roles).
       return new S3PayloadStore({
         bucket: config.BATCHMEM_S3_BUCKET!,
@@ -80,6 +81,7 @@ async function payloadStore(config: Config): Promise<PayloadStore> {
         endpoint: config.BATCHMEM_S3_ENDPOINT,
         forcePathStyle: config.BATCHMEM_S3_FORCE_PATH_STYLE,
       });
+    }
     case 'parse': {
       const { ParsePayloadStore } = await import('../adapters/parse/payload-store.ts');
       return new ParsePayloadStore(await parseConnection(config));

@@ -44,7 +44,7 @@ export async function serverProcess(env: Record<string, string>, command: 'serve
     port,
     output: () => output,
     async start() {
-      child = spawn(process.execPath, [join(root, 'src/app/cli.ts'), command], {
+      child = spawn(process.execPath, ['--max-semi-space-size=8', join(root, 'src/app/cli.ts'), command], {
         cwd: root,
         env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', BATCHMEM_LOG_LEVEL: 'info', ...env, BATCHMEM_PORT: String(port) },
         stdio: ['ignore', 'pipe', 'pipe'],
