@@ -3,7 +3,9 @@
 //   2. end-to-end throughput, divided by the raw bulk-write rate of the same sink measured in the same run;
 //   3. peak RSS of the API process while ingesting N memories by NDJSON;
 //   6. submit latency with 20 concurrent submitters.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { once } from 'node:events';
+import { createReadStream, createWriteStream, mkdtempSync, rmSync } from 'node:fs';
+import { Readable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -68,6 +70,30 @@ export function ndjsonChunks(count: number, from = 0): Uint8Array[] {
     chunks.push(encoder.encode(lines.join('\n') + '\n'));
   }
   return chunks;
+}
+
+/**
+ * A prepared NDJSON body of `count` memories, generated before the clock starts: in memory up to 200,000, in a
+ * temporary file above that (a million memories are about 1.5 GB).
+ */
+export async function preparedBody(count: number): Promise<{ open(): ReadableStream<Uint8Array>; remove(): void }> {
+  if (count <= 200_000) {
+    const chunks = ndjsonChunks(count);
+    return { open: () => streamOf(chunks), remove: () => {} };
+  }
+  const dir = tempDir();
+  const path = join(dir.path, 'body.ndjson');
+  const out = createWriteStream(path);
+  for (let start = 0; start < count; start += 10_000) {
+    for (const chunk of ndjsonChunks(Math.min(10_000, count - start), start)) {
+      if (!out.write(chunk)) await once(out, 'drain');
+    }
+  }
+  await new Promise<void>((resolve, reject) => out.end((error?: Error | null) => (error ? reject(error) : resolve())));
+  return {
+    open: () => Readable.toWeb(createReadStream(path, { highWaterMark: 256 * 1024 })) as ReadableStream<Uint8Array>,
+    remove: () => dir.remove(),
+  };
 }
 
 export function streamOf(chunks: Uint8Array[]): ReadableStream<Uint8Array> {
@@ -265,7 +291,7 @@ export async function rssWhileIngesting(count: number, log: Log): Promise<RssRun
     const accepted = await submitOrThrow(server.api, body);
     const acceptedMs = sampler.elapsedMs();
     const done = await waitForFinal(server.api, accepted.id, 60 * 60_000, 250);
-    const memory = sampler.stop();
+    const memory = await sampler.stop();
     const run = {
       memories: count,
       ndjsonBytes,

@@ -32,7 +32,7 @@ export interface BenchResults {
 
 const int = (n: number) => Math.round(n).toLocaleString('en-US');
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
-const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
+const mb = (bytes: number) => (bytes >= 1e9 ? `${(bytes / 1e9).toFixed(2)} GB` : `${(bytes / 1e6).toFixed(1)} MB`);
 const bytes = (n: number) => (n >= 1e6 ? mb(n) : n >= 1e4 ? `${(n / 1e3).toFixed(0)} kB` : `${int(n)} B`);
 const x = (n: number, digits = 2) => `${n.toFixed(digits)}×`;
 const met = (ok: boolean) => (ok ? 'met' : '**missed**');
@@ -128,11 +128,10 @@ function rss(section: Section<RssResult>): string {
   const largest = r.runs.at(-1);
   const note = largest && largest.memories < r.targetAt ? `The quick profile stops at ${int(largest.memories)}; \`--full\` runs ${int(r.targetAt)}.` : '';
   return [
-    'Peak resident set (VmHWM from /proc) of the `batchmem serve` process, fresh for each size, over the whole batch: NDJSON upload and processing.',
+    'Peak resident set (VmHWM from /proc) of the `batchmem serve` process (started through `bin/batchmem.js`, with its Node.js flags), fresh for each size, over the whole batch: NDJSON upload and processing.',
     '',
     table(['memories', 'NDJSON body', 'idle RSS', 'peak RSS (VmHWM)', 'max RSS during upload', 'max RSS while processing', 'time', 'status', 'target'], rows),
-    '',
-    note,
+    ...(note ? ['', note] : []),
   ].join('\n');
 }
 
@@ -141,7 +140,7 @@ function historyVsN(section: Section<TemporalResult>): string {
   const runs = section.result.runs.filter((r) => r.design === 'batchmem');
   if (runs.length === 0) return '_No batchmem run on Temporal._';
   return table(
-    ['memories', 'outcome', 'workflow input', 'runs (continue-as-new)', 'longest run: events', 'longest run: bytes'],
+    ['memories', 'outcome', 'workflow input (largest of its runs)', 'runs (continue-as-new)', 'longest run: events', 'longest run: bytes'],
     runs.map((r) => [int(r.memories), r.outcome, `${int(r.inputBytes)} B`, String(r.runs), int(r.longestHistoryEvents), bytes(r.longestHistoryBytes)]),
   );
 }

@@ -2,6 +2,7 @@
 // table, and writes bench/results/latest.json and bench/results/latest.md.
 // `--only=compression,throughput,rss,latency,temporal` runs a subset and writes nothing (for working on one part).
 // `--docs` also puts the table into docs/benchmarks.md, between its bench:results markers.
+// `--render` measures nothing: it renders bench/results/latest.json again (after a change to the report's layout).
 import './temporal/protobufjs-dedupe.ts';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -18,7 +19,12 @@ const sections = ['compression', 'throughput', 'rss', 'latency', 'temporal'] as 
 type SectionName = (typeof sections)[number];
 
 const { values } = parseArgs({
-  options: { full: { type: 'boolean', default: false }, only: { type: 'string' }, docs: { type: 'boolean', default: false } },
+  options: {
+    full: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    docs: { type: 'boolean', default: false },
+    render: { type: 'boolean', default: false },
+  },
 });
 const profile = values.full ? 'full' : 'quick';
 const only = values.only ? (values.only.split(',') as SectionName[]) : [...sections];
@@ -34,7 +40,7 @@ const plan = values.full
       temporal: {
         naiveLadder: [100, 200, 500, 1000, 1100, 1200, 1300, 1400, 1500, 2000, 5000],
         externalStorageLadder: [100, 1000, 10_000, 20_000, 30_000, 35_000, 40_000, 50_000, 100_000],
-        batchmemLadder: [100, 1000, 10_000, 100_000],
+        batchmemLadder: [100, 1000, 10_000, 100_000, 1_000_000],
         parseMemories: 50_000,
       },
     }
@@ -78,6 +84,37 @@ async function section<T>(name: SectionName, work: () => Promise<T> | T): Promis
   }
 }
 
+const resultsDir = join(import.meta.dirname, 'results');
+
+function write(results: BenchResults): void {
+  const markdown = renderMarkdown(results);
+  log('\n' + markdown);
+  if (values.only) {
+    log('(--only: results not written)');
+    return;
+  }
+  mkdirSync(resultsDir, { recursive: true });
+  if (!values.render) writeFileSync(join(resultsDir, 'latest.json'), JSON.stringify(results, null, 2) + '\n');
+  writeFileSync(join(resultsDir, 'latest.md'), markdown);
+  log(`wrote bench/results/${values.render ? '' : 'latest.json and bench/results/'}latest.md`);
+  if (values.docs) {
+    const docsPath = join(import.meta.dirname, '..', 'docs', 'benchmarks.md');
+    const begin = '<!-- bench:results:begin -->';
+    const end = '<!-- bench:results:end -->';
+    const docs = readFileSync(docsPath, 'utf8');
+    const from = docs.indexOf(begin);
+    const to = docs.indexOf(end);
+    if (from < 0 || to < from) throw new Error(`docs/benchmarks.md has no ${begin} ... ${end} markers`);
+    writeFileSync(docsPath, docs.slice(0, from + begin.length) + '\n' + markdown + docs.slice(to));
+    log('updated docs/benchmarks.md');
+  }
+}
+
+if (values.render) {
+  write(JSON.parse(readFileSync(join(resultsDir, 'latest.json'), 'utf8')) as BenchResults);
+  process.exit(0);
+}
+
 const startedAt = new Date();
 const loadBefore = loadavg();
 log(`batchmem benchmarks, ${profile} profile: ${command}`);
@@ -107,28 +144,6 @@ const results: BenchResults = {
 };
 results.seconds = (Date.now() - startedAt.getTime()) / 1000;
 results.machine.loadAverageAfter = loadavg().map((l) => Math.round(l * 100) / 100);
-
-const markdown = renderMarkdown(results);
-log('\n' + markdown);
-if (values.only) {
-  log('(--only: results not written)');
-} else {
-  const dir = join(import.meta.dirname, 'results');
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'latest.json'), JSON.stringify(results, null, 2) + '\n');
-  writeFileSync(join(dir, 'latest.md'), markdown);
-  log(`wrote bench/results/latest.json and bench/results/latest.md in ${results.seconds.toFixed(0)} s`);
-  if (values.docs) {
-    const docsPath = join(import.meta.dirname, '..', 'docs', 'benchmarks.md');
-    const begin = '<!-- bench:results:begin -->';
-    const end = '<!-- bench:results:end -->';
-    const docs = readFileSync(docsPath, 'utf8');
-    const from = docs.indexOf(begin);
-    const to = docs.indexOf(end);
-    if (from < 0 || to < from) throw new Error(`docs/benchmarks.md has no ${begin} ... ${end} markers`);
-    writeFileSync(docsPath, docs.slice(0, from + begin.length) + '\n' + markdown + docs.slice(to));
-    log('updated docs/benchmarks.md');
-  }
-}
+write(results);
 // Temporal's native runtime keeps the event loop alive.
 process.exit(0);

@@ -1,13 +1,20 @@
-// Runs `node src/app/cli.ts serve` (or `worker`) as a child process the benchmarks can measure: its pid, its peak
+// Runs `bin/batchmem.js serve` (or `worker`) as a child process the benchmarks can measure: its pid, its peak
 // resident set (VmHWM from /proc) and a periodic RSS sample. Output is kept as a bounded tail for error messages.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort } from '../test/support/server-process.ts';
 
 const root = join(import.meta.dirname, '..');
+
+/** The Node.js flags on the shebang of bin/batchmem.js (`#!/usr/bin/env -S node <flags>`). */
+export function productNodeFlags(): string[] {
+  const shebang = readFileSync(join(root, 'bin/batchmem.js'), 'utf8').split('\n')[0] ?? '';
+  return shebang.split(/\s+/).filter((part) => part.startsWith('--'));
+}
 
 export interface ProcessMemory {
   /** Peak resident set since the process started (VmHWM), in bytes. */
@@ -67,7 +74,12 @@ export async function startProcess(options: BenchServerOptions): Promise<BenchPr
   const keep = (chunk: Buffer) => {
     output = (output + chunk.toString()).slice(-64 * 1024);
   };
-  const child: ChildProcess = spawn(process.execPath, options.script ? [options.script] : [join(root, 'src/app/cli.ts'), command], {
+  // batchmem itself runs through its package bin, as a user runs it: that carries the product's Node.js flags.
+  // A benchmark's own script gets the same Node.js flags, so that both sides of a comparison run alike.
+  const [file, args] = options.script
+    ? [process.execPath, [...productNodeFlags(), options.script]]
+    : [join(root, 'bin/batchmem.js'), [command]];
+  const child: ChildProcess = spawn(file, args, {
     cwd: root,
     env: { ...(process.env.NODE_OPTIONS ? { NODE_OPTIONS: process.env.NODE_OPTIONS } : {}), PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...options.env, BATCHMEM_PORT: String(port) },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -113,25 +125,40 @@ export async function startProcess(options: BenchServerOptions): Promise<BenchPr
   };
 }
 
-/** Samples a process's RSS every `intervalMs` until stopped: the series, and the final VmHWM. */
+// Runs in a worker thread, so that samples keep coming while the main thread is busy generating an upload.
+const samplerSource = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { readFileSync } = require('node:fs');
+const start = Date.now();
+const series = [];
+const timer = setInterval(() => {
+  try {
+    const status = readFileSync('/proc/' + workerData.pid + '/status', 'utf8');
+    series.push([Date.now() - start, Number(/^VmRSS:\\s+(\\d+) kB/m.exec(status)[1]) * 1024]);
+  } catch {}
+}, workerData.intervalMs);
+parentPort.on('message', () => {
+  clearInterval(timer);
+  parentPort.postMessage(series);
+});
+`;
+
+/** Samples a process's RSS every `intervalMs` (from a worker thread) until stopped: the series, and the final VmHWM. */
 export function sampleMemory(proc: BenchProcess, intervalMs = 250) {
   const start = performance.now();
-  const series: { ms: number; rssBytes: number }[] = [];
-  const timer = setInterval(() => {
-    try {
-      series.push({ ms: Math.round(performance.now() - start), rssBytes: proc.memory().rssBytes });
-    } catch {
-      // the process is gone
-    }
-  }, intervalMs);
+  const thread = new Worker(samplerSource, { eval: true, workerData: { pid: proc.pid, intervalMs } });
+  let series: { ms: number; rssBytes: number }[] = [];
   return {
-    /** Largest sampled RSS from `fromMs` to `toMs` after the sampler started. */
+    /** Largest sampled RSS from `fromMs` to `toMs` after the sampler started (after `stop`). */
     maxBetween(fromMs: number, toMs = Infinity): number {
       return Math.max(0, ...series.filter((s) => s.ms >= fromMs && s.ms <= toMs).map((s) => s.rssBytes));
     },
     elapsedMs: () => performance.now() - start,
-    stop(): ProcessMemory & { series: { ms: number; rssBytes: number }[] } {
-      clearInterval(timer);
+    async stop(): Promise<ProcessMemory & { series: { ms: number; rssBytes: number }[] }> {
+      const samples = new Promise<[number, number][]>((resolve) => thread.once('message', resolve));
+      thread.postMessage('stop');
+      series = (await samples).map(([ms, rssBytes]) => ({ ms, rssBytes }));
+      await thread.terminate();
       return { ...proc.memory(), series };
     },
   };

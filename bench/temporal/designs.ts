@@ -23,7 +23,7 @@ import { startPostgres, startS3, startTemporal, stopAllBackends, type S3Backend,
 import { connectParse, disconnectParse } from '../../src/adapters/parse/connection.ts';
 import { ParseMemorySink } from '../../src/adapters/parse/memory-sink.ts';
 import { corpus } from '../corpus.ts';
-import { ndjsonChunks, rawSinkRate, sinkRate, streamOf, waitForFinal, type SinkRate } from '../embedded.ts';
+import { preparedBody, rawSinkRate, sinkRate, waitForFinal, type SinkRate } from '../embedded.ts';
 import { benchApiKey, startProcess } from '../server.ts';
 import { s3ExternalStorage } from './external-storage.ts';
 import type { naiveIngest } from './naive-workflows.ts';
@@ -252,14 +252,14 @@ async function runBatchmem(backends: Backends, ladder: number[], log: Log): Prom
   const runs: DesignRun[] = [];
   try {
     for (const count of ladder) {
-      const chunks = ndjsonChunks(count);
+      const body = await preparedBody(count);
       const perBatch = worker.resetPeak();
       const start = performance.now();
       let outcome: DesignRun['outcome'] = 'completed';
       let error: string | null = null;
       let workflowId: string | null = null;
       try {
-        const response = await http.submitNdjson(streamOf(chunks));
+        const response = await http.submitNdjson(body.open());
         if (response.status !== 202) throw new Error(`submit answered ${response.status}: ${(await response.text()).slice(0, 500)}`);
         const accepted = (await response.json()) as { id: string; workflow_id: string | null };
         workflowId = accepted.workflow_id;
@@ -273,6 +273,7 @@ async function runBatchmem(backends: Backends, ladder: number[], log: Log): Prom
         error = describeError(cause);
       }
       const seconds = (performance.now() - start) / 1000;
+      body.remove();
       const history = workflowId ? await historyStats(client, workflowId) : { runs: 0, inputBytes: 0, longestHistoryEvents: 0, longestHistoryBytes: 0 };
       const run: DesignRun = {
         design: 'batchmem',
@@ -356,9 +357,10 @@ async function runParseStack(backends: Backends, count: number, log: Log): Promi
     worker = await startProcess({ command: 'worker', readyLine: 'temporal worker is polling', env: { ...env, BATCHMEM_LOG_LEVEL: 'info' } });
     api = await startProcess({ env: { ...env, BATCHMEM_LOG_LEVEL: 'warn' } });
     const http = apiClient(api.url, key.key);
-    const chunks = ndjsonChunks(count);
+    const body = await preparedBody(count);
     const start = performance.now();
-    const response = await http.submitNdjson(streamOf(chunks));
+    const response = await http.submitNdjson(body.open());
+    body.remove();
     if (response.status !== 202) throw new Error(`submit answered ${response.status}: ${(await response.text()).slice(0, 500)}`);
     const accepted = (await response.json()) as { id: string };
     const done = await waitForFinal(http, accepted.id, 60 * 60_000, 100);
