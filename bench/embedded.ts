@@ -297,8 +297,9 @@ export async function rssWhileIngesting(count: number, log: Log): Promise<RssRun
       ndjsonBytes,
       idleRssBytes: idle.rssBytes,
       peakRssBytes: memory.peakRssBytes,
-      uploadMaxRssBytes: sampler.maxBetween(0, acceptedMs),
-      processingMaxRssBytes: sampler.maxBetween(acceptedMs),
+      // A phase shorter than the sampling interval has no sample of its own: its bounds stand in.
+      uploadMaxRssBytes: Math.max(idle.rssBytes, sampler.maxBetween(0, acceptedMs)),
+      processingMaxRssBytes: Math.max(memory.rssBytes, sampler.maxBetween(acceptedMs)),
       finalRssBytes: memory.rssBytes,
       series: memory.series.filter((_, i) => i % 4 === 0).map((s): [number, number] => [s.ms, s.rssBytes]),
       totalSeconds: (performance.now() - start) / 1000,
