@@ -13,8 +13,8 @@ export type AppError =
 /** Thrown where a value cannot be returned (inside a body stream); caught at the use case or the edge. */
 export class AppFailure extends Error {
   readonly error: AppError;
-  constructor(error: AppError) {
-    super(error.detail);
+  constructor(error: AppError, cause?: unknown) {
+    super(error.detail, cause === undefined ? undefined : { cause });
     this.error = error;
   }
 }

@@ -160,8 +160,9 @@ describe('embedded defaults: the SQLite databases locked for 15 seconds', () => 
     const refused = await r.api.submitJson(body);
     db.exec('ROLLBACK');
     db.close();
-    // The store could not record the batch: a server-side failure, answered as problem+json.
-    expect(refused.status).toBeGreaterThanOrEqual(500);
+    // The store could not record the batch: a passing outage, answered 503 with Retry-After, as problem+json.
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get('retry-after')).toBe('5');
     expect(refused.headers.get('content-type')).toMatch(/^application\/problem\+json/);
     expect(payloadFileCount(r.dataDir)).toBe(filesBefore);
     const accepted = await r.api.submitJson(body);

@@ -103,7 +103,13 @@ export function createHttpApp(deps: HttpDeps) {
   });
 
   app.onError((error, c) => {
-    if (error instanceof AppFailure) return appErrorResponse(c, error.error);
+    if (error instanceof AppFailure) {
+      if (error.cause !== undefined) {
+        const cause = error.cause as Error;
+        logger.warn({ requestId: c.get('requestId'), err: { name: cause.name, message: cause.message } }, error.message);
+      }
+      return appErrorResponse(c, error.error);
+    }
     if (error instanceof InvalidCursorError) return appErrorResponse(c, validation('cursor is not valid', [{ path: 'cursor', message: 'must come from next_cursor' }]));
     logger.error({ requestId: c.get('requestId'), err: { name: error.name, message: error.message, stack: error.stack } }, 'unhandled error');
     return problemResponse(c, 500, 'Internal error', `the request failed; quote request id ${c.get('requestId')}`);

@@ -36,6 +36,7 @@ export function problemResponse(c: Context, status: number, title: string, detai
     headers: {
       'content-type': problemMediaType,
       ...(status === 401 ? { 'www-authenticate': 'Bearer realm="batchmem"' } : {}),
+      ...(status === 503 ? { 'retry-after': '5' } : {}),
     },
   });
 }

@@ -147,7 +147,7 @@ export async function submitBatch(ctx: OrchestratedContext, input: SubmitInput):
   } catch (cause) {
     // The batch store failed (locked, down): no record points at these segments, so they must not stay behind.
     await ctx.payloads.deletePrefix(prefix).catch(() => undefined);
-    throw cause;
+    throw new AppFailure({ kind: 'unavailable', detail: 'the batch store could not record the batch; nothing was kept, retry later' }, cause);
   }
   const { created, batch } = recorded;
   if (!created) {
