@@ -1,6 +1,6 @@
 // `batchmem submit` and `batchmem status`: a small client of the HTTP API.
 import { SingleBar } from 'cli-progress';
-import { createEventSourceParser } from './sse-parser.ts';
+import { readEventStream } from './sse-parser.ts';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
@@ -46,18 +46,11 @@ async function watch(id: string, total: number, options: ClientOptions): Promise
   const bar = new SingleBar({ format: '{bar} {percentage}% | {value}/{total} memories | {status}', hideCursor: true });
   bar.start(total, 0, { status: 'pending' });
   let finalStatus = 'unknown';
-  const parser = createEventSourceParser((event) => {
+  await readEventStream(response.body, (event) => {
     const batch = JSON.parse(event.data) as { status: string; request_counts: { processed: number } };
     bar.update(batch.request_counts.processed, { status: batch.status });
     finalStatus = batch.status;
   });
-  const decoder = new TextDecoder();
-  const reader = response.body.getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    parser.feed(decoder.decode(value, { stream: true }));
-  }
   bar.stop();
   process.stdout.write(`batch ${id}: ${finalStatus}\n`);
   return finalStatus === 'completed' ? 0 : 1;

@@ -1,7 +1,15 @@
-// Server-Sent Events parsing for the CLI and tests, on the eventsource-parser package.
+// Reads a Server-Sent Events stream to its end, on the eventsource-parser package (for the CLI and tests).
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 
-export function createEventSourceParser(onEvent: (event: EventSourceMessage) => void) {
-  return createParser({ onEvent });
+export async function readEventStream(body: ReadableStream<Uint8Array>, onEvent: (event: EventSourceMessage) => void): Promise<void> {
+  const parser = createParser({ onEvent });
+  const decoder = new TextDecoder();
+  const reader = body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return;
+    parser.feed(decoder.decode(value, { stream: true }));
+  }
 }
+
 export type { EventSourceMessage };

@@ -1,6 +1,7 @@
 // The Orchestrator contract: batches run by reference to completion, start is idempotent, cancel keeps partial counts.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { OrchestratedContext } from '../../src/app/context.ts';
+import { cancelBatch } from '../../src/app/use-cases/cancel-batch.ts';
 import { submitBatch } from '../../src/app/use-cases/submit-batch.ts';
 import type { Batch } from '../../src/domain/batch.ts';
 import { isFinal } from '../../src/domain/batch.ts';
@@ -64,7 +65,6 @@ export function orchestratorContract(adapter: string, open: () => Promise<Orches
 
     it('ends a cancelled batch as cancelled, with counts equal to the memories stored', async () => {
       const batch = await submit(ctx, 3000);
-      const { cancelBatch } = await import('../../src/app/use-cases/cancel-batch.ts');
       const cancelled = await cancelBatch(ctx, tenantA, batch.id);
       expect(cancelled.ok).toBe(true);
       const done = await settle(ctx, batch.key);

@@ -1,5 +1,5 @@
 // A thin test client of the HTTP API, plus generators of memories to submit.
-import { createEventSourceParser } from '../../src/app/sse-parser.ts';
+import { readEventStream } from '../../src/app/sse-parser.ts';
 
 export interface BatchJson {
   id: string;
@@ -99,17 +99,10 @@ export function apiClient(baseUrl: string, key: string) {
       const names: string[] = [];
       let last: BatchJson | undefined;
       if (!response.ok || !response.body) return { names, last, status: response.status };
-      const parser = createEventSourceParser((event) => {
+      await readEventStream(response.body, (event) => {
         names.push(event.event ?? 'message');
         last = JSON.parse(event.data) as BatchJson;
       });
-      const decoder = new TextDecoder();
-      const reader = response.body.getReader();
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        parser.feed(decoder.decode(value, { stream: true }));
-      }
       return { names, last, status: response.status };
     },
   };

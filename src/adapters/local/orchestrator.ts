@@ -25,7 +25,6 @@ export class LocalOrchestrator implements Orchestrator {
   readonly #retries = new Map<string, NodeJS.Timeout>();
   /** Consecutive failures per batch, for the backoff. */
   readonly #failures = new Map<string, number>();
-  #active = 0;
 
   constructor(ctx: Context, options: LocalOrchestratorOptions) {
     this.#ctx = ctx;
@@ -61,10 +60,6 @@ export class LocalOrchestrator implements Orchestrator {
   async describe(batchKey: string): Promise<{ workflowId: string; running: boolean } | undefined> {
     const known = this.#running.has(batchKey) || this.#queue.includes(batchKey) || (await this.#ctx.batches.get(batchKey));
     return known ? { workflowId: workflowIdFor(batchKey), running: this.#running.has(batchKey) } : undefined;
-  }
-
-  get activeBatches(): number {
-    return this.#running.size;
   }
 
   /** Resolves when nothing is running, queued or being delivered (for tests and graceful shutdown). */
@@ -114,12 +109,11 @@ export class LocalOrchestrator implements Orchestrator {
   }
 
   #pump(force = false): void {
-    while (this.#queue.length > 0 && (force || this.#active < this.#options.batchConcurrency) && !this.#shutdown.signal.aborted) {
+    while (this.#queue.length > 0 && (force || this.#running.size < this.#options.batchConcurrency) && !this.#shutdown.signal.aborted) {
       force = false;
       const key = this.#queue.shift()!;
       const controller = new AbortController();
       this.#running.set(key, controller);
-      this.#active += 1;
       const signal = AbortSignal.any([controller.signal, this.#shutdown.signal]);
       runBatch(this.#ctx, key, {
         workerId: this.#options.workerId,
@@ -133,7 +127,6 @@ export class LocalOrchestrator implements Orchestrator {
         .catch((error: unknown) => this.#failed(key, error))
         .finally(() => {
           this.#running.delete(key);
-          this.#active -= 1;
           this.#pump();
         });
     }

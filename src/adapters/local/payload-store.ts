@@ -1,7 +1,7 @@
 // PayloadStore on the local file system. Each object has a sidecar holding its SHA-256, checked on read.
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, rm, link, unlink, writeFile, readdir, stat } from 'node:fs/promises';
-import { dirname, join, resolve, sep } from 'node:path';
+import { dirname, resolve, sep } from 'node:path';
 import {
   PayloadChecksumError,
   PayloadConflictError,
@@ -83,8 +83,4 @@ async function countFiles(path: string): Promise<number> {
     return 0;
   }
   return entries.filter((e) => e.isFile() && !e.name.endsWith(sidecar) && !e.name.endsWith('.tmp')).length;
-}
-
-export function payloadRoot(dataDir: string): string {
-  return join(dataDir, 'payloads');
 }

@@ -1,7 +1,7 @@
 // Streaming readers for the two submit formats. Neither holds the whole body: items are yielded as they arrive,
 // so memory stays flat whatever the batch size. Malformed input throws AppFailure with the line or position.
 import { JSONParser } from '@streamparser/json';
-import { AppFailure, validation, type AppError } from '../errors.ts';
+import { AppFailure, validation } from '../errors.ts';
 
 function badBody(detail: string, path = ''): AppFailure {
   return new AppFailure(validation(detail, [{ path, message: detail }]));
@@ -145,8 +145,4 @@ export function jsonBatch(body: ReadableStream<Uint8Array>, maxBytes: number) {
     if (!sawMemories) throw badBody('memories is required', 'memories');
   }
   return { items: items(), envelope };
-}
-
-export function isAppFailure(error: unknown): error is AppFailure & { error: AppError } {
-  return error instanceof AppFailure;
 }
