@@ -1,6 +1,7 @@
 // `batchmem submit` and `batchmem status`: a small client of the HTTP API.
 import { SingleBar } from 'cli-progress';
 import { readEventStream } from './sse-parser.ts';
+import { initialStatus, isCompleted } from '../domain/lifecycle.ts';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
@@ -44,7 +45,7 @@ async function watch(id: string, total: number, options: ClientOptions): Promise
   const response = await fetch(new URL(`/v1/batch/${encodeURIComponent(id)}/events`, options.url), { headers: headers(options) });
   if (!response.ok || !response.body) return fail(response);
   const bar = new SingleBar({ format: '{bar} {percentage}% | {value}/{total} memories | {status}', hideCursor: true });
-  bar.start(total, 0, { status: 'pending' });
+  bar.start(total, 0, { status: initialStatus });
   let finalStatus = 'unknown';
   await readEventStream(response.body, (event) => {
     const batch = JSON.parse(event.data) as { status: string; request_counts: { processed: number } };
@@ -53,7 +54,7 @@ async function watch(id: string, total: number, options: ClientOptions): Promise
   });
   bar.stop();
   process.stdout.write(`batch ${id}: ${finalStatus}\n`);
-  return finalStatus === 'completed' ? 0 : 1;
+  return isCompleted(finalStatus) ? 0 : 1;
 }
 
 export async function printStatus(id: string, options: ClientOptions): Promise<number> {

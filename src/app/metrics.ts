@@ -1,5 +1,7 @@
 // Prometheus metrics (prom-client). Labels carry statuses and outcomes only: never tenants, keys or secrets.
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { initialStatus } from '../domain/lifecycle.ts';
+import { itemOutcome } from '../domain/progress.ts';
 import type { Observer } from './observer.ts';
 
 export interface Metrics extends Observer {
@@ -50,20 +52,20 @@ export function createMetrics(): Metrics {
   return {
     registry,
     batchSubmitted(ratio) {
-      batches.inc({ status: 'pending' });
+      batches.inc({ status: initialStatus });
       compression.observe(ratio);
     },
     segmentProcessed(durationMs, succeeded, failed, applied) {
       segmentSeconds.observe(durationMs / 1000);
       if (!applied) return;
-      items.inc({ outcome: 'succeeded' }, succeeded);
-      items.inc({ outcome: 'failed' }, failed);
+      items.inc({ outcome: itemOutcome.succeeded }, succeeded);
+      items.inc({ outcome: itemOutcome.failed }, failed);
     },
     batchFinished(status) {
       batches.inc({ status });
     },
     webhookAttempted(delivered) {
-      webhooks.inc({ result: delivered ? 'delivered' : 'failed' });
+      webhooks.inc({ result: delivered ? 'delivered' : 'failed' }); // literal: a delivery result, not a batch status
     },
     httpRequest(method, route, status, durationMs) {
       http.observe({ method, route, status: String(status) }, durationMs / 1000);

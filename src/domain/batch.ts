@@ -1,34 +1,10 @@
-// The batch record and its lifecycle. `completed` means every item reached an outcome (some may have failed);
-// `failed` means the batch itself could not be processed.
+// The batch record and its identity. Its lifecycle (statuses and the legal changes between them) is lifecycle.ts.
 import { createHash } from 'node:crypto';
 import type { Codec } from './codec.ts';
-import type { IllegalTransition } from './errors.ts';
+import type { BatchStatus } from './lifecycle.ts';
 import type { Counts } from './progress.ts';
-import { err, ok, type Result } from './result.ts';
 
-export const batchStatuses = ['pending', 'processing', 'completed', 'failed', 'cancelling', 'cancelled'] as const;
-export type BatchStatus = (typeof batchStatuses)[number];
-
-const nextStatuses: Record<BatchStatus, readonly BatchStatus[]> = {
-  pending: ['processing', 'cancelling'],
-  processing: ['completed', 'failed', 'cancelling'],
-  cancelling: ['cancelled'],
-  completed: [],
-  failed: [],
-  cancelled: [],
-};
-
-export function canTransition(from: BatchStatus, to: BatchStatus): boolean {
-  return nextStatuses[from].includes(to);
-}
-
-export function transition(from: BatchStatus, to: BatchStatus): Result<BatchStatus, IllegalTransition> {
-  return canTransition(from, to) ? ok(to) : err({ kind: 'illegal_transition', from, to });
-}
-
-export function isFinal(status: BatchStatus): boolean {
-  return nextStatuses[status].length === 0;
-}
+export { batchStatuses, type BatchStatus, canTransition, isFinal, transition } from './lifecycle.ts';
 
 /** Who a batch belongs to. The organization is the isolation boundary. */
 export interface Tenant {

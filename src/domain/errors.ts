@@ -1,5 +1,5 @@
 // The typed errors of the domain. Each names what went wrong in terms a caller can act on.
-import type { BatchStatus } from './batch.ts';
+import type { BatchStatus } from './lifecycle.ts';
 
 export interface IllegalTransition {
   kind: 'illegal_transition';

@@ -1,6 +1,14 @@
 // The progress ledger: each segment's outcome counts once, whatever the order or number of deliveries.
 // Pure and import-free, so workflow code may use it too.
 
+/**
+ * What became of one item: stored, or rejected with a reason. Named here once: the results API, its schema and the
+ * metrics take them from this list, so adding an outcome starts here.
+ */
+export const itemOutcome = { succeeded: 'succeeded', failed: 'failed' } as const;
+export type ItemOutcomeName = (typeof itemOutcome)[keyof typeof itemOutcome];
+export const itemOutcomes = Object.values(itemOutcome) as [ItemOutcomeName, ...ItemOutcomeName[]];
+
 export interface Counts {
   total: number;
   processed: number;

@@ -1,7 +1,11 @@
 import type { Batch, BatchStatus } from '../domain/batch.ts';
+import type { IllegalTransition } from '../domain/errors.ts';
 import type { Counts, SegmentOutcome } from '../domain/progress.ts';
 
-/** Fields an update may change. Counters are not among them: they move only through `recordSegment`. */
+/**
+ * Fields an update may change. Counters are not among them: they move only through `recordSegment`. A status change
+ * comes from a lifecycle step (`begin`, `requestCancel`, `finish` in domain/lifecycle.ts).
+ */
 export type BatchPatch = Partial<
   Pick<Batch, 'status' | 'startedAt' | 'completedAt' | 'workflowId' | 'webhook' | 'error'>
 >;
@@ -45,6 +49,9 @@ export interface Page<T> {
  * - `get` returns `undefined` for an unknown key (never throws for "not found").
  * - `update` is a compare-and-set on `version`: it applies the patch and increments the version only when the stored
  *   version equals `expectedVersion`, else it returns `'conflict'` and changes nothing. Concurrent updates never lose one.
+ *   The version moves with every status change, so the status the patch was computed from is the one it replaces; a
+ *   patch whose status change the lifecycle forbids from there (`completed` -> `processing`) is refused with the
+ *   typed `IllegalTransition` and changes nothing. Adapters apply patches through the domain's `applyPatch`.
  * - `recordSegment` is idempotent per (key, segment): the first outcome is stored with its item errors and added to the
  *   counters atomically; a repeat returns `applied: false` and changes nothing. Counters are therefore exact under retries.
  * - `list` pages newest first, filtered by organization and optionally status; cursors are opaque strings.
@@ -52,7 +59,7 @@ export interface Page<T> {
 export interface BatchRepository {
   create(batch: Batch): Promise<{ created: boolean; batch: Batch }>;
   get(key: string): Promise<Batch | undefined>;
-  update(key: string, expectedVersion: number, patch: BatchPatch): Promise<Batch | 'conflict'>;
+  update(key: string, expectedVersion: number, patch: BatchPatch): Promise<Batch | 'conflict' | IllegalTransition>;
   recordSegment(
     key: string,
     outcome: SegmentOutcome,

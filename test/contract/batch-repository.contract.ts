@@ -1,5 +1,8 @@
 // The BatchRepository contract: the executable form of the guarantees in src/ports/batch-repository.ts.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { changeBatch } from '../../src/app/use-cases/change-batch.ts';
+import { finish, isFinal, requestCancel } from '../../src/domain/lifecycle.ts';
+import type { Batch } from '../../src/domain/batch.ts';
 import { InvalidCursorError, type BatchRepository } from '../../src/ports/batch-repository.ts';
 import { newBatch, tenantA, tenantB, uniqueId } from '../support/batches.ts';
 
@@ -57,6 +60,51 @@ export function batchRepositoryContract(adapter: string, open: () => Promise<Rep
       const winners = results.filter((r) => r !== 'conflict');
       expect(winners).toHaveLength(1);
       expect((await repo.get(batch.key))?.version).toBe(2);
+    });
+
+    it('refuses a status change the lifecycle forbids, and changes nothing', async () => {
+      const batch = newBatch({ status: 'completed', completedAt: '2026-01-01T00:00:00.000Z' });
+      await repo.create(batch);
+      expect(await repo.update(batch.key, 1, { status: 'processing' })).toEqual({
+        kind: 'illegal_transition',
+        from: 'completed',
+        to: 'processing',
+      });
+      expect(await repo.update(batch.key, 1, { status: 'cancelling' })).toMatchObject({ kind: 'illegal_transition' });
+      expect(await repo.get(batch.key)).toEqual(batch);
+      // Fields other than the status may still change on a final batch (the webhook's attempts, say).
+      expect(await repo.update(batch.key, 1, { error: 'noted' })).toMatchObject({ status: 'completed', version: 2, error: 'noted' });
+    });
+
+    it('leaves exactly one legal final state when finalize and cancel race', async () => {
+      const now = '2026-01-01T00:00:00.000Z';
+      // A runner's decision: the lifecycle step's patch when it is legal from what was read, else nothing to write.
+      const decide = (lifecycleStep: (batch: Batch) => ReturnType<typeof finish>) => (batch: Batch) => {
+        const result = lifecycleStep(batch);
+        return result.ok ? result.value : undefined;
+      };
+      const finalize = decide((batch) => finish(batch, now));
+      const cancel = decide(requestCancel);
+      for (let round = 0; round < 6; round += 1) {
+        const batch = newBatch({ status: 'processing', counts: { total: 10, processed: 10, succeeded: 10, failed: 0 } });
+        await repo.create(batch);
+        // Both writers read version 1 and race to commit version 2: the store lets exactly one through.
+        const [finished, cancelling] = await Promise.all([
+          repo.update(batch.key, 1, { status: 'completed', completedAt: now }),
+          repo.update(batch.key, 1, { status: 'cancelling' }),
+        ]);
+        expect([finished, cancelling].filter((r) => r !== 'conflict')).toHaveLength(1);
+        // The same race through the read-decide-write loop the runners use, then the runner's closing finalize.
+        const other = newBatch({ status: 'processing', counts: { total: 10, processed: 10, succeeded: 10, failed: 0 } });
+        await repo.create(other);
+        await Promise.all([changeBatch(repo, other.key, finalize), changeBatch(repo, other.key, cancel)]);
+        for (const key of [batch.key, other.key]) await changeBatch(repo, key, finalize);
+        for (const key of [batch.key, other.key]) {
+          const final = await repo.get(key);
+          expect(final && isFinal(final.status)).toBe(true);
+          expect(['completed', 'cancelled']).toContain(final!.status);
+        }
+      }
     });
 
     it('records a segment outcome once, however often it is delivered', async () => {

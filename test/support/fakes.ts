@@ -1,5 +1,7 @@
 // In-memory adapters for unit tests of use cases. They keep the port guarantees (the contract suites prove it).
 import type { Batch, BatchStatus } from '../../src/domain/batch.ts';
+import type { IllegalTransition } from '../../src/domain/errors.ts';
+import { applyPatch, finalStatuses, unfinishedStatuses } from '../../src/domain/lifecycle.ts';
 import type { MemoryRecord } from '../../src/domain/memory.ts';
 import { addOutcome, type Counts, type SegmentOutcome } from '../../src/domain/progress.ts';
 import {
@@ -33,10 +35,12 @@ export class MemoryBatchRepository implements BatchRepository {
     const batch = this.batches.get(key);
     return batch ? copy(batch) : undefined;
   }
-  async update(key: string, expectedVersion: number, patch: BatchPatch): Promise<Batch | 'conflict'> {
+  async update(key: string, expectedVersion: number, patch: BatchPatch): Promise<Batch | 'conflict' | IllegalTransition> {
     const batch = this.batches.get(key);
     if (!batch || batch.version !== expectedVersion) return 'conflict';
-    const next = { ...batch, ...copy(patch), version: expectedVersion + 1 };
+    const applied = applyPatch(batch, copy(patch));
+    if (!applied.ok) return applied.error;
+    const next = applied.value;
     this.batches.set(key, next);
     return copy(next);
   }
@@ -75,14 +79,14 @@ export class MemoryBatchRepository implements BatchRepository {
   async listNeedingWork(maxWebhookAttempts: number) {
     return [...this.batches.values()]
       .filter((b) =>
-        ['pending', 'processing', 'cancelling'].includes(b.status) ||
+        unfinishedStatuses.includes(b.status) ||
         (b.webhook.url !== null && !b.webhook.delivered && b.webhook.attempts < maxWebhookAttempts))
       .map((b) => b.key);
   }
   readonly expired = new Set<string>();
   async listExpiredPayloads(completedBefore: string, limit: number) {
     return [...this.batches.values()]
-      .filter((b) => ['completed', 'failed', 'cancelled'].includes(b.status) && b.completedAt !== null)
+      .filter((b) => finalStatuses.includes(b.status) && b.completedAt !== null)
       .filter((b) => b.completedAt! <= completedBefore && !this.expired.has(b.key))
       .sort((a, b) => a.completedAt!.localeCompare(b.completedAt!) || a.key.localeCompare(b.key))
       .slice(0, limit)

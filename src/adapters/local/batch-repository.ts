@@ -1,6 +1,8 @@
 // BatchRepository on SQLite: one row per batch (counters in columns, the rest as JSON), one per recorded segment.
 import type { DatabaseSync } from 'node:sqlite';
 import type { Batch, BatchStatus } from '../../domain/batch.ts';
+import type { IllegalTransition } from '../../domain/errors.ts';
+import { applyPatch, finalStatuses, unfinishedStatuses } from '../../domain/lifecycle.ts';
 import { addOutcome, type Counts, type SegmentOutcome } from '../../domain/progress.ts';
 import {
   type BatchPatch,
@@ -77,6 +79,11 @@ function recordJson(batch: Batch): string {
   return JSON.stringify(rest);
 }
 
+/** `?, ?, ?` for an IN list of these values. */
+function placeholders(values: readonly unknown[]): string {
+  return values.map(() => '?').join(', ');
+}
+
 function encodeCursor(row: { created_at: string; key: string }): string {
   return Buffer.from(JSON.stringify([row.created_at, row.key])).toString('base64url');
 }
@@ -127,11 +134,13 @@ export class SqliteBatchRepository implements BatchRepository {
     return row ? toBatch(row) : undefined;
   }
 
-  async update(key: string, expectedVersion: number, patch: BatchPatch): Promise<Batch | 'conflict'> {
+  async update(key: string, expectedVersion: number, patch: BatchPatch): Promise<Batch | 'conflict' | IllegalTransition> {
     return inTransaction(this.#db, () => {
       const row = this.#db.prepare('SELECT * FROM batches WHERE key = ?').get(key) as BatchRow | undefined;
       if (!row || row.version !== expectedVersion) return 'conflict';
-      const next: Batch = { ...toBatch(row), ...patch, version: expectedVersion + 1 };
+      const applied = applyPatch(toBatch(row), patch);
+      if (!applied.ok) return applied.error;
+      const next = applied.value;
       this.#db
         .prepare('UPDATE batches SET status = ?, version = ?, record = ? WHERE key = ? AND version = ?')
         .run(next.status, next.version, recordJson(next), key, expectedVersion);
@@ -214,16 +223,16 @@ export class SqliteBatchRepository implements BatchRepository {
 
   async listNeedingWork(maxWebhookAttempts: number): Promise<string[]> {
     const unfinished = this.#db
-      .prepare(`SELECT key FROM batches WHERE status IN ('pending', 'processing', 'cancelling') ORDER BY created_at`)
-      .all() as { key: string }[];
+      .prepare(`SELECT key FROM batches WHERE status IN (${placeholders(unfinishedStatuses)}) ORDER BY created_at`)
+      .all(...unfinishedStatuses) as { key: string }[];
     const undelivered = this.#db
       .prepare(
-        `SELECT key FROM batches WHERE status IN ('completed', 'failed', 'cancelled')
+        `SELECT key FROM batches WHERE status IN (${placeholders(finalStatuses)})
            AND json_extract(record, '$.webhook.url') IS NOT NULL
            AND json_extract(record, '$.webhook.delivered') = 0
            AND json_extract(record, '$.webhook.attempts') < ?`,
       )
-      .all(maxWebhookAttempts) as { key: string }[];
+      .all(...finalStatuses, maxWebhookAttempts) as { key: string }[];
     return [...unfinished, ...undelivered].map((r) => r.key);
   }
 
@@ -232,13 +241,13 @@ export class SqliteBatchRepository implements BatchRepository {
       .prepare(
         `SELECT key, json_extract(record, '$.payload.prefix') AS prefix, json_extract(record, '$.completedAt') AS completedAt
            FROM batches
-          WHERE status IN ('completed', 'failed', 'cancelled')
+          WHERE status IN (${placeholders(finalStatuses)})
             AND json_extract(record, '$.completedAt') <= ?
             AND NOT EXISTS (SELECT 1 FROM payload_expiry WHERE batch_key = batches.key)
           ORDER BY completedAt, key
           LIMIT ?`,
       )
-      .all(completedBefore, limit) as unknown as ExpiredPayload[];
+      .all(...finalStatuses, completedBefore, limit) as unknown as ExpiredPayload[];
   }
 
   async markPayloadExpired(key: string, expiredAt: string): Promise<void> {

@@ -19,6 +19,8 @@
 //   stored before the ledger row (idempotent per item), so a recorded segment always has its errors.
 import type { Codec } from '../../domain/codec.ts';
 import { type Batch, type BatchStatus, isFinal, type Tenant, type WebhookState } from '../../domain/batch.ts';
+import type { IllegalTransition } from '../../domain/errors.ts';
+import { applyPatch, finalStatuses, unfinishedStatuses } from '../../domain/lifecycle.ts';
 import type { Counts, SegmentOutcome } from '../../domain/progress.ts';
 import {
   type BatchPatch,
@@ -244,10 +246,12 @@ export class ParseBatchRepository implements BatchRepository {
     return toBatch(row, current.version, current.state, counts);
   }
 
-  async update(key: string, expectedVersion: number, patch: BatchPatch): Promise<Batch | 'conflict'> {
+  async update(key: string, expectedVersion: number, patch: BatchPatch): Promise<Batch | 'conflict' | IllegalTransition> {
     const current = await this.get(key);
     if (!current || current.version !== expectedVersion) return 'conflict';
-    const next: Batch = { ...current, ...patch, version: expectedVersion + 1 };
+    const applied = applyPatch(current, patch);
+    if (!applied.ok) return applied.error;
+    const next = applied.value;
     const commit = new this.#Parse.Object(parseClasses.version);
     commit.set({ batchId: key, version: next.version, state: mutableState(next) });
     commit.setACL(new this.#Parse.ACL(tenantAcl(current.tenant)));
@@ -306,7 +310,7 @@ export class ParseBatchRepository implements BatchRepository {
     return rows.map((row) => ({
       segment: number(row.get('segment')),
       succeeded: number(row.get('succeeded')),
-      failed: number(row.get('failed')),
+      failed: number(row.get('failed')), // literal: a ledger column, not a batch status
       workerId: row.get('workerId'),
       recordedAt: iso(row.get('recordedAt'))!,
     }));
@@ -359,9 +363,9 @@ export class ParseBatchRepository implements BatchRepository {
     // The batch rows may lag the newest version by an update in flight; a lagging row shows an earlier state, which
     // needs at least as much work, so this list is never short. Callers read each batch before acting on it.
     const Parse = this.#Parse;
-    const unfinished = new Parse.Query(parseClasses.batch).containedIn('status', ['pending', 'processing', 'cancelling']);
+    const unfinished = new Parse.Query(parseClasses.batch).containedIn('status', [...unfinishedStatuses]);
     const owed = new Parse.Query(parseClasses.batch)
-      .containedIn('status', ['completed', 'failed', 'cancelled'])
+      .containedIn('status', [...finalStatuses])
       .exists('webhookUrl')
       .notEqualTo('webhookSent', true)
       .lessThan('webhookAttempts', maxWebhookAttempts);
@@ -384,7 +388,7 @@ export class ParseBatchRepository implements BatchRepository {
   async listExpiredPayloads(completedBefore: string, limit: number): Promise<ExpiredPayload[]> {
     // From the batch rows: a completion whose projection has not landed yet shows up after the next `get`.
     const rows = await new this.#Parse.Query(parseClasses.batch)
-      .containedIn('status', ['completed', 'failed', 'cancelled'])
+      .containedIn('status', [...finalStatuses])
       .lessThanOrEqualTo('completedAt', new Date(completedBefore))
       .doesNotExist('payloadExpiredAt')
       .ascending('completedAt')

@@ -26,7 +26,7 @@ import {
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { BatchStatus } from '../../domain/batch.ts';
+import { type BatchStatus, schedulesSegments } from '../../domain/lifecycle.ts';
 import type { Counts } from '../../domain/progress.ts';
 import type { BatchActivities, failureTypes, Tuning, WebhookOutcome } from './activities.ts';
 
@@ -38,7 +38,7 @@ export interface ProcessBatchInput {
 }
 
 export interface BatchProgress {
-  phase: 'planning' | 'processing' | 'draining' | 'finalizing' | 'notifying' | 'done';
+  phase: 'planning' | 'processing' | 'draining' | 'finalizing' | 'notifying' | 'done'; // literal: workflow phases, not batch statuses
   /** The stored counters as last reported by an activity of this run; null before the plan. */
   counts: Counts | null;
   segments: number;
@@ -99,8 +99,8 @@ export async function processBatch(input: ProcessBatchInput): Promise<ProcessBat
   progress.segments = plan.segments;
   observe(plan.counts);
 
-  if (plan.status === 'processing') {
-    progress.phase = 'processing';
+  if (schedulesSegments(plan.status)) {
+    progress.phase = 'processing'; // literal: a workflow phase, not a batch status
     const { processSegment } = segmentActivities(tuning);
     const stopping = () => progress.cancelRequested || progress.failure !== null || halted;
     const runSegment = async (segment: number) => {

@@ -1,6 +1,7 @@
 // Schemas of the HTTP API, used to validate requests and to generate the OpenAPI document.
 import { z } from '@hono/zod-openapi';
-import { batchStatuses } from '../../domain/batch.ts';
+import { batchStatuses, cancellableStatuses, finalStatuses, isCompleted, unfinishedStatuses } from '../../domain/lifecycle.ts';
+import { itemOutcomes } from '../../domain/progress.ts';
 
 export const BatchIdParam = z.object({
   id: z.string().openapi({ param: { name: 'id', in: 'path' }, example: 'b_2f4c9a', description: 'The batch id' }),
@@ -13,6 +14,19 @@ export const PageQuery = z.object({
 
 export const ListQuery = PageQuery.extend({
   status: z.enum(batchStatuses).optional(),
+});
+
+/**
+ * The batch status, with the lifecycle's sets as extensions so that clients (the dashboard) read them from here
+ * instead of keeping a copy: `x-final` (nothing more happens), `x-unfinished` (in lifecycle order),
+ * `x-cancellable`, and `x-completed` (the one good ending).
+ */
+const BatchStatusDoc = z.enum(batchStatuses).openapi({
+  description: 'pending -> processing -> completed | failed; pending or processing -> cancelling -> cancelled',
+  'x-final': [...finalStatuses],
+  'x-unfinished': [...unfinishedStatuses],
+  'x-cancellable': [...cancellableStatuses],
+  'x-completed': batchStatuses.find(isCompleted),
 });
 
 export const MemoryItemDoc = z
@@ -38,7 +52,7 @@ const Counts = z.object({ total: z.number().int(), processed: z.number().int(), 
 export const BatchDoc = z
   .object({
     id: z.string(),
-    status: z.enum(batchStatuses),
+    status: BatchStatusDoc,
     created_at: z.string(),
     started_at: z.string().nullable(),
     completed_at: z.string().nullable(),
@@ -69,7 +83,7 @@ export const ResultDoc = z
   .object({
     index: z.number().int(),
     external_id: z.string().nullable(),
-    status: z.enum(['succeeded', 'failed']),
+    status: z.enum(itemOutcomes),
     memory_id: z.string().optional(),
     error: z.string().optional(),
   })

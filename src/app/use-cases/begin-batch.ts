@@ -1,5 +1,5 @@
 // Moves a pending batch to processing and tells the runner what there is to do.
-import { type BatchStatus, canTransition } from '../../domain/batch.ts';
+import { begin, type BatchStatus, schedulesSegments } from '../../domain/lifecycle.ts';
 import type { Counts } from '../../domain/progress.ts';
 import type { Context } from '../context.ts';
 import { changeBatch } from './change-batch.ts';
@@ -14,12 +14,12 @@ export interface BatchPlan {
 }
 
 export async function beginBatch(ctx: Context, key: string): Promise<BatchPlan | undefined> {
-  const batch = await changeBatch(ctx.batches, key, (current) =>
-    current.status === 'pending' && canTransition('pending', 'processing')
-      ? { status: 'processing', startedAt: ctx.clock.now().toISOString() }
-      : undefined,
-  );
+  // Only a pending batch begins; any other status (already begun, cancelling, final) is taken as it stands.
+  const batch = await changeBatch(ctx.batches, key, (current) => {
+    const step = begin(current, ctx.clock.now().toISOString());
+    return step.ok ? step.value : undefined;
+  });
   if (!batch) return undefined;
-  const done = batch.status === 'processing' ? (await ctx.batches.listSegments(key)).map((s) => s.segment) : [];
+  const done = schedulesSegments(batch.status) ? (await ctx.batches.listSegments(key)).map((s) => s.segment) : [];
   return { status: batch.status, segments: batch.payload.segments, doneSegments: done, counts: batch.counts };
 }

@@ -19,7 +19,10 @@ export async function changeBatch(
     const patch = decide(batch);
     if (!patch) return batch;
     const updated = await batches.update(key, batch.version, patch);
-    if (updated !== 'conflict') return updated;
+    if (updated === 'conflict') continue;
+    // `decide` saw this very status (same version), so a refusal means it computed a patch the lifecycle forbids.
+    if ('kind' in updated) throw new Error(`batch ${key}: ${updated.from} -> ${updated.to} is not a legal transition`);
+    return updated;
   }
   throw new Error(`batch ${key} stayed contended for ${maxRounds} rounds`);
 }

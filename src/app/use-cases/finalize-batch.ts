@@ -1,24 +1,19 @@
 // Decides a batch's final status once no more segments will run.
-import { type Batch, isFinal } from '../../domain/batch.ts';
-import { isComplete } from '../../domain/progress.ts';
-import type { BatchPatch } from '../../ports/batch-repository.ts';
+import type { Batch } from '../../domain/batch.ts';
+import { finish } from '../../domain/lifecycle.ts';
 import type { Context } from '../context.ts';
 import { changeBatch } from './change-batch.ts';
 
-/** `failure` is the reason the run gave up (a corrupt segment, exhausted retries), if it did. */
+/**
+ * `failure` is the reason the run gave up (a corrupt segment, exhausted retries), if it did. A batch that is pending
+ * (never begun) or already final is left as it is; the lifecycle's `finish` decides the final status.
+ */
 export async function finalizeBatch(ctx: Context, key: string, failure?: string): Promise<Batch | undefined> {
   let finished = false;
-  const batch = await changeBatch(ctx.batches, key, (batch): BatchPatch | undefined => {
-    finished = false;
-    if (isFinal(batch.status)) return undefined;
-    const completedAt = ctx.clock.now().toISOString();
-    if (batch.status === 'pending') return undefined;
-    finished = true;
-    if (batch.status === 'cancelling') return { status: 'cancelled', completedAt };
-    if (failure) return { status: 'failed', completedAt, error: failure };
-    if (isComplete(batch.counts)) return { status: 'completed', completedAt };
-    const missing = batch.counts.total - batch.counts.processed;
-    return { status: 'failed', completedAt, error: `${missing} memories have no outcome` };
+  const batch = await changeBatch(ctx.batches, key, (current) => {
+    const step = finish(current, ctx.clock.now().toISOString(), failure);
+    finished = step.ok;
+    return step.ok ? step.value : undefined;
   });
   if (finished && batch) ctx.observer?.batchFinished(batch.status);
   return batch;

@@ -1,5 +1,5 @@
 // Process one segment: read it, check it, write its memories to the sink, record its outcome once.
-import { isFinal } from '../../domain/batch.ts';
+import { acceptsSegmentOutcomes } from '../../domain/lifecycle.ts';
 import { decodeSegment, segmentItems, segmentKey } from '../../domain/codec.ts';
 import type { SegmentCorrupt } from '../../domain/errors.ts';
 import { type MemoryItem, toMemoryRecord } from '../../domain/memory.ts';
@@ -27,7 +27,7 @@ export async function processSegment(ctx: Context, ref: SegmentRef): Promise<Res
   const startedAt = performance.now();
   const batch = await ctx.batches.get(ref.key);
   if (!batch) return ok({ status: 'skipped', reason: 'batch does not exist' });
-  if (isFinal(batch.status) || batch.status === 'cancelling') return ok({ status: 'skipped', reason: `batch is ${batch.status}` });
+  if (!acceptsSegmentOutcomes(batch.status)) return ok({ status: 'skipped', reason: `batch is ${batch.status}` });
   if (ref.segment < 0 || ref.segment >= batch.payload.segments) return ok({ status: 'skipped', reason: 'no such segment' });
 
   const name = segmentKey(batch.payload.prefix, ref.segment, batch.payload.codec);

@@ -1,5 +1,6 @@
 // Queries a tenant may make: one batch, its list, its per-item results and errors. Another tenant's batch is "not found".
 import { type Batch, type BatchStatus, batchKey, type Tenant } from '../../domain/batch.ts';
+import { itemOutcome } from '../../domain/progress.ts';
 import { err, ok, type Result } from '../../domain/result.ts';
 import type { Page } from '../../ports/batch-repository.ts';
 import type { Context } from '../context.ts';
@@ -21,8 +22,8 @@ export async function listBatches(
 }
 
 export type ItemResult =
-  | { index: number; external_id: string | null; status: 'succeeded'; memory_id: string }
-  | { index: number; external_id: string | null; status: 'failed'; error: string };
+  | { index: number; external_id: string | null; status: typeof itemOutcome.succeeded; memory_id: string }
+  | { index: number; external_id: string | null; status: typeof itemOutcome.failed; error: string };
 
 function parseIndexCursor(cursor: string | undefined): Result<number, AppError> {
   if (cursor === undefined) return ok(-1);
@@ -48,8 +49,8 @@ export async function listResults(
     ctx.batches.listErrors(batch.value.key, after.value, query.limit),
   ]);
   const all: ItemResult[] = [
-    ...stored.map((m) => ({ index: m.index, external_id: m.externalId, status: 'succeeded' as const, memory_id: m.memoryId })),
-    ...failed.map((e) => ({ index: e.index, external_id: e.externalId, status: 'failed' as const, error: e.error })),
+    ...stored.map((m) => ({ index: m.index, external_id: m.externalId, status: itemOutcome.succeeded, memory_id: m.memoryId })),
+    ...failed.map((e) => ({ index: e.index, external_id: e.externalId, status: itemOutcome.failed, error: e.error })),
   ].sort((a, b) => a.index - b.index);
   const merged = all.slice(0, query.limit);
   // Either source returning a full page means more may follow.

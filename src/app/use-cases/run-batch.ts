@@ -1,6 +1,7 @@
 // Runs a whole batch in this process: the embedded orchestrator's loop. Temporal's workflow follows the same steps
 // (begin, segments in parallel, finalize; then the webhook, delivered apart so a slow receiver holds no batch slot) with activities that call the same use cases.
 import pLimit from 'p-limit';
+import { schedulesSegments } from '../../domain/lifecycle.ts';
 import type { Context } from '../context.ts';
 import { beginBatch } from './begin-batch.ts';
 import { deliverWebhook, webhookDelayMs } from './deliver-webhook.ts';
@@ -28,7 +29,7 @@ export async function runBatch(ctx: Context, key: string, options: RunOptions): 
   const plan = await beginBatch(ctx, key);
   if (!plan) return 'finished';
   let failure: string | undefined;
-  if (plan.status === 'processing') {
+  if (schedulesSegments(plan.status)) {
     const done = new Set(plan.doneSegments);
     const limit = pLimit(ctx.settings.segmentConcurrency);
     const stop = () => options.signal.aborted || failure !== undefined;
@@ -57,7 +58,7 @@ export async function runBatch(ctx: Context, key: string, options: RunOptions): 
     await Promise.all(pending);
     // Shutdown (not cancel) leaves the batch as it is, for the next start to resume.
     const current = await ctx.batches.get(key);
-    if (options.signal.aborted && current?.status === 'processing') return 'interrupted';
+    if (options.signal.aborted && current && schedulesSegments(current.status)) return 'interrupted';
   }
   await finalizeBatch(ctx, key, failure);
   return 'finished';

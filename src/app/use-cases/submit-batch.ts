@@ -1,6 +1,7 @@
 // Submit: stream items into compressed segments in the payload store, record the batch, start it by reference.
 import { createHash, randomBytes } from 'node:crypto';
 import { type Batch, batchKey, type Tenant } from '../../domain/batch.ts';
+import { awaitsStart, initialStatus } from '../../domain/lifecycle.ts';
 import { encodeSegment, type RawSegment, Segmenter, codecContentEncoding, segmentKey } from '../../domain/codec.ts';
 import { memoryItemSchema, validateMemoryItem } from '../../domain/memory.ts';
 import { checkWebhookUrl } from '../../domain/webhook-address.ts';
@@ -130,7 +131,7 @@ export async function submitBatch(ctx: OrchestratedContext, input: SubmitInput):
     id,
     requestId: input.requestId,
     tenant: input.tenant,
-    status: 'pending',
+    status: initialStatus,
     version: 1,
     createdAt: ctx.clock.now().toISOString(),
     startedAt: null,
@@ -181,7 +182,7 @@ function resolveWebhook(
 
 /** Starts (or re-starts, idempotently) the batch's run and records the workflow id. */
 async function ensureStarted(ctx: OrchestratedContext, batch: Batch): Promise<Batch> {
-  if (batch.status !== 'pending') return batch;
+  if (!awaitsStart(batch.status)) return batch;
   const { workflowId } = await ctx.orchestrator.start(batch.key);
   if (batch.workflowId === workflowId) return batch;
   return (await changeBatch(ctx.batches, batch.key, (current) => (current.workflowId ? undefined : { workflowId }))) ?? batch;

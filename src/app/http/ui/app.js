@@ -4,9 +4,13 @@
 // shown goes in through textContent (the page's CSP requires Trusted Types, so an HTML sink would throw).
 
 const keyStorage = 'batchmem.apiKey';
-const finalStatuses = new Set(['completed', 'failed', 'cancelled']);
-const cancellable = new Set(['pending', 'processing']);
-const statusRank = { pending: 0, processing: 1, cancelling: 2, completed: 3, failed: 3, cancelled: 3 };
+// The lifecycle's status sets, read from the API's own description (the Batch schema's status enum in
+// /openapi.json) by loadLifecycle() before the first view: the page keeps no copy of the status names.
+let finalStatuses = new Set();
+let cancellable = new Set();
+let completedStatus = '';
+/** Order of progress: unfinished statuses in lifecycle order, then every final status on one rank. */
+let statusRank = {};
 // A browser opens at most six HTTP/1.1 connections to one host; leave room for the API calls themselves.
 const maxLiveStreams = 4;
 const listPageSize = 50;
@@ -66,7 +70,7 @@ function sleep(ms, signal) {
 function percentOf(batch) {
   const { total, processed } = batch.request_counts;
   if (total > 0) return Math.floor((processed * 100) / total);
-  return batch.status === 'completed' ? 100 : 0;
+  return batch.status === completedStatus ? 100 : 0;
 }
 
 function bytes(count) {
@@ -692,6 +696,23 @@ function showBatch(id, focus) {
   };
 }
 
+// ---- lifecycle -----------------------------------------------------------------------------------------------
+
+async function loadLifecycle() {
+  const response = await fetch('/openapi.json', { headers: { accept: 'application/json' }, credentials: 'omit' });
+  if (!response.ok) throw new Error(`HTTP ${response.status} for /openapi.json`);
+  const status = (await response.json()).components.schemas.Batch.properties.status;
+  finalStatuses = new Set(status['x-final']);
+  cancellable = new Set(status['x-cancellable']);
+  completedStatus = status['x-completed'];
+  const unfinished = status['x-unfinished'];
+  statusRank = Object.fromEntries(status.enum.map((name) => [name, finalStatuses.has(name) ? unfinished.length : unfinished.indexOf(name)]));
+  const filter = $('status-filter');
+  for (const name of [...unfinished, ...status.enum.filter((name) => finalStatuses.has(name))]) {
+    filter.append(h('option', { value: name }, name.charAt(0).toUpperCase() + name.slice(1)));
+  }
+}
+
 // ---- routing -------------------------------------------------------------------------------------------------
 
 function route({ focus = false } = {}) {
@@ -719,4 +740,7 @@ window.addEventListener('popstate', () => route({ focus: true }));
 $('key-form').addEventListener('submit', onKeySubmit);
 $('forget-key').addEventListener('click', () => signOut('The key was removed from this tab.'));
 for (const heading of ['list-heading', 'batch-heading', 'key-heading']) $(heading).setAttribute('tabindex', '-1');
-route();
+loadLifecycle().then(() => route(), (error) => {
+  show('view-key');
+  $('key-error').textContent = `The dashboard could not read the API description: ${error.message}`;
+});

@@ -1,0 +1,118 @@
+// The batch lifecycle: the statuses, which change is legal, and the patch each step writes. The only place that
+// spells a status name or decides a status change; pure and import-free (types aside), so workflow code uses it too.
+//
+//   pending ──begin──> processing ──finish──> completed | failed
+//      │                   │
+//      └──requestCancel──> cancelling ──finish──> cancelled
+//
+// `completed` means every item reached an outcome (some may have failed); `failed` means the batch itself could not
+// be processed. Adding a status is a change here: the list, its transitions, and the step that enters it.
+import type { IllegalTransition } from './errors.ts';
+import type { Counts } from './progress.ts';
+import { err, ok, type Result } from './result.ts';
+
+export const batchStatuses = ['pending', 'processing', 'completed', 'failed', 'cancelling', 'cancelled'] as const;
+export type BatchStatus = (typeof batchStatuses)[number];
+
+const nextStatuses: Record<BatchStatus, readonly BatchStatus[]> = {
+  pending: ['processing', 'cancelling'],
+  processing: ['completed', 'failed', 'cancelling'],
+  cancelling: ['cancelled'],
+  completed: [],
+  failed: [],
+  cancelled: [],
+};
+
+/** The status a batch is created with. */
+export const initialStatus: BatchStatus = 'pending';
+
+export function canTransition(from: BatchStatus, to: BatchStatus): boolean {
+  return nextStatuses[from].includes(to);
+}
+
+export function transition(from: BatchStatus, to: BatchStatus): Result<BatchStatus, IllegalTransition> {
+  return canTransition(from, to) ? ok(to) : err({ kind: 'illegal_transition', from, to });
+}
+
+/** A final status has no way out. */
+export function isFinal(status: BatchStatus): boolean {
+  return nextStatuses[status].length === 0;
+}
+
+/** Final: nothing more happens to the batch but its webhook. */
+export const finalStatuses: readonly BatchStatus[] = batchStatuses.filter(isFinal);
+/** Unfinished: a runner owes the batch work (after a restart these are resumed). */
+export const unfinishedStatuses: readonly BatchStatus[] = batchStatuses.filter((status) => !isFinal(status));
+/** A client may still ask these to stop. */
+export const cancellableStatuses: readonly BatchStatus[] = batchStatuses.filter((status) => canTransition(status, 'cancelling'));
+
+/** Waiting for a runner to begin it: the status submit leaves a batch in until it is started. */
+export function awaitsStart(status: BatchStatus): boolean {
+  return status === initialStatus;
+}
+
+/** A runner schedules segments only for a batch in this status. */
+export function schedulesSegments(status: BatchStatus): boolean {
+  return status === 'processing';
+}
+
+/** A segment that is already running may still record its outcome (not once cancel was asked or the batch ended). */
+export function acceptsSegmentOutcomes(status: BatchStatus): boolean {
+  return !isFinal(status) && status !== 'cancelling';
+}
+
+/** The one good ending: every item has an outcome. `status` may come from outside (a client reading the API). */
+export function isCompleted(status: string): boolean {
+  return status === 'completed';
+}
+
+/** The fields a status change writes besides the status. */
+export interface StatusPatch {
+  status: BatchStatus;
+  startedAt?: string;
+  completedAt?: string;
+  error?: string;
+}
+
+type Step = Result<StatusPatch, IllegalTransition>;
+
+function step(from: BatchStatus, patch: StatusPatch): Step {
+  return canTransition(from, patch.status) ? ok(patch) : err({ kind: 'illegal_transition', from, to: patch.status });
+}
+
+/** A runner takes the batch up: pending -> processing, stamped with `now` (ISO 8601). */
+export function begin(batch: { status: BatchStatus }, now: string): Step {
+  return step(batch.status, { status: 'processing', startedAt: now });
+}
+
+/** A client asks the batch to stop: pending or processing -> cancelling. */
+export function requestCancel(batch: { status: BatchStatus }): Step {
+  return step(batch.status, { status: 'cancelling' });
+}
+
+/**
+ * No more segments will run: the final status. Cancelling ends cancelled; a processing batch ends failed when the run
+ * gave up (`failure`, its reason) or when some items have no outcome, else completed. Illegal from any other status.
+ */
+export function finish(batch: { status: BatchStatus; counts: Counts }, now: string, failure?: string): Step {
+  if (batch.status === 'cancelling') return step(batch.status, { status: 'cancelled', completedAt: now });
+  if (failure) return step(batch.status, { status: 'failed', completedAt: now, error: failure });
+  const missing = batch.counts.total - batch.counts.processed;
+  if (missing <= 0) return step(batch.status, { status: 'completed', completedAt: now });
+  return step(batch.status, { status: 'failed', completedAt: now, error: `${missing} memories have no outcome` });
+}
+
+/**
+ * What a repository stores for `patch` applied to `current`: the record with the patch and the next version, or the
+ * typed refusal when the patch changes the status in a way the lifecycle does not allow. Every adapter applies
+ * patches through this, under its compare-and-set on the version, so the status it checks is the status it replaces.
+ */
+export function applyPatch<B extends { status: BatchStatus; version: number }>(
+  current: B,
+  patch: Partial<Omit<B, 'version'>>,
+): Result<B, IllegalTransition> {
+  if (patch.status !== undefined && patch.status !== current.status && !canTransition(current.status, patch.status)) {
+    return err({ kind: 'illegal_transition', from: current.status, to: patch.status });
+  }
+  return ok({ ...current, ...patch, version: current.version + 1 });
+}
