@@ -1,7 +1,7 @@
 // Measurement 1: compression ratio and speed of each codec and level on the corpus, cut into segments exactly as
 // the product cuts them (Segmenter with the default limits), against gzip level 6 as the baseline.
 import { type Codec, compress, decompress, Segmenter } from '../src/domain/codec.ts';
-import { defaultSettings } from '../src/app/context.ts';
+import { defaultSettings } from '../src/app/services.ts';
 import { corpus } from './corpus.ts';
 
 export interface CompressionRow {

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SqliteMemorySink } from '../src/adapters/local/memory-sink.ts';
-import { defaultSettings } from '../src/app/context.ts';
+import { defaultSettings } from '../src/app/services.ts';
 import { Segmenter } from '../src/domain/codec.ts';
 import { type MemoryRecord, toMemoryRecord } from '../src/domain/memory.ts';
 import type { MemorySink } from '../src/ports/memory-sink.ts';

@@ -15,7 +15,7 @@ import { promisify } from 'node:util';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { defaultPayloadConverter, type Payload } from '@temporalio/common';
-import { defaultSettings } from '../../src/app/context.ts';
+import { defaultSettings } from '../../src/app/services.ts';
 import type { MemoryItem } from '../../src/domain/memory.ts';
 import { apiClient } from '../../test/support/api-client.ts';
 import { freePort } from '../../test/support/server-process.ts';

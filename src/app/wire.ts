@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { SqliteBatchRepository } from '../adapters/local/batch-repository.ts';
 import { SqliteMemorySink } from '../adapters/local/memory-sink.ts';
-import { LocalOrchestrator } from '../adapters/local/orchestrator.ts';
+import { LocalOrchestrator } from './local-runner.ts';
 import { FilePayloadStore } from '../adapters/local/payload-store.ts';
 import { FaultySink } from '../adapters/faults/memory-sink.ts';
 import { HttpWebhookNotifier } from '../adapters/webhook/notifier.ts';
@@ -13,10 +13,10 @@ import type { MemorySink } from '../ports/memory-sink.ts';
 import type { Orchestrator } from '../ports/orchestrator.ts';
 import type { PayloadStore } from '../ports/payload-store.ts';
 import { type Config, ConfigError } from './config.ts';
-import type { Context, OrchestratedContext, Settings } from './context.ts';
+import type { Services, OrchestratedServices, Settings } from './services.ts';
 import { defaultLevel } from '../domain/codec.ts';
 import type { Logger } from './logger.ts';
-import { expiryIntervalMs, scheduleExpiry, supportsRetention } from './use-cases/expire-payloads.ts';
+import { expiryIntervalMs, scheduleExpiry, supportsRetention } from './processing/expire-payloads.ts';
 import type { Observer } from './observer.ts';
 
 export function settingsFrom(config: Config): Settings {
@@ -107,7 +107,7 @@ async function memorySink(config: Config): Promise<MemorySink> {
 }
 
 /** The ports without an orchestrator: what a worker needs to process segments. */
-export async function buildContext(config: Config, observer?: Observer): Promise<Context> {
+export async function buildContext(config: Config, observer?: Observer): Promise<Services> {
   const [batches, payloads, sink] = await Promise.all([batchRepository(config), payloadStore(config), memorySink(config)]);
   return {
     batches,
@@ -124,13 +124,13 @@ export async function buildContext(config: Config, observer?: Observer): Promise
 }
 
 export interface Runtime {
-  ctx: OrchestratedContext;
+  ctx: OrchestratedServices;
   /** Work to do once the process is up: the embedded orchestrator resumes unfinished batches. */
   startBackground(): Promise<void>;
   close(): Promise<void>;
 }
 
-async function orchestrator(config: Config, ctx: Context, logger: Logger): Promise<{ orchestrator: Orchestrator; start(): Promise<void> }> {
+async function orchestrator(config: Config, ctx: Services, logger: Logger): Promise<{ orchestrator: Orchestrator; start(): Promise<void> }> {
   switch (config.BATCHMEM_ORCHESTRATOR) {
     case 'local': {
       const local = new LocalOrchestrator(ctx, {

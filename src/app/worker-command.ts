@@ -8,7 +8,7 @@ export async function runWorkerCommand(config: Config): Promise<number> {
     process.stderr.write('with BATCHMEM_ORCHESTRATOR=local, `batchmem serve` runs the worker in-process; there is no separate worker\n');
     return 2;
   }
-  const { installTemporalLogging, runWorker } = await import('../adapters/temporal/worker.ts');
+  const { installTemporalLogging, runWorker } = await import('./temporal/worker.ts');
   const logger = createLogger(config.BATCHMEM_LOG_LEVEL);
   installTemporalLogging(logger, config.BATCHMEM_LOG_LEVEL === 'debug' || config.BATCHMEM_LOG_LEVEL === 'trace');
   const ctx = await buildContext(config);

@@ -1,6 +1,6 @@
 // The BatchRepository contract: the executable form of the guarantees in src/ports/batch-repository.ts.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { changeBatch } from '../../src/app/use-cases/change-batch.ts';
+import { changeBatch } from '../../src/app/change-batch.ts';
 import { finish, isFinal, requestCancel } from '../../src/domain/lifecycle.ts';
 import type { Batch } from '../../src/domain/batch.ts';
 import { InvalidCursorError, type BatchRepository } from '../../src/ports/batch-repository.ts';

@@ -1,15 +1,15 @@
 // The Orchestrator contract: batches run by reference to completion, start is idempotent, cancel keeps partial counts.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { OrchestratedContext } from '../../src/app/context.ts';
-import { cancelBatch } from '../../src/app/use-cases/cancel-batch.ts';
-import { submitBatch } from '../../src/app/use-cases/submit-batch.ts';
+import type { OrchestratedServices } from '../../src/app/services.ts';
+import { cancelBatch } from '../../src/app/requests/cancel-batch.ts';
+import { submitBatch } from '../../src/app/requests/submit-batch.ts';
 import type { Batch } from '../../src/domain/batch.ts';
 import { isFinal } from '../../src/domain/batch.ts';
 import { tenantA, uniqueId } from '../support/batches.ts';
 
 export interface OrchestratorFixture {
   /** A context whose settings cut segments of 10 memories. */
-  ctx: OrchestratedContext;
+  ctx: OrchestratedServices;
   close(): Promise<void>;
 }
 
@@ -17,13 +17,13 @@ async function* items(count: number) {
   for (let i = 0; i < count; i += 1) yield { content: `memory ${i}`, external_id: `e${i}` };
 }
 
-async function submit(ctx: OrchestratedContext, count: number, batchId = uniqueId()): Promise<Batch> {
+async function submit(ctx: OrchestratedServices, count: number, batchId = uniqueId()): Promise<Batch> {
   const result = await submitBatch(ctx, { tenant: tenantA, requestId: uniqueId('req'), items: items(count), options: () => ({ batchId }) });
   if (!result.ok) throw new Error(result.error.detail);
   return result.value.batch;
 }
 
-async function settle(ctx: OrchestratedContext, key: string, timeoutMs = 120_000): Promise<Batch> {
+async function settle(ctx: OrchestratedServices, key: string, timeoutMs = 120_000): Promise<Batch> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const batch = await ctx.batches.get(key);
@@ -36,7 +36,7 @@ async function settle(ctx: OrchestratedContext, key: string, timeoutMs = 120_000
 export function orchestratorContract(adapter: string, open: () => Promise<OrchestratorFixture>): void {
   describe(`Orchestrator contract: ${adapter}`, () => {
     let fixture: OrchestratorFixture;
-    let ctx: OrchestratedContext;
+    let ctx: OrchestratedServices;
     beforeAll(async () => {
       fixture = await open();
       ctx = fixture.ctx;

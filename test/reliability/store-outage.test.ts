@@ -3,9 +3,9 @@
 // in the same process, without waiting for a restart, with exact counts and one logical webhook event.
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { LocalOrchestrator } from '../../src/adapters/local/orchestrator.ts';
-import type { OrchestratedContext } from '../../src/app/context.ts';
-import { submitBatch } from '../../src/app/use-cases/submit-batch.ts';
+import { LocalOrchestrator } from '../../src/app/local-runner.ts';
+import type { OrchestratedServices } from '../../src/app/services.ts';
+import { submitBatch } from '../../src/app/requests/submit-batch.ts';
 import { type Batch, isFinal } from '../../src/domain/batch.ts';
 import type { BatchPatch, BatchRepository } from '../../src/ports/batch-repository.ts';
 import { tenantA, uniqueId } from '../support/batches.ts';
@@ -52,7 +52,7 @@ async function* items(count: number) {
   for (let i = 0; i < count; i += 1) yield { content: `memory ${i}`, external_id: `e${i}` };
 }
 
-async function settle(ctx: OrchestratedContext, key: string, until: (b: Batch) => boolean = (b) => isFinal(b.status), timeoutMs = 60_000): Promise<Batch> {
+async function settle(ctx: OrchestratedServices, key: string, until: (b: Batch) => boolean = (b) => isFinal(b.status), timeoutMs = 60_000): Promise<Batch> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const batch = await ctx.batches.get(key);
@@ -77,7 +77,7 @@ describe('embedded runner: the batch store fails for a while', () => {
     const batches = unreliable(local.ctx.batches, faults, failed);
     const base = { ...local.ctx, batches };
     const orchestrator = new LocalOrchestrator(base, { workerId: 'outage-test', batchConcurrency: 2 });
-    const ctx: OrchestratedContext = { ...base, orchestrator };
+    const ctx: OrchestratedServices = { ...base, orchestrator };
     cleanup.push(async () => {
       await orchestrator.close();
       await receiver.close();
@@ -97,7 +97,7 @@ describe('embedded runner: the batch store fails for a while', () => {
     return { ctx, receiver, failed, submit };
   }
 
-  async function expectDone(ctx: OrchestratedContext, receiver: WebhookReceiver, batch: Batch, total: number) {
+  async function expectDone(ctx: OrchestratedServices, receiver: WebhookReceiver, batch: Batch, total: number) {
     const done = await settle(ctx, batch.key, (b) => isFinal(b.status) && b.webhook.delivered);
     expect(done.status).toBe('completed');
     expect(done.counts).toEqual({ total, processed: total, succeeded: total, failed: 0 });

@@ -2,12 +2,12 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LocalOrchestrator } from '../../src/adapters/local/orchestrator.ts';
+import { LocalOrchestrator } from '../../src/app/local-runner.ts';
 import { SqliteBatchRepository } from '../../src/adapters/local/batch-repository.ts';
 import { SqliteMemorySink } from '../../src/adapters/local/memory-sink.ts';
 import { FilePayloadStore } from '../../src/adapters/local/payload-store.ts';
 import { HttpWebhookNotifier } from '../../src/adapters/webhook/notifier.ts';
-import { type Context, defaultSettings, type OrchestratedContext, type Settings } from '../../src/app/context.ts';
+import { type Services, defaultSettings, type OrchestratedServices, type Settings } from '../../src/app/services.ts';
 import { systemClock } from '../../src/ports/clock.ts';
 
 export function tempDir(): { path: string; remove(): void } {
@@ -17,7 +17,7 @@ export function tempDir(): { path: string; remove(): void } {
 
 export function localContext(settings: Partial<Settings> = {}) {
   const dir = tempDir();
-  const base: Context = {
+  const base: Services = {
     batches: new SqliteBatchRepository(join(dir.path, 'batchmem.db')),
     payloads: new FilePayloadStore(join(dir.path, 'payloads')),
     sink: new SqliteMemorySink(join(dir.path, 'memories.db')),
@@ -26,7 +26,7 @@ export function localContext(settings: Partial<Settings> = {}) {
     settings: { ...defaultSettings, ...settings },
   };
   const orchestrator = new LocalOrchestrator(base, { workerId: 'test-worker', batchConcurrency: 2 });
-  const ctx: OrchestratedContext = { ...base, orchestrator };
+  const ctx: OrchestratedServices = { ...base, orchestrator };
   return {
     ctx,
     orchestrator,

@@ -7,11 +7,11 @@ import { SqliteBatchRepository } from '../../src/adapters/local/batch-repository
 import { SqliteMemorySink } from '../../src/adapters/local/memory-sink.ts';
 import { FilePayloadStore } from '../../src/adapters/local/payload-store.ts';
 import { TemporalOrchestrator } from '../../src/adapters/temporal/orchestrator.ts';
-import type { Tuning } from '../../src/adapters/temporal/activities.ts';
-import { createWorker, type TemporalWorker, workflowsPath } from '../../src/adapters/temporal/worker.ts';
+import type { Tuning } from '../../src/app/temporal/activities.ts';
+import { createWorker, type TemporalWorker, workflowsPath } from '../../src/app/temporal/worker.ts';
 import { HttpWebhookNotifier } from '../../src/adapters/webhook/notifier.ts';
-import { type Context, defaultSettings, type OrchestratedContext, type Settings } from '../../src/app/context.ts';
-import { submitBatch } from '../../src/app/use-cases/submit-batch.ts';
+import { type Services, defaultSettings, type OrchestratedServices, type Settings } from '../../src/app/services.ts';
+import { submitBatch } from '../../src/app/requests/submit-batch.ts';
 import { type Batch, isFinal } from '../../src/domain/batch.ts';
 import type { MemorySink } from '../../src/ports/memory-sink.ts';
 import { systemClock } from '../../src/ports/clock.ts';
@@ -63,7 +63,7 @@ export interface TemporalFixtureOptions {
 }
 
 export interface TemporalFixture {
-  ctx: OrchestratedContext;
+  ctx: OrchestratedServices;
   orchestrator: TemporalOrchestrator;
   taskQueue: string;
   dataDir: string;
@@ -78,7 +78,7 @@ export async function temporalFixture(temporal: TemporalBackend, options: Tempor
   const dir = options.dataDir ? undefined : tempDir();
   const dataDir = options.dataDir ?? dir!.path;
   const sink = new SqliteMemorySink(join(dataDir, 'memories.db'));
-  const base: Context = {
+  const base: Services = {
     batches: new SqliteBatchRepository(join(dataDir, 'batchmem.db')),
     payloads: new FilePayloadStore(join(dataDir, 'payloads')),
     sink,
@@ -86,7 +86,7 @@ export async function temporalFixture(temporal: TemporalBackend, options: Tempor
     clock: systemClock,
     settings: { ...defaultSettings, ...options.settings },
   };
-  const workerCtx: Context = { ...base, sink: options.wrapSink ? options.wrapSink(sink) : sink };
+  const workerCtx: Services = { ...base, sink: options.wrapSink ? options.wrapSink(sink) : sink };
   const taskQueue = uniqueId('batchmem');
   const target = { address: temporal.address, namespace: temporal.namespace, taskQueue };
   const orchestrator = await TemporalOrchestrator.connect(target);
@@ -125,7 +125,7 @@ export async function temporalFixture(temporal: TemporalBackend, options: Tempor
 }
 
 /** A context whose orchestrator records starts without starting anything: submit now, start the workflow later. */
-export function withoutStarting(ctx: OrchestratedContext): OrchestratedContext {
+export function withoutStarting(ctx: OrchestratedServices): OrchestratedServices {
   return {
     ...ctx,
     orchestrator: {
@@ -147,7 +147,7 @@ export interface SubmitDirectOptions {
 }
 
 /** Submits `count` memories through the submit use case (no HTTP), as the API would. */
-export async function submitDirect(ctx: OrchestratedContext, count: number, options: SubmitDirectOptions = {}): Promise<Batch> {
+export async function submitDirect(ctx: OrchestratedServices, count: number, options: SubmitDirectOptions = {}): Promise<Batch> {
   const make = options.make ?? ((i: number) => ({ content: `memory ${i}: the user prefers option ${i % 7}`, external_id: `e${i}` }));
   async function* items() {
     for (let i = 0; i < count; i += 1) yield make(i);
@@ -163,7 +163,7 @@ export async function submitDirect(ctx: OrchestratedContext, count: number, opti
   return result.value.batch;
 }
 
-export async function settle(ctx: Context, key: string, timeoutMs = 240_000): Promise<Batch> {
+export async function settle(ctx: Services, key: string, timeoutMs = 240_000): Promise<Batch> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const batch = await ctx.batches.get(key);

@@ -3,8 +3,8 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SqliteBatchRepository } from '../../src/adapters/local/batch-repository.ts';
-import { defaultSettings, type Context } from '../../src/app/context.ts';
-import { expirePayloads, expiryIntervalMs, scheduleExpiry } from '../../src/app/use-cases/expire-payloads.ts';
+import { defaultSettings, type Services } from '../../src/app/services.ts';
+import { expirePayloads, expiryIntervalMs, scheduleExpiry } from '../../src/app/processing/expire-payloads.ts';
 import type { Batch } from '../../src/domain/batch.ts';
 import { newBatch } from '../support/batches.ts';
 import { MemoryPayloadStore, MemorySinkFake, ScriptedNotifier } from '../support/fakes.ts';
@@ -21,14 +21,14 @@ function context(now: Date) {
   const batches = new SqliteBatchRepository(join(dir.path, 'batchmem.db'));
   const payloads = new MemoryPayloadStore();
   const clock = { now: () => now };
-  const ctx: Context = {
+  const ctx: Services = {
     batches, payloads, sink: new MemorySinkFake(), webhooks: new ScriptedNotifier(), clock, settings: defaultSettings,
   };
   cleanups.push(async () => { await batches.close(); dir.remove(); });
   return { ctx, payloads, batches, clock };
 }
 
-async function stored(ctx: Context, payloads: MemoryPayloadStore, overrides: Partial<Batch>): Promise<Batch> {
+async function stored(ctx: Services, payloads: MemoryPayloadStore, overrides: Partial<Batch>): Promise<Batch> {
   const batch = newBatch({ ...overrides, counts: { total: 100, processed: 100, succeeded: 99, failed: 1 } });
   await ctx.batches.create(batch);
   for (let segment = 1; segment <= batch.payload.segments; segment += 1) {

@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { defaultSettings, type OrchestratedContext } from '../../src/app/context.ts';
+import { defaultSettings, type OrchestratedServices } from '../../src/app/services.ts';
 import { AppFailure, validation } from '../../src/app/errors.ts';
-import { cancelBatch } from '../../src/app/use-cases/cancel-batch.ts';
-import { deliverWebhook, webhookDelayMs } from '../../src/app/use-cases/deliver-webhook.ts';
-import { listResults } from '../../src/app/use-cases/read-batches.ts';
-import { runBatch } from '../../src/app/use-cases/run-batch.ts';
-import { processSegment } from '../../src/app/use-cases/process-segment.ts';
-import { checkWebhookSecret, submitBatch, type SubmitOptions } from '../../src/app/use-cases/submit-batch.ts';
+import { cancelBatch } from '../../src/app/requests/cancel-batch.ts';
+import { deliverWebhook, webhookDelayMs } from '../../src/app/processing/deliver-webhook.ts';
+import { listResults } from '../../src/app/requests/read-batches.ts';
+import { runBatch } from '../../src/app/processing/run-batch.ts';
+import { processSegment } from '../../src/app/processing/process-segment.ts';
+import { checkWebhookSecret, submitBatch, type SubmitOptions } from '../../src/app/requests/submit-batch.ts';
 import { systemClock } from '../../src/ports/clock.ts';
 import { tenantA, tenantB } from '../support/batches.ts';
 import { MemoryBatchRepository, MemoryPayloadStore, MemorySinkFake, RecordingOrchestrator, ScriptedNotifier } from '../support/fakes.ts';
@@ -20,7 +20,7 @@ function context(notifier = new ScriptedNotifier()) {
     clock: systemClock,
     orchestrator: new RecordingOrchestrator(),
     settings: { ...defaultSettings, segmentMaxItems: 10, allowPrivateWebhooks: false },
-  } satisfies OrchestratedContext;
+  } satisfies OrchestratedServices;
   return ctx;
 }
 

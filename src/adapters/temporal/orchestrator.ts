@@ -7,7 +7,7 @@ import {
 } from '@temporalio/client';
 import { workflowIdFor } from '../../domain/batch.ts';
 import type { Orchestrator } from '../../ports/orchestrator.ts';
-import { type BatchProgress, cancelSignal, processBatch, progressQuery } from './workflows.ts';
+import { type BatchProgress, cancelSignal, type ProcessBatchInput, processBatchWorkflowType, progressQuery } from './process-batch.ts';
 
 export interface TemporalTarget {
   /** gRPC frontend, `host:port`. */
@@ -50,10 +50,11 @@ export class TemporalOrchestrator implements Orchestrator {
   async start(batchKey: string): Promise<{ workflowId: string }> {
     const workflowId = workflowIdFor(batchKey);
     try {
-      await this.#client.workflow.start(processBatch, {
+      const input: ProcessBatchInput = { batchKey };
+      await this.#client.workflow.start(processBatchWorkflowType, {
         taskQueue: this.#taskQueue,
         workflowId,
-        args: [{ batchKey }],
+        args: [input],
         workflowIdConflictPolicy: 'USE_EXISTING',
         workflowIdReusePolicy: 'ALLOW_DUPLICATE_FAILED_ONLY',
       });

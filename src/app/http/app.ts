@@ -8,14 +8,14 @@ import { type Batch, batchIdPattern, batchKey } from '../../domain/batch.ts';
 import { InvalidCursorError } from '../../ports/batch-repository.ts';
 import type { ApiKeyring } from '../api-keys.ts';
 import { batchResource } from '../batch-resource.ts';
-import type { OrchestratedContext } from '../context.ts';
+import type { OrchestratedServices } from '../services.ts';
 import { AppFailure, notFound, validation } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
-import { cancelBatch } from '../use-cases/cancel-batch.ts';
-import { getBatch, listBatches, listErrors, listResults } from '../use-cases/read-batches.ts';
-import { findExisting, type SubmitOptions, submitBatch } from '../use-cases/submit-batch.ts';
-import { watchBatch } from '../use-cases/watch-batch.ts';
+import { cancelBatch } from '../requests/cancel-batch.ts';
+import { getBatch, listBatches, listErrors, listResults } from '../requests/read-batches.ts';
+import { findExisting, type SubmitOptions, submitBatch } from '../requests/submit-batch.ts';
+import { watchBatch } from '../requests/watch-batch.ts';
 import { type AuthEnv, requireApiKey } from './auth.ts';
 import { jsonBatch, ndjsonItems } from './body.ts';
 import { appErrorResponse, problemResponse } from './problem.ts';
@@ -23,7 +23,7 @@ import * as doc from './schemas.ts';
 import { createUiApp } from './ui.ts';
 
 export interface HttpDeps {
-  ctx: OrchestratedContext;
+  ctx: OrchestratedServices;
   keys: ApiKeyring;
   logger: Logger;
   metrics: Metrics;

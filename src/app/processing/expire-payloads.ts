@@ -1,7 +1,7 @@
 // Payload retention: once a batch is final and BATCHMEM_PAYLOAD_RETENTION has passed since it completed, its
 // segments are deleted from the payload store. The batch record keeps its counts, results and errors.
 import type { BatchRepository } from '../../ports/batch-repository.ts';
-import type { Context } from '../context.ts';
+import type { Services } from '../services.ts';
 
 type RetentionRepository = BatchRepository & Required<Pick<BatchRepository, 'listExpiredPayloads' | 'markPayloadExpired'>>;
 
@@ -19,7 +19,7 @@ export interface ExpirySweep {
 const pageSize = 100;
 
 /** Deletes the segments of every batch past its retention. Safe to run from several processes at once. */
-export async function expirePayloads(ctx: Context, retentionMs: number): Promise<ExpirySweep> {
+export async function expirePayloads(ctx: Services, retentionMs: number): Promise<ExpirySweep> {
   const { batches } = ctx;
   if (!supportsRetention(batches)) throw new Error('this batch repository does not support payload retention');
   const cutoff = new Date(ctx.clock.now().getTime() - retentionMs).toISOString();
@@ -51,7 +51,7 @@ export interface ExpiryScheduleOptions {
 }
 
 /** Sweeps now and then every `intervalMs` until stopped; `stop` waits for a running sweep to end. */
-export function scheduleExpiry(ctx: Context, options: ExpiryScheduleOptions): { stop(): Promise<void> } {
+export function scheduleExpiry(ctx: Services, options: ExpiryScheduleOptions): { stop(): Promise<void> } {
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> = Promise.resolve();
   let stopped = false;

@@ -1,4 +1,5 @@
-// What every use case receives: the ports, and the settings that shape behaviour.
+// What every use case receives: the ports, and the settings that shape behaviour. (Named `Services` so that it
+// does not collide with Hono's or Temporal's `Context`.)
 import type { Codec } from '../domain/codec.ts';
 import type { MemoryLimits } from '../domain/memory.ts';
 import type { BatchRepository } from '../ports/batch-repository.ts';
@@ -35,13 +36,13 @@ export interface Settings {
   watchIntervalMs: number;
 }
 
-export interface Context extends Ports {
+export interface Services extends Ports {
   settings: Settings;
   observer?: Observer | undefined;
 }
 
 /** Use cases that start or stop work also need the orchestrator. */
-export interface OrchestratedContext extends Context {
+export interface OrchestratedServices extends Services {
   orchestrator: Orchestrator;
 }
 

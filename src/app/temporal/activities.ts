@@ -1,11 +1,11 @@
 // The activities of `processBatch`. Each one calls one use case with the worker's context; the processing rules
 // live in the use cases, shared with the embedded orchestrator. Inputs and results are a few dozen bytes.
 import { ApplicationFailure, Context as ActivityContext } from '@temporalio/activity';
-import type { Context } from '../../app/context.ts';
-import { beginBatch } from '../../app/use-cases/begin-batch.ts';
-import { deliverWebhook } from '../../app/use-cases/deliver-webhook.ts';
-import { finalizeBatch } from '../../app/use-cases/finalize-batch.ts';
-import { processSegment } from '../../app/use-cases/process-segment.ts';
+import type { Services } from '../services.ts';
+import { beginBatch } from '../processing/begin-batch.ts';
+import { deliverWebhook } from '../processing/deliver-webhook.ts';
+import { finalizeBatch } from '../processing/finalize-batch.ts';
+import { processSegment } from '../processing/process-segment.ts';
 import type { BatchStatus } from '../../domain/batch.ts';
 import type { Counts } from '../../domain/progress.ts';
 
@@ -63,7 +63,7 @@ export interface ActivityOptions {
   tuning: Tuning;
 }
 
-export function createActivities(ctx: Context, options: ActivityOptions) {
+export function createActivities(ctx: Services, options: ActivityOptions) {
   const { tuning, workerId } = options;
   return {
     async beginBatch(input: { batchKey: string; fromSegment: number }): Promise<RunPlan> {

@@ -3,10 +3,10 @@ import { type Batch, type BatchStatus, batchKey, type Tenant } from '../../domai
 import { itemOutcome } from '../../domain/progress.ts';
 import { err, ok, type Result } from '../../domain/result.ts';
 import type { Page } from '../../ports/batch-repository.ts';
-import type { Context } from '../context.ts';
+import type { Services } from '../services.ts';
 import { type AppError, notFound, validation } from '../errors.ts';
 
-export async function getBatch(ctx: Context, tenant: Tenant, id: string): Promise<Result<Batch, AppError>> {
+export async function getBatch(ctx: Services, tenant: Tenant, id: string): Promise<Result<Batch, AppError>> {
   const batch = await ctx.batches.get(batchKey(tenant.organization, id));
   // The key is derived from the organization, so another tenant's id can never resolve; the check is belt and braces.
   if (!batch || batch.tenant.organization !== tenant.organization) return err(notFound(`batch ${id}`));
@@ -14,7 +14,7 @@ export async function getBatch(ctx: Context, tenant: Tenant, id: string): Promis
 }
 
 export async function listBatches(
-  ctx: Context,
+  ctx: Services,
   tenant: Tenant,
   query: { status?: BatchStatus | undefined; limit: number; cursor?: string | undefined },
 ): Promise<Page<Batch>> {
@@ -35,7 +35,7 @@ function parseIndexCursor(cursor: string | undefined): Result<number, AppError> 
 
 /** Results merge stored memories and recorded item errors, both ordered by index; the cursor is the last index. */
 export async function listResults(
-  ctx: Context,
+  ctx: Services,
   tenant: Tenant,
   id: string,
   query: { limit: number; cursor?: string | undefined },
@@ -60,7 +60,7 @@ export async function listResults(
 }
 
 export async function listErrors(
-  ctx: Context,
+  ctx: Services,
   tenant: Tenant,
   id: string,
   query: { limit: number; cursor?: string | undefined },

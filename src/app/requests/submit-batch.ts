@@ -5,8 +5,8 @@ import { awaitsStart, initialStatus } from '../../domain/lifecycle.ts';
 import { encodeSegment, type RawSegment, Segmenter, codecContentEncoding, segmentKey } from '../../domain/codec.ts';
 import { memoryItemSchema, validateMemoryItem } from '../../domain/memory.ts';
 import { checkWebhookUrl } from '../../domain/webhook-address.ts';
-import type { OrchestratedContext } from '../context.ts';
-import { changeBatch } from './change-batch.ts';
+import type { OrchestratedServices } from '../services.ts';
+import { changeBatch } from '../change-batch.ts';
 import { type AppError, AppFailure, validation } from '../errors.ts';
 import { err, ok, type Result } from '../../domain/result.ts';
 
@@ -54,14 +54,14 @@ export function batchIdFor(tenant: Tenant, options: SubmitOptions, uploadId: str
 }
 
 /** Looks up the batch a repeated submission refers to, before its body is read. */
-export async function findExisting(ctx: OrchestratedContext, tenant: Tenant, options: SubmitOptions) {
+export async function findExisting(ctx: OrchestratedServices, tenant: Tenant, options: SubmitOptions) {
   if (!options.batchId && !options.idempotencyKey) return undefined;
   const batch = await ctx.batches.get(batchKey(tenant.organization, batchIdFor(tenant, options, '')));
   if (batch) await ensureStarted(ctx, batch);
   return batch;
 }
 
-export async function submitBatch(ctx: OrchestratedContext, input: SubmitInput): Promise<Result<SubmitOutcome, AppError>> {
+export async function submitBatch(ctx: OrchestratedServices, input: SubmitInput): Promise<Result<SubmitOutcome, AppError>> {
   const { settings } = ctx;
   const uploadId = generatedId();
   const prefix = `${encodeURIComponent(input.tenant.organization)}/${uploadId}`;
@@ -163,7 +163,7 @@ export async function submitBatch(ctx: OrchestratedContext, input: SubmitInput):
 }
 
 function resolveWebhook(
-  ctx: OrchestratedContext,
+  ctx: OrchestratedServices,
   options: SubmitOptions,
 ): Result<{ url: string | null; secret: string | null; generated: boolean }, AppError> {
   if (!options.webhookUrl) {
@@ -181,7 +181,7 @@ function resolveWebhook(
 }
 
 /** Starts (or re-starts, idempotently) the batch's run and records the workflow id. */
-async function ensureStarted(ctx: OrchestratedContext, batch: Batch): Promise<Batch> {
+async function ensureStarted(ctx: OrchestratedServices, batch: Batch): Promise<Batch> {
   if (!awaitsStart(batch.status)) return batch;
   const { workflowId } = await ctx.orchestrator.start(batch.key);
   if (batch.workflowId === workflowId) return batch;

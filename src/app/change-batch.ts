@@ -1,6 +1,6 @@
 // Read-decide-write on a batch record, repeated when another writer got there first (compare-and-set on version).
-import type { Batch } from '../../domain/batch.ts';
-import type { BatchPatch, BatchRepository } from '../../ports/batch-repository.ts';
+import type { Batch } from '../domain/batch.ts';
+import type { BatchPatch, BatchRepository } from '../ports/batch-repository.ts';
 
 const maxRounds = 50;
 

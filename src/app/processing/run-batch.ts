@@ -2,7 +2,7 @@
 // (begin, segments in parallel, finalize; then the webhook, delivered apart so a slow receiver holds no batch slot) with activities that call the same use cases.
 import pLimit from 'p-limit';
 import { schedulesSegments } from '../../domain/lifecycle.ts';
-import type { Context } from '../context.ts';
+import type { Services } from '../services.ts';
 import { beginBatch } from './begin-batch.ts';
 import { deliverWebhook, webhookDelayMs } from './deliver-webhook.ts';
 import { finalizeBatch } from './finalize-batch.ts';
@@ -25,7 +25,7 @@ const sleep = (ms: number, signal?: AbortSignal) =>
     signal?.addEventListener('abort', () => { clearTimeout(timer); resolve(); }, { once: true });
   });
 
-export async function runBatch(ctx: Context, key: string, options: RunOptions): Promise<RunEnd> {
+export async function runBatch(ctx: Services, key: string, options: RunOptions): Promise<RunEnd> {
   const plan = await beginBatch(ctx, key);
   if (!plan) return 'finished';
   let failure: string | undefined;
@@ -65,7 +65,7 @@ export async function runBatch(ctx: Context, key: string, options: RunOptions): 
 }
 
 /** Retries the final webhook with backoff; a dead receiver only costs attempts, never the batch's status. */
-export async function deliverWithRetries(ctx: Context, key: string, signal: AbortSignal): Promise<void> {
+export async function deliverWithRetries(ctx: Services, key: string, signal: AbortSignal): Promise<void> {
   const { webhookMaxAttempts, webhookBaseDelayMs, webhookMaxDelayMs } = ctx.settings;
   while (!signal.aborted) {
     const step = await deliverWebhook(ctx, key);

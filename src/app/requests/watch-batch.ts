@@ -1,8 +1,8 @@
 // Watch: yields the batch each time its status or counts change, ending after a final status.
 import { type Batch, isFinal } from '../../domain/batch.ts';
-import type { Context } from '../context.ts';
+import type { Services } from '../services.ts';
 
-export async function* watchBatch(ctx: Context, key: string, signal: AbortSignal): AsyncGenerator<Batch> {
+export async function* watchBatch(ctx: Services, key: string, signal: AbortSignal): AsyncGenerator<Batch> {
   let seen = '';
   while (!signal.aborted) {
     const batch = await ctx.batches.get(key);

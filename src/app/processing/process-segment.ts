@@ -7,7 +7,7 @@ import type { Counts } from '../../domain/progress.ts';
 import { err, ok, type Result } from '../../domain/result.ts';
 import type { ItemError } from '../../ports/batch-repository.ts';
 import { PayloadChecksumError } from '../../ports/payload-store.ts';
-import type { Context } from '../context.ts';
+import type { Services } from '../services.ts';
 
 export type SegmentResult =
   | { status: 'recorded'; applied: boolean; succeeded: number; failed: number; counts: Counts }
@@ -23,7 +23,7 @@ export interface SegmentRef {
  * Safe to run any number of times for the same segment: memory ids are derived from batch and index, and the
  * ledger keeps the first outcome. A corrupt segment is a typed error (not retryable); a backend failure throws.
  */
-export async function processSegment(ctx: Context, ref: SegmentRef): Promise<Result<SegmentResult, SegmentCorrupt>> {
+export async function processSegment(ctx: Services, ref: SegmentRef): Promise<Result<SegmentResult, SegmentCorrupt>> {
   const startedAt = performance.now();
   const batch = await ctx.batches.get(ref.key);
   if (!batch) return ok({ status: 'skipped', reason: 'batch does not exist' });

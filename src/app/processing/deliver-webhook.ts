@@ -2,12 +2,12 @@
 import { isFinal } from '../../domain/batch.ts';
 import type { DeliveryAttempt } from '../../ports/webhook-notifier.ts';
 import { batchResource } from '../batch-resource.ts';
-import type { Context } from '../context.ts';
-import { changeBatch } from './change-batch.ts';
+import type { Services } from '../services.ts';
+import { changeBatch } from '../change-batch.ts';
 
 export type WebhookStep = { status: 'nothing_to_send' } | { status: 'attempted'; attempt: DeliveryAttempt; attempts: number };
 
-export async function deliverWebhook(ctx: Context, key: string): Promise<WebhookStep> {
+export async function deliverWebhook(ctx: Services, key: string): Promise<WebhookStep> {
   const batch = await ctx.batches.get(key);
   if (!batch || !isFinal(batch.status) || !batch.webhook.url || !batch.webhook.secret || batch.webhook.delivered) {
     return { status: 'nothing_to_send' };

@@ -2,7 +2,7 @@
 // activities, which call the use cases with this process's context.
 import { fileURLToPath } from 'node:url';
 import { DefaultLogger, type LogLevel, NativeConnection, Runtime, Worker, type WorkflowBundle } from '@temporalio/worker';
-import type { Context, Settings } from '../../app/context.ts';
+import type { Services, Settings } from '../services.ts';
 import { createActivities, type Tuning } from './activities.ts';
 
 export const workflowsPath = fileURLToPath(new URL('./workflows.ts', import.meta.url));
@@ -51,7 +51,7 @@ export interface TemporalWorker {
   shutdown(): void;
 }
 
-export async function createWorker(ctx: Context, options: TemporalWorkerOptions): Promise<TemporalWorker> {
+export async function createWorker(ctx: Services, options: TemporalWorkerOptions): Promise<TemporalWorker> {
   const connection = await NativeConnection.connect({ address: options.address });
   try {
     const tuning = tuningFor(ctx.settings, options);
@@ -107,7 +107,7 @@ export function installTemporalLogging(logger: LogSink, verbose = false): void {
 
 /** Runs a worker until it is shut down; resolves once running activities have finished or been cancelled. */
 export async function runWorker(
-  ctx: Context,
+  ctx: Services,
   options: TemporalWorkerOptions & { signal?: AbortSignal; onRunning?: () => void },
 ): Promise<void> {
   const { worker, run, shutdown } = await createWorker(ctx, options);

@@ -1,9 +1,9 @@
 // The embedded orchestrator: runs batches in this process with bounded concurrency, and on start resumes every
 // batch a previous process left unfinished (or whose webhook is still owed).
-import { workflowIdFor } from '../../domain/batch.ts';
-import type { Context } from '../../app/context.ts';
-import { deliverWithRetries, runBatch } from '../../app/use-cases/run-batch.ts';
-import type { Orchestrator } from '../../ports/orchestrator.ts';
+import { workflowIdFor } from '../domain/batch.ts';
+import type { Services } from './services.ts';
+import { deliverWithRetries, runBatch } from './processing/run-batch.ts';
+import type { Orchestrator } from '../ports/orchestrator.ts';
 
 export interface LocalOrchestratorOptions {
   workerId: string;
@@ -15,7 +15,7 @@ export interface LocalOrchestratorOptions {
 }
 
 export class LocalOrchestrator implements Orchestrator {
-  readonly #ctx: Context;
+  readonly #ctx: Services;
   readonly #options: LocalOrchestratorOptions;
   readonly #running = new Map<string, AbortController>();
   readonly #queue: string[] = [];
@@ -26,7 +26,7 @@ export class LocalOrchestrator implements Orchestrator {
   /** Consecutive failures per batch, for the backoff. */
   readonly #failures = new Map<string, number>();
 
-  constructor(ctx: Context, options: LocalOrchestratorOptions) {
+  constructor(ctx: Services, options: LocalOrchestratorOptions) {
     this.#ctx = ctx;
     this.#options = options;
   }

@@ -2,11 +2,11 @@
 import { batchKey, type Batch, type Tenant } from '../../domain/batch.ts';
 import { isFinal, requestCancel } from '../../domain/lifecycle.ts';
 import { err, ok, type Result } from '../../domain/result.ts';
-import type { OrchestratedContext } from '../context.ts';
+import type { OrchestratedServices } from '../services.ts';
 import { type AppError, notFound } from '../errors.ts';
-import { changeBatch } from './change-batch.ts';
+import { changeBatch } from '../change-batch.ts';
 
-export async function cancelBatch(ctx: OrchestratedContext, tenant: Tenant, id: string): Promise<Result<Batch, AppError>> {
+export async function cancelBatch(ctx: OrchestratedServices, tenant: Tenant, id: string): Promise<Result<Batch, AppError>> {
   const key = batchKey(tenant.organization, id);
   // Cancelling already, or final: nothing to write; a final batch is answered with a conflict below.
   const batch = await changeBatch(ctx.batches, key, (current) => {

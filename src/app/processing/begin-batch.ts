@@ -1,8 +1,8 @@
 // Moves a pending batch to processing and tells the runner what there is to do.
 import { begin, type BatchStatus, schedulesSegments } from '../../domain/lifecycle.ts';
 import type { Counts } from '../../domain/progress.ts';
-import type { Context } from '../context.ts';
-import { changeBatch } from './change-batch.ts';
+import type { Services } from '../services.ts';
+import { changeBatch } from '../change-batch.ts';
 
 export interface BatchPlan {
   status: BatchStatus;
@@ -13,7 +13,7 @@ export interface BatchPlan {
   counts: Counts;
 }
 
-export async function beginBatch(ctx: Context, key: string): Promise<BatchPlan | undefined> {
+export async function beginBatch(ctx: Services, key: string): Promise<BatchPlan | undefined> {
   // Only a pending batch begins; any other status (already begun, cancelling, final) is taken as it stands.
   const batch = await changeBatch(ctx.batches, key, (current) => {
     const step = begin(current, ctx.clock.now().toISOString());

@@ -18,8 +18,6 @@ import {
   ApplicationFailure,
   condition,
   continueAsNew,
-  defineQuery,
-  defineSignal,
   log,
   proxyActivities,
   rootCause,
@@ -28,37 +26,14 @@ import {
 } from '@temporalio/workflow';
 import { type BatchStatus, schedulesSegments } from '../../domain/lifecycle.ts';
 import type { Counts } from '../../domain/progress.ts';
+import { type BatchProgress, cancelSignal, type ProcessBatchInput, progressQuery } from '../../adapters/temporal/process-batch.ts';
 import type { BatchActivities, failureTypes, Tuning, WebhookOutcome } from './activities.ts';
-
-/** Constant size whatever the batch: the key is 32 hex characters, the segment index a number. */
-export interface ProcessBatchInput {
-  batchKey: string;
-  /** Where this run starts; set by continue-as-new, absent on the first run. */
-  nextSegment?: number;
-}
-
-export interface BatchProgress {
-  phase: 'planning' | 'processing' | 'draining' | 'finalizing' | 'notifying' | 'done'; // literal: workflow phases, not batch statuses
-  /** The stored counters as last reported by an activity of this run; null before the plan. */
-  counts: Counts | null;
-  segments: number;
-  /** The first segment this run has not scheduled yet. */
-  nextSegment: number;
-  runningSegments: number;
-  cancelRequested: boolean;
-  failure: string | null;
-}
 
 export interface ProcessBatchResult {
   status: BatchStatus | 'missing';
   counts: Counts;
   webhook: WebhookOutcome | 'not_delivered';
 }
-
-/** Sent by the API's cancel use case after it set the batch `cancelling`. */
-export const cancelSignal = defineSignal('cancel');
-/** Live progress from workflow state: answered without touching storage. */
-export const progressQuery = defineQuery<BatchProgress>('progress');
 
 const segmentCorrupt: (typeof failureTypes)['segmentCorrupt'] = 'SegmentCorrupt';
 
