@@ -55,7 +55,11 @@ export const configSchema = z.object({
   BATCHMEM_WEBHOOK_BASE_DELAY_MS: int(1).default(1000),
   BATCHMEM_WEBHOOK_MAX_DELAY_MS: int(1).default(60_000),
   BATCHMEM_WATCH_INTERVAL_MS: int(10).default(250),
+  // How long POST /v1/memory (the single add) waits for its memory to be stored before answering 202.
+  BATCHMEM_SINGLE_ADD_WAIT_MS: int(0, 60_000).default(10_000),
   BATCHMEM_PAYLOAD_RETENTION: duration.optional(),
+  // A key-less submit identical to an earlier one of the same tenant within this window answers the earlier batch.
+  BATCHMEM_DEDUPE_WINDOW: z.union([z.literal('0').transform(() => 0), duration]).default(10 * 60_000),
   BATCHMEM_WORKER_ID: z.string().optional(),
   // Test-only fault injection: a fraction of segment writes fail, and items whose content holds the marker fail.
   BATCHMEM_FAULT_SEGMENT_FAILURE_RATE: z.coerce.number().min(0).max(1).default(0),

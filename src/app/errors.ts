@@ -4,10 +4,12 @@ import type { FieldIssue } from '../domain/errors.ts';
 export type AppError =
   | { kind: 'validation'; detail: string; errors: FieldIssue[] }
   | { kind: 'unauthorized'; detail: string }
+  | { kind: 'forbidden'; detail: string }
   | { kind: 'not_found'; detail: string }
   | { kind: 'conflict'; detail: string }
   | { kind: 'payload_too_large'; detail: string }
   | { kind: 'unsupported_media_type'; detail: string }
+  | { kind: 'unprocessable'; detail: string }
   | { kind: 'unavailable'; detail: string };
 
 /** Thrown where a value cannot be returned (inside a body stream); caught at the use case or the edge. */
@@ -25,4 +27,9 @@ export function validation(detail: string, errors: FieldIssue[] = []): AppError 
 
 export function notFound(what: string): AppError {
   return { kind: 'not_found', detail: `${what} was not found` };
+}
+
+/** The request names a tenant other than the API key's. */
+export function forbidden(detail: string): AppError {
+  return { kind: 'forbidden', detail };
 }

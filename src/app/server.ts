@@ -29,6 +29,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     logger,
     metrics,
     maxJsonBodyBytes: config.BATCHMEM_MAX_JSON_BODY_BYTES,
+    singleAddWaitMs: config.BATCHMEM_SINGLE_ADD_WAIT_MS,
   });
   const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
     const s = serve({ fetch: app.fetch, port: config.BATCHMEM_PORT, hostname: config.BATCHMEM_HOST }, () => resolve(s));

@@ -34,6 +34,8 @@ export interface Settings {
   webhookMaxDelayMs: number;
   /** How often a progress watcher looks for changes. */
   watchIntervalMs: number;
+  /** A key-less submit identical to one from the same tenant this recently answers the first batch; 0: off. */
+  dedupeWindowMs: number;
 }
 
 export interface Services extends Ports {
@@ -59,5 +61,6 @@ export const defaultSettings: Settings = {
   webhookMaxAttempts: 8,
   webhookBaseDelayMs: 1000,
   webhookMaxDelayMs: 60_000,
+  dedupeWindowMs: 10 * 60_000,
   watchIntervalMs: 250,
 };

@@ -38,6 +38,7 @@ export function settingsFrom(config: Config): Settings {
     webhookBaseDelayMs: config.BATCHMEM_WEBHOOK_BASE_DELAY_MS,
     webhookMaxDelayMs: config.BATCHMEM_WEBHOOK_MAX_DELAY_MS,
     watchIntervalMs: config.BATCHMEM_WATCH_INTERVAL_MS,
+    dedupeWindowMs: config.BATCHMEM_DEDUPE_WINDOW,
   };
 }
 

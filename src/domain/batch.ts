@@ -2,6 +2,7 @@
 import { createHash } from 'node:crypto';
 import type { Codec } from './codec.ts';
 import type { BatchStatus } from './lifecycle.ts';
+import type { MemoryAttributes } from './memory.ts';
 import type { Counts } from './progress.ts';
 
 export { batchStatuses, type BatchStatus, canTransition, isFinal, transition } from './lifecycle.ts';
@@ -50,6 +51,10 @@ export interface Batch {
   webhook: WebhookState;
   /** Why the batch failed, when it did. */
   error: string | null;
+  /** Batch-level values of the Papr memory fields, merged under each memory's own when it is stored. */
+  memoryDefaults?: MemoryAttributes | null | undefined;
+  /** SHA-256 (hex) of the normalised submit body: tells a retried request from a different one under the same key. */
+  fingerprint?: string | null | undefined;
 }
 
 export const batchIdPattern = /^[A-Za-z0-9_-]{1,64}$/;

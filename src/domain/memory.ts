@@ -17,7 +17,38 @@ export const defaultMemoryLimits: MemoryLimits = {
   maxMetadataDepth: 8,
 };
 
-export interface MemoryItem {
+/**
+ * Fields a memory may carry besides its content, in the names of the Papr memory API (whose SDKs send them). They
+ * are kept with the memory as sent and have no effect on processing here. A batch may give them once for all its
+ * memories (`MemoryAttributes` as batch-level defaults); a memory's own value wins.
+ */
+export interface MemoryAttributes {
+  context?: { role: 'user' | 'assistant'; content: string }[] | undefined;
+  relationships_json?: Record<string, unknown>[] | undefined;
+  external_user_id?: string | undefined;
+  user_id?: string | undefined;
+  namespace_id?: string | undefined;
+  organization_id?: string | undefined;
+  graph_generation?: Record<string, unknown> | undefined;
+  link_to?: string | string[] | Record<string, unknown> | undefined;
+  memory_policy?: Record<string, unknown> | undefined;
+  policy?: Record<string, unknown> | undefined;
+}
+
+export const memoryAttributeNames = [
+  'context',
+  'relationships_json',
+  'external_user_id',
+  'user_id',
+  'namespace_id',
+  'organization_id',
+  'graph_generation',
+  'link_to',
+  'memory_policy',
+  'policy',
+] as const satisfies readonly (keyof MemoryAttributes)[];
+
+export interface MemoryItem extends MemoryAttributes {
   content: string;
   type?: string | undefined;
   metadata?: Record<string, unknown> | undefined;
@@ -29,6 +60,11 @@ const forbiddenKeys = new Set(['__proto__', 'constructor', 'prototype']);
 /** Why a metadata value is unacceptable, or undefined when it is fine. */
 export function metadataProblem(value: unknown, limits: MemoryLimits): string | undefined {
   if (!isPlainObject(value)) return 'must be a JSON object';
+  return jsonProblem(value, limits);
+}
+
+/** Why a JSON value is unacceptable (not plain JSON, a forbidden key, too deep, too large), or undefined. */
+export function jsonProblem(value: unknown, limits: MemoryLimits): string | undefined {
   // Depth counts containers: {"a": 1} is depth 1, {"a": {"b": 1}} depth 2.
   const walk = (node: unknown, depth: number): string | undefined => {
     if (node === null || typeof node !== 'object') return undefined;
@@ -63,8 +99,81 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return proto === Object.prototype || proto === null;
 }
 
+/** A JSON value checked like metadata (plain JSON, depth, size), for the Papr fields that hold free-form JSON. */
+function jsonField<T>(limits: MemoryLimits, base: z.ZodType<T>) {
+  return base.superRefine((value, ctx) => {
+    const problem = jsonProblem(value, limits);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  });
+}
+
+const plainObject = z.custom<Record<string, unknown>>(isPlainObject, 'must be a JSON object');
+const identifier = z.string().min(1).max(256);
+
+/**
+ * The Papr fields' shapes and bounds. Free-form JSON (graph_generation, memory_policy, policy, relationships,
+ * link_to as an object) obeys the metadata limits; ids are 1 to 256 characters; lists hold at most 100 entries.
+ */
+function attributeShape(limits: MemoryLimits) {
+  return {
+    context: jsonField(
+      limits,
+      z.array(z.strictObject({ role: z.enum(['user', 'assistant']), content: z.string().max(limits.maxContentBytes) })).max(100),
+    ).optional(),
+    relationships_json: jsonField(
+      limits,
+      z.array(z.looseObject({ relation_type: z.string().min(1).max(128) }).refine(isPlainObject, 'must be a JSON object')).max(100),
+    ).optional(),
+    external_user_id: identifier.optional(),
+    user_id: identifier.optional(),
+    namespace_id: identifier.optional(),
+    organization_id: identifier.optional(),
+    graph_generation: jsonField(limits, plainObject).optional(),
+    link_to: jsonField(limits, z.union([z.string().min(1).max(1024), z.array(z.string().min(1).max(1024)).max(100), plainObject])).optional(),
+    memory_policy: jsonField(limits, plainObject).optional(),
+    policy: jsonField(limits, plainObject).optional(),
+  };
+}
+
+/** Batch-level defaults for the Papr fields of every memory in the batch. */
+export function memoryAttributesSchema(limits: MemoryLimits = defaultMemoryLimits) {
+  return z.strictObject(attributeShape(limits));
+}
+
+/**
+ * Why identity fields would widen the tenant, or undefined. An API key stands for one organization and namespace;
+ * a memory may repeat them but never name others. `user_id` and `external_user_id` are attributes, not identity.
+ */
+export function tenantConflict(tenant: Tenant, attributes: MemoryAttributes): { path: string; message: string } | undefined {
+  if (attributes.organization_id !== undefined && attributes.organization_id !== tenant.organization) {
+    return { path: 'organization_id', message: "is not the API key's organization" };
+  }
+  if (attributes.namespace_id !== undefined && attributes.namespace_id !== tenant.namespace) {
+    return { path: 'namespace_id', message: "is not the API key's namespace" };
+  }
+  return undefined;
+}
+
+/** The Papr fields a memory carries, or undefined when it has none. */
+export function attributesOf(item: MemoryAttributes): MemoryAttributes | undefined {
+  const picked: Record<string, unknown> = {};
+  for (const name of memoryAttributeNames) if (item[name] !== undefined) picked[name] = item[name];
+  return Object.keys(picked).length > 0 ? (picked as MemoryAttributes) : undefined;
+}
+
+/**
+ * A copy without the keys whose value is null: clients generated from Papr's spec send `null` for an unset
+ * optional field, which means "absent". `keep` names keys whose null stays (and is refused by the schema).
+ */
+export function withoutNulls(value: Record<string, unknown>, keep: readonly string[] = []): Record<string, unknown> {
+  const copy: Record<string, unknown> = {};
+  for (const [key, field] of Object.entries(value)) if (field !== null || keep.includes(key)) copy[key] = field;
+  return copy;
+}
+
 export function memoryItemSchema(limits: MemoryLimits = defaultMemoryLimits) {
   return z.strictObject({
+    ...attributeShape(limits),
     content: z
       .string()
       .refine((content) => content.trim().length > 0, 'must not be empty or only whitespace')
@@ -98,8 +207,8 @@ export function validateMemoryItem(
   if (value !== null && typeof value === 'object' && !Array.isArray(value) && !isPlainObject(value)) {
     return err({ kind: 'invalid_item', index, issues: [{ path: '', message: 'is not a plain JSON object' }] });
   }
-  const parsed = schema.safeParse(value);
-  if (parsed.success) return ok(parsed.data);
+  const parsed = schema.safeParse(isPlainObject(value) ? withoutNulls(value, ['content']) : value);
+  if (parsed.success) return ok(parsed.data as MemoryItem);
   const issues: FieldIssue[] = parsed.error.issues.map((issue) => ({
     path: issue.path.map(String).join('.'),
     message: issue.message,
@@ -125,11 +234,21 @@ export interface MemoryRecord {
   type: string | null;
   metadata: Record<string, unknown> | null;
   externalId: string | null;
+  /** The Papr fields, the batch's defaults merged under the memory's own; null when there are none. */
+  attributes: MemoryAttributes | null;
   contentHash: string;
   tenant: Tenant;
 }
 
-export function toMemoryRecord(batchKey: string, tenant: Tenant, index: number, item: MemoryItem): MemoryRecord {
+export function toMemoryRecord(
+  batchKey: string,
+  tenant: Tenant,
+  index: number,
+  item: MemoryItem,
+  defaults?: MemoryAttributes | null,
+): MemoryRecord {
+  const own = attributesOf(item);
+  const attributes = defaults || own ? { ...defaults, ...own } : null;
   return {
     memoryId: memoryId(batchKey, index),
     batchKey,
@@ -138,6 +257,7 @@ export function toMemoryRecord(batchKey: string, tenant: Tenant, index: number, 
     type: item.type ?? null,
     metadata: item.metadata ?? null,
     externalId: item.external_id ?? null,
+    attributes,
     contentHash: contentHash(item.content),
     tenant,
   };

@@ -1,4 +1,4 @@
-import type { MemoryRecord } from '../domain/memory.ts';
+import type { MemoryAttributes, MemoryRecord } from '../domain/memory.ts';
 
 export type ItemOutcome = { index: number; ok: true; memoryId: string } | { index: number; ok: false; error: string };
 
@@ -6,6 +6,8 @@ export interface StoredMemoryRef {
   index: number;
   memoryId: string;
   externalId: string | null;
+  /** The Papr fields stored with the memory, exactly as written; null when it has none. */
+  attributes: MemoryAttributes | null;
 }
 
 /**
@@ -15,7 +17,8 @@ export interface StoredMemoryRef {
  * - `writeSegment` is idempotent by `memoryId`: writing a record whose id exists already stores nothing new and still
  *   reports the item as ok. It returns one outcome per record, in input order. A per-item rejection is an outcome,
  *   a failure of the whole call (backend down) is a thrown error, and the caller retries the segment.
- * - `listByBatch` returns stored memories of a batch ordered by index, starting after `afterIndex`.
+ * - `listByBatch` returns stored memories of a batch ordered by index, starting after `afterIndex`, each with the
+ *   attributes it was written with.
  * - `countByBatch` counts stored memories of a batch (each id once).
  */
 export interface MemorySink {

@@ -3,7 +3,8 @@ export interface WebhookMessage {
   secret: string;
   /** Stable per logical event, so every retry carries the same `webhook-id`. */
   messageId: string;
-  payload: { type: string; timestamp: string; data: unknown };
+  /** `type` is also sent as the `X-Webhook-Event` header; other top-level fields go as they are. */
+  payload: { type: string; timestamp: string; data: unknown; [field: string]: unknown };
 }
 
 export type DeliveryAttempt = { delivered: true; status: number } | { delivered: false; error: string; retryable: boolean };

@@ -49,6 +49,45 @@ export function memorySinkContract(adapter: string, open: () => Promise<SinkFixt
       expect(await sink.countByBatch(key)).toBe(90);
     });
 
+    it('keeps the Papr fields of a memory, the batch defaults under its own, and lists them as written', async () => {
+      const key = uniqueId('k');
+      const defaults = { external_user_id: 'batch-user', memory_policy: { mode: 'auto', consent: 'explicit' } };
+      const written = [
+        toMemoryRecord(key, tenantA, 0, {
+          content: 'with every field',
+          context: [{ role: 'user', content: 'hello' }, { role: 'assistant', content: 'hi' }],
+          relationships_json: [{ relation_type: 'follows', related_item_id: 'mem_1', metadata: { weight: 2 } }],
+          external_user_id: 'own-user',
+          user_id: 'parse-user-1',
+          namespace_id: tenantA.namespace,
+          organization_id: tenantA.organization,
+          graph_generation: { mode: 'manual', manual: { nodes: [{ id: 'n1', label: 'Person', properties: { name: 'Ada' } }] } },
+          link_to: ['Task:title', 'Person:email'],
+          policy: { graph: { mode: 'auto' } },
+        }, defaults),
+        toMemoryRecord(key, tenantA, 1, { content: 'defaults only' }, defaults),
+        toMemoryRecord(key, tenantA, 2, { content: 'no Papr fields' }),
+      ];
+      await sink.writeSegment(written);
+      const listed = await sink.listByBatch(key, -1, 10);
+      expect(listed.map((m) => m.attributes)).toEqual([
+        {
+          external_user_id: 'own-user',
+          memory_policy: { mode: 'auto', consent: 'explicit' },
+          context: [{ role: 'user', content: 'hello' }, { role: 'assistant', content: 'hi' }],
+          relationships_json: [{ relation_type: 'follows', related_item_id: 'mem_1', metadata: { weight: 2 } }],
+          user_id: 'parse-user-1',
+          namespace_id: tenantA.namespace,
+          organization_id: tenantA.organization,
+          graph_generation: { mode: 'manual', manual: { nodes: [{ id: 'n1', label: 'Person', properties: { name: 'Ada' } }] } },
+          link_to: ['Task:title', 'Person:email'],
+          policy: { graph: { mode: 'auto' } },
+        },
+        defaults,
+        null,
+      ]);
+    });
+
     it('survives concurrent writes of the same segment without duplicates', async () => {
       const key = uniqueId('k');
       const batch = records(key, 0, 80);
@@ -62,7 +101,7 @@ export function memorySinkContract(adapter: string, open: () => Promise<SinkFixt
       await sink.writeSegment(records(key, 0, 50));
       const page = await sink.listByBatch(key, 9, 5);
       expect(page.map((m) => m.index)).toEqual([10, 11, 12, 13, 14]);
-      expect(page[0]).toEqual({ index: 10, memoryId: records(key, 10, 1)[0]!.memoryId, externalId: 'ext-10' });
+      expect(page[0]).toEqual({ index: 10, memoryId: records(key, 10, 1)[0]!.memoryId, externalId: 'ext-10', attributes: null });
       expect(await sink.listByBatch(uniqueId('k'), -1, 5)).toEqual([]);
     });
 

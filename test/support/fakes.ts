@@ -138,7 +138,7 @@ export class MemorySinkFake implements MemorySink {
       .filter((m) => m.batchKey === batchKey && m.index > afterIndex)
       .sort((a, b) => a.index - b.index)
       .slice(0, limit)
-      .map((m) => ({ index: m.index, memoryId: m.memoryId, externalId: m.externalId }));
+      .map((m) => ({ index: m.index, memoryId: m.memoryId, externalId: m.externalId, attributes: m.attributes }));
   }
   async countByBatch(batchKey: string) {
     return [...this.memories.values()].filter((m) => m.batchKey === batchKey).length;

@@ -1,10 +1,17 @@
-// A webhook receiver on loopback that verifies every delivery with the `standardwebhooks` package.
+// A webhook receiver on loopback that verifies every delivery with the `standardwebhooks` package, and the Papr
+// signature header with its own HMAC of the body.
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import { Webhook } from 'standardwebhooks';
 
 export interface Delivery {
   id: string;
   verified: boolean;
+  /** `X-Webhook-Signature` matched an HMAC-SHA256 of the body computed here with the secret string. */
+  paprVerified: boolean;
+  event: string | undefined;
+  bodyBytes: number;
+  headers: Record<string, string | string[] | undefined>;
   payload: { type: string; timestamp: string; data: { id: string; status: string; request_counts: Record<string, number> } };
   answeredWith: number | 'timeout';
 }
@@ -22,7 +29,8 @@ export interface WebhookReceiver {
 }
 
 export async function webhookReceiver(secret: string): Promise<WebhookReceiver> {
-  const verifier = new Webhook(secret);
+  // A plain (non-whsec_) secret is the raw key; see src/adapters/webhook/notifier.ts.
+  const verifier = secret.startsWith('whsec_') ? new Webhook(secret) : new Webhook(secret, { format: 'raw' });
   const deliveries: Delivery[] = [];
   let mode: ReceiverMode = 'ok';
   const server: Server = createServer((req, res) => {
@@ -41,8 +49,20 @@ export async function webhookReceiver(secret: string): Promise<WebhookReceiver> 
       } catch {
         verified = false;
       }
+      const expected = Buffer.from('sha256=' + createHmac('sha256', Buffer.from(secret, 'utf8')).update(Buffer.concat(chunks)).digest('hex'));
+      const sent = Buffer.from(String(req.headers['x-webhook-signature'] ?? ''));
+      const paprVerified = sent.length === expected.length && timingSafeEqual(sent, expected);
       const answer = mode === 'hang' ? 'timeout' : mode === 'fail' ? 500 : verified ? 204 : 401;
-      deliveries.push({ id: String(req.headers['webhook-id']), verified, payload: JSON.parse(body), answeredWith: answer });
+      deliveries.push({
+        id: String(req.headers['webhook-id']),
+        verified,
+        paprVerified,
+        event: req.headers['x-webhook-event'] as string | undefined,
+        bodyBytes: Buffer.concat(chunks).byteLength,
+        headers: { ...req.headers },
+        payload: JSON.parse(body),
+        answeredWith: answer,
+      });
       if (answer === 'timeout') return; // never answer; the sender times out
       res.writeHead(answer).end();
     });

@@ -144,6 +144,8 @@ function toBatch(row: ParseObject, version: number, state: MutableState, counts:
     workflowId: state.workflowId,
     webhook: state.webhook,
     error: state.error,
+    memoryDefaults: (row.get('memoryDefaults') as Batch['memoryDefaults']) ?? null,
+    fingerprint: text(row.get('bodySha256')),
   };
 }
 
@@ -218,6 +220,8 @@ export class ParseBatchRepository implements BatchRepository {
       storedBytes: batch.payload.storedBytes,
       errors: [],
     });
+    put(row, 'memoryDefaults', batch.memoryDefaults);
+    put(row, 'bodySha256', batch.fingerprint);
     writeState(row, batch.version, mutableState(batch));
     row.setACL(new this.#Parse.ACL(tenantAcl(batch.tenant)));
     let created = true;

@@ -5,7 +5,7 @@
 // Per-operation errors are sorted into the item's own fault (Parse refused this object: an outcome) and everything
 // else (the database is away, the server failed: thrown, so the segment is retried and no item is counted failed for
 // a fault that was not its own).
-import type { MemoryRecord } from '../../domain/memory.ts';
+import type { MemoryAttributes, MemoryRecord } from '../../domain/memory.ts';
 import type { ItemOutcome, MemorySink, StoredMemoryRef } from '../../ports/memory-sink.ts';
 import { OrganizationRoles, tenantAcl } from './acl.ts';
 import {
@@ -70,13 +70,14 @@ export class ParseMemorySink implements MemorySink {
       .equalTo('batchId', batchKey)
       .greaterThan('index', afterIndex)
       .ascending('index')
-      .select('index', 'memoryId', 'externalId')
+      .select('index', 'memoryId', 'externalId', 'attributes')
       .limit(limit)
       .find(useMasterKey);
     return rows.map((row) => ({
       index: row.get('index') as number,
       memoryId: row.get('memoryId') as string,
       externalId: (row.get('externalId') as string | undefined) ?? null,
+      attributes: (row.get('attributes') as MemoryAttributes | undefined) ?? null,
     }));
   }
 
@@ -120,6 +121,7 @@ function memoryObject(record: MemoryRecord): Record<string, unknown> {
   if (record.type !== null) body.type = record.type;
   if (record.metadata !== null) body.metadata = record.metadata;
   if (record.externalId !== null) body.externalId = record.externalId;
+  if (record.attributes !== null) body.attributes = record.attributes;
   return body;
 }
 

@@ -66,6 +66,8 @@ export const classDefinitions: ClassDefinition[] = [
       failureReason: 'String',
       errors: 'Array',
       payloadExpiredAt: 'Date',
+      memoryDefaults: 'Object',
+      bodySha256: 'String',
     },
     indexes: {
       status_createdAt: { status: 1, createdAt: 1 },
@@ -125,6 +127,8 @@ export const classDefinitions: ClassDefinition[] = [
       type: 'String',
       metadata: 'Object',
       externalId: 'String',
+      // The Papr memory fields (context, relationships_json, external_user_id, ...), as one object.
+      attributes: 'Object',
       contentHash: 'String',
       ...tenantFields,
     },

@@ -1,4 +1,6 @@
-// WebhookNotifier over HTTP, signed per Standard Webhooks with the `standardwebhooks` package.
+// WebhookNotifier over HTTP, signed per Standard Webhooks with the `standardwebhooks` package, and also the way Papr
+// receivers check a delivery (`X-Webhook-Signature: sha256=<hex HMAC-SHA256 of the body>`, `X-Webhook-Event`).
+import { createHmac } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import { Webhook } from 'standardwebhooks';
 import { privateAddressReason } from '../../domain/webhook-address.ts';
@@ -25,7 +27,7 @@ export class HttpWebhookNotifier implements WebhookNotifier {
       if (reason) return { delivered: false, error: `refused: ${reason}`, retryable: false };
     }
     const sentAt = new Date();
-    const signature = new Webhook(message.secret).sign(message.messageId, sentAt, body);
+    const signature = standardSigner(message.secret).sign(message.messageId, sentAt, body);
     try {
       const response = await fetch(url, {
         method: 'POST',
@@ -38,6 +40,8 @@ export class HttpWebhookNotifier implements WebhookNotifier {
           'webhook-id': message.messageId,
           'webhook-timestamp': String(Math.floor(sentAt.getTime() / 1000)),
           'webhook-signature': signature,
+          'x-webhook-signature': paprSignature(message.secret, body),
+          'x-webhook-event': message.payload.type,
         },
       });
       await response.body?.cancel();
@@ -49,6 +53,22 @@ export class HttpWebhookNotifier implements WebhookNotifier {
       return { delivered: false, error: reason, retryable: true };
     }
   }
+}
+
+/**
+ * A `whsec_` secret is base64 of the key (Standard Webhooks); any other secret is the key itself, as its bytes, so
+ * a receiver holding the plain string verifies with `new Webhook(secret, { format: 'raw' })`.
+ */
+function standardSigner(secret: string): Webhook {
+  return secret.startsWith('whsec_') ? new Webhook(secret) : new Webhook(secret, { format: 'raw' });
+}
+
+/**
+ * Papr's signature header: HMAC-SHA256 of the exact body bytes, keyed with the secret string as the receiver holds
+ * it (its UTF-8 bytes, `whsec_` prefix included), hex-encoded after `sha256=`.
+ */
+export function paprSignature(secret: string, body: string): string {
+  return 'sha256=' + createHmac('sha256', secret).update(body).digest('hex');
 }
 
 async function resolvesPrivate(hostname: string): Promise<string | undefined> {

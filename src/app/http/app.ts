@@ -18,6 +18,7 @@ import { findExisting, type SubmitOptions, submitBatch } from '../requests/submi
 import { watchBatch } from '../requests/watch-batch.ts';
 import { type AuthEnv, requireApiKey } from './auth.ts';
 import { jsonBatch, ndjsonItems } from './body.ts';
+import { batchResourceWithErrors, envelopeOptions, paprRoutes } from './papr.ts';
 import { appErrorResponse, problemResponse } from './problem.ts';
 import * as doc from './schemas.ts';
 import { createUiApp } from './ui.ts';
@@ -30,6 +31,8 @@ export interface HttpDeps {
   maxJsonBodyBytes: number;
   /** Extra readiness checks beyond the ports (e.g. Temporal's connection). */
   ready?: () => Promise<void>;
+  /** How long `POST /v1/memory` waits for its memory to be stored before answering 202 (default 10 s). */
+  singleAddWaitMs?: number;
 }
 
 const problemResponses = {
@@ -143,6 +146,7 @@ export function createHttpApp(deps: HttpDeps) {
 
   app.route('/ui', createUiApp());
   app.use('/v1/*', requireApiKey(deps.keys));
+  app.route('/', paprRoutes({ ctx, metrics, maxJsonBodyBytes: deps.maxJsonBodyBytes, singleAddWaitMs: deps.singleAddWaitMs ?? 10_000 }));
 
   const withBatchId = (c: HonoContext<AuthEnv>, id: string) => {
     if (!batchIdPattern.test(id)) throw new AppFailure(notFound(`batch ${id.slice(0, 64)}`));
@@ -177,7 +181,7 @@ export function createHttpApp(deps: HttpDeps) {
     if (isJson) {
       const parsed = jsonBatch(body, deps.maxJsonBodyBytes);
       items = parsed.items;
-      options = () => ({ ...early, ...envelopeOptions(parsed.envelope) });
+      options = () => ({ ...early, ...envelopeOptions(parsed.envelope, ctx.settings.memoryLimits) });
     } else {
       const query = { batchId: c.req.query('batch_id'), webhookUrl: c.req.query('webhook_url'), webhookSecret: c.req.header('webhook-secret') };
       checkBatchId(query.batchId);
@@ -188,11 +192,13 @@ export function createHttpApp(deps: HttpDeps) {
     const existing = await findExisting(ctx, tenant, early);
     if (existing) {
       await body.cancel().catch(() => undefined);
+      c.header('idempotent-replayed', 'true');
       return c.json(batchResource(existing), 200);
     }
     const result = await submitBatch(ctx, { tenant, requestId: c.get('requestId'), items, options });
     if (!result.ok) return appErrorResponse(c, result.error);
-    const { batch, created, generatedSecret } = result.value;
+    const { batch, created, replayed, generatedSecret } = result.value;
+    if (replayed) c.header('idempotent-replayed', 'true');
     if (created) metrics.batchSubmitted(batch.payload.storedBytes ? batch.payload.rawBytes / batch.payload.storedBytes : 0, batch.counts.total);
     const resource = generatedSecret ? { ...batchResource(batch), webhook_secret: generatedSecret } : batchResource(batch);
     c.header('location', `/v1/batch/${batch.id}`);
@@ -203,13 +209,13 @@ export function createHttpApp(deps: HttpDeps) {
     const { id } = c.req.valid('param');
     const result = await getBatch(ctx, withBatchId(c, id), id);
     if (!result.ok) return appErrorResponse(c, result.error) as never;
-    return c.json(batchResource(result.value), 200);
+    return c.json(await batchResourceWithErrors(ctx, result.value), 200);
   });
 
   app.openapi(routes.list, async (c) => {
     const query = c.req.valid('query');
     const page = await listBatches(ctx, c.get('tenant'), query);
-    return c.json({ data: page.items.map(batchResource), next_cursor: page.nextCursor }, 200);
+    return c.json({ data: page.items.map((batch) => batchResource(batch)), next_cursor: page.nextCursor }, 200);
   });
 
   app.openapi(routes.cancel, async (c) => {
@@ -291,18 +297,4 @@ function checkBatchId(batchId: unknown): void {
   if (typeof batchId !== 'string' || !batchIdPattern.test(batchId)) {
     throw new AppFailure(validation('batch_id must match [A-Za-z0-9_-]{1,64}', [{ path: 'batch_id', message: 'must match [A-Za-z0-9_-]{1,64}' }]));
   }
-}
-
-function envelopeOptions(envelope: { batch_id?: unknown; webhook_url?: unknown; webhook_secret?: unknown }): SubmitOptions {
-  checkBatchId(envelope.batch_id);
-  for (const field of ['webhook_url', 'webhook_secret'] as const) {
-    if (envelope[field] !== undefined && typeof envelope[field] !== 'string') {
-      throw new AppFailure(validation(`${field} must be a string`, [{ path: field, message: 'must be a string' }]));
-    }
-  }
-  return {
-    batchId: envelope.batch_id as string | undefined,
-    webhookUrl: envelope.webhook_url as string | undefined,
-    webhookSecret: envelope.webhook_secret as string | undefined,
-  };
 }

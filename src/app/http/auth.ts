@@ -1,4 +1,5 @@
-// Bearer-key authentication. The key maps to a tenant; the key itself goes no further than this middleware.
+// API-key authentication. The key maps to a tenant; the key itself goes no further than this middleware.
+// It comes as `Authorization: Bearer <key>` (batchmem's clients) or `X-API-Key: <key>` (Papr's SDKs).
 import type { MiddlewareHandler } from 'hono';
 import type { Tenant } from '../../domain/batch.ts';
 import type { ApiKeyring } from '../api-keys.ts';
@@ -8,10 +9,20 @@ export type AuthEnv = { Variables: { tenant: Tenant; requestId: string } };
 
 export function requireApiKey(keys: ApiKeyring): MiddlewareHandler<AuthEnv> {
   return async (c, next) => {
-    const header = c.req.header('authorization') ?? '';
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    if (!match) return problemResponse(c, 401, 'Unauthorized', 'send an API key as "Authorization: Bearer <key>"');
-    const tenant = keys.tenantFor(match[1]!);
+    const authorization = c.req.header('authorization');
+    const apiKeyHeader = c.req.header('x-api-key');
+    const bearer = authorization === undefined ? undefined : /^Bearer\s+(\S+)\s*$/i.exec(authorization)?.[1];
+    const apiKey = apiKeyHeader?.trim();
+    if (authorization !== undefined && bearer === undefined) {
+      return problemResponse(c, 401, 'Unauthorized', 'send an API key as "Authorization: Bearer <key>" or "X-API-Key: <key>"');
+    }
+    // Two different keys in one request: which tenant is meant is ambiguous, so neither is used.
+    if (bearer !== undefined && apiKey !== undefined && bearer !== apiKey) {
+      return problemResponse(c, 401, 'Unauthorized', 'Authorization and X-API-Key name different keys; send one key');
+    }
+    const key = bearer ?? apiKey;
+    if (!key) return problemResponse(c, 401, 'Unauthorized', 'send an API key as "Authorization: Bearer <key>" or "X-API-Key: <key>"');
+    const tenant = keys.tenantFor(key);
     if (!tenant) return problemResponse(c, 401, 'Unauthorized', 'the API key is not valid');
     c.set('tenant', tenant);
     await next();

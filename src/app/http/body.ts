@@ -74,13 +74,15 @@ export async function* ndjsonItems(body: ReadableStream<Uint8Array>): AsyncGener
   if (last !== undefined) yield last;
 }
 
-export interface JsonEnvelope {
-  batch_id?: unknown;
-  webhook_url?: unknown;
-  webhook_secret?: unknown;
-}
+/** The fields of a JSON submit body other than `memories`, as sent (checked by the caller). */
+export type JsonEnvelope = Record<string, unknown>;
 
-const envelopeFields = new Set(['memories', 'batch_id', 'webhook_url', 'webhook_secret']);
+/** batchmem's own fields, then those Papr clients send (see docs/api.md, "Papr clients"). */
+const envelopeFields = new Set([
+  'memories', 'batch_id', 'webhook_url', 'webhook_secret',
+  'batch_size', 'external_user_id', 'user_id', 'namespace_id', 'organization_id', 'graph_generation', 'link_to',
+  'memory_policy', 'policy',
+]);
 
 /**
  * Items of `{memories: [...], batch_id?, webhook_url?, webhook_secret?}` as they stream in. The other fields may
@@ -115,7 +117,7 @@ export function jsonBatch(body: ReadableStream<Uint8Array>, maxBytes: number) {
       sawMemories = true;
     } else {
       seenFields.add(key);
-      envelope[key as keyof JsonEnvelope] = value;
+      envelope[key] = value;
     }
   };
   async function* items(): AsyncGenerator<unknown> {

@@ -8,10 +8,12 @@ export const problemMediaType = 'application/problem+json';
 const statusOf: Record<AppError['kind'], { status: number; title: string }> = {
   validation: { status: 400, title: 'Invalid request' },
   unauthorized: { status: 401, title: 'Unauthorized' },
+  forbidden: { status: 403, title: 'Forbidden' },
   not_found: { status: 404, title: 'Not found' },
   conflict: { status: 409, title: 'Conflict' },
   payload_too_large: { status: 413, title: 'Payload too large' },
   unsupported_media_type: { status: 415, title: 'Unsupported media type' },
+  unprocessable: { status: 422, title: 'Unprocessable content' },
   unavailable: { status: 503, title: 'Service unavailable' },
 };
 

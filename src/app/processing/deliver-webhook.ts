@@ -18,7 +18,20 @@ export async function deliverWebhook(ctx: Services, key: string): Promise<Webhoo
     secret: batch.webhook.secret,
     // One logical event per batch and final status: every retry carries the same id.
     messageId: `msg_${batch.key}_${batch.status}`,
-    payload: { type, timestamp: batch.completedAt ?? ctx.clock.now().toISOString(), data: batchResource(batch) },
+    payload: {
+      type,
+      timestamp: batch.completedAt ?? ctx.clock.now().toISOString(),
+      data: batchResource(batch),
+      // Papr receivers read these at the top level. No per-memory list: results are a link away, so the body
+      // stays small whatever the batch size.
+      batch_id: batch.id,
+      status: batch.status,
+      total_memories: batch.counts.total,
+      successful_memories: batch.counts.succeeded,
+      failed_memories: batch.counts.failed,
+      results_url: `/v1/batch/${batch.id}/results`,
+      errors_url: `/v1/batch/${batch.id}/errors`,
+    },
   });
   ctx.observer?.webhookAttempted(attempt.delivered);
   const updated = await changeBatch(ctx.batches, key, (current) => ({

@@ -46,7 +46,7 @@ export async function processSegment(ctx: Services, ref: SegmentRef): Promise<Re
 
   const { firstIndex } = decoded.value.header;
   const records = items.value.map((item, offset) =>
-    toMemoryRecord(batch.key, batch.tenant, firstIndex + offset, item as MemoryItem),
+    toMemoryRecord(batch.key, batch.tenant, firstIndex + offset, item as MemoryItem, batch.memoryDefaults),
   );
   const outcomes = await ctx.sink.writeSegment(records);
   const itemErrors: ItemError[] = [];

@@ -1,6 +1,7 @@
 // Queries a tenant may make: one batch, its list, its per-item results and errors. Another tenant's batch is "not found".
 import { type Batch, type BatchStatus, batchKey, type Tenant } from '../../domain/batch.ts';
 import { itemOutcome } from '../../domain/progress.ts';
+import type { MemoryAttributes } from '../../domain/memory.ts';
 import { err, ok, type Result } from '../../domain/result.ts';
 import type { Page } from '../../ports/batch-repository.ts';
 import type { Services } from '../services.ts';
@@ -22,7 +23,7 @@ export async function listBatches(
 }
 
 export type ItemResult =
-  | { index: number; external_id: string | null; status: typeof itemOutcome.succeeded; memory_id: string }
+  | ({ index: number; external_id: string | null; status: typeof itemOutcome.succeeded; memory_id: string } & MemoryAttributes)
   | { index: number; external_id: string | null; status: typeof itemOutcome.failed; error: string };
 
 function parseIndexCursor(cursor: string | undefined): Result<number, AppError> {
@@ -49,7 +50,8 @@ export async function listResults(
     ctx.batches.listErrors(batch.value.key, after.value, query.limit),
   ]);
   const all: ItemResult[] = [
-    ...stored.map((m) => ({ index: m.index, external_id: m.externalId, status: itemOutcome.succeeded, memory_id: m.memoryId })),
+    // The Papr fields a memory was stored with come back beside batchmem's own, under their own names.
+    ...stored.map((m) => ({ index: m.index, external_id: m.externalId, status: itemOutcome.succeeded, memory_id: m.memoryId, ...m.attributes })),
     ...failed.map((e) => ({ index: e.index, external_id: e.externalId, status: itemOutcome.failed, error: e.error })),
   ].sort((a, b) => a.index - b.index);
   const merged = all.slice(0, query.limit);

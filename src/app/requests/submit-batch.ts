@@ -3,11 +3,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { type Batch, batchKey, type Tenant } from '../../domain/batch.ts';
 import { awaitsStart, initialStatus } from '../../domain/lifecycle.ts';
 import { encodeSegment, type RawSegment, Segmenter, codecContentEncoding, segmentKey } from '../../domain/codec.ts';
-import { memoryItemSchema, validateMemoryItem } from '../../domain/memory.ts';
+import { BodyFingerprint, dedupeBatchIds, withinWindow } from '../../domain/idempotency.ts';
+import { type MemoryAttributes, memoryItemSchema, tenantConflict, validateMemoryItem } from '../../domain/memory.ts';
 import { checkWebhookUrl } from '../../domain/webhook-address.ts';
 import type { OrchestratedServices } from '../services.ts';
 import { changeBatch } from '../change-batch.ts';
-import { type AppError, AppFailure, validation } from '../errors.ts';
+import { type AppError, AppFailure, forbidden, validation } from '../errors.ts';
 import { err, ok, type Result } from '../../domain/result.ts';
 
 export interface SubmitOptions {
@@ -15,6 +16,8 @@ export interface SubmitOptions {
   idempotencyKey?: string | undefined;
   webhookUrl?: string | undefined;
   webhookSecret?: string | undefined;
+  /** Batch-level values of the Papr memory fields (already validated), stored as defaults for every memory. */
+  memoryDefaults?: MemoryAttributes | undefined;
 }
 
 export interface SubmitInput {
@@ -29,16 +32,28 @@ export interface SubmitInput {
 export interface SubmitOutcome {
   batch: Batch;
   created: boolean;
+  /** An earlier identical request's batch was answered (same key and body, or same body within the window). */
+  replayed: boolean;
   /** Present once, when the server generated the webhook secret. */
   generatedSecret?: string;
 }
 
 const webhookSecretPattern = /^whsec_[A-Za-z0-9+/]+={0,2}$/;
+const plainSecretPattern = /^[\x21-\x7e]{16,256}$/;
 
+/**
+ * A webhook secret is either a Standard Webhooks secret (`whsec_` + base64 of 24 to 64 bytes) or, as Papr clients
+ * send it, a plain one of 16 to 256 printable ASCII characters used as the raw HMAC key.
+ */
 export function checkWebhookSecret(secret: string): string | undefined {
-  if (!webhookSecretPattern.test(secret)) return 'must be "whsec_" followed by base64';
-  const bytes = Buffer.from(secret.slice('whsec_'.length), 'base64').byteLength;
-  return bytes >= 24 && bytes <= 64 ? undefined : `must encode 24 to 64 bytes, not ${bytes}`;
+  if (secret.startsWith('whsec_')) {
+    if (!webhookSecretPattern.test(secret)) return 'must be "whsec_" followed by base64';
+    const bytes = Buffer.from(secret.slice('whsec_'.length), 'base64').byteLength;
+    return bytes >= 24 && bytes <= 64 ? undefined : `must encode 24 to 64 bytes, not ${bytes}`;
+  }
+  return plainSecretPattern.test(secret)
+    ? undefined
+    : 'must be "whsec_" followed by base64, or 16 to 256 printable ASCII characters without spaces';
 }
 
 function generatedId(): string {
@@ -53,10 +68,14 @@ export function batchIdFor(tenant: Tenant, options: SubmitOptions, uploadId: str
   return uploadId;
 }
 
-/** Looks up the batch a repeated submission refers to, before its body is read. */
+/**
+ * Looks up the batch a repeated submission refers to, before its body is read. A batch made under an
+ * Idempotency-Key with a recorded fingerprint is not returned: the new body must be read and compared first.
+ */
 export async function findExisting(ctx: OrchestratedServices, tenant: Tenant, options: SubmitOptions) {
   if (!options.batchId && !options.idempotencyKey) return undefined;
   const batch = await ctx.batches.get(batchKey(tenant.organization, batchIdFor(tenant, options, '')));
+  if (batch && !options.batchId && batch.fingerprint) return undefined;
   if (batch) await ensureStarted(ctx, batch);
   return batch;
 }
@@ -93,6 +112,7 @@ export async function submitBatch(ctx: OrchestratedServices, input: SubmitInput)
   };
 
   let options: SubmitOptions;
+  const fingerprint = new BodyFingerprint();
   try {
     let index = 0;
     for await (const raw of input.items) {
@@ -107,7 +127,11 @@ export async function submitBatch(ctx: OrchestratedServices, input: SubmitInput)
         }));
         return discard(validation(`memory ${index} is invalid: ${issues.map((i) => `${i.path} ${i.message}`).join('; ')}`, issues));
       }
-      for (const full of segmenter.add(JSON.stringify(item.value))) await store(full);
+      const conflict = tenantConflict(input.tenant, item.value);
+      if (conflict) return discard(forbidden(`memories.${index}.${conflict.path} ${conflict.message}`));
+      const line = JSON.stringify(item.value);
+      fingerprint.addMemory(line);
+      for (const full of segmenter.add(line)) await store(full);
       index += 1;
     }
     const last = segmenter.finish();
@@ -123,8 +147,31 @@ export async function submitBatch(ctx: OrchestratedServices, input: SubmitInput)
   if (total === 0) return discard(validation('a batch needs at least one memory', [{ path: 'memories', message: 'is empty' }]));
   const webhook = resolveWebhook(ctx, options);
   if (!webhook.ok) return discard(webhook.error);
+  const defaults = options.memoryDefaults;
+  const conflict = defaults ? tenantConflict(input.tenant, defaults) : undefined;
+  if (conflict) return discard(forbidden(`${conflict.path} ${conflict.message}`));
+  const bodySha256 = fingerprint.finish({
+    batch_id: options.batchId,
+    webhook_url: options.webhookUrl,
+    webhook_secret: options.webhookSecret,
+    defaults,
+  });
 
-  const id = batchIdFor(input.tenant, options, uploadId);
+  let id = batchIdFor(input.tenant, options, uploadId);
+  const windowMs = settings.dedupeWindowMs;
+  const dedupe = !options.batchId && !options.idempotencyKey && windowMs > 0;
+  if (dedupe) {
+    const nowMs = ctx.clock.now().getTime();
+    const ids = dedupeBatchIds(input.tenant, bodySha256, nowMs, windowMs);
+    for (const candidateId of [ids.current, ids.previous]) {
+      const earlier = await ctx.batches.get(batchKey(input.tenant.organization, candidateId));
+      if (earlier && withinWindow(earlier.createdAt, nowMs, windowMs)) {
+        await ctx.payloads.deletePrefix(prefix);
+        return ok({ batch: await ensureStarted(ctx, earlier), created: false, replayed: true });
+      }
+    }
+    id = ids.current;
+  }
   const key = batchKey(input.tenant.organization, id);
   const candidate: Batch = {
     key,
@@ -141,6 +188,8 @@ export async function submitBatch(ctx: OrchestratedServices, input: SubmitInput)
     workflowId: null,
     webhook: { url: webhook.value.url, secret: webhook.value.secret, delivered: false, attempts: 0, lastError: null },
     error: null,
+    memoryDefaults: defaults ?? null,
+    fingerprint: bodySha256,
   };
   let recorded: Awaited<ReturnType<typeof ctx.batches.create>>;
   try {
@@ -154,10 +203,14 @@ export async function submitBatch(ctx: OrchestratedServices, input: SubmitInput)
   if (!created) {
     // A repeated submission: the first one's payload is the batch; this copy is not needed.
     await ctx.payloads.deletePrefix(prefix);
-    return ok({ batch: await ensureStarted(ctx, batch), created: false });
+    if (options.idempotencyKey && !options.batchId && batch.fingerprint && batch.fingerprint !== bodySha256) {
+      // Answering the old batch would tell the client its new request was done.
+      return err({ kind: 'unprocessable', detail: 'this Idempotency-Key was used for a different request body; use a new key for a new batch' });
+    }
+    return ok({ batch: await ensureStarted(ctx, batch), created: false, replayed: true });
   }
   const started = await ensureStarted(ctx, batch);
-  const outcome: SubmitOutcome = { batch: started, created: true };
+  const outcome: SubmitOutcome = { batch: started, created: true, replayed: false };
   if (webhook.value.generated && webhook.value.secret) outcome.generatedSecret = webhook.value.secret;
   return ok(outcome);
 }

@@ -1,0 +1,151 @@
+// Papr's dialect of the memory API at the HTTP edge: what its SDKs send, mapped onto batchmem's use cases.
+// The shared submit route reads its batch-level fields through `envelopeOptions`; the routes only Papr clients
+// call (the batch status, the single add) are here. See docs/api.md, "Papr clients".
+import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { batchIdPattern } from '../../domain/batch.ts';
+import { type MemoryAttributes, type MemoryLimits, memoryAttributeNames, memoryAttributesSchema, withoutNulls } from '../../domain/memory.ts';
+import { batchResource, type PaprItemError } from '../batch-resource.ts';
+import type { Batch } from '../../domain/batch.ts';
+import type { OrchestratedServices } from '../services.ts';
+import { type AppError, AppFailure, notFound, validation } from '../errors.ts';
+import type { Metrics } from '../metrics.ts';
+import { addMemory } from '../requests/add-memory.ts';
+import { getBatch } from '../requests/read-batches.ts';
+import type { SubmitOptions } from '../requests/submit-batch.ts';
+import type { AuthEnv } from './auth.ts';
+import { appErrorResponse, problemResponse } from './problem.ts';
+
+/** Item errors put on a single batch's resource; the rest are at /v1/batch/{id}/errors. */
+const errorsOnResource = 100;
+
+function fail(path: string, message: string): never {
+  throw new AppFailure(validation(`${path} ${message}`, [{ path, message }]));
+}
+
+/**
+ * Options of a JSON submit from its top-level fields. `null` is read as absent (Papr's clients send it for an unset
+ * argument). `batch_size` is a concurrency hint of Papr's API: checked (an integer of at least 1) and otherwise
+ * unused, since segment concurrency is the server's setting. The Papr memory fields become defaults for every memory.
+ */
+export function envelopeOptions(raw: Record<string, unknown>, limits: MemoryLimits): SubmitOptions {
+  const envelope = withoutNulls(raw);
+  if (envelope.batch_id !== undefined && (typeof envelope.batch_id !== 'string' || !batchIdPattern.test(envelope.batch_id))) {
+    fail('batch_id', 'must match [A-Za-z0-9_-]{1,64}');
+  }
+  for (const field of ['webhook_url', 'webhook_secret'] as const) {
+    if (envelope[field] !== undefined && typeof envelope[field] !== 'string') fail(field, 'must be a string');
+  }
+  const batchSize = envelope.batch_size;
+  if (batchSize !== undefined && (typeof batchSize !== 'number' || !Number.isSafeInteger(batchSize) || batchSize < 1)) {
+    fail('batch_size', 'must be an integer of at least 1');
+  }
+  const defaults: Record<string, unknown> = {};
+  for (const name of memoryAttributeNames) if (envelope[name] !== undefined) defaults[name] = envelope[name];
+  const parsed = memoryAttributesSchema(limits).safeParse(defaults);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((issue) => ({ path: issue.path.map(String).join('.'), message: issue.message }));
+    throw new AppFailure(validation(issues.map((i) => `${i.path} ${i.message}`).join('; '), issues));
+  }
+  return {
+    batchId: envelope.batch_id as string | undefined,
+    webhookUrl: envelope.webhook_url as string | undefined,
+    webhookSecret: envelope.webhook_secret as string | undefined,
+    memoryDefaults: Object.keys(parsed.data).length > 0 ? (parsed.data as MemoryAttributes) : undefined,
+  };
+}
+
+/** The batch resource with the first page of its item errors in Papr's `errors` shape. */
+export async function batchResourceWithErrors(ctx: OrchestratedServices, batch: Batch) {
+  if (batch.counts.failed === 0) return batchResource(batch);
+  const errors = await ctx.batches.listErrors(batch.key, -1, errorsOnResource);
+  const paprErrors: PaprItemError[] = errors.map((e) => ({ index: e.index, error: e.error, code: 500 }));
+  return batchResource(batch, paprErrors);
+}
+
+export interface PaprRouteDeps {
+  ctx: OrchestratedServices;
+  metrics: Metrics;
+  maxJsonBodyBytes: number;
+  /** How long a single add waits for its memory to be stored before answering 202. */
+  singleAddWaitMs: number;
+}
+
+export function paprRoutes(deps: PaprRouteDeps) {
+  const { ctx } = deps;
+  const app = new Hono<AuthEnv>();
+
+  app.get('/v1/memory/batch/status/:batch_id', async (c) => {
+    const id = c.req.param('batch_id');
+    if (!batchIdPattern.test(id)) return appErrorResponse(c, notFound(`batch ${id.slice(0, 64)}`));
+    const found = await getBatch(ctx, c.get('tenant'), id);
+    if (!found.ok) return appErrorResponse(c, found.error);
+    return c.json(await batchResourceWithErrors(ctx, found.value), 200);
+  });
+
+  app.post(
+    '/v1/memory',
+    bodyLimit({
+      maxSize: deps.maxJsonBodyBytes,
+      onError: (c) => problemResponse(c, 413, 'Payload too large', `a single memory's body may be at most ${deps.maxJsonBodyBytes} bytes`),
+    }),
+    async (c) => {
+      const type = (c.req.header('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
+      if (type !== 'application/json') return problemResponse(c, 415, 'Unsupported media type', 'send the memory as application/json');
+      let item: unknown;
+      try {
+        item = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(await c.req.arrayBuffer()));
+      } catch (error) {
+        return appErrorResponse(c, validation(`the body is not valid UTF-8 JSON: ${(error as Error).message}`, [{ path: '', message: 'not JSON' }]));
+      }
+      if (item === null || typeof item !== 'object' || Array.isArray(item)) {
+        return appErrorResponse(c, validation('the body must be one memory as a JSON object', [{ path: '', message: 'not an object' }]));
+      }
+      // Papr's single add takes its webhook as query parameters; its other flags (format, skip_background_processing)
+      // have no effect here.
+      const query = { webhookUrl: nonEmpty(c.req.query('webhook_url')), webhookSecret: nonEmpty(c.req.query('webhook_secret')) };
+      const added = await addMemory(
+        ctx,
+        { tenant: c.get('tenant'), requestId: c.get('requestId'), item, options: () => query },
+        deps.singleAddWaitMs,
+      );
+      if (!added.ok) return appErrorResponse(c, withSingleItemPaths(added.error));
+      const { batch, created, replayed, memoryId, state } = added.value;
+      if (created) deps.metrics.batchSubmitted(batch.payload.storedBytes ? batch.payload.rawBytes / batch.payload.storedBytes : 0, 1);
+      if (replayed) c.header('idempotent-replayed', 'true');
+      c.header('location', `/v1/batch/${batch.id}`);
+      if (state === 'refused') {
+        return problemResponse(c, 422, 'Unprocessable content', `the memory was not stored: ${added.value.reason}`);
+      }
+      const item0 = { memoryId, objectId: memoryId, createdAt: batch.createdAt, memoryChunkIds: [] as string[] };
+      const stored = state === 'stored';
+      return c.json(
+        {
+          code: stored ? 200 : 202,
+          status: stored ? 'success' : 'processing',
+          data: [item0],
+          error: null,
+          details: null,
+          batch_id: batch.id,
+          message: stored ? `memory ${memoryId} is stored` : `memory ${memoryId} is accepted; follow batch ${batch.id} for its outcome`,
+        },
+        stored ? 200 : 202,
+      );
+    },
+  );
+  return app;
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value === '' ? undefined : value;
+}
+
+/** A single add's body is the memory itself: report `content`, not `memories.0.content`. */
+function withSingleItemPaths(error: AppError): AppError {
+  if (error.kind === 'validation') {
+    const errors = error.errors.map((e) => ({ ...e, path: e.path.replace(/^memories\.0\.?/, '') }));
+    return { ...error, detail: error.detail.replace(/memory 0 is invalid: /, 'the memory is invalid: ').replace(/memories\.0\.?/g, ''), errors };
+  }
+  if (error.kind === 'forbidden') return { ...error, detail: error.detail.replace(/^memories\.0\./, '') };
+  return error;
+}
