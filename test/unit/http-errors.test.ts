@@ -180,14 +180,17 @@ describe('the other error paths, in process', () => {
     expect(problem.detail).toContain('already completed');
   });
 
-  it('idempotency replay: a repeated batch_id or Idempotency-Key answers 200 with the first batch and stores nothing more', async () => {
+  it('idempotency replay: a repeated Idempotency-Key answers 200 with the first batch for the same body, 422 for another, and stores nothing more', async () => {
     const first = await submit('a', { memories: [{ content: 'x' }] }, { 'idempotency-key': 'order-7' });
     expect(first.status).toBe(202);
     const { id } = (await first.json()) as { id: string };
     const before = (env.services.payloads as MemoryPayloadStore).objects.size;
-    const again = await submit('a', { memories: [{ content: 'y' }, { content: 'z' }] }, { 'idempotency-key': 'order-7' });
+    const again = await submit('a', { memories: [{ content: 'x' }] }, { 'idempotency-key': 'order-7' });
     expect(again.status).toBe(200);
     expect(((await again.json()) as { id: string }).id).toBe(id);
+    // The key reused for another body is refused, not answered with the old batch (issue 13).
+    const different = await expectProblem(await submit('a', { memories: [{ content: 'y' }, { content: 'z' }] }, { 'idempotency-key': 'order-7' }), 422);
+    expect(different.detail).toContain('Idempotency-Key');
     expect((env.services.payloads as MemoryPayloadStore).objects.size).toBe(before);
     // Another tenant's same key is its own batch.
     const other = await submit('b', { memories: [{ content: 'x' }] }, { 'idempotency-key': 'order-7' });

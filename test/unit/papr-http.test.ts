@@ -5,12 +5,12 @@ import { Webhook } from 'standardwebhooks';
 import { describe, expect, it } from 'vitest';
 import { HttpWebhookNotifier } from '../../src/adapters/webhook/notifier.ts';
 import { keyring } from '../../src/app/api-keys.ts';
-import { defaultSettings, type OrchestratedContext, type Settings } from '../../src/app/context.ts';
+import { defaultSettings, type OrchestratedServices, type Settings } from '../../src/app/services.ts';
 import { createHttpApp } from '../../src/app/http/app.ts';
 import { createLogger } from '../../src/app/logger.ts';
 import { createMetrics } from '../../src/app/metrics.ts';
-import { deliverWebhook } from '../../src/app/use-cases/deliver-webhook.ts';
-import { runBatch } from '../../src/app/use-cases/run-batch.ts';
+import { deliverWebhook } from '../../src/app/processing/deliver-webhook.ts';
+import { runBatch } from '../../src/app/processing/run-batch.ts';
 import { systemClock } from '../../src/ports/clock.ts';
 import type { Orchestrator } from '../../src/ports/orchestrator.ts';
 import { MemoryBatchRepository, MemoryPayloadStore, MemorySinkFake, ScriptedNotifier } from '../support/fakes.ts';
@@ -20,7 +20,7 @@ const keyB = 'key-b-0123456789abcdef';
 
 /** Runs each started batch right away (in the background), so single adds can finish within their wait. */
 class RunningOrchestrator implements Orchestrator {
-  ctx!: OrchestratedContext;
+  ctx!: OrchestratedServices;
   readonly runs: Promise<unknown>[] = [];
   manual = false;
   async start(batchKey: string) {
@@ -38,7 +38,7 @@ class RunningOrchestrator implements Orchestrator {
 function setup(settings: Partial<Settings> = {}, options: { singleAddWaitMs?: number } = {}) {
   const orchestrator = new RunningOrchestrator();
   const notifier = new ScriptedNotifier();
-  const ctx: OrchestratedContext & { batches: MemoryBatchRepository; payloads: MemoryPayloadStore; sink: MemorySinkFake } = {
+  const ctx: OrchestratedServices & { batches: MemoryBatchRepository; payloads: MemoryPayloadStore; sink: MemorySinkFake } = {
     batches: new MemoryBatchRepository(),
     payloads: new MemoryPayloadStore(),
     sink: new MemorySinkFake(),
@@ -247,7 +247,7 @@ describe('Papr clients at the HTTP edge', () => {
     const response = await post('/v1/memory', { content: 'slow memory' });
     expect(response.status).toBe(202);
     const body = (await response.json()) as { code: number; status: string; batch_id: string; data: { memoryId: string }[] };
-    expect(body).toMatchObject({ code: 202, status: 'processing' });
+    expect(body).toMatchObject({ code: 202, status: 'accepted' });
     expect(body.data[0]!.memoryId).toMatch(/^mem_/);
     expect(response.headers.get('location')).toBe(`/v1/batch/${body.batch_id}`);
   });

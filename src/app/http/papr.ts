@@ -122,7 +122,7 @@ export function paprRoutes(deps: PaprRouteDeps) {
       return c.json(
         {
           code: stored ? 200 : 202,
-          status: stored ? 'success' : 'processing',
+          status: stored ? 'success' : 'accepted',
           data: [item0],
           error: null,
           details: null,

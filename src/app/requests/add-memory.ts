@@ -1,6 +1,7 @@
 // Single add: one memory stored as a one-memory batch, waited for a bounded time so the caller usually gets the
 // stored memory back in the same answer (the way Papr's `POST /v1/memory` answers).
 import { type Batch, batchKey, isFinal } from '../../domain/batch.ts';
+import { isCompleted } from '../../domain/lifecycle.ts';
 import { memoryId } from '../../domain/memory.ts';
 import { err, ok, type Result } from '../../domain/result.ts';
 import type { OrchestratedServices } from '../services.ts';
@@ -11,8 +12,8 @@ import { watchBatch } from './watch-batch.ts';
 export type AddOutcome = SubmitOutcome & {
   /** The id the memory has (or will have) in the sink: derived from the batch, so known before it is stored. */
   memoryId: string;
-  /** `stored`: in the sink; `pending`: not final within the wait; `refused`: the item or the batch failed. */
-  state: 'stored' | 'pending' | 'refused';
+  /** `stored`: in the sink; `waiting`: not final within the wait; `refused`: the item or the batch failed. */
+  state: 'stored' | 'waiting' | 'refused';
   /** Why the memory was not stored, when `state` is `refused`. */
   reason?: string;
 };
@@ -40,8 +41,8 @@ export async function addMemory(
     }
   }
   const id = memoryId(batch.key, 0);
-  if (!isFinal(batch.status)) return ok({ ...outcome, batch, memoryId: id, state: 'pending' });
-  if (batch.status === 'completed' && batch.counts.succeeded === 1) return ok({ ...outcome, batch, memoryId: id, state: 'stored' });
+  if (!isFinal(batch.status)) return ok({ ...outcome, batch, memoryId: id, state: 'waiting' });
+  if (isCompleted(batch.status) && batch.counts.succeeded === 1) return ok({ ...outcome, batch, memoryId: id, state: 'stored' });
   const [itemError] = await ctx.batches.listErrors(batch.key, -1, 1);
   const reason = itemError?.error ?? batch.error ?? `the batch is ${batch.status}`;
   return ok({ ...outcome, batch, memoryId: id, state: 'refused', reason });
