@@ -1,6 +1,7 @@
 // The embedded orchestrator: runs batches in this process with bounded concurrency, and on start resumes every
 // batch a previous process left unfinished (or whose webhook is still owed).
 import { workflowIdFor } from '../domain/batch.ts';
+import { backoffMs, runRestartPolicy } from '../domain/retry-policy.ts';
 import type { Services } from './services.ts';
 import { deliverWithRetries, runBatch } from './processing/run-batch.ts';
 import type { Orchestrator } from '../ports/orchestrator.ts';
@@ -92,7 +93,7 @@ export class LocalOrchestrator implements Orchestrator {
     const timer = setTimeout(() => {
       this.#retries.delete(key);
       void this.start(key);
-    }, Math.min(30_000, 250 * 2 ** (failures - 1)));
+    }, backoffMs(runRestartPolicy, failures));
     this.#retries.set(key, timer);
   }
 

@@ -29,6 +29,9 @@ export interface Settings {
   /** Segments processed at once for one batch. */
   segmentConcurrency: number;
   segmentMaxAttempts: number;
+  /** Segment backoff (domain/retry-policy.ts): the first ceiling, doubling up to the second. */
+  segmentRetryInitialMs: number;
+  segmentRetryMaxMs: number;
   webhookMaxAttempts: number;
   webhookBaseDelayMs: number;
   webhookMaxDelayMs: number;
@@ -58,6 +61,8 @@ export const defaultSettings: Settings = {
   allowPrivateWebhooks: false,
   segmentConcurrency: 4,
   segmentMaxAttempts: 5,
+  segmentRetryInitialMs: 1_000,
+  segmentRetryMaxMs: 30_000,
   webhookMaxAttempts: 8,
   webhookBaseDelayMs: 1000,
   webhookMaxDelayMs: 60_000,

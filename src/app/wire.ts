@@ -13,7 +13,7 @@ import type { MemorySink } from '../ports/memory-sink.ts';
 import type { Orchestrator } from '../ports/orchestrator.ts';
 import type { PayloadStore } from '../ports/payload-store.ts';
 import { type Config, ConfigError } from './config.ts';
-import type { Services, OrchestratedServices, Settings } from './services.ts';
+import { defaultSettings, type Services, type OrchestratedServices, type Settings } from './services.ts';
 import { defaultLevel } from '../domain/codec.ts';
 import type { Logger } from './logger.ts';
 import { expiryIntervalMs, scheduleExpiry, supportsRetention } from './processing/expire-payloads.ts';
@@ -34,6 +34,8 @@ export function settingsFrom(config: Config): Settings {
     allowPrivateWebhooks: config.BATCHMEM_ALLOW_PRIVATE_WEBHOOKS,
     segmentConcurrency: config.BATCHMEM_SEGMENT_CONCURRENCY,
     segmentMaxAttempts: config.BATCHMEM_SEGMENT_MAX_ATTEMPTS,
+    segmentRetryInitialMs: defaultSettings.segmentRetryInitialMs,
+    segmentRetryMaxMs: defaultSettings.segmentRetryMaxMs,
     webhookMaxAttempts: config.BATCHMEM_WEBHOOK_MAX_ATTEMPTS,
     webhookBaseDelayMs: config.BATCHMEM_WEBHOOK_BASE_DELAY_MS,
     webhookMaxDelayMs: config.BATCHMEM_WEBHOOK_MAX_DELAY_MS,

@@ -9,6 +9,7 @@
 // gives each request its own time budget: transient and throttling errors are retried with capped, jittered
 // exponential backoff until `outageToleranceMs` has passed since the first attempt.
 import type { S3ClientConfig } from '@aws-sdk/client-s3';
+import { backoffMs } from '../../domain/retry-policy.ts';
 
 // The SDK's RetryStrategyV2 interface, taken from the client's own config type (its package is not a direct dependency).
 type RetryStrategyV2 = Extract<NonNullable<S3ClientConfig['retryStrategy']>, { acquireInitialRetryToken: unknown }>;
@@ -64,9 +65,9 @@ export class OutageRetryStrategy implements RetryStrategyV2 {
     // Client errors (4xx: not found, precondition failed, bad digest) and plain server errors are answers, not outages.
     if (errorInfo.errorType !== 'TRANSIENT' && errorInfo.errorType !== 'THROTTLING') throw errorInfo.error;
     const count = token.getRetryCount() + 1;
-    const ceiling = Math.min(this.#maxDelayMs, this.#baseDelayMs * 2 ** count);
-    // Equal jitter: at least half the backoff, so concurrent requests spread out without hammering a recovering store.
-    let delayMs = Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
+    // The product's one backoff: base·2^count capped, with equal jitter (at least half), so concurrent requests
+    // spread out without hammering a recovering store.
+    let delayMs = backoffMs({ initialDelayMs: this.#baseDelayMs, maxDelayMs: this.#maxDelayMs }, count + 1);
     if (errorInfo.retryAfterHint instanceof Date) delayMs = Math.max(delayMs, errorInfo.retryAfterHint.getTime() - Date.now());
     if (Date.now() + delayMs - token.startedAt > this.#toleranceMs) throw errorInfo.error;
     return new Token(token.startedAt, count, delayMs);

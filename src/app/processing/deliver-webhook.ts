@@ -1,5 +1,6 @@
 // One delivery attempt of a batch's final webhook, recorded on the batch. The caller owns the retry policy.
-import { isFinal } from '../../domain/batch.ts';
+import { isFinal } from '../../domain/lifecycle.ts';
+import { backoffMs } from '../../domain/retry-policy.ts';
 import type { DeliveryAttempt } from '../../ports/webhook-notifier.ts';
 import { batchResource } from '../batch-resource.ts';
 import type { Services } from '../services.ts';
@@ -45,8 +46,7 @@ export async function deliverWebhook(ctx: Services, key: string): Promise<Webhoo
   return { status: 'attempted', attempt, attempts: updated?.webhook.attempts ?? 0 };
 }
 
-/** Exponential backoff with full jitter, capped. */
+/** The wait after the `attempt`-th failed delivery: the product's one backoff (domain/retry-policy.ts). */
 export function webhookDelayMs(attempt: number, baseMs: number, maxMs: number, random = Math.random): number {
-  const ceiling = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempt - 1));
-  return Math.round(ceiling / 2 + (random() * ceiling) / 2);
+  return backoffMs({ initialDelayMs: baseMs, maxDelayMs: maxMs }, attempt, random);
 }

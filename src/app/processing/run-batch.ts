@@ -1,10 +1,19 @@
 // Runs a whole batch in this process: the embedded orchestrator's loop. Temporal's workflow follows the same steps
-// (begin, segments in parallel, finalize; then the webhook, delivered apart so a slow receiver holds no batch slot) with activities that call the same use cases.
+// (begin, segments in parallel, finalize; then the webhook, delivered apart so a slow receiver holds no batch slot)
+// with activities that call the same use cases, and the same retry loops from domain/retry-policy.ts.
 import pLimit from 'p-limit';
 import { schedulesSegments } from '../../domain/lifecycle.ts';
+import {
+  attemptWithRetries,
+  retryDelivery,
+  type RetryHooks,
+  segmentFailureMessage,
+  segmentRetryPolicy,
+  webhookRetryPolicy,
+} from '../../domain/retry-policy.ts';
 import type { Services } from '../services.ts';
 import { beginBatch } from './begin-batch.ts';
-import { deliverWebhook, webhookDelayMs } from './deliver-webhook.ts';
+import { deliverWebhook } from './deliver-webhook.ts';
 import { finalizeBatch } from './finalize-batch.ts';
 import { processSegment } from './process-segment.ts';
 
@@ -19,7 +28,8 @@ export interface RunOptions {
 
 export type RunEnd = 'finished' | 'interrupted';
 
-const sleep = (ms: number, signal?: AbortSignal) =>
+/** A timer that an abort cuts short. */
+export const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve) => {
     const timer = setTimeout(resolve, ms);
     signal?.addEventListener('abort', () => { clearTimeout(timer); resolve(); }, { once: true });
@@ -32,24 +42,18 @@ export async function runBatch(ctx: Services, key: string, options: RunOptions):
   if (schedulesSegments(plan.status)) {
     const done = new Set(plan.doneSegments);
     const limit = pLimit(ctx.settings.segmentConcurrency);
+    const policy = segmentRetryPolicy(ctx.settings);
     const stop = () => options.signal.aborted || failure !== undefined;
     const runOne = async (segment: number) => {
-      for (let attempt = 1; !stop(); attempt += 1) {
-        const startedAt = performance.now();
-        try {
-          const result = await processSegment(ctx, { key, segment, workerId: options.workerId });
-          if (!result.ok) failure = result.error.reason;
-          else options.onSegmentDone?.(segment, performance.now() - startedAt);
-          return;
-        } catch (error) {
-          options.onSegmentError?.(segment, attempt, error);
-          if (attempt >= ctx.settings.segmentMaxAttempts) {
-            failure = `segment ${segment + 1} failed ${attempt} times: ${(error as Error).message}`;
-            return;
-          }
-          await sleep(Math.min(30_000, 200 * 2 ** attempt), options.signal);
-        }
-      }
+      const startedAt = performance.now();
+      const run = await attemptWithRetries(policy, () => processSegment(ctx, { key, segment, workerId: options.workerId }), {
+        sleep: (ms) => sleep(ms, options.signal),
+        stopped: stop,
+        onFailure: (attempt, error) => options.onSegmentError?.(segment, attempt, error),
+      });
+      if (run.status === 'gave_up') failure = segmentFailureMessage(segment, run.attempts, (run.error as Error).message);
+      else if (run.status === 'done' && !run.value.ok) failure = run.value.error.reason;
+      else if (run.status === 'done') options.onSegmentDone?.(segment, performance.now() - startedAt);
     };
     const pending: Promise<void>[] = [];
     for (let segment = 0; segment < plan.segments; segment += 1) {
@@ -66,11 +70,11 @@ export async function runBatch(ctx: Services, key: string, options: RunOptions):
 
 /** Retries the final webhook with backoff; a dead receiver only costs attempts, never the batch's status. */
 export async function deliverWithRetries(ctx: Services, key: string, signal: AbortSignal): Promise<void> {
-  const { webhookMaxAttempts, webhookBaseDelayMs, webhookMaxDelayMs } = ctx.settings;
-  while (!signal.aborted) {
+  const hooks: RetryHooks = { sleep: (ms) => sleep(ms, signal), stopped: () => signal.aborted };
+  await retryDelivery(webhookRetryPolicy(ctx.settings), async () => {
     const step = await deliverWebhook(ctx, key);
-    if (step.status === 'nothing_to_send' || step.attempt.delivered) return;
-    if (step.attempts >= webhookMaxAttempts || !step.attempt.retryable) return;
-    await sleep(webhookDelayMs(step.attempts, webhookBaseDelayMs, webhookMaxDelayMs), signal);
-  }
+    if (step.status === 'nothing_to_send') return step;
+    const { attempt, attempts } = step;
+    return attempt.delivered ? { status: 'delivered' } : { status: 'undelivered', retryable: attempt.retryable, attempts, error: attempt.error };
+  }, hooks);
 }

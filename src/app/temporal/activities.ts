@@ -48,11 +48,11 @@ export interface FinalState {
 
 export type WebhookOutcome = 'delivered' | 'nothing_to_send';
 
-/** Failure types the workflow recognises; all are non-retryable. */
+/** Failure types the workflow recognises; a failed activity is never retried by Temporal, the workflow decides. */
 export const failureTypes = {
   segmentCorrupt: 'SegmentCorrupt',
   webhookRejected: 'WebhookRejected',
-  webhookExhausted: 'WebhookExhausted',
+  webhookNotDelivered: 'WebhookNotDelivered',
 } as const;
 
 const noCounts: Counts = { total: 0, processed: 0, succeeded: 0, failed: 0 };
@@ -95,17 +95,21 @@ export function createActivities(ctx: Services, options: ActivityOptions) {
       return batch ? { status: batch.status, counts: batch.counts } : { status: 'missing', counts: noCounts };
     },
 
-    /** One delivery attempt; Temporal's retry policy for this activity spaces out the next ones. */
+    /**
+     * One delivery attempt. The workflow's retry loop (domain/retry-policy.ts, shared with the local runner) decides
+     * whether and when to try again, from the attempts recorded on the batch, carried in the failure's details.
+     */
     async deliverWebhook(input: { batchKey: string }): Promise<WebhookOutcome> {
       const step = await deliverWebhook(ctx, input.batchKey);
       if (step.status === 'nothing_to_send') return 'nothing_to_send';
       const { attempt, attempts } = step;
       if (attempt.delivered) return 'delivered';
-      if (!attempt.retryable) throw ApplicationFailure.nonRetryable(attempt.error, failureTypes.webhookRejected);
-      if (attempts >= tuning.webhookMaxAttempts) {
-        throw ApplicationFailure.nonRetryable(`gave up after ${attempts} attempts: ${attempt.error}`, failureTypes.webhookExhausted);
-      }
-      throw ApplicationFailure.retryable(attempt.error, 'WebhookNotDelivered');
+      throw ApplicationFailure.create({
+        message: attempt.error,
+        type: attempt.retryable ? failureTypes.webhookNotDelivered : failureTypes.webhookRejected,
+        nonRetryable: !attempt.retryable,
+        details: [attempts],
+      });
     },
   };
 }

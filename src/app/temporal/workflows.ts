@@ -7,12 +7,14 @@
 //   They only touch the batch record; if storage is down the batch waits for it instead of being abandoned
 //   half-done. A stuck call shows in the Temporal UI as a pending activity with its last failure.
 // - processSegment: start-to-close 5 minutes (a segment is at most 1,000 items / 1 MiB), heartbeat timeout
-//   20 s so a segment on a dead worker is retried elsewhere within seconds; retried up to
-//   BATCHMEM_SEGMENT_MAX_ATTEMPTS times with backoff 1 s doubling to 30 s. Safe to repeat: memory ids derive from
-//   batch and index and the ledger keeps the first outcome. A corrupt segment is non-retryable and fails the batch.
-// - deliverWebhook: one attempt per activity attempt; Temporal spaces the retries (BATCHMEM_WEBHOOK_BASE_DELAY_MS
-//   doubling to BATCHMEM_WEBHOOK_MAX_DELAY_MS, at most BATCHMEM_WEBHOOK_MAX_ATTEMPTS). A receiver that stays
-//   down costs attempts only: the batch's status is final before the first attempt.
+//   20 s so a segment on a dead worker is retried elsewhere within seconds. Each activity runs once; the workflow
+//   retries it with the segment policy of domain/retry-policy.ts (BATCHMEM_SEGMENT_MAX_ATTEMPTS attempts, 1 s
+//   doubling to 30 s, jittered), the same loop the local runner uses. Safe to repeat: memory ids derive from batch
+//   and index and the ledger keeps the first outcome. A corrupt segment is not retried and fails the batch.
+// - deliverWebhook: one attempt per activity; the workflow's webhook loop (domain/retry-policy.ts, shared with the
+//   local runner) spaces the retries (BATCHMEM_WEBHOOK_BASE_DELAY_MS doubling to BATCHMEM_WEBHOOK_MAX_DELAY_MS, at
+//   most BATCHMEM_WEBHOOK_MAX_ATTEMPTS recorded attempts). A receiver that stays down costs attempts only: the
+//   batch's status is final before the first attempt.
 import {
   ActivityFailure,
   ApplicationFailure,
@@ -22,17 +24,27 @@ import {
   proxyActivities,
   rootCause,
   setHandler,
+  sleep,
   workflowInfo,
 } from '@temporalio/workflow';
 import { type BatchStatus, schedulesSegments } from '../../domain/lifecycle.ts';
+import {
+  attemptWithRetries,
+  type DeliveryEnd,
+  type DeliveryStep,
+  retryDelivery,
+  segmentFailureMessage,
+  segmentRetryPolicy,
+  webhookRetryPolicy,
+} from '../../domain/retry-policy.ts';
 import type { Counts } from '../../domain/progress.ts';
 import { type BatchProgress, cancelSignal, type ProcessBatchInput, progressQuery } from '../../adapters/temporal/process-batch.ts';
-import type { BatchActivities, failureTypes, Tuning, WebhookOutcome } from './activities.ts';
+import type { BatchActivities, failureTypes, Tuning } from './activities.ts';
 
 export interface ProcessBatchResult {
   status: BatchStatus | 'missing';
   counts: Counts;
-  webhook: WebhookOutcome | 'not_delivered';
+  webhook: DeliveryEnd;
 }
 
 const segmentCorrupt: (typeof failureTypes)['segmentCorrupt'] = 'SegmentCorrupt';
@@ -78,16 +90,27 @@ export async function processBatch(input: ProcessBatchInput): Promise<ProcessBat
     progress.phase = 'processing'; // literal: a workflow phase, not a batch status
     const { processSegment } = segmentActivities(tuning);
     const stopping = () => progress.cancelRequested || progress.failure !== null || halted;
+    const policy = segmentRetryPolicy(tuning);
     const runSegment = async (segment: number) => {
       try {
-        const step = await processSegment({ batchKey, segment });
-        if (step.status === 'recorded') observe(step.counts);
-        else {
-          log.info('segment skipped; no new segments will start', { segment, reason: step.reason });
-          halted = true;
+        const run = await attemptWithRetries(policy, () => processSegment({ batchKey, segment }), {
+          // Cut short by cancel or another segment's failure, like the local runner's timer.
+          sleep: (ms) => condition(stopping, ms).then(() => undefined),
+          stopped: stopping,
+          retryable: (error) => !isCorrupt(error),
+        });
+        if (run.status === 'gave_up') {
+          progress.failure ??= run.retryable
+            ? segmentFailureMessage(segment, run.attempts, rootCause(run.error) ?? String(run.error))
+            : failureMessage(run.error);
+        } else if (run.status === 'done') {
+          const step = run.value;
+          if (step.status === 'recorded') observe(step.counts);
+          else {
+            log.info('segment skipped; no new segments will start', { segment, reason: step.reason });
+            halted = true;
+          }
         }
-      } catch (error) {
-        progress.failure ??= segmentFailure(segment, error, tuning);
       } finally {
         progress.runningSegments -= 1;
       }
@@ -119,47 +142,53 @@ export async function processBatch(input: ProcessBatchInput): Promise<ProcessBat
   observe(final.counts);
 
   progress.phase = 'notifying';
-  let webhook: ProcessBatchResult['webhook'];
-  try {
-    webhook = await webhookActivities(tuning).deliverWebhook({ batchKey });
-  } catch (error) {
-    // A dead or refusing receiver never changes the batch: its attempts and last error are on the record.
-    log.warn('webhook not delivered', { error: rootCause(error) ?? String(error) });
-    webhook = 'not_delivered';
-  }
+  const { deliverWebhook } = webhookActivities(tuning);
+  let tries = 0;
+  const webhook = await retryDelivery(webhookRetryPolicy(tuning), async (): Promise<DeliveryStep> => {
+    tries += 1;
+    try {
+      return { status: await deliverWebhook({ batchKey }) };
+    } catch (error) {
+      // A dead or refusing receiver never changes the batch: its attempts and last error are on the record.
+      log.warn('webhook not delivered', { error: rootCause(error) ?? String(error) });
+      const cause = error instanceof ActivityFailure ? error.cause : error;
+      const recorded = cause instanceof ApplicationFailure ? Number(cause.details?.[0]) : NaN;
+      return {
+        status: 'undelivered',
+        retryable: !(cause instanceof ApplicationFailure && cause.nonRetryable),
+        // An attempt that timed out may not be on the record: count it here.
+        attempts: Number.isFinite(recorded) ? Math.max(recorded, tries) : tries,
+        error: failureMessage(error),
+      };
+    }
+  }, { sleep, stopped: () => false });
   progress.phase = 'done';
   return { status: final.status, counts: final.counts, webhook };
 }
+
+// Segment and webhook activities run once per call: the retry loops of domain/retry-policy.ts, the same the local
+// runner uses, space and stop the attempts (workflow timers; jitter from the workflow's deterministic Math.random).
+const once = { maximumAttempts: 1 };
 
 function segmentActivities(tuning: Tuning) {
   return proxyActivities<BatchActivities>({
     startToCloseTimeout: tuning.segmentStartToCloseMs,
     heartbeatTimeout: tuning.segmentHeartbeatTimeoutMs,
-    retry: {
-      initialInterval: tuning.segmentRetryInitialMs,
-      backoffCoefficient: 2,
-      maximumInterval: tuning.segmentRetryMaxMs,
-      maximumAttempts: tuning.segmentMaxAttempts,
-      nonRetryableErrorTypes: [segmentCorrupt],
-    },
+    retry: once,
   });
 }
 
 function webhookActivities(tuning: Tuning) {
-  return proxyActivities<BatchActivities>({
-    startToCloseTimeout: tuning.webhookStartToCloseMs,
-    retry: {
-      initialInterval: tuning.webhookBaseDelayMs,
-      backoffCoefficient: 2,
-      maximumInterval: tuning.webhookMaxDelayMs,
-      maximumAttempts: tuning.webhookMaxAttempts,
-    },
-  });
+  return proxyActivities<BatchActivities>({ startToCloseTimeout: tuning.webhookStartToCloseMs, retry: once });
 }
 
-function segmentFailure(segment: number, error: unknown, tuning: Tuning): string {
+function isCorrupt(error: unknown): boolean {
   const cause = error instanceof ActivityFailure ? error.cause : error;
-  if (cause instanceof ApplicationFailure && cause.type === segmentCorrupt) return cause.message;
-  const reason = rootCause(error) ?? String(error);
-  return `segment ${segment + 1} failed ${tuning.segmentMaxAttempts} times: ${reason}`;
+  return cause instanceof ApplicationFailure && cause.type === segmentCorrupt;
+}
+
+/** The activity's own message (a corrupt segment's reason, a receiver's answer), not the wrapper's. */
+function failureMessage(error: unknown): string {
+  const cause = error instanceof ActivityFailure ? error.cause : error;
+  return cause instanceof ApplicationFailure ? cause.message : (rootCause(error) ?? String(error));
 }
