@@ -1,5 +1,8 @@
 // The progress ledger: each segment's outcome counts once, whatever the order or number of deliveries.
-// Pure and import-free, so workflow code may use it too.
+// Pure and import-free, so workflow code may use it too. `recordOutcome` is the merge rule and `countsOf` the counts
+// it gives; every BatchRepository applies the rule in its own store (a unique row per segment, the counters moved
+// by `addOutcome` in the same transaction), and the repository contract suite checks, on every adapter, that any
+// order and duplication of outcomes leaves exactly the counts `countsOf` gives.
 
 /**
  * What became of one item: stored, or rejected with a reason. Named here once: the results API, its schema and the

@@ -1,7 +1,9 @@
 // The BatchRepository contract: the executable form of the guarantees in src/ports/batch-repository.ts.
+import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { changeBatch } from '../../src/app/change-batch.ts';
 import { finish, isFinal, requestCancel } from '../../src/domain/lifecycle.ts';
+import { countsOf, emptyLedger, recordOutcome, type SegmentOutcome } from '../../src/domain/progress.ts';
 import type { Batch } from '../../src/domain/batch.ts';
 import { InvalidCursorError, type BatchRepository } from '../../src/ports/batch-repository.ts';
 import { newBatch, tenantA, tenantB, uniqueId } from '../support/batches.ts';
@@ -121,6 +123,38 @@ export function batchRepositoryContract(adapter: string, open: () => Promise<Rep
       expect(segments.map((s) => [s.segment, s.workerId])).toEqual([[0, 'w1'], [1, 'w2']]);
       expect(await repo.listErrors(batch.key, -1, 100)).toEqual(errors);
       expect((await repo.listErrors(batch.key, 4, 2)).map((e) => e.index)).toEqual([6, 8]);
+    });
+
+    it("keeps the ledger's counts under any order and duplication of segment outcomes", async () => {
+      // Segment outcomes, then a delivery order in which each appears at least once and any may repeat (a retried
+      // or duplicated activity; a repeat may even carry other numbers, as a re-run against a changed sink could).
+      const deliveries = fc
+        .array(fc.record({ succeeded: fc.nat(20), failed: fc.nat(5) }), { minLength: 1, maxLength: 6 })
+        .chain((segments) => {
+          const outcomes: SegmentOutcome[] = segments.map((s, segment) => ({ segment, ...s }));
+          const repeat = fc.record({ segment: fc.nat(outcomes.length - 1), succeeded: fc.nat(20), failed: fc.nat(5) });
+          return fc.tuple(fc.constant(outcomes), fc.array(repeat, { maxLength: 6 })).chain(([first, repeats]) =>
+            fc.shuffledSubarray([...first, ...repeats], { minLength: first.length + repeats.length }),
+          );
+        });
+      await fc.assert(
+        fc.asyncProperty(deliveries, async (order) => {
+          const total = order.reduce((sum, o) => sum + o.succeeded + o.failed, 0);
+          const batch = newBatch({ counts: { total, processed: 0, succeeded: 0, failed: 0 } });
+          await repo.create(batch);
+          let ledger = emptyLedger(total);
+          for (const outcome of order) {
+            const expected = recordOutcome(ledger, outcome);
+            ledger = expected.ledger;
+            const recorded = await repo.recordSegment(batch.key, outcome, [], 'w');
+            expect(recorded).toEqual({ applied: expected.applied, counts: countsOf(ledger) });
+          }
+          expect((await repo.get(batch.key))?.counts).toEqual(countsOf(ledger));
+          expect((await repo.listSegments(batch.key)).map(({ segment, succeeded, failed }) => ({ segment, succeeded, failed })))
+            .toEqual([...ledger.outcomes.values()].sort((a, b) => a.segment - b.segment));
+        }),
+        { numRuns: 8 },
+      );
     });
 
     it('keeps counters and status updates independent', async () => {
