@@ -1,5 +1,6 @@
 // The public shape of a batch, shared by the HTTP API and the webhook payload. It never carries the secret.
-import { type Batch, isFinal, compressionRatio } from '../domain/batch.ts';
+import { type Batch, compressionRatio } from '../domain/batch.ts';
+import { expiredItems, isFinal, progressVersion } from '../domain/lifecycle.ts';
 import { progressFraction } from '../domain/progress.ts';
 
 /** An item error as Papr clients read it: `code` is the HTTP-like status of that item (always 500 here). */
@@ -20,7 +21,7 @@ export function batchResource(batch: Batch, errors: PaprItemError[] = []) {
     created_at: batch.createdAt,
     started_at: batch.startedAt,
     completed_at: batch.completedAt,
-    request_counts: { ...batch.counts },
+    request_counts: { ...batch.counts, expired: expiredItems(batch) },
     progress: Math.round(progressFraction(batch.counts) * 10_000) / 10_000,
     workflow_id: batch.workflowId,
     payload: {
@@ -45,6 +46,11 @@ export function batchResource(batch: Batch, errors: PaprItemError[] = []) {
     total_successful: batch.counts.succeeded,
     total_failed: batch.counts.failed,
     errors,
+    completion_window: batch.completionWindow ?? null,
+    expires_at: batch.expiresAt ?? null,
+    metadata: { ...batch.metadata },
+    /** The SSE event id of this state (see `progressVersion`). */
+    progress_version: progressVersion(batch),
   };
 }
 

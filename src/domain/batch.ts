@@ -49,12 +49,59 @@ export interface Batch {
   payload: PayloadInfo;
   workflowId: string | null;
   webhook: WebhookState;
-  /** Why the batch failed, when it did. */
+  /** Why the batch failed or expired, when it did. */
   error: string | null;
   /** Batch-level values of the Papr memory fields, merged under each memory's own when it is stored. */
   memoryDefaults?: MemoryAttributes | null | undefined;
   /** SHA-256 (hex) of the normalised submit body: tells a retried request from a different one under the same key. */
   fingerprint?: string | null | undefined;
+  /** The completion window as the client gave it (`"24h"`), or null (or absent) for none. */
+  completionWindow?: string | null | undefined;
+  /** When the batch expires if it is not final by then (ISO 8601): `createdAt` plus the window. */
+  expiresAt?: string | null | undefined;
+  /** The client's own labels: at most `batchMetadataLimits.maxPairs` string pairs, stored and returned as sent. */
+  metadata?: Record<string, string> | undefined;
+}
+
+/**
+ * Bounds of a batch's metadata. Keys are restricted to characters every batch store can filter on as a field path
+ * (no dots, quotes or brackets); the values are free text.
+ */
+export const batchMetadataLimits = { maxPairs: 16, maxKeyLength: 64, maxValueLength: 512 } as const;
+export const metadataKeyPattern = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** The problems with a batch metadata value, each with its path; empty when it is acceptable. */
+export function batchMetadataIssues(value: unknown): { path: string; message: string }[] {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return [{ path: 'metadata', message: 'must be an object of string values' }];
+  }
+  const entries = Object.entries(value);
+  if (entries.length > batchMetadataLimits.maxPairs) {
+    return [{ path: 'metadata', message: `may hold at most ${batchMetadataLimits.maxPairs} pairs, not ${entries.length}` }];
+  }
+  const issues: { path: string; message: string }[] = [];
+  for (const [key, item] of entries) {
+    const path = `metadata.${key.slice(0, batchMetadataLimits.maxKeyLength)}`;
+    if (!metadataKeyPattern.test(key)) issues.push({ path, message: 'key must match [A-Za-z0-9_-]{1,64}' });
+    else if (typeof item !== 'string') issues.push({ path, message: 'must be a string' });
+    else if (item.length > batchMetadataLimits.maxValueLength) {
+      issues.push({ path, message: `must be at most ${batchMetadataLimits.maxValueLength} characters` });
+    }
+  }
+  return issues;
+}
+
+/** Bounds of a completion window: long enough to mean something, short enough that a forgotten batch still ends. */
+export const completionWindowLimits = { minMs: 5_000, maxMs: 7 * 86_400_000 } as const;
+const windowUnitsMs = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+
+/** `"24h"` -> milliseconds: a whole number and a unit (s, m, h, d), between 5 s and 7 d; else the reason it is not. */
+export function parseCompletionWindow(value: unknown): { ok: true; ms: number } | { ok: false; message: string } {
+  const match = typeof value === 'string' ? /^([1-9][0-9]{0,6})(s|m|h|d)$/.exec(value) : null;
+  if (!match) return { ok: false, message: 'must be a whole number and a unit s, m, h or d, for example "24h"' };
+  const ms = Number(match[1]) * windowUnitsMs[match[2] as keyof typeof windowUnitsMs];
+  if (ms < completionWindowLimits.minMs || ms > completionWindowLimits.maxMs) return { ok: false, message: 'must be between 5s and 7d' };
+  return { ok: true, ms };
 }
 
 export const batchIdPattern = /^[A-Za-z0-9_-]{1,64}$/;

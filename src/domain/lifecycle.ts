@@ -3,24 +3,28 @@
 //
 //   pending ──begin──> processing ──finish──> completed | failed
 //      │                   │
-//      └──requestCancel──> cancelling ──finish──> cancelled
+//      ├──requestCancel──> cancelling ──finish──> cancelled
+//      │                   │
+//      └──expire─────────> expired        (the completion window passed first)
 //
 // `completed` means every item reached an outcome (some may have failed); `failed` means the batch itself could not
-// be processed. Adding a status is a change here: the list, its transitions, and the step that enters it.
+// be processed; `expired` means its completion window ended first: the items processed by then keep their outcome,
+// the others count as expired. Adding a status is a change here: the list, its transitions, and the step that enters it.
 import type { IllegalTransition } from './errors.ts';
 import type { Counts } from './progress.ts';
 import { err, ok, type Result } from './result.ts';
 
-export const batchStatuses = ['pending', 'processing', 'completed', 'failed', 'cancelling', 'cancelled'] as const;
+export const batchStatuses = ['pending', 'processing', 'completed', 'failed', 'cancelling', 'cancelled', 'expired'] as const;
 export type BatchStatus = (typeof batchStatuses)[number];
 
 const nextStatuses: Record<BatchStatus, readonly BatchStatus[]> = {
-  pending: ['processing', 'cancelling'],
-  processing: ['completed', 'failed', 'cancelling'],
+  pending: ['processing', 'cancelling', 'expired'],
+  processing: ['completed', 'failed', 'cancelling', 'expired'],
   cancelling: ['cancelled'],
   completed: [],
   failed: [],
   cancelled: [],
+  expired: [],
 };
 
 /** The status a batch is created with. */
@@ -66,6 +70,34 @@ export function isCompleted(status: string): boolean {
   return status === 'completed';
 }
 
+/**
+ * How many items count as `expired`: in an expired batch, every item without an outcome; none in any other status.
+ * Derived rather than stored, so `succeeded + failed + expired = total` holds for every reader and every backend.
+ */
+export function expiredItems(batch: { status: BatchStatus; counts: Counts }): number {
+  return batch.status === 'expired' ? Math.max(0, batch.counts.total - batch.counts.processed) : 0;
+}
+
+/** Longest path from the initial status: strictly larger after every legal transition. */
+const statusDepth: Record<BatchStatus, number> = (() => {
+  const depth = Object.fromEntries(batchStatuses.map((status) => [status, 0])) as Record<BatchStatus, number>;
+  // The lifecycle is acyclic and short: relaxing every edge once per status reaches the fixed point.
+  for (let round = 0; round < batchStatuses.length; round += 1) {
+    for (const from of batchStatuses) for (const to of nextStatuses[from]) depth[to] = Math.max(depth[to], depth[from] + 1);
+  }
+  return depth;
+})();
+
+/**
+ * The batch's progress version: a number that grows with every change a watcher can see (a status change or an item
+ * outcome) and with nothing else, so the same state gives the same number on every connection and every replica. It
+ * is the SSE event id: a client resuming with `Last-Event-ID: n` has seen every state up to n. Stable once the batch
+ * is final (its counts no longer move), so a final event id keeps meaning "final state seen".
+ */
+export function progressVersion(batch: { status: BatchStatus; counts: Counts }): number {
+  return statusDepth[batch.status] + batch.counts.processed;
+}
+
 /** The fields a status change writes besides the status. */
 export interface StatusPatch {
   status: BatchStatus;
@@ -88,6 +120,19 @@ export function begin(batch: { status: BatchStatus }, now: string): Step {
 /** A client asks the batch to stop: pending or processing -> cancelling. */
 export function requestCancel(batch: { status: BatchStatus }): Step {
   return step(batch.status, { status: 'cancelling' });
+}
+
+/**
+ * The completion window passed before the batch was final: pending or processing -> expired, stamped with `now`.
+ * A cancelling batch is not expired: it ends cancelled as asked. Items processed by then keep their outcome.
+ */
+export function expire(batch: { status: BatchStatus; counts: Counts }, now: string, window: string): Step {
+  const missing = batch.counts.total - batch.counts.processed;
+  return step(batch.status, {
+    status: 'expired',
+    completedAt: now,
+    error: `the completion window of ${window} passed with ${missing} memories not processed`,
+  });
 }
 
 /**

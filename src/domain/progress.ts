@@ -5,10 +5,11 @@
 // order and duplication of outcomes leaves exactly the counts `countsOf` gives.
 
 /**
- * What became of one item: stored, or rejected with a reason. Named here once: the results API, its schema and the
- * metrics take them from this list, so adding an outcome starts here.
+ * What became of one item: stored, or rejected with a reason, or (in an expired batch only) never processed before the
+ * completion window passed. Named here once: the results API, its schema and the metrics take them from this list,
+ * so adding an outcome starts here.
  */
-export const itemOutcome = { succeeded: 'succeeded', failed: 'failed' } as const;
+export const itemOutcome = { succeeded: 'succeeded', failed: 'failed', expired: 'expired' } as const;
 export type ItemOutcomeName = (typeof itemOutcome)[keyof typeof itemOutcome];
 export const itemOutcomes = Object.values(itemOutcome) as [ItemOutcomeName, ...ItemOutcomeName[]];
 

@@ -31,6 +31,15 @@ export interface ExpiredPayload {
   completedAt: string;
 }
 
+/** What `list` filters on besides the organization; each given field must match. */
+export interface BatchListQuery {
+  status?: BatchStatus | undefined;
+  /** Every pair must be in the batch's metadata, with exactly this value. */
+  metadata?: Record<string, string> | undefined;
+  limit: number;
+  cursor?: string | undefined;
+}
+
 /** Thrown by `list` for a cursor it did not issue. */
 export class InvalidCursorError extends Error {
   override name = 'InvalidCursorError';
@@ -54,7 +63,10 @@ export interface Page<T> {
  *   typed `IllegalTransition` and changes nothing. Adapters apply patches through the domain's `applyPatch`.
  * - `recordSegment` is idempotent per (key, segment): the first outcome is stored with its item errors and added to the
  *   counters atomically; a repeat returns `applied: false` and changes nothing. Counters are therefore exact under retries.
- * - `list` pages newest first, filtered by organization and optionally status; cursors are opaque strings.
+ *   An outcome arriving once the batch is final (a segment still running when the batch expired) is not recorded
+ *   either (`applied: false`): a final batch's counts never move.
+ * - `list` pages newest first, filtered by organization and optionally status and metadata pairs; cursors are opaque.
+ * - `delete` removes the record with its ledger and item errors; deleting a missing key is a no-op returning false.
  */
 export interface BatchRepository {
   create(batch: Batch): Promise<{ created: boolean; batch: Batch }>;
@@ -68,10 +80,9 @@ export interface BatchRepository {
   ): Promise<{ applied: boolean; counts: Counts }>;
   listSegments(key: string): Promise<SegmentRecord[]>;
   listErrors(key: string, afterIndex: number, limit: number): Promise<ItemError[]>;
-  list(
-    organization: string,
-    query: { status?: BatchStatus | undefined; limit: number; cursor?: string | undefined },
-  ): Promise<Page<Batch>>;
+  list(organization: string, query: BatchListQuery): Promise<Page<Batch>>;
+  /** Removes the batch record, its ledger and its item errors. True when something was removed. */
+  delete(key: string): Promise<boolean>;
   /**
    * Keys of batches with work left after a restart: status pending, processing or cancelling, or a final status
    * with a webhook URL whose delivery has not succeeded and has had fewer than `maxWebhookAttempts` attempts.

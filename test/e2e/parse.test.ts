@@ -128,7 +128,7 @@ describe('Parse: faults under a running batch', () => {
     const done = await api.waitForFinal('parse-crash');
     console.info(`[e2e parse] killed with ${stored} memories stored and ${recorded} recorded of ${total}; completed after the restart`);
     expect(done.status).toBe('completed');
-    expect(done.request_counts).toEqual({ total, processed: total, succeeded: total, failed: 0 });
+    expect(done.request_counts).toEqual({ total, processed: total, succeeded: total, failed: 0, expired: 0 });
     expect(await storedMemories(parse!, 'org-a', 'parse-crash')).toBe(total);
     const results = await api.all<{ index: number; memory_id: string }>('/v1/batch/parse-crash/results');
     expect(results.map((r) => r.index)).toEqual(Array.from({ length: total }, (_, i) => i));
@@ -149,7 +149,7 @@ describe('Parse: faults under a running batch', () => {
     );
     expect(before.request_counts.processed).toBeLessThan(total);
     expect(done.status).toBe('completed');
-    expect(done.request_counts).toEqual({ total, processed: total, succeeded: total, failed: 0 });
+    expect(done.request_counts).toEqual({ total, processed: total, succeeded: total, failed: 0, expired: 0 });
     expect(await storedMemories(parse!, 'org-b', 'parse-pg-restart')).toBe(total);
     const results = await api.all<{ index: number; memory_id: string }>('/v1/batch/parse-pg-restart/results');
     expect(new Set(results.map((r) => r.memory_id)).size).toBe(total);

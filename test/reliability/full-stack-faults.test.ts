@@ -122,7 +122,7 @@ describe('faults on Temporal + Parse + S3, API and worker in separate processes'
   async function expectSurvived(id: string, fault: string, startedAt: number, at?: BatchJson): Promise<BatchJson> {
     const done = await client.waitForFinal(id, 300_000);
     expect(done.status).toBe('completed');
-    expect(done.request_counts).toEqual({ total, processed: total, succeeded: total, failed: 0 });
+    expect(done.request_counts).toEqual({ total, processed: total, succeeded: total, failed: 0, expired: 0 });
     expect(await parseMemories(id)).toBe(total);
     const results = await client.all<{ index: number; memory_id: string }>(`/v1/batch/${id}/results`);
     expect(results.map((r) => r.index)).toEqual(Array.from({ length: total }, (_, i) => i));

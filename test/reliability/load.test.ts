@@ -69,7 +69,7 @@ describe(`load: ${clients} concurrent clients x ${memoriesPerClient} memories, e
       expect(stream.names.at(-1), `stream of ${id}`).toBe('done');
       expect(stream.names.slice(0, -1).every((name) => name === 'progress')).toBe(true);
       expect(stream.last?.status).toBe('completed');
-      expect(stream.last?.request_counts).toEqual({ total: memoriesPerClient, processed: memoriesPerClient, succeeded: memoriesPerClient, failed: 0 });
+      expect(stream.last?.request_counts).toEqual({ total: memoriesPerClient, processed: memoriesPerClient, succeeded: memoriesPerClient, failed: 0, expired: 0 });
       expect(storedMemories(dir.path, organization, id)).toEqual({ rows: memoriesPerClient, distinctIndexes: memoriesPerClient, distinctIds: memoriesPerClient });
       const results = await api.all<{ index: number; memory_id: string }>(`/v1/batch/${id}/results`);
       expect(results.map((r) => r.index)).toEqual(Array.from({ length: memoriesPerClient }, (_, i) => i));

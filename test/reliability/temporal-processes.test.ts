@@ -82,7 +82,7 @@ async function segmentWorkers(dataDir: string, organization: string, id: string)
 
 async function expectEveryMemoryOnce(api: ApiClient, dataDir: string, batch: BatchJson, total: number): Promise<void> {
   expect(batch.status).toBe('completed');
-  expect(batch.request_counts).toEqual({ total, processed: total, succeeded: total, failed: 0 });
+  expect(batch.request_counts).toEqual({ total, processed: total, succeeded: total, failed: 0, expired: 0 });
   expect(storedMemories(dataDir, 'org-a', batch.id)).toEqual({ rows: total, distinctIndexes: total, distinctIds: total });
   const results = await api.all<{ index: number; memory_id: string; status: string }>(`/v1/batch/${batch.id}/results`);
   expect(results.length).toBe(total);

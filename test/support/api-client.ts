@@ -4,7 +4,7 @@ import { readEventStream } from '../../src/app/sse-parser.ts';
 export interface BatchJson {
   id: string;
   status: string;
-  request_counts: { total: number; processed: number; succeeded: number; failed: number };
+  request_counts: { total: number; processed: number; succeeded: number; failed: number; expired: number };
   progress: number;
   workflow_id: string | null;
   payload: { codec: string; segments: number; raw_bytes: number; stored_bytes: number; compression_ratio: number };

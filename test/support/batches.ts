@@ -27,6 +27,9 @@ export function newBatch(overrides: Partial<Batch> = {}): Batch {
     workflowId: null,
     webhook: { url: null, secret: null, delivered: false, attempts: 0, lastError: null },
     error: null,
+    completionWindow: null,
+    expiresAt: null,
+    metadata: {},
     ...overrides,
   };
 }

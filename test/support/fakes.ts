@@ -1,10 +1,11 @@
 // In-memory adapters for unit tests of use cases. They keep the port guarantees (the contract suites prove it).
 import type { Batch, BatchStatus } from '../../src/domain/batch.ts';
 import type { IllegalTransition } from '../../src/domain/errors.ts';
-import { applyPatch, finalStatuses, unfinishedStatuses } from '../../src/domain/lifecycle.ts';
+import { applyPatch, finalStatuses, isFinal, unfinishedStatuses } from '../../src/domain/lifecycle.ts';
 import type { MemoryRecord } from '../../src/domain/memory.ts';
 import { addOutcome, type Counts, type SegmentOutcome } from '../../src/domain/progress.ts';
 import {
+  type BatchListQuery,
   type BatchPatch,
   type BatchRepository,
   InvalidCursorError,
@@ -47,6 +48,7 @@ export class MemoryBatchRepository implements BatchRepository {
   async recordSegment(key: string, outcome: SegmentOutcome, itemErrors: ItemError[], workerId: string): Promise<{ applied: boolean; counts: Counts }> {
     const batch = this.batches.get(key);
     if (!batch) throw new Error(`batch ${key} does not exist`);
+    if (isFinal(batch.status)) return { applied: false, counts: { ...batch.counts } };
     const segments = this.segments.get(key) ?? new Map<number, SegmentRecord>();
     this.segments.set(key, segments);
     if (segments.has(outcome.segment)) return { applied: false, counts: { ...batch.counts } };
@@ -63,9 +65,10 @@ export class MemoryBatchRepository implements BatchRepository {
   async listErrors(key: string, afterIndex: number, limit: number) {
     return [...(this.errors.get(key)?.values() ?? [])].filter((e) => e.index > afterIndex).sort((a, b) => a.index - b.index).slice(0, limit).map(copy);
   }
-  async list(organization: string, query: { status?: BatchStatus | undefined; limit: number; cursor?: string | undefined }): Promise<Page<Batch>> {
+  async list(organization: string, query: BatchListQuery): Promise<Page<Batch>> {
     const sorted = [...this.batches.values()]
       .filter((b) => b.tenant.organization === organization && (!query.status || b.status === query.status))
+      .filter((b) => Object.entries(query.metadata ?? {}).every(([name, value]) => b.metadata !== undefined && Object.hasOwn(b.metadata, name) && b.metadata[name] === value))
       .sort((a, b) => (a.createdAt === b.createdAt ? b.key.localeCompare(a.key) : b.createdAt.localeCompare(a.createdAt)));
     let start = 0;
     if (query.cursor) {
@@ -75,6 +78,12 @@ export class MemoryBatchRepository implements BatchRepository {
     const page = sorted.slice(start, start + query.limit);
     const more = start + query.limit < sorted.length;
     return { items: page.map(copy), nextCursor: more ? page.at(-1)!.key : null };
+  }
+  async delete(key: string) {
+    this.segments.delete(key);
+    this.errors.delete(key);
+    this.expired.delete(key);
+    return this.batches.delete(key);
   }
   async listNeedingWork(maxWebhookAttempts: number) {
     return [...this.batches.values()]

@@ -8,6 +8,8 @@ const legal: [BatchStatus, BatchStatus][] = [
   ['processing', 'failed'],
   ['processing', 'cancelling'],
   ['cancelling', 'cancelled'],
+  ['pending', 'expired'],
+  ['processing', 'expired'],
 ];
 
 describe('batch lifecycle', () => {
@@ -25,8 +27,8 @@ describe('batch lifecycle', () => {
     },
   );
 
-  it('treats completed, failed and cancelled as final and nothing else', () => {
-    expect(batchStatuses.filter(isFinal)).toEqual(['completed', 'failed', 'cancelled']);
+  it('treats completed, failed, cancelled and expired as final and nothing else', () => {
+    expect(batchStatuses.filter(isFinal)).toEqual(['completed', 'failed', 'cancelled', 'expired']);
   });
 
   it('derives different keys for the same id in different organizations', () => {

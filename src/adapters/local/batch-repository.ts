@@ -2,9 +2,10 @@
 import type { DatabaseSync } from 'node:sqlite';
 import type { Batch, BatchStatus } from '../../domain/batch.ts';
 import type { IllegalTransition } from '../../domain/errors.ts';
-import { applyPatch, finalStatuses, unfinishedStatuses } from '../../domain/lifecycle.ts';
+import { applyPatch, finalStatuses, isFinal, unfinishedStatuses } from '../../domain/lifecycle.ts';
 import { addOutcome, type Counts, type SegmentOutcome } from '../../domain/progress.ts';
 import {
+  type BatchListQuery,
   type BatchPatch,
   type BatchRepository,
   type ExpiredPayload,
@@ -68,6 +69,10 @@ function toBatch(row: BatchRow): Batch {
   const stored = JSON.parse(row.record) as Omit<Batch, 'status' | 'version' | 'counts'>;
   return {
     ...stored,
+    // Records written before completion windows and metadata existed have neither.
+    completionWindow: stored.completionWindow ?? null,
+    expiresAt: stored.expiresAt ?? null,
+    metadata: stored.metadata ?? {},
     status: row.status as BatchStatus,
     version: row.version,
     counts: { total: row.total, processed: row.processed, succeeded: row.succeeded, failed: row.failed },
@@ -155,15 +160,17 @@ export class SqliteBatchRepository implements BatchRepository {
     workerId: string,
   ): Promise<{ applied: boolean; counts: Counts }> {
     return inTransaction(this.#db, () => {
+      const row = this.#db.prepare('SELECT * FROM batches WHERE key = ?').get(key) as BatchRow | undefined;
+      if (!row) throw new Error(`batch ${key} does not exist`);
+      const counts = toBatch(row).counts;
+      // Too late: the batch ended (it expired) while this segment ran. A final batch's counts stay as they ended.
+      if (isFinal(row.status as BatchStatus)) return { applied: false, counts };
       const inserted = this.#db
         .prepare(
           `INSERT INTO segments (batch_key, segment, succeeded, failed, worker_id, recorded_at)
            VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
         )
         .run(key, outcome.segment, outcome.succeeded, outcome.failed, workerId, new Date().toISOString());
-      const row = this.#db.prepare('SELECT * FROM batches WHERE key = ?').get(key) as BatchRow | undefined;
-      if (!row) throw new Error(`batch ${key} does not exist`);
-      const counts = toBatch(row).counts;
       if (inserted.changes === 0) return { applied: false, counts };
       const insertError = this.#db.prepare(
         'INSERT INTO item_errors (batch_key, idx, external_id, error) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING',
@@ -197,15 +204,17 @@ export class SqliteBatchRepository implements BatchRepository {
     return rows.map((r) => ({ index: r.idx, externalId: r.external_id, error: r.error }));
   }
 
-  async list(
-    organization: string,
-    query: { status?: BatchStatus | undefined; limit: number; cursor?: string | undefined },
-  ): Promise<Page<Batch>> {
+  async list(organization: string, query: BatchListQuery): Promise<Page<Batch>> {
     const where = ['organization = ?'];
     const params: (string | number)[] = [organization];
     if (query.status) {
       where.push('status = ?');
       params.push(query.status);
+    }
+    for (const [name, value] of Object.entries(query.metadata ?? {})) {
+      // The key is bound as a value too (json_extract takes the path as a parameter), so no key reaches the SQL text.
+      where.push(`json_extract(record, '$.metadata.' || json_quote(?)) = ?`);
+      params.push(name, value);
     }
     if (query.cursor) {
       const after = decodeCursor(query.cursor);
@@ -219,6 +228,16 @@ export class SqliteBatchRepository implements BatchRepository {
     const page = rows.slice(0, query.limit);
     const last = page.at(-1);
     return { items: page.map(toBatch), nextCursor: rows.length > query.limit && last ? encodeCursor(last) : null };
+  }
+
+  async delete(key: string): Promise<boolean> {
+    return inTransaction(this.#db, () => {
+      const removed = this.#db.prepare('DELETE FROM batches WHERE key = ?').run(key);
+      for (const table of ['segments', 'item_errors', 'payload_expiry']) {
+        this.#db.prepare(`DELETE FROM ${table} WHERE batch_key = ?`).run(key);
+      }
+      return removed.changes > 0;
+    });
   }
 
   async listNeedingWork(maxWebhookAttempts: number): Promise<string[]> {

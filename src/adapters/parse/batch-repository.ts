@@ -23,6 +23,7 @@ import type { IllegalTransition } from '../../domain/errors.ts';
 import { applyPatch, finalStatuses, unfinishedStatuses } from '../../domain/lifecycle.ts';
 import type { Counts, SegmentOutcome } from '../../domain/progress.ts';
 import {
+  type BatchListQuery,
   type BatchPatch,
   type BatchRepository,
   type ExpiredPayload,
@@ -146,6 +147,9 @@ function toBatch(row: ParseObject, version: number, state: MutableState, counts:
     error: state.error,
     memoryDefaults: (row.get('memoryDefaults') as Batch['memoryDefaults']) ?? null,
     fingerprint: text(row.get('bodySha256')),
+    completionWindow: text(row.get('completionWindow')),
+    expiresAt: iso(row.get('expiresAt')),
+    metadata: { ...((row.get('batchMetadata') as Record<string, string> | undefined) ?? {}) },
   };
 }
 
@@ -219,9 +223,12 @@ export class ParseBatchRepository implements BatchRepository {
       rawBytes: batch.payload.rawBytes,
       storedBytes: batch.payload.storedBytes,
       errors: [],
+      batchMetadata: batch.metadata ?? {},
     });
     put(row, 'memoryDefaults', batch.memoryDefaults);
     put(row, 'bodySha256', batch.fingerprint);
+    put(row, 'completionWindow', batch.completionWindow);
+    put(row, 'expiresAt', batch.expiresAt ? new Date(batch.expiresAt) : null);
     writeState(row, batch.version, mutableState(batch));
     row.setACL(new this.#Parse.ACL(tenantAcl(batch.tenant)));
     let created = true;
@@ -279,6 +286,11 @@ export class ParseBatchRepository implements BatchRepository {
   ): Promise<{ applied: boolean; counts: Counts }> {
     const row = await this.#row(key);
     if (!row) throw new Error(`batch ${key} does not exist`);
+    const current = await this.get(key);
+    // Too late: the batch ended (it expired) while this segment ran; a final batch's counts stay as they ended.
+    // Parse has no transaction to make this check and the insert one step: a segment finishing in the same instant
+    // as the expiry may still count (the counts then move from expired to its outcome; the sum stays the total).
+    if (current && isFinal(current.status)) return { applied: false, counts: current.counts };
     const acl = tenantAcl(tenantOfRow(row));
     await this.#storeItemErrors(key, outcome.segment, itemErrors, acl);
 
@@ -334,14 +346,13 @@ export class ParseBatchRepository implements BatchRepository {
     }));
   }
 
-  async list(
-    organization: string,
-    query: { status?: BatchStatus | undefined; limit: number; cursor?: string | undefined },
-  ): Promise<Page<Batch>> {
+  async list(organization: string, query: BatchListQuery): Promise<Page<Batch>> {
     const Parse = this.#Parse;
     const base = () => {
       const q = new Parse.Query(parseClasses.batch).equalTo('organization', organization);
       if (query.status) q.equalTo('status', query.status);
+      // Keys match [A-Za-z0-9_-] (checked at the edge), so each is a plain sub-field path.
+      for (const [name, value] of Object.entries(query.metadata ?? {})) q.equalTo(`batchMetadata.${name}`, value);
       return q;
     };
     let q = base();
@@ -361,6 +372,21 @@ export class ParseBatchRepository implements BatchRepository {
       items: page.map((row) => toBatch(row, number(row.get('version')), stateOfRow(row), countsOfRow(row))),
       nextCursor: rows.length > query.limit && last ? encodeCursor(iso(last.get('submittedAt'))!, last.get('batchId')) : null,
     };
+  }
+
+  async delete(key: string): Promise<boolean> {
+    // The dependent rows first: a crash half-way leaves a batch that can be deleted again, never orphans without one.
+    for (const className of [parseClasses.itemError, parseClasses.segment, parseClasses.version]) {
+      for (;;) {
+        const rows = await new this.#Parse.Query(className).equalTo('batchId', key).limit(pageSize).find(useMasterKey);
+        if (rows.length === 0) break;
+        await this.#Parse.Object.destroyAll(rows, useMasterKey);
+      }
+    }
+    const row = await this.#row(key);
+    if (!row) return false;
+    await row.destroy(useMasterKey);
+    return true;
   }
 
   async listNeedingWork(maxWebhookAttempts: number): Promise<string[]> {

@@ -68,6 +68,9 @@ export const classDefinitions: ClassDefinition[] = [
       payloadExpiredAt: 'Date',
       memoryDefaults: 'Object',
       bodySha256: 'String',
+      completionWindow: 'String',
+      expiresAt: 'Date',
+      batchMetadata: 'Object',
     },
     indexes: {
       status_createdAt: { status: 1, createdAt: 1 },

@@ -3,24 +3,32 @@ import { OpenAPIHono, createRoute, z } from '@hono/zod-openapi';
 import { swaggerUI } from '@hono/swagger-ui';
 import type { Context as HonoContext } from 'hono';
 import { requestId } from 'hono/request-id';
-import { streamSSE } from 'hono/streaming';
-import { type Batch, batchIdPattern, batchKey } from '../../domain/batch.ts';
+import { batchIdPattern, batchMetadataIssues } from '../../domain/batch.ts';
 import { InvalidCursorError } from '../../ports/batch-repository.ts';
 import type { ApiKeyring } from '../api-keys.ts';
 import { batchResource } from '../batch-resource.ts';
 import type { OrchestratedServices } from '../services.ts';
-import { AppFailure, notFound, validation } from '../errors.ts';
+import { type AppError, AppFailure, notFound, validation } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import { cancelBatch } from '../requests/cancel-batch.ts';
+import { deleteBatch } from '../requests/delete-batch.ts';
 import { getBatch, listBatches, listErrors, listResults } from '../requests/read-batches.ts';
-import { findExisting, type SubmitOptions, submitBatch } from '../requests/submit-batch.ts';
-import { watchBatch } from '../requests/watch-batch.ts';
+import {
+  type DryRunReport,
+  dryRunMaxErrors,
+  findExisting,
+  type SubmitOptions,
+  submitBatch,
+  validateBatch,
+} from '../requests/submit-batch.ts';
 import { type AuthEnv, requireApiKey } from './auth.ts';
 import { jsonBatch, ndjsonItems } from './body.ts';
 import { batchResourceWithErrors, envelopeOptions, paprRoutes } from './papr.ts';
 import { appErrorResponse, problemResponse } from './problem.ts';
 import * as doc from './schemas.ts';
+import { createEventsApp, type EventStreamTiming } from './events.ts';
+import { createResultFilesApp } from './result-files.ts';
 import { createUiApp } from './ui.ts';
 
 export interface HttpDeps {
@@ -29,6 +37,8 @@ export interface HttpDeps {
   logger: Logger;
   metrics: Metrics;
   maxJsonBodyBytes: number;
+  /** Heartbeat and retry hint of the event stream (defaults: 15 s, 2 s). */
+  eventStream?: EventStreamTiming;
   /** Extra readiness checks beyond the ports (e.g. Temporal's connection). */
   ready?: () => Promise<void>;
   /** How long `POST /v1/memory` waits for its memory to be stored before answering 202 (default 10 s). */
@@ -52,6 +62,15 @@ const routes = {
     method: 'get', path: '/v1/batch', security, request: { query: doc.ListQuery },
     responses: { 200: { description: 'Batches, newest first', content: { 'application/json': { schema: doc.BatchPageDoc } } }, ...problemResponses },
   }),
+  delete: createRoute({
+    method: 'delete', path: '/v1/batch/{id}', security, request: { params: doc.BatchIdParam },
+    summary: "Delete a final batch: its payload and record go, the memories it stored stay in the memory store",
+    responses: {
+      204: { description: 'Deleted' },
+      409: { description: 'Not final yet (cancel it first, or wait)', content: { 'application/problem+json': { schema: doc.ProblemDoc } } },
+      ...problemResponses,
+    },
+  }),
   cancel: createRoute({
     method: 'post', path: '/v1/batch/{id}/cancel', security, request: { params: doc.BatchIdParam },
     responses: {
@@ -67,10 +86,6 @@ const routes = {
   errors: createRoute({
     method: 'get', path: '/v1/batch/{id}/errors', security, request: { params: doc.BatchIdParam, query: doc.PageQuery },
     responses: { 200: { description: 'Per-item errors by index', content: { 'application/json': { schema: doc.ErrorPageDoc } } }, ...problemResponses },
-  }),
-  events: createRoute({
-    method: 'get', path: '/v1/batch/{id}/events', security, request: { params: doc.BatchIdParam },
-    responses: { 200: { description: 'Server-Sent Events: `progress` on every change, then `done`', content: { 'text/event-stream': { schema: z.string() } } }, ...problemResponses },
   }),
 };
 
@@ -156,6 +171,16 @@ export function createHttpApp(deps: HttpDeps) {
   // Submit reads its body as a stream, so it is a plain route; its contract is documented below for OpenAPI.
   app.post('/v1/memory/batch', async (c) => {
     const tenant = c.get('tenant');
+    const validateOnly = c.req.query('validate_only');
+    if (validateOnly !== undefined && validateOnly !== 'true' && validateOnly !== 'false') {
+      return appErrorResponse(c, validation('validate_only must be true or false', [{ path: 'validate_only', message: 'must be true or false' }]));
+    }
+    const dryRun = validateOnly === 'true';
+    // A dry run reports what a real submit would refuse as invalid (400) in its answer; every other refusal is the same.
+    const refuse = (error: AppError) =>
+      dryRun && error.kind === 'validation'
+        ? c.json(dryRunReport(0, error), 200)
+        : appErrorResponse(c, error);
     const { type, charset } = mediaType(c.req.header('content-type'));
     const isJson = type === 'application/json';
     if (!isJson && !ndjsonTypes.has(type)) {
@@ -166,14 +191,14 @@ export function createHttpApp(deps: HttpDeps) {
     }
     const idempotencyKey = c.req.header('idempotency-key');
     if (idempotencyKey !== undefined && !idempotencyKeyPattern.test(idempotencyKey)) {
-      return appErrorResponse(c, validation('Idempotency-Key must be 1 to 255 visible ASCII characters', [{ path: 'Idempotency-Key', message: 'invalid' }]));
+      return refuse(validation('Idempotency-Key must be 1 to 255 visible ASCII characters', [{ path: 'Idempotency-Key', message: 'invalid' }]));
     }
     const declaredLength = Number(c.req.header('content-length') ?? '0');
     if (isJson && declaredLength > deps.maxJsonBodyBytes) {
       return problemResponse(c, 413, 'Payload too large', `a JSON body may be at most ${deps.maxJsonBodyBytes} bytes; send NDJSON for larger batches`);
     }
     const body = c.req.raw.body;
-    if (!body) return appErrorResponse(c, validation('the body is empty', [{ path: '', message: 'empty' }]));
+    if (!body) return refuse(validation('the body is empty', [{ path: '', message: 'empty' }]));
 
     const early: SubmitOptions = { idempotencyKey };
     let items: AsyncIterable<unknown>;
@@ -183,11 +208,27 @@ export function createHttpApp(deps: HttpDeps) {
       items = parsed.items;
       options = () => ({ ...early, ...envelopeOptions(parsed.envelope, ctx.settings.memoryLimits) });
     } else {
-      const query = { batchId: c.req.query('batch_id'), webhookUrl: c.req.query('webhook_url'), webhookSecret: c.req.header('webhook-secret') };
-      checkBatchId(query.batchId);
+      const query = {
+        batchId: c.req.query('batch_id'),
+        webhookUrl: c.req.query('webhook_url'),
+        webhookSecret: c.req.header('webhook-secret'),
+        completionWindow: c.req.query('completion_window'),
+        metadata: bracketParams(new URL(c.req.url).searchParams, 'metadata'),
+      };
+      try {
+        checkBatchId(query.batchId);
+      } catch (error) {
+        if (error instanceof AppFailure) return refuse(error.error);
+        throw error;
+      }
       Object.assign(early, query);
       items = ndjsonItems(body);
       options = () => early;
+    }
+    if (dryRun) {
+      const report = await validateBatch(ctx, { items, options });
+      if (!report.ok) return appErrorResponse(c, report.error);
+      return c.json(report.value, 200);
     }
     const existing = await findExisting(ctx, tenant, early);
     if (existing) {
@@ -213,9 +254,21 @@ export function createHttpApp(deps: HttpDeps) {
   });
 
   app.openapi(routes.list, async (c) => {
-    const query = c.req.valid('query');
-    const page = await listBatches(ctx, c.get('tenant'), query);
+    const { metadata: _documentedOnly, ...query } = c.req.valid('query');
+    const metadata = bracketParams(new URL(c.req.url).searchParams, 'metadata');
+    if (metadata) {
+      const issues = batchMetadataIssues(metadata).map((issue) => ({ ...issue, path: issue.path.replace(/^metadata\.(.*)$/, 'metadata[$1]') }));
+      if (issues.length > 0) return appErrorResponse(c, validation(`metadata filter is invalid: ${issues.map((i) => `${i.path} ${i.message}`).join('; ')}`, issues)) as never;
+    }
+    const page = await listBatches(ctx, c.get('tenant'), { ...query, metadata });
     return c.json({ data: page.items.map((batch) => batchResource(batch)), next_cursor: page.nextCursor }, 200);
+  });
+
+  app.openapi(routes.delete, async (c) => {
+    const { id } = c.req.valid('param');
+    const result = await deleteBatch(ctx, withBatchId(c, id), id);
+    if (!result.ok) return appErrorResponse(c, result.error) as never;
+    return c.body(null, 204) as never;
   });
 
   app.openapi(routes.cancel, async (c) => {
@@ -239,26 +292,8 @@ export function createHttpApp(deps: HttpDeps) {
     return c.json({ data: result.value.items, next_cursor: result.value.nextCursor }, 200);
   });
 
-  app.openapi(routes.events, async (c) => {
-    const { id } = c.req.valid('param');
-    const tenant = withBatchId(c, id);
-    const found = await getBatch(ctx, tenant, id);
-    if (!found.ok) return appErrorResponse(c, found.error) as never;
-    return streamSSE(c, async (stream) => {
-      const abort = new AbortController();
-      stream.onAbort(() => abort.abort());
-      let last: Batch | undefined;
-      let sequence = 0;
-      for await (const batch of watchBatch(ctx, batchKey(tenant.organization, id), abort.signal)) {
-        last = batch;
-        sequence += 1;
-        await stream.writeSSE({ event: 'progress', id: String(sequence), data: JSON.stringify(batchResource(batch)) });
-      }
-      if (last && !abort.signal.aborted) {
-        await stream.writeSSE({ event: 'done', id: String(sequence + 1), data: JSON.stringify(batchResource(last)) });
-      }
-    }) as never;
-  });
+  app.route('/', createEventsApp(ctx, deps.eventStream));
+  app.route('/', createResultFilesApp(ctx));
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
   app.openAPIRegistry.registerPath({
@@ -267,7 +302,16 @@ export function createHttpApp(deps: HttpDeps) {
     summary: 'Submit a batch of memories (JSON or NDJSON, streamed)',
     security,
     request: {
-      query: z.object({ batch_id: z.string().optional(), webhook_url: z.string().optional() }),
+      query: z.object({
+        batch_id: z.string().optional(),
+        webhook_url: z.string().optional(),
+        completion_window: z.string().optional().openapi({ description: 'NDJSON: the completion window, e.g. 24h (JSON: in the body)' }),
+        metadata: z.record(z.string(), z.string()).optional().openapi({
+          param: { name: 'metadata', in: 'query', style: 'deepObject', explode: true },
+          description: 'NDJSON: metadata[key]=value pairs (JSON: in the body)',
+        }),
+        validate_only: z.enum(['true', 'false']).optional().openapi({ description: 'true: check the whole body and answer with a DryRun; nothing is stored' }),
+      }),
       headers: z.object({ 'idempotency-key': z.string().optional(), 'webhook-secret': z.string().optional() }),
       body: {
         content: {
@@ -278,7 +322,10 @@ export function createHttpApp(deps: HttpDeps) {
     },
     responses: {
       202: { description: 'Accepted: stored and started', content: { 'application/json': { schema: doc.BatchDoc } } },
-      200: { description: 'A repeated submission: the existing batch', content: { 'application/json': { schema: doc.BatchDoc } } },
+      200: {
+        description: 'A repeated submission: the existing batch; with validate_only=true, the DryRun report',
+        content: { 'application/json': { schema: z.union([doc.BatchDoc, doc.DryRunDoc]) } },
+      },
       ...problemResponses,
       413: { description: 'Too many memories or too large a body', content: { 'application/problem+json': { schema: doc.ProblemDoc } } },
       415: { description: 'Not JSON or NDJSON', content: { 'application/problem+json': { schema: doc.ProblemDoc } } },
@@ -297,4 +344,25 @@ function checkBatchId(batchId: unknown): void {
   if (typeof batchId !== 'string' || !batchIdPattern.test(batchId)) {
     throw new AppFailure(validation('batch_id must match [A-Za-z0-9_-]{1,64}', [{ path: 'batch_id', message: 'must match [A-Za-z0-9_-]{1,64}' }]));
   }
+}
+
+/** A dry run's answer for a request refused before its body was read. */
+function dryRunReport(total: number, error: AppError): DryRunReport {
+  const errors = error.kind === 'validation' && error.errors.length > 0 ? error.errors : [{ path: '', message: error.detail }];
+  return { valid: false, total, errors: errors.slice(0, dryRunMaxErrors) };
+}
+
+/**
+ * `name[key]=value` query parameters as an object (`metadata[source]=crm` -> {source: "crm"}), or undefined when
+ * there are none. A repeated key keeps its last value; keys are checked by the caller.
+ */
+export function bracketParams(params: URLSearchParams, name: string): Record<string, string> | undefined {
+  const prefix = `${name}[`;
+  let found: Record<string, string> | undefined;
+  for (const [param, value] of params) {
+    if (!param.startsWith(prefix) || !param.endsWith(']')) continue;
+    found ??= {};
+    Object.defineProperty(found, param.slice(prefix.length, -1), { value, enumerable: true, configurable: true, writable: true });
+  }
+  return found;
 }

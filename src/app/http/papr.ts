@@ -52,6 +52,9 @@ export function envelopeOptions(raw: Record<string, unknown>, limits: MemoryLimi
     webhookUrl: envelope.webhook_url as string | undefined,
     webhookSecret: envelope.webhook_secret as string | undefined,
     memoryDefaults: Object.keys(parsed.data).length > 0 ? (parsed.data as MemoryAttributes) : undefined,
+    // Checked by the submit use case (batch metadata and deadline, see docs/api.md).
+    completionWindow: envelope.completion_window,
+    metadata: envelope.metadata,
   };
 }
 

@@ -11,6 +11,8 @@ export interface BatchPlan {
   doneSegments: number[];
   /** The stored counters when the plan was made. */
   counts: Counts;
+  /** The batch's deadline (ISO 8601), or null: a runner races its processing against a timer set for it. */
+  expiresAt: string | null;
 }
 
 export async function beginBatch(ctx: Services, key: string): Promise<BatchPlan | undefined> {
@@ -21,5 +23,5 @@ export async function beginBatch(ctx: Services, key: string): Promise<BatchPlan 
   });
   if (!batch) return undefined;
   const done = schedulesSegments(batch.status) ? (await ctx.batches.listSegments(key)).map((s) => s.segment) : [];
-  return { status: batch.status, segments: batch.payload.segments, doneSegments: done, counts: batch.counts };
+  return { status: batch.status, segments: batch.payload.segments, doneSegments: done, counts: batch.counts, expiresAt: batch.expiresAt ?? null };
 }

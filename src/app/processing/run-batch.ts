@@ -14,6 +14,7 @@ import {
 import type { Services } from '../services.ts';
 import { beginBatch } from './begin-batch.ts';
 import { deliverWebhook } from './deliver-webhook.ts';
+import { expireBatch, msUntilExpiry } from './expire-batch.ts';
 import { finalizeBatch } from './finalize-batch.ts';
 import { processSegment } from './process-segment.ts';
 
@@ -39,11 +40,15 @@ export async function runBatch(ctx: Services, key: string, options: RunOptions):
   const plan = await beginBatch(ctx, key);
   if (!plan) return 'finished';
   let failure: string | undefined;
+  // The completion window races the processing: when it passes first the batch expires at once, without waiting for
+  // segments still running (a sink that stopped answering would hold them forever); their late outcomes are refused.
+  let expired = false;
+  const deadline = deadlineTimer(msUntilExpiry(plan, ctx.clock.now().getTime()), options.signal);
   if (schedulesSegments(plan.status)) {
     const done = new Set(plan.doneSegments);
     const limit = pLimit(ctx.settings.segmentConcurrency);
     const policy = segmentRetryPolicy(ctx.settings);
-    const stop = () => options.signal.aborted || failure !== undefined;
+    const stop = () => options.signal.aborted || failure !== undefined || expired;
     const runOne = async (segment: number) => {
       const startedAt = performance.now();
       const run = await attemptWithRetries(policy, () => processSegment(ctx, { key, segment, workerId: options.workerId }), {
@@ -59,13 +64,30 @@ export async function runBatch(ctx: Services, key: string, options: RunOptions):
     for (let segment = 0; segment < plan.segments; segment += 1) {
       if (!done.has(segment)) pending.push(limit(() => (stop() ? undefined : runOne(segment))));
     }
-    await Promise.all(pending);
+    const first = await Promise.race([Promise.all(pending).then(() => 'processed' as const), deadline.passed]);
+    if (first === 'deadline') {
+      expired = true;
+      await expireBatch(ctx, key);
+      return 'finished';
+    }
     // Shutdown (not cancel) leaves the batch as it is, for the next start to resume.
     const current = await ctx.batches.get(key);
     if (options.signal.aborted && current && schedulesSegments(current.status)) return 'interrupted';
   }
+  deadline.clear();
   await finalizeBatch(ctx, key, failure);
   return 'finished';
+}
+
+/** Resolves 'deadline' after `ms` (never for undefined); cleared on `clear()` or when `signal` aborts. */
+function deadlineTimer(ms: number | undefined, signal: AbortSignal): { passed: Promise<'deadline'>; clear(): void } {
+  let timer: NodeJS.Timeout | undefined;
+  const passed = new Promise<'deadline'>((resolve) => {
+    if (ms === undefined) return;
+    timer = setTimeout(() => resolve('deadline'), ms);
+    signal.addEventListener('abort', () => clearTimeout(timer), { once: true });
+  });
+  return { passed, clear: () => clearTimeout(timer) };
 }
 
 /** Retries the final webhook with backoff; a dead receiver only costs attempts, never the batch's status. */

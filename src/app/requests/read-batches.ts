@@ -1,9 +1,9 @@
 // Queries a tenant may make: one batch, its list, its per-item results and errors. Another tenant's batch is "not found".
-import { type Batch, type BatchStatus, batchKey, type Tenant } from '../../domain/batch.ts';
+import { type Batch, batchKey, type Tenant } from '../../domain/batch.ts';
 import { itemOutcome } from '../../domain/progress.ts';
 import type { MemoryAttributes } from '../../domain/memory.ts';
 import { err, ok, type Result } from '../../domain/result.ts';
-import type { Page } from '../../ports/batch-repository.ts';
+import type { BatchListQuery, Page } from '../../ports/batch-repository.ts';
 import type { Services } from '../services.ts';
 import { type AppError, notFound, validation } from '../errors.ts';
 
@@ -14,11 +14,7 @@ export async function getBatch(ctx: Services, tenant: Tenant, id: string): Promi
   return ok(batch);
 }
 
-export async function listBatches(
-  ctx: Services,
-  tenant: Tenant,
-  query: { status?: BatchStatus | undefined; limit: number; cursor?: string | undefined },
-): Promise<Page<Batch>> {
+export async function listBatches(ctx: Services, tenant: Tenant, query: BatchListQuery): Promise<Page<Batch>> {
   return ctx.batches.list(tenant.organization, query);
 }
 

@@ -1,6 +1,7 @@
 // Submit: stream items into compressed segments in the payload store, record the batch, start it by reference.
 import { createHash, randomBytes } from 'node:crypto';
-import { type Batch, batchKey, type Tenant } from '../../domain/batch.ts';
+import { type Batch, batchKey, batchMetadataIssues, parseCompletionWindow, type Tenant } from '../../domain/batch.ts';
+import type { FieldIssue } from '../../domain/errors.ts';
 import { awaitsStart, initialStatus } from '../../domain/lifecycle.ts';
 import { encodeSegment, type RawSegment, Segmenter, codecContentEncoding, segmentKey } from '../../domain/codec.ts';
 import { BodyFingerprint, dedupeBatchIds, withinWindow } from '../../domain/idempotency.ts';
@@ -18,6 +19,10 @@ export interface SubmitOptions {
   webhookSecret?: string | undefined;
   /** Batch-level values of the Papr memory fields (already validated), stored as defaults for every memory. */
   memoryDefaults?: MemoryAttributes | undefined;
+  /** As sent: checked here (a string like "24h", bounded). */
+  completionWindow?: unknown;
+  /** As sent: checked here (at most 16 string pairs). */
+  metadata?: unknown;
 }
 
 export interface SubmitInput {
@@ -144,9 +149,12 @@ export async function submitBatch(ctx: OrchestratedServices, input: SubmitInput)
   }
 
   const total = segmenter.itemCount;
-  if (total === 0) return discard(validation('a batch needs at least one memory', [{ path: 'memories', message: 'is empty' }]));
+  if (total === 0) return discard(emptyBatch());
   const webhook = resolveWebhook(ctx, options);
   if (!webhook.ok) return discard(webhook.error);
+  const extras = resolveExtras(options);
+  if (!extras.ok) return discard(extras.error);
+  const createdAt = ctx.clock.now();
   const defaults = options.memoryDefaults;
   const conflict = defaults ? tenantConflict(input.tenant, defaults) : undefined;
   if (conflict) return discard(forbidden(`${conflict.path} ${conflict.message}`));
@@ -155,6 +163,8 @@ export async function submitBatch(ctx: OrchestratedServices, input: SubmitInput)
     webhook_url: options.webhookUrl,
     webhook_secret: options.webhookSecret,
     defaults,
+    completion_window: extras.value.window?.text,
+    metadata: extras.value.metadata,
   });
 
   let id = batchIdFor(input.tenant, options, uploadId);
@@ -180,7 +190,7 @@ export async function submitBatch(ctx: OrchestratedServices, input: SubmitInput)
     tenant: input.tenant,
     status: initialStatus,
     version: 1,
-    createdAt: ctx.clock.now().toISOString(),
+    createdAt: createdAt.toISOString(),
     startedAt: null,
     completedAt: null,
     counts: { total, processed: 0, succeeded: 0, failed: 0 },
@@ -190,6 +200,9 @@ export async function submitBatch(ctx: OrchestratedServices, input: SubmitInput)
     error: null,
     memoryDefaults: defaults ?? null,
     fingerprint: bodySha256,
+    completionWindow: extras.value.window?.text ?? null,
+    expiresAt: extras.value.window ? new Date(createdAt.getTime() + extras.value.window.ms).toISOString() : null,
+    metadata: extras.value.metadata,
   };
   let recorded: Awaited<ReturnType<typeof ctx.batches.create>>;
   try {
@@ -213,6 +226,110 @@ export async function submitBatch(ctx: OrchestratedServices, input: SubmitInput)
   const outcome: SubmitOutcome = { batch: started, created: true, replayed: false };
   if (webhook.value.generated && webhook.value.secret) outcome.generatedSecret = webhook.value.secret;
   return ok(outcome);
+}
+
+function emptyBatch(): AppError {
+  return validation('a batch needs at least one memory', [{ path: 'memories', message: 'is empty' }]);
+}
+
+const reservedKeys = new Set(['__proto__', 'constructor', 'prototype']);
+
+/** The completion window and the metadata, checked; the first problem found is the error (as for items). */
+function resolveExtras(
+  options: SubmitOptions,
+): Result<{ window: { text: string; ms: number } | undefined; metadata: Record<string, string> }, AppError> {
+  let window: { text: string; ms: number } | undefined;
+  if (options.completionWindow !== undefined) {
+    const parsed = parseCompletionWindow(options.completionWindow);
+    if (!parsed.ok) return err(validation(`completion_window ${parsed.message}`, [{ path: 'completion_window', message: parsed.message }]));
+    window = { text: options.completionWindow as string, ms: parsed.ms };
+  }
+  if (options.metadata === undefined) return ok({ window, metadata: {} });
+  const issues = batchMetadataIssues(options.metadata);
+  for (const key of Object.keys(options.metadata as object)) {
+    if (reservedKeys.has(key)) issues.unshift({ path: `metadata.${key}`, message: 'is a reserved name' });
+  }
+  if (issues.length > 0) return err(validation(`metadata is invalid: ${issues.map((i) => `${i.path} ${i.message}`).join('; ')}`, issues));
+  // Own string pairs copied into a fresh object: nothing of the parsed value's prototype comes along.
+  return ok({ window, metadata: Object.fromEntries(Object.entries(options.metadata as Record<string, string>)) });
+}
+
+/** One problem a dry run found: the item's 0-based index or the NDJSON line (1-based) when it has one, and the path. */
+export interface DryRunIssue extends FieldIssue {
+  index?: number;
+  line?: number;
+}
+
+export interface DryRunReport {
+  valid: boolean;
+  /** Items read (all of them, unless the body itself was malformed part-way). */
+  total: number;
+  /** The first `dryRunMaxErrors` problems, in body order. */
+  errors: DryRunIssue[];
+}
+
+export const dryRunMaxErrors = 100;
+
+function issuesOf(error: AppError, index?: number): DryRunIssue[] {
+  const issues: FieldIssue[] = error.kind === 'validation' && error.errors.length > 0 ? error.errors : [{ path: '', message: error.detail }];
+  return issues.map((issue) => {
+    const line = /^line (\d+)$/.exec(issue.path);
+    return { ...(index !== undefined ? { index } : {}), ...(line ? { line: Number(line[1]) } : {}), ...issue };
+  });
+}
+
+/**
+ * `?validate_only=true`: reads the whole body through the same checks as `submitBatch` and reports what it finds,
+ * storing nothing (no payload, no record, no run). Problems a real submit answers with 400 are reported in the
+ * answer; the others (too many memories, a body over the limit) are the same error as for a real submit.
+ */
+export async function validateBatch(
+  ctx: OrchestratedServices,
+  input: Pick<SubmitInput, 'items' | 'options'>,
+): Promise<Result<DryRunReport, AppError>> {
+  const { settings } = ctx;
+  const schema = memoryItemSchema(settings.memoryLimits);
+  const errors: DryRunIssue[] = [];
+  const note = (issues: DryRunIssue[]) => errors.push(...issues.slice(0, dryRunMaxErrors - errors.length));
+  let total = 0;
+  let bodyComplete = true;
+  try {
+    for await (const raw of input.items) {
+      if (total >= settings.maxMemoriesPerBatch) {
+        return err({ kind: 'payload_too_large', detail: `a batch holds at most ${settings.maxMemoriesPerBatch} memories` });
+      }
+      const item = validateMemoryItem(schema, raw, total);
+      if (!item.ok) {
+        note(item.error.issues.map((issue) => ({
+          index: total,
+          path: ['memories', total, issue.path].filter((part) => part !== '').join('.'),
+          message: issue.message,
+        })));
+      }
+      total += 1;
+    }
+  } catch (cause) {
+    if (!(cause instanceof AppFailure) || cause.error.kind !== 'validation') throw cause;
+    note(issuesOf(cause.error));
+    bodyComplete = false;
+  }
+  if (bodyComplete) {
+    let options: SubmitOptions | undefined;
+    try {
+      options = input.options();
+    } catch (cause) {
+      if (!(cause instanceof AppFailure) || cause.error.kind !== 'validation') throw cause;
+      note(issuesOf(cause.error));
+    }
+    if (total === 0) note(issuesOf(emptyBatch()));
+    if (options) {
+      const webhook = resolveWebhook(ctx, options);
+      if (!webhook.ok) note(issuesOf(webhook.error));
+      const extras = resolveExtras(options);
+      if (!extras.ok) note(issuesOf(extras.error));
+    }
+  }
+  return ok({ valid: errors.length === 0, total, errors });
 }
 
 function resolveWebhook(

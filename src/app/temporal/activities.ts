@@ -4,6 +4,7 @@ import { ApplicationFailure, Context as ActivityContext } from '@temporalio/acti
 import type { Services } from '../services.ts';
 import { beginBatch } from '../processing/begin-batch.ts';
 import { deliverWebhook } from '../processing/deliver-webhook.ts';
+import { expireBatch } from '../processing/expire-batch.ts';
 import { finalizeBatch } from '../processing/finalize-batch.ts';
 import { processSegment } from '../processing/process-segment.ts';
 import type { BatchStatus } from '../../domain/batch.ts';
@@ -37,6 +38,8 @@ export interface RunPlan {
   /** Segments of this run's window whose outcome is already recorded. */
   doneSegments: number[];
   tuning: Tuning;
+  /** The batch's deadline (ISO 8601), or null; absent in histories recorded before deadlines existed. */
+  expiresAt?: string | null;
 }
 
 export type SegmentStep = { status: 'recorded'; counts: Counts } | { status: 'skipped'; reason: string };
@@ -71,7 +74,7 @@ export function createActivities(ctx: Services, options: ActivityOptions) {
       if (!plan) return { status: 'missing', segments: 0, counts: noCounts, doneSegments: [], tuning };
       const end = input.fromSegment + tuning.segmentsPerRun;
       const doneSegments = plan.doneSegments.filter((segment) => segment >= input.fromSegment && segment < end);
-      return { status: plan.status, segments: plan.segments, counts: plan.counts, doneSegments, tuning };
+      return { status: plan.status, segments: plan.segments, counts: plan.counts, doneSegments, tuning, expiresAt: plan.expiresAt };
     },
 
     async processSegment(input: { batchKey: string; segment: number }): Promise<SegmentStep> {
@@ -92,6 +95,12 @@ export function createActivities(ctx: Services, options: ActivityOptions) {
 
     async finalizeBatch(input: { batchKey: string; failure?: string | undefined }): Promise<FinalState> {
       const batch = await finalizeBatch(ctx, input.batchKey, input.failure);
+      return batch ? { status: batch.status, counts: batch.counts } : { status: 'missing', counts: noCounts };
+    },
+
+    /** The completion window passed: the batch ends expired (or stays as it is when it is final or cancelling). */
+    async expireBatch(input: { batchKey: string }): Promise<FinalState> {
+      const batch = await expireBatch(ctx, input.batchKey);
       return batch ? { status: batch.status, counts: batch.counts } : { status: 'missing', counts: noCounts };
     },
 

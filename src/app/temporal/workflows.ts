@@ -86,10 +86,20 @@ export async function processBatch(input: ProcessBatchInput): Promise<ProcessBat
   progress.segments = plan.segments;
   observe(plan.counts);
 
+  // The completion window is a timer racing the processing (not a workflow timeout, which would lose the run and
+  // its progress): when it fires first, no new segment starts, running ones are not waited for, and the batch expires.
+  // Each run after continue-as-new sets it again from the stored deadline. Histories without one set no timer.
+  let expired = false;
+  if (plan.expiresAt && schedulesSegments(plan.status)) {
+    void sleep(Math.max(1, Date.parse(plan.expiresAt) - Date.now())).then(() => {
+      expired = true;
+    });
+  }
+
   if (schedulesSegments(plan.status)) {
     progress.phase = 'processing'; // literal: a workflow phase, not a batch status
     const { processSegment } = segmentActivities(tuning);
-    const stopping = () => progress.cancelRequested || progress.failure !== null || halted;
+    const stopping = () => progress.cancelRequested || progress.failure !== null || halted || expired;
     const policy = segmentRetryPolicy(tuning);
     const runSegment = async (segment: number) => {
       try {
@@ -130,7 +140,7 @@ export async function processBatch(input: ProcessBatchInput): Promise<ProcessBat
     }
     // Running segments finish, also on cancel: their outcomes are recorded and counted.
     progress.phase = 'draining';
-    await condition(() => progress.runningSegments === 0);
+    await condition(() => progress.runningSegments === 0 || expired);
     if (!stopping() && progress.nextSegment < plan.segments) {
       // Starting afresh keeps every run's history bounded, whatever the batch size.
       await continueAsNew<typeof processBatch>({ batchKey, nextSegment: progress.nextSegment });
@@ -138,7 +148,9 @@ export async function processBatch(input: ProcessBatchInput): Promise<ProcessBat
   }
 
   progress.phase = 'finalizing';
-  const final = await storage.finalizeBatch({ batchKey, failure: progress.failure ?? undefined });
+  const final = expired
+    ? await storage.expireBatch({ batchKey })
+    : await storage.finalizeBatch({ batchKey, failure: progress.failure ?? undefined });
   observe(final.counts);
 
   progress.phase = 'notifying';

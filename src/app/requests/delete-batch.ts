@@ -1,0 +1,22 @@
+// Delete: a final batch's payload segments and record go; the memories it stored stay in the memory store.
+import { batchKey, type Tenant } from '../../domain/batch.ts';
+import { isFinal } from '../../domain/lifecycle.ts';
+import { err, ok, type Result } from '../../domain/result.ts';
+import { type AppError, notFound } from '../errors.ts';
+import type { Services } from '../services.ts';
+
+/**
+ * Refused with a conflict while the batch can still change (a runner owes it work). The payload goes first: a crash
+ * in between leaves a record whose delete can be repeated, never segments that no record points to.
+ */
+export async function deleteBatch(ctx: Services, tenant: Tenant, id: string): Promise<Result<{ payloadObjects: number }, AppError>> {
+  const key = batchKey(tenant.organization, id);
+  const batch = await ctx.batches.get(key);
+  if (!batch || batch.tenant.organization !== tenant.organization) return err(notFound(`batch ${id}`));
+  if (!isFinal(batch.status)) {
+    return err({ kind: 'conflict', detail: `batch ${id} is ${batch.status}; cancel it and delete it once it is final` });
+  }
+  const payloadObjects = await ctx.payloads.deletePrefix(batch.payload.prefix);
+  await ctx.batches.delete(key);
+  return ok({ payloadObjects });
+}

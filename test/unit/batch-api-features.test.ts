@@ -1,0 +1,340 @@
+// Result files, completion windows, dry runs, the resumable event stream, batch metadata and delete, through the HTTP
+// app in process (`app.request`) on in-memory fakes with the in-process runner.
+import { gunzipSync } from 'node:zlib';
+import { afterEach, describe, expect, it } from 'vitest';
+import { keyring } from '../../src/app/api-keys.ts';
+import { createHttpApp } from '../../src/app/http/app.ts';
+import { LocalOrchestrator } from '../../src/app/local-runner.ts';
+import { createLogger } from '../../src/app/logger.ts';
+import { createMetrics } from '../../src/app/metrics.ts';
+import { runBatch } from '../../src/app/processing/run-batch.ts';
+import { readEventStream, type EventSourceMessage } from '../../src/app/sse-parser.ts';
+import { defaultSettings, type OrchestratedServices } from '../../src/app/services.ts';
+import { batchKey } from '../../src/domain/batch.ts';
+import type { MemoryRecord } from '../../src/domain/memory.ts';
+import type { ItemOutcome } from '../../src/ports/memory-sink.ts';
+import { systemClock } from '../../src/ports/clock.ts';
+import { tenantA } from '../support/batches.ts';
+import { MemoryBatchRepository, MemoryPayloadStore, MemorySinkFake, ScriptedNotifier } from '../support/fakes.ts';
+
+const keyA = 'key-a-0000000000000000000000';
+const keyB = 'key-b-0000000000000000000000';
+
+/** A sink that stops answering once `answering` calls have been served, until `release()`. */
+class StallingSink extends MemorySinkFake {
+  answering = Number.POSITIVE_INFINITY;
+  calls = 0;
+  #waiting: (() => void)[] = [];
+  override async writeSegment(records: MemoryRecord[]): Promise<ItemOutcome[]> {
+    this.calls += 1;
+    if (this.calls > this.answering) await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    return super.writeSegment(records);
+  }
+  release() {
+    this.answering = Number.POSITIVE_INFINITY;
+    for (const resume of this.#waiting.splice(0)) resume();
+  }
+}
+
+function setup(options: { start?: boolean; heartbeatMs?: number } = {}) {
+  const sink = new StallingSink();
+  const base = {
+    batches: new MemoryBatchRepository(),
+    payloads: new MemoryPayloadStore(),
+    sink,
+    webhooks: new ScriptedNotifier(),
+    clock: systemClock,
+    settings: { ...defaultSettings, segmentMaxItems: 10, allowPrivateWebhooks: true, watchIntervalMs: 10 },
+  };
+  const orchestrator = new LocalOrchestrator(base, { workerId: 'w', batchConcurrency: 2 });
+  const idle = { start: async (key: string) => ({ workflowId: `batch-${key}` }), cancel: async () => undefined, describe: async () => undefined, check: async () => undefined, close: async () => undefined };
+  const ctx: OrchestratedServices = { ...base, orchestrator: options.start === false ? idle : orchestrator };
+  const app = createHttpApp({
+    ctx,
+    keys: keyring([
+      { key: keyA, organization: tenantA.organization, namespace: 'ns', user: 'user-a', workspace: 'ws' },
+      { key: keyB, organization: 'org-b', namespace: 'ns', user: 'user-b', workspace: 'ws' },
+    ]),
+    logger: createLogger('silent'),
+    metrics: createMetrics(),
+    maxJsonBodyBytes: 1024 * 1024,
+    eventStream: { heartbeatMs: options.heartbeatMs ?? 15_000, retryMs: 1500 },
+  });
+  const call = (path: string, init: RequestInit = {}, key = keyA) =>
+    app.request(path, { ...init, headers: { authorization: `Bearer ${key}`, ...(init.headers as Record<string, string>) } });
+  const submitJson = (body: unknown, query = '') =>
+    call(`/v1/memory/batch${query}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const submitNdjson = (lines: unknown[], query = '') =>
+    call(`/v1/memory/batch${query}`, { method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body: lines.map((l) => JSON.stringify(l)).join('\n') });
+  const waitFinal = async (id: string) => {
+    for (let i = 0; i < 500; i += 1) {
+      const batch = (await (await call(`/v1/batch/${id}`)).json()) as { status: string };
+      if (['completed', 'failed', 'cancelled', 'expired'].includes(batch.status)) return batch as Record<string, any>;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    throw new Error(`batch ${id} never ended`);
+  };
+  closers.push(() => orchestrator.close());
+  return { ctx, base, sink, orchestrator, app, call, submitJson, submitNdjson, waitFinal };
+}
+
+const closers: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const close of closers.splice(0)) await close();
+});
+
+const memories = (count: number, from = 0) => Array.from({ length: count }, (_, i) => ({ content: `memory ${from + i}`, external_id: `x${from + i}` }));
+
+describe('batch metadata and completion window at submit', () => {
+  it('stores both as sent and returns them in the resource (JSON body and NDJSON query)', async () => {
+    const t = setup({ start: false });
+    const json = await t.submitJson({ memories: memories(3), batch_id: 'm1', completion_window: '24h', metadata: { job: 'nightly-sync', source: 'crm' } });
+    expect(json.status).toBe(202);
+    const batch = (await json.json()) as Record<string, any>;
+    expect(batch).toMatchObject({ completion_window: '24h', metadata: { job: 'nightly-sync', source: 'crm' }, request_counts: { expired: 0 } });
+    expect(Date.parse(batch.expires_at) - Date.parse(batch.created_at)).toBe(86_400_000);
+
+    const ndjson = await t.submitNdjson(memories(2), '?batch_id=m2&completion_window=90m&metadata[job]=nightly-sync&metadata[run]=7');
+    expect(ndjson.status).toBe(202);
+    expect(await ndjson.json()).toMatchObject({ completion_window: '90m', metadata: { job: 'nightly-sync', run: '7' } });
+    const plain = (await (await t.submitJson({ memories: memories(1), batch_id: 'm3' })).json()) as Record<string, any>;
+    expect(plain).toMatchObject({ completion_window: null, expires_at: null, metadata: {} });
+  });
+
+  it('refuses a bad window or bad metadata with problem+json naming the field, storing nothing', async () => {
+    const t = setup({ start: false });
+    const cases: [unknown, string][] = [
+      [{ completion_window: '1s' }, 'completion_window'],
+      [{ completion_window: 24 }, 'completion_window'],
+      [{ metadata: { job: 5 } }, 'metadata.job'],
+      [{ metadata: ['a'] }, 'metadata'],
+      [{ metadata: Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, 'v'])) }, 'metadata'],
+      [{ metadata: { 'a b': 'x' } }, 'metadata.a b'],
+    ];
+    for (const [extra, path] of cases) {
+      const response = await t.submitJson({ memories: memories(2), ...(extra as object) });
+      expect(response.status, JSON.stringify(extra)).toBe(400);
+      expect(response.headers.get('content-type')).toBe('application/problem+json');
+      expect(((await response.json()) as { errors: { path: string }[] }).errors[0]!.path).toBe(path);
+    }
+    const proto = await t.call('/v1/memory/batch', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"memories":[{"content":"a"}],"metadata":{"__proto__":"x"}}' });
+    expect(proto.status).toBe(400);
+    expect(t.ctx.batches instanceof MemoryBatchRepository && t.ctx.batches.batches.size).toBe(0);
+    expect((t.ctx.payloads as MemoryPayloadStore).objects.size).toBe(0);
+  });
+
+  it('filters the list by metadata pairs, within the tenant', async () => {
+    const t = setup({ start: false });
+    await t.submitJson({ memories: memories(1), batch_id: 'n1', metadata: { job: 'nightly', source: 'crm' } });
+    await t.submitJson({ memories: memories(1), batch_id: 'n2', metadata: { job: 'nightly', source: 'erp' } });
+    await t.submitJson({ memories: memories(1), batch_id: 'h1', metadata: { job: 'hourly' } });
+    const ids = async (query: string, key = keyA) => ((await (await t.call(`/v1/batch${query}`, {}, key)).json()) as { data: { id: string }[] }).data.map((b) => b.id).sort();
+    expect(await ids('?metadata[job]=nightly')).toEqual(['n1', 'n2']);
+    expect(await ids('?metadata[job]=nightly&metadata[source]=erp')).toEqual(['n2']);
+    expect(await ids('?metadata[job]=weekly')).toEqual([]);
+    expect(await ids('?metadata[job]=nightly', keyB)).toEqual([]);
+    expect(await ids('')).toEqual(['h1', 'n1', 'n2']);
+    const bad = await t.call('/v1/batch?metadata[a.b]=x');
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { errors: { path: string }[] }).errors[0]!.path).toBe('metadata[a.b]');
+  });
+});
+
+describe('dry run (?validate_only=true)', () => {
+  it('answers valid with the count and stores nothing', async () => {
+    const t = setup();
+    const response = await t.submitJson({ memories: memories(25), batch_id: 'dry', metadata: { job: 'x' }, completion_window: '1h' }, '?validate_only=true');
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual({ valid: true, total: 25, errors: [] });
+    expect((t.ctx.batches as MemoryBatchRepository).batches.size).toBe(0);
+    expect((t.ctx.payloads as MemoryPayloadStore).objects.size).toBe(0);
+  });
+
+  it('reports every bad item with its index and path, the first being the one a real submit names', async () => {
+    const t = setup({ start: false });
+    const values = [...memories(5), { content: '' }, ...memories(3), { content: 'ok', external_id: 7 }, ...memories(2)];
+    const dry = (await (await t.submitJson({ memories: values }, '?validate_only=true')).json()) as { valid: boolean; total: number; errors: { index: number; path: string }[] };
+    expect(dry.valid).toBe(false);
+    expect(dry.total).toBe(12);
+    expect(dry.errors.map((e) => [e.index, e.path])).toEqual([[5, 'memories.5.content'], [9, 'memories.9.external_id']]);
+    const real = (await (await t.submitJson({ memories: values })).json()) as { errors: { path: string }[] };
+    expect(real.errors[0]!.path).toBe(dry.errors[0]!.path);
+  });
+
+  it('keeps the first 100 problems, reads to the end, and gives the line of a line that is not JSON', async () => {
+    const t = setup({ start: false });
+    const bad = Array.from({ length: 150 }, () => ({ content: '' }));
+    const dry = (await (await t.submitNdjson(bad, '?validate_only=true')).json()) as { total: number; errors: unknown[] };
+    expect(dry.total).toBe(150);
+    expect(dry.errors).toHaveLength(100);
+    const lines = await t.call('/v1/memory/batch?validate_only=true', { method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body: '{"content":"a"}\n{"content":\n' });
+    expect(await lines.json()).toEqual({ valid: false, total: 1, errors: [expect.objectContaining({ line: 2, path: 'line 2' })] });
+    const options = (await (await t.submitJson({ memories: memories(1), webhook_url: 'ftp://x.invalid/' }, '?validate_only=true')).json()) as { errors: { path: string }[] };
+    expect(options.errors.map((e) => e.path)).toEqual(['webhook_url']);
+    expect((await t.call('/v1/memory/batch?validate_only=maybe', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })).status).toBe(400);
+    expect((t.ctx.batches as MemoryBatchRepository).batches.size).toBe(0);
+  });
+});
+
+describe('result files', () => {
+  async function finishedBatch(t: ReturnType<typeof setup>, id: string, total: number) {
+    // Items holding "reject" fail in the sink: the file carries both outcomes.
+    const values = Array.from({ length: total }, (_, i) => ({ content: i % 7 === 3 ? `reject ${i}` : `m ${i}`, external_id: `x${i}` }));
+    const sink = t.sink;
+    const write = sink.writeSegment.bind(sink);
+    sink.writeSegment = async (records) => {
+      const ok = await write(records.filter((r) => !r.content.startsWith('reject')));
+      const byIndex = new Map(ok.map((o) => [o.index, o]));
+      return records.map((r) => byIndex.get(r.index) ?? { index: r.index, ok: false as const, error: 'rejected' });
+    };
+    expect((await t.submitJson({ memories: values, batch_id: id })).status).toBe(202);
+    return t.waitFinal(id);
+  }
+  const lines = (text: string) => text.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, any>);
+
+  it('streams one line per item in index order, and the errors file the failed ones', async () => {
+    const t = setup();
+    const batch = await finishedBatch(t, 'r1', 2345);
+    expect(batch.request_counts).toMatchObject({ total: 2345, succeeded: 2010, failed: 335 });
+    const response = await t.call('/v1/batch/r1/results.ndjson');
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toContain('application/x-ndjson');
+    expect(response.headers.get('etag')).toMatch(/^".+"$/);
+    const all = lines(await response.text());
+    expect(all.map((l) => l.index)).toEqual(Array.from({ length: 2345 }, (_, i) => i));
+    expect(all[3]).toEqual({ index: 3, external_id: 'x3', outcome: 'failed', memory_id: null, error: 'rejected' });
+    expect(all[4]).toMatchObject({ index: 4, external_id: 'x4', outcome: 'succeeded', error: null });
+    expect(new Set(all.filter((l) => l.outcome === 'succeeded').map((l) => l.memory_id)).size).toBe(2010);
+    const errors = lines(await (await t.call('/v1/batch/r1/errors.ndjson')).text());
+    expect(errors).toHaveLength(335);
+    expect(errors.every((l) => l.outcome === 'failed')).toBe(true);
+  });
+
+  it('gzips when asked, resumes from an index or a byte range, and refuses a range past the end', async () => {
+    const t = setup();
+    await finishedBatch(t, 'r2', 1500);
+    const plain = await (await t.call('/v1/batch/r2/results.ndjson')).text();
+    const gz = await t.call('/v1/batch/r2/results.ndjson', { headers: { 'accept-encoding': 'br;q=1, gzip;q=0.8' } });
+    expect(gz.headers.get('content-encoding')).toBe('gzip');
+    expect(gunzipSync(Buffer.from(await gz.arrayBuffer())).toString('utf8')).toBe(plain);
+    const noGzip = await t.call('/v1/batch/r2/results.ndjson', { headers: { 'accept-encoding': 'gzip;q=0' } });
+    expect(noGzip.headers.get('content-encoding')).toBeNull();
+
+    const fromIndex = lines(await (await t.call('/v1/batch/r2/results.ndjson?from_index=1234')).text());
+    expect(fromIndex[0]!.index).toBe(1234);
+    expect(fromIndex).toHaveLength(266);
+
+    const size = Buffer.byteLength(plain);
+    const cut = 40_001;
+    const tag = (await t.call('/v1/batch/r2/results.ndjson')).headers.get('etag')!;
+    const rest = await t.call('/v1/batch/r2/results.ndjson', { headers: { range: `bytes=${cut}-`, 'if-range': tag, 'accept-encoding': 'gzip' } });
+    expect(rest.status).toBe(206);
+    expect(rest.headers.get('content-range')).toBe(`bytes ${cut}-${size - 1}/${size}`);
+    expect(rest.headers.get('content-encoding')).toBeNull();
+    expect(Buffer.from(plain).subarray(0, cut).toString('utf8') + (await rest.text())).toBe(plain);
+    const middle = await t.call('/v1/batch/r2/results.ndjson', { headers: { range: 'bytes=100-199' } });
+    expect(await middle.text()).toBe(Buffer.from(plain).subarray(100, 200).toString('utf8'));
+    const stale = await t.call('/v1/batch/r2/results.ndjson', { headers: { range: 'bytes=100-', 'if-range': '"other"' } });
+    expect(stale.status).toBe(200);
+    const past = await t.call('/v1/batch/r2/results.ndjson', { headers: { range: `bytes=${size}-` } });
+    expect(past.status).toBe(416);
+    expect(past.headers.get('content-range')).toBe(`bytes */${size}`);
+    expect((await t.call('/v1/batch/r2/results.ndjson?from_index=-1')).status).toBe(400);
+    expect((await t.call('/v1/batch/r2/results.ndjson', {}, keyB)).status).toBe(404);
+  });
+});
+
+describe('completion window on the in-process runner', () => {
+  it('expires a batch whose sink stopped answering without waiting for it, and refuses the late outcomes', async () => {
+    const t = setup({ start: false });
+    t.sink.answering = 3;
+    expect((await t.submitJson({ memories: memories(100), batch_id: 'late', completion_window: '1h' })).status).toBe(202);
+    const key = batchKey(tenantA.organization, 'late');
+    // The window is shortened in the store: the rule under test is the race, not the five-second minimum.
+    const repo = t.ctx.batches as MemoryBatchRepository;
+    repo.batches.get(key)!.expiresAt = new Date(Date.now() + 300).toISOString();
+    const startedAt = Date.now();
+    const end = await runBatch(t.base, key, { workerId: 'w', signal: new AbortController().signal });
+    expect(end).toBe('finished');
+    expect(Date.now() - startedAt).toBeLessThan(2000);
+    const batch = (await (await t.call('/v1/batch/late')).json()) as Record<string, any>;
+    expect(batch.status).toBe('expired');
+    expect(batch.request_counts).toEqual({ total: 100, processed: 30, succeeded: 30, failed: 0, expired: 70 });
+    expect(batch.error).toContain('completion window of 1h');
+    t.sink.release();
+    await new Promise((r) => setTimeout(r, 50));
+    expect((await repo.get(key))!.counts.processed).toBe(30);
+    const results = (await (await t.call('/v1/batch/late/errors.ndjson')).text()).split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    expect(results.filter((r) => r.outcome === 'expired').length).toBeGreaterThanOrEqual(30);
+  });
+});
+
+describe('delete', () => {
+  it('removes a final batch and its payload, keeps its memories, and refuses a running one', async () => {
+    const t = setup({ start: false });
+    await t.submitJson({ memories: memories(25), batch_id: 'd1' });
+    const running = await t.call('/v1/batch/d1', { method: 'DELETE' });
+    expect(running.status).toBe(409);
+    expect(running.headers.get('content-type')).toBe('application/problem+json');
+    const key = batchKey(tenantA.organization, 'd1');
+    await runBatch(t.base, key, { workerId: 'w', signal: new AbortController().signal });
+    expect((await t.call('/v1/batch/d1', { method: 'DELETE' }, keyB)).status).toBe(404);
+    expect((await t.call('/v1/batch/d1', { method: 'DELETE' })).status).toBe(204);
+    expect((await t.call('/v1/batch/d1')).status).toBe(404);
+    expect((t.ctx.payloads as MemoryPayloadStore).objects.size).toBe(0);
+    expect(await t.ctx.sink.countByBatch(key)).toBe(25);
+    expect((await t.call('/v1/batch/d1', { method: 'DELETE' })).status).toBe(404);
+  });
+});
+
+describe('event stream', () => {
+  async function readAll(response: Response) {
+    const events: EventSourceMessage[] = [];
+    await readEventStream(response.body!, (event) => events.push(event));
+    return events;
+  }
+
+  it('uses the progress version as event id, resumes after Last-Event-ID and ends a final batch with one done', async () => {
+    const t = setup();
+    t.sink.answering = 2;
+    await t.submitJson({ memories: memories(50), batch_id: 'e1' });
+    // Stalled after two segments: read the stream until the state shows them, then drop the connection.
+    const first = await t.call('/v1/batch/e1/events');
+    expect(first.headers.get('x-accel-buffering')).toBe('no');
+    const reader = first.body!.getReader();
+    const decoder = new TextDecoder();
+    let text = '';
+    while (!/"processed":20/.test(text)) text += decoder.decode((await reader.read()).value);
+    await reader.cancel();
+    expect(text.startsWith('retry: 1500\n\n')).toBe(true);
+    const ids = [...text.matchAll(/^id: (\d+)$/gm)].map((m) => Number(m[1]));
+    const lastId = ids.at(-1)!;
+    t.sink.release();
+    await t.waitFinal('e1');
+    const resumed = await readAll(await t.call('/v1/batch/e1/events', { headers: { 'last-event-id': String(lastId) } }));
+    expect(resumed.map((e) => e.event)).toEqual(['done']);
+    expect(Number(resumed[0]!.id)).toBeGreaterThan(lastId);
+    const done = JSON.parse(resumed[0]!.data) as { progress_version: number; status: string };
+    expect(done).toMatchObject({ status: 'completed', progress_version: Number(resumed[0]!.id) });
+    const covered = await t.call('/v1/batch/e1/events', { headers: { 'last-event-id': resumed[0]!.id! } });
+    expect(covered.status).toBe(204);
+    const fresh = await readAll(await t.call('/v1/batch/e1/events'));
+    expect(fresh.map((e) => e.event)).toEqual(['done']);
+    expect((await t.call('/v1/batch/e1/events', { headers: { 'last-event-id': 'abc' } })).status).toBe(400);
+  });
+
+  it('sends a comment line on a quiet stream', async () => {
+    const t = setup({ heartbeatMs: 100 });
+    t.sink.answering = 0;
+    await t.submitJson({ memories: memories(5), batch_id: 'quiet' });
+    const response = await t.call('/v1/batch/quiet/events');
+    const reader = response.body!.getReader();
+    const decoder = new TextDecoder();
+    let text = '';
+    const until = Date.now() + 2000;
+    while ((text.match(/^: keep-alive$/gm) ?? []).length < 3 && Date.now() < until) text += decoder.decode((await reader.read()).value);
+    await reader.cancel();
+    expect((text.match(/^: keep-alive$/gm) ?? []).length).toBeGreaterThanOrEqual(3);
+    t.sink.release();
+  });
+});
