@@ -33,7 +33,20 @@ export const configSchema = z.object({
   BATCHMEM_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   BATCHMEM_STORE: z.enum(['sqlite', 'parse']).default('sqlite'),
   BATCHMEM_PAYLOADS: z.enum(['file', 'parse', 's3']).default('file'),
-  BATCHMEM_SINK: z.enum(['sqlite', 'parse']).default('sqlite'),
+  BATCHMEM_SINK: z.enum(['sqlite', 'parse', 'http']).default('sqlite'),
+  // BATCHMEM_SINK=http: forward every memory to another memory service (docs/pipeline-sink.md).
+  BATCHMEM_SINK_URL: z.url().optional(),
+  BATCHMEM_SINK_FORMAT: z.enum(['papr', 'ndjson']).default('papr'),
+  BATCHMEM_SINK_API_KEY: z.string().min(1).optional(),
+  BATCHMEM_SINK_SECRET: z.string().regex(/^whsec_[A-Za-z0-9+/=]+$/, 'use a Standard Webhooks secret: whsec_ and base64').optional(),
+  BATCHMEM_SINK_CHUNK: int(1, 10_000).optional(),
+  BATCHMEM_SINK_CONCURRENCY: int(1, 256).default(8),
+  BATCHMEM_SINK_RATE: int(0).default(0),
+  BATCHMEM_SINK_TIMEOUT_MS: int(100).default(30_000),
+  BATCHMEM_SINK_MAX_RETRY_AFTER: duration.default(60_000),
+  BATCHMEM_SINK_OUTAGE_TOLERANCE: duration.default(600_000),
+  BATCHMEM_SINK_BREAKER_FAILURES: int(1).default(5),
+  BATCHMEM_SINK_BREAKER_PAUSE: duration.default(2_000),
   BATCHMEM_ORCHESTRATOR: z.enum(['local', 'temporal']).default('local'),
   BATCHMEM_API_KEYS: z.string().optional(),
   BATCHMEM_API_KEYS_FILE: z.string().optional(),
@@ -100,5 +113,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const usesParse = config.BATCHMEM_STORE === 'parse' || config.BATCHMEM_PAYLOADS === 'parse' || config.BATCHMEM_SINK === 'parse';
   needs(usesParse, ['PARSE_SERVER_URL', 'PARSE_APP_ID', 'PARSE_MASTER_KEY'], 'a Parse backend');
   needs(config.BATCHMEM_PAYLOADS === 's3', ['BATCHMEM_S3_BUCKET'], 'BATCHMEM_PAYLOADS=s3');
+  needs(config.BATCHMEM_SINK === 'http', ['BATCHMEM_SINK_URL'], 'BATCHMEM_SINK=http');
+  needs(config.BATCHMEM_SINK === 'http' && config.BATCHMEM_SINK_FORMAT === 'ndjson', ['BATCHMEM_SINK_SECRET'], 'BATCHMEM_SINK_FORMAT=ndjson');
+  if (config.BATCHMEM_SINK_FORMAT === 'papr' && (config.BATCHMEM_SINK_CHUNK ?? 1) > 50) {
+    throw new ConfigError('invalid configuration: BATCHMEM_SINK_CHUNK is at most 50 with BATCHMEM_SINK_FORMAT=papr (its batch limit)');
+  }
   return config;
 }

@@ -92,9 +92,13 @@ async function payloadStore(config: Config): Promise<PayloadStore> {
   }
 }
 
-async function memorySink(config: Config): Promise<MemorySink> {
+async function memorySink(config: Config, observer?: Observer): Promise<MemorySink> {
   const sink = await (async (): Promise<MemorySink> => {
     switch (config.BATCHMEM_SINK) {
+      case 'http': {
+        const { httpSink } = await import('./http-sink.ts');
+        return httpSink(config, observer);
+      }
       case 'sqlite':
         return new SqliteMemorySink(join(config.BATCHMEM_DATA_DIR, 'memories.db'));
       case 'parse': {
@@ -111,7 +115,7 @@ async function memorySink(config: Config): Promise<MemorySink> {
 
 /** The ports without an orchestrator: what a worker needs to process segments. */
 export async function buildContext(config: Config, observer?: Observer): Promise<Services> {
-  const [batches, payloads, sink] = await Promise.all([batchRepository(config), payloadStore(config), memorySink(config)]);
+  const [batches, payloads, sink] = await Promise.all([batchRepository(config), payloadStore(config), memorySink(config, observer)]);
   return {
     batches,
     payloads,

@@ -25,6 +25,8 @@ export interface MemorySink {
   writeSegment(records: MemoryRecord[]): Promise<ItemOutcome[]>;
   listByBatch(batchKey: string, afterIndex: number, limit: number): Promise<StoredMemoryRef[]>;
   countByBatch(batchKey: string): Promise<number>;
+  /** For a sink that forwards to another service: the id that service gave each memory, where it named one. */
+  sinkIds?(memoryIds: string[]): Promise<Map<string, string>>;
   check(): Promise<void>;
   close(): Promise<void>;
 }

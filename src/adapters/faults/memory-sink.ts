@@ -37,6 +37,10 @@ export class FaultySink implements MemorySink {
     return this.#inner.listByBatch(batchKey, afterIndex, limit);
   }
 
+  sinkIds(memoryIds: string[]): Promise<Map<string, string>> {
+    return this.#inner.sinkIds?.(memoryIds) ?? Promise.resolve(new Map());
+  }
+
   countByBatch(batchKey: string): Promise<number> {
     return this.#inner.countByBatch(batchKey);
   }

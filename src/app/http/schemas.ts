@@ -134,6 +134,7 @@ export const ResultDoc = z
     external_id: z.string().nullable(),
     status: z.enum([itemOutcome.succeeded, itemOutcome.failed]),
     memory_id: z.string().optional(),
+    sink_id: z.string().optional().openapi({ description: 'With BATCHMEM_SINK=http: the id the target service gave the memory' }),
     error: z.string().optional(),
   })
   .openapi('ItemResult');

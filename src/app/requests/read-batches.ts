@@ -19,7 +19,7 @@ export async function listBatches(ctx: Services, tenant: Tenant, query: BatchLis
 }
 
 export type ItemResult =
-  | ({ index: number; external_id: string | null; status: typeof itemOutcome.succeeded; memory_id: string } & MemoryAttributes)
+  | ({ index: number; external_id: string | null; status: typeof itemOutcome.succeeded; memory_id: string; sink_id?: string } & MemoryAttributes)
   | { index: number; external_id: string | null; status: typeof itemOutcome.failed; error: string };
 
 function parseIndexCursor(cursor: string | undefined): Result<number, AppError> {
@@ -45,9 +45,14 @@ export async function listResults(
     ctx.sink.listByBatch(batch.value.key, after.value, query.limit),
     ctx.batches.listErrors(batch.value.key, after.value, query.limit),
   ]);
+  // A forwarding sink also knows the target's id for each memory.
+  const sinkIds = stored.length > 0 && ctx.sink.sinkIds ? await ctx.sink.sinkIds(stored.map((m) => m.memoryId)) : undefined;
   const all: ItemResult[] = [
     // The Papr fields a memory was stored with come back beside batchmem's own, under their own names.
-    ...stored.map((m) => ({ index: m.index, external_id: m.externalId, status: itemOutcome.succeeded, memory_id: m.memoryId, ...m.attributes })),
+    ...stored.map((m) => {
+      const sinkId = sinkIds?.get(m.memoryId);
+      return { index: m.index, external_id: m.externalId, status: itemOutcome.succeeded, memory_id: m.memoryId, ...m.attributes, ...(sinkId ? { sink_id: sinkId } : {}) };
+    }),
     ...failed.map((e) => ({ index: e.index, external_id: e.externalId, status: itemOutcome.failed, error: e.error })),
   ].sort((a, b) => a.index - b.index);
   const merged = all.slice(0, query.limit);

@@ -1,0 +1,294 @@
+// MemorySink that forwards every memory to an existing memory service over HTTP (BATCHMEM_SINK=http): Papr's
+// add-memory API or a signed NDJSON receiver, at the rate the target can take, each memory once as a logical event.
+import pLimit, { type LimitFunction } from 'p-limit';
+import { Agent, request } from 'undici';
+import type { MemoryRecord } from '../../domain/memory.ts';
+import type { ItemOutcome, MemorySink, StoredMemoryRef } from '../../ports/memory-sink.ts';
+import { DeliveryLedger } from './delivery-ledger.ts';
+import { CircuitBreaker, RetryAfterGate, retryAfterMs, TokenBucket } from './flow-control.ts';
+import { type ItemAnswer, readAnswer, refusalMessage, type SinkFormat, WireFormat, type WireRequest } from './formats.ts';
+
+/** What the sink reports as it works, for metrics. Labels are statuses and reasons only, never content or keys. */
+export interface HttpSinkObserver {
+  /** One request's end: the HTTP status, or `timeout` / `network` when no answer came. */
+  requestFinished(status: string, durationMs: number): void;
+  /** A request about to be sent again, and why (`429`, `503`, `timeout`, ...). */
+  retried(reason: string): void;
+  /** New requests held back: `retry_after` (the target asked) or `breaker` (the target keeps failing). */
+  paused(reason: 'retry_after' | 'breaker', durationMs: number): void;
+}
+
+export interface HttpSinkOptions {
+  /** The target: Papr's API base URL (paths /v1/memory and /v1/memory/batch are appended), or the NDJSON endpoint. */
+  url: string;
+  format: SinkFormat;
+  apiKey?: string | undefined;
+  secret?: string | undefined;
+  /** Memories per request: 1 uses Papr's single add; more uses /v1/memory/batch (Papr, at most 50) or one NDJSON body. */
+  chunkSize: number;
+  /** Requests in flight at once, for the whole process. */
+  concurrency: number;
+  /** Memories per second for the whole process; 0 means no limit. */
+  ratePerSecond: number;
+  /** One request's time budget, connect to last byte. */
+  timeoutMs: number;
+  /** The longest `Retry-After` honoured; a target asking for more is retried after this. */
+  maxRetryAfterMs: number;
+  /** How long one chunk keeps being retried before the segment attempt fails (and the orchestrator retries it). */
+  outageToleranceMs: number;
+  breaker: { failureThreshold: number; openMs: number; maxOpenMs: number };
+  /** The product's retry policy: the wait before retry number `attempt` (1-based) after a transient failure. */
+  retryDelayMs(attempt: number): number;
+  /** Where the delivery ledger lives (SQLite). */
+  ledgerPath: string;
+  observer?: HttpSinkObserver | undefined;
+}
+
+/** A chunk that could not be delivered within the outage tolerance: the segment attempt fails and is retried later. */
+export class SinkUnavailableError extends Error {
+  override name = 'SinkUnavailableError';
+}
+
+type Attempt =
+  | { kind: 'answered'; status: number; text: string; gated: boolean }
+  | { kind: 'failed'; reason: 'timeout' | 'network'; message: string };
+
+const permanent = (status: number) => status >= 400 && status < 500 && ![408, 409, 429].includes(status);
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+export class HttpMemorySink implements MemorySink {
+  readonly #options: HttpSinkOptions;
+  readonly #ledger: DeliveryLedger;
+  readonly #agent: Agent;
+  readonly #wire: WireFormat;
+  readonly #limit: LimitFunction;
+  readonly #bucket: TokenBucket | undefined;
+  readonly #gate = new RetryAfterGate();
+  readonly #breaker: CircuitBreaker;
+  readonly #chunkSize: number;
+  /** Set when the target answers /v1/memory/batch with 404, 405 or 501: Papr chunks then go one memory at a time. */
+  #batchUnsupported = false;
+
+  constructor(options: HttpSinkOptions) {
+    this.#options = options;
+    this.#ledger = new DeliveryLedger(options.ledgerPath);
+    this.#agent = new Agent({
+      connections: options.concurrency,
+      headersTimeout: options.timeoutMs,
+      bodyTimeout: options.timeoutMs,
+      connectTimeout: options.timeoutMs,
+    });
+    this.#wire = new WireFormat({ format: options.format, apiKey: options.apiKey, secret: options.secret });
+    this.#limit = pLimit(options.concurrency);
+    this.#bucket = options.ratePerSecond > 0 ? new TokenBucket(options.ratePerSecond) : undefined;
+    // A chunk larger than the rate could never get its tokens.
+    const maxChunk = options.format === 'papr' ? 50 : 10_000;
+    this.#chunkSize = Math.max(1, Math.min(options.chunkSize, maxChunk, options.ratePerSecond || Infinity));
+    this.#breaker = new CircuitBreaker({
+      ...options.breaker,
+      onOpen: (pauseMs) => options.observer?.paused('breaker', pauseMs),
+    });
+  }
+
+  /**
+   * Sends the segment's memories not yet delivered, in chunks cut the same way on every call (so a chunk, and its
+   * Idempotency-Key, are the same on every retry), and records what the target accepted. A refused memory is an
+   * outcome; a target unreachable for longer than the outage tolerance is a thrown SinkUnavailableError.
+   */
+  async writeSegment(records: MemoryRecord[]): Promise<ItemOutcome[]> {
+    if (records.length === 0) return [];
+    const batchKey = records[0]!.batchKey;
+    const indexes = records.map((r) => r.index);
+    const delivered = this.#ledger.delivered(batchKey, Math.min(...indexes), Math.max(...indexes));
+    const refused = new Map<string, string>();
+    const chunks: MemoryRecord[][] = [];
+    for (let start = 0; start < records.length; start += this.#chunkSize) {
+      const chunk = records.slice(start, start + this.#chunkSize);
+      if (chunk.some((r) => !delivered.has(r.memoryId))) chunks.push(chunk);
+    }
+    await Promise.all(
+      chunks.map(async (chunk) => {
+        for (const [memoryId, error] of await this.#deliver(chunk)) refused.set(memoryId, error);
+      }),
+    );
+    return records.map((r) => {
+      const error = refused.get(r.memoryId);
+      return error === undefined ? { index: r.index, ok: true, memoryId: r.memoryId } : { index: r.index, ok: false, error };
+    });
+  }
+
+  /** Delivers one chunk; returns the refused memories with the target's status and message. */
+  async #deliver(chunk: MemoryRecord[]): Promise<Map<string, string>> {
+    const useBatch = this.#options.format === 'papr' && chunk.length > 1 && !this.#batchUnsupported;
+    if (this.#options.format === 'papr' && chunk.length > 1 && !useBatch) return this.#deliverEach(chunk);
+    const wire = this.#wire.build(chunk, useBatch);
+    const answer = await this.#send(chunk.length, wire);
+    if (answer.status === 404 || answer.status === 405 || answer.status === 501) {
+      if (useBatch) {
+        this.#batchUnsupported = true;
+        return this.#deliverEach(chunk);
+      }
+    }
+    if (permanent(answer.status)) {
+      // A refused chunk says nothing about which memory was refused: each goes alone, under its own key.
+      if (chunk.length > 1) return this.#deliverEach(chunk);
+      return new Map([[chunk[0]!.memoryId, `target answered ${answer.status}: ${refusalMessage(answer.text)}`]]);
+    }
+    const items = readAnswer(this.#options.format, chunk, answer.text, wire.path);
+    const refused = new Map<string, string>();
+    const again: MemoryRecord[] = [];
+    const accepted: { record: MemoryRecord; answer: Extract<ItemAnswer, { ok: true }> }[] = [];
+    chunk.forEach((record, position) => {
+      const item = items[position]!;
+      if (item.ok) accepted.push({ record, answer: item });
+      else if (permanent(item.status)) refused.set(record.memoryId, `target answered ${item.status}: ${item.message}`);
+      else again.push(record);
+    });
+    await this.#ledger.record(
+      accepted.map(({ record, answer }) => ({
+        memoryId: record.memoryId,
+        batchKey: record.batchKey,
+        index: record.index,
+        externalId: record.externalId,
+        attributes: record.attributes,
+        sinkId: answer.sinkId,
+      })),
+    );
+    if (again.length > 0) for (const [id, error] of await this.#deliverEach(again)) refused.set(id, error);
+    return refused;
+  }
+
+  async #deliverEach(records: MemoryRecord[]): Promise<Map<string, string>> {
+    const refused = new Map<string, string>();
+    await Promise.all(
+      records.map(async (record) => {
+        for (const [id, error] of await this.#deliver([record])) refused.set(id, error);
+      }),
+    );
+    return refused;
+  }
+
+  /**
+   * Sends one request until it gets a final answer (2xx, 409 or a permanent 4xx). Transient failures wait for the
+   * target's Retry-After (shared by all requests) or the retry policy's backoff, and count towards the breaker.
+   */
+  async #send(memories: number, wire: WireRequest): Promise<{ status: number; text: string }> {
+    const startedAt = Date.now();
+    for (let attempt = 1; ; attempt += 1) {
+      const result = await this.#limit(() => this.#attempt(memories, wire));
+      if (result.kind === 'answered') {
+        const status = result.status;
+        if ((status >= 200 && status < 300) || status === 409 || permanent(status)) return { status, text: result.text };
+        this.#giveUpAfter(startedAt, `target answered ${status}: ${refusalMessage(result.text)}`);
+        this.#options.observer?.retried(String(status));
+        // With a Retry-After the shared gate already holds this request back, with every other.
+        if (!result.gated) await sleep(this.#options.retryDelayMs(attempt));
+        continue;
+      }
+      this.#giveUpAfter(startedAt, `target unreachable (${result.reason}): ${result.message}`);
+      this.#options.observer?.retried(result.reason);
+      await sleep(this.#options.retryDelayMs(attempt));
+    }
+  }
+
+  #giveUpAfter(startedAt: number, lastError: string): void {
+    const elapsedMs = Date.now() - startedAt;
+    if (elapsedMs >= this.#options.outageToleranceMs) {
+      throw new SinkUnavailableError(`gave up after ${Math.round(elapsedMs / 1000)} s; last: ${lastError}`);
+    }
+  }
+
+  /** One attempt: waits for the breaker, the Retry-After gate and the rate, then sends with nothing awaited between. */
+  async #attempt(memories: number, wire: WireRequest): Promise<Attempt> {
+    let finished: () => void = () => {};
+    for (;;) {
+      await this.#gate.pass();
+      await this.#breaker.ready();
+      if (this.#gate.closedForMs > 0 || !this.#breaker.passes()) continue;
+      finished = (await this.#bucket?.take(memories)) ?? finished;
+      if (this.#gate.closedForMs === 0 && this.#breaker.passes()) break;
+      // The gate closed or the breaker opened while waiting for tokens: sending now would break the window.
+      finished();
+    }
+    this.#breaker.enter();
+    const startedAt = performance.now();
+    try {
+      const response = await request(this.#options.url + wire.path, {
+        method: 'POST',
+        headers: wire.headers,
+        body: wire.body,
+        dispatcher: this.#agent,
+        signal: AbortSignal.timeout(this.#options.timeoutMs),
+      });
+      const text = await response.body.text();
+      const status = response.statusCode;
+      this.#options.observer?.requestFinished(String(status), performance.now() - startedAt);
+      // The breaker and the gate learn of the answer before the concurrency slot is released, so the next
+      // request waiting for the slot already sees them.
+      if (status >= 500 || status === 408) this.#breaker.failed();
+      else this.#breaker.succeeded();
+      const header = response.headers['retry-after'];
+      const waitMs =
+        status === 429 || status === 503
+          ? retryAfterMs(Array.isArray(header) ? header[0] : header, Date.now(), this.#options.maxRetryAfterMs)
+          : undefined;
+      if (waitMs !== undefined) {
+        this.#gate.closeUntil(Date.now() + waitMs);
+        this.#options.observer?.paused('retry_after', waitMs);
+      }
+      return { kind: 'answered', status, text, gated: waitMs !== undefined };
+    } catch (error) {
+      this.#breaker.failed();
+      const reason = isTimeout(error) ? 'timeout' : 'network';
+      this.#options.observer?.requestFinished(reason, performance.now() - startedAt);
+      return { kind: 'failed', reason, message: (error as Error).message };
+    } finally {
+      finished();
+    }
+  }
+
+  async listByBatch(batchKey: string, afterIndex: number, limit: number): Promise<StoredMemoryRef[]> {
+    return this.#ledger
+      .list(batchKey, afterIndex, limit)
+      .map((d) => ({ index: d.index, memoryId: d.memoryId, externalId: d.externalId, attributes: d.attributes }));
+  }
+
+  async countByBatch(batchKey: string): Promise<number> {
+    return this.#ledger.count(batchKey);
+  }
+
+  async sinkIds(memoryIds: string[]): Promise<Map<string, string>> {
+    return this.#ledger.sinkIds(memoryIds);
+  }
+
+  /** Ready when the ledger answers, the breaker is not holding requests back, and the target answers below 500. */
+  async check(): Promise<void> {
+    this.#ledger.check();
+    const pausedMs = Math.max(this.#breaker.openForMs, this.#gate.closedForMs);
+    if (pausedMs > 0) throw new Error(`target is failing or throttling; requests paused for ${Math.ceil(pausedMs / 1000)} s`);
+    let status: number;
+    try {
+      const response = await request(this.#options.url, {
+        method: 'GET',
+        headers: this.#options.apiKey ? { 'x-api-key': this.#options.apiKey } : {},
+        dispatcher: this.#agent,
+        signal: AbortSignal.timeout(this.#options.timeoutMs),
+      });
+      await response.body.dump();
+      status = response.statusCode;
+    } catch (error) {
+      throw new Error(`target unreachable: ${(error as Error).message}`);
+    }
+    if (status >= 500) throw new Error(`target answered ${status}`);
+  }
+
+  async close(): Promise<void> {
+    await this.#agent.close();
+    this.#ledger.close();
+  }
+}
+
+function isTimeout(error: unknown): boolean {
+  const { name, code } = error as { name?: string; code?: string };
+  return name === 'TimeoutError' || name === 'AbortError' || (code !== undefined && /TIMEOUT/.test(code));
+}
