@@ -51,7 +51,7 @@ export class SinkUnavailableError extends Error {
 
 type Attempt =
   | { kind: 'answered'; status: number; text: string; gated: boolean }
-  | { kind: 'failed'; reason: 'timeout' | 'network'; message: string };
+  | { kind: 'unanswered'; reason: 'timeout' | 'network'; message: string };
 
 const permanent = (status: number) => status >= 400 && status < 500 && ![408, 409, 429].includes(status);
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -241,7 +241,7 @@ export class HttpMemorySink implements MemorySink {
       this.#breaker.failed();
       const reason = isTimeout(error) ? 'timeout' : 'network';
       this.#options.observer?.requestFinished(reason, performance.now() - startedAt);
-      return { kind: 'failed', reason, message: (error as Error).message };
+      return { kind: 'unanswered', reason, message: (error as Error).message };
     } finally {
       finished();
     }
