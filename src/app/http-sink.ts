@@ -4,7 +4,6 @@ import { Counter, Histogram, type Registry } from 'prom-client';
 import { HttpMemorySink, type HttpSinkObserver } from '../adapters/http/memory-sink.ts';
 import type { Config } from './config.ts';
 import type { Observer } from './observer.ts';
-import { webhookDelayMs } from './processing/deliver-webhook.ts';
 
 /** The sink's Prometheus metrics; labels are HTTP statuses and reasons only. */
 export function httpSinkMetrics(registry: Registry): HttpSinkObserver {
@@ -67,8 +66,9 @@ export function httpSink(config: Config, observer?: Observer): HttpMemorySink {
       openMs: config.BATCHMEM_SINK_BREAKER_PAUSE,
       maxOpenMs: Math.max(config.BATCHMEM_SINK_BREAKER_PAUSE, 30_000),
     },
-    // The product's retry policy (the webhook's capped exponential backoff with jitter), 200 ms doubling to 10 s.
-    retryDelayMs: (attempt) => webhookDelayMs(attempt, 200, 10_000),
+    // The product's one retry policy (exponential backoff, equal jitter): 200 ms doubling to 10 s; the outage
+    // tolerance, not an attempt count, decides when a request stops.
+    retry: { maxAttempts: Infinity, initialDelayMs: 200, maxDelayMs: 10_000 },
     ledgerPath: join(config.BATCHMEM_DATA_DIR, 'deliveries.db'),
     observer: registry ? httpSinkMetrics(registry) : undefined,
   });

@@ -4,7 +4,11 @@ import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SinkUnavailableError, type HttpSinkObserver } from '../../src/adapters/http/memory-sink.ts';
 import { toMemoryRecord } from '../../src/domain/memory.ts';
+import { commonEnv, testKeys } from '../e2e/http.suite.ts';
 import { tenantA, uniqueId } from '../support/batches.ts';
+import { memoryRowCount } from '../support/data-folder.ts';
+import { tempDir } from '../support/local-context.ts';
+import { serverProcess } from '../support/server-process.ts';
 import { testHttpSink } from '../support/http-sink.ts';
 import { type ReceiverOptions, sinkReceiver, type SinkReceiver } from '../support/sink-receiver.ts';
 
@@ -158,5 +162,28 @@ describe('HTTP pipeline sink', () => {
     expect(failed).toEqual([3, 13, 23, 33, 43]);
     expect(receiver.arrivals.length).toBe(1);
     expect(receiver.stored.size).toBe(45);
+  });
+
+  it('chains two batchmem processes: the target stores each memory once, even when everything is sent again', async () => {
+    const keys = testKeys();
+    const dir = tempDir();
+    const target = await serverProcess({ ...commonEnv(keys), BATCHMEM_FAULT_ITEM_MARKER: '', BATCHMEM_DATA_DIR: dir.path });
+    await target.start();
+    cleanup.push(async () => { await target.stop(); dir.remove(); });
+    const batch = records(30, (i) => (i === 7 ? ' ' : `memory ${i}`));
+    const first = testHttpSink({ url: target.url, format: 'papr', apiKey: keys[0]!.key });
+    cleanup.push(first.close);
+    const outcomes = await first.sink.writeSegment(batch);
+    // The target refuses the whitespace-only memory (400): a permanent failure with its status and message.
+    expect(outcomes.filter((o) => !o.ok)).toEqual([{ index: 7, ok: false, error: expect.stringMatching(/^target answered 400: .*content/) }]);
+    const sinkIds = await first.sink.sinkIds(batch.map((r) => r.memoryId));
+    expect(sinkIds.size).toBe(29);
+    expect([...sinkIds.values()].every((id) => id.startsWith('mem_'))).toBe(true);
+    // A second sink with an empty ledger sends all of it again, under the same Idempotency-Keys.
+    const second = testHttpSink({ url: target.url, format: 'papr', apiKey: keys[0]!.key });
+    cleanup.push(second.close);
+    await second.sink.writeSegment(batch);
+    expect(await second.sink.sinkIds(batch.map((r) => r.memoryId))).toEqual(sinkIds);
+    expect(memoryRowCount(dir.path)).toBe(29);
   });
 });

@@ -23,7 +23,7 @@ export function testHttpSink(overrides: Partial<HttpSinkOptions> & Pick<HttpSink
     maxRetryAfterMs: 5000,
     outageToleranceMs: 60_000,
     breaker: { failureThreshold: 5, openMs: 200, maxOpenMs: 2000 },
-    retryDelayMs: (attempt) => Math.min(1000, 20 * 2 ** attempt),
+    retry: { maxAttempts: Infinity, initialDelayMs: 40, maxDelayMs: 1000 },
     ledgerPath: join(dir.path, 'deliveries.db'),
     ...overrides,
   });

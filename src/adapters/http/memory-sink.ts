@@ -3,6 +3,7 @@
 import pLimit, { type LimitFunction } from 'p-limit';
 import { Agent, request } from 'undici';
 import type { MemoryRecord } from '../../domain/memory.ts';
+import { backoffMs, mayRetry, type RetryPolicy } from '../../domain/retry-policy.ts';
 import type { ItemOutcome, MemorySink, StoredMemoryRef } from '../../ports/memory-sink.ts';
 import { DeliveryLedger } from './delivery-ledger.ts';
 import { CircuitBreaker, RetryAfterGate, retryAfterMs, TokenBucket } from './flow-control.ts';
@@ -37,8 +38,11 @@ export interface HttpSinkOptions {
   /** How long one chunk keeps being retried before the segment attempt fails (and the orchestrator retries it). */
   outageToleranceMs: number;
   breaker: { failureThreshold: number; openMs: number; maxOpenMs: number };
-  /** The product's retry policy: the wait before retry number `attempt` (1-based) after a transient failure. */
-  retryDelayMs(attempt: number): number;
+  /**
+   * The backoff after a transient failure, through the product's one retry policy. `maxAttempts` bounds the attempts
+   * of one request (Infinity: only `outageToleranceMs` bounds them).
+   */
+  retry: RetryPolicy;
   /** Where the delivery ledger lives (SQLite). */
   ledgerPath: string;
   observer?: HttpSinkObserver | undefined;
@@ -179,22 +183,22 @@ export class HttpMemorySink implements MemorySink {
       if (result.kind === 'answered') {
         const status = result.status;
         if ((status >= 200 && status < 300) || status === 409 || permanent(status)) return { status, text: result.text };
-        this.#giveUpAfter(startedAt, `target answered ${status}: ${refusalMessage(result.text)}`);
+        this.#giveUpAfter(startedAt, attempt, `target answered ${status}: ${refusalMessage(result.text)}`);
         this.#options.observer?.retried(String(status));
         // With a Retry-After the shared gate already holds this request back, with every other.
-        if (!result.gated) await sleep(this.#options.retryDelayMs(attempt));
+        if (!result.gated) await sleep(backoffMs(this.#options.retry, attempt));
         continue;
       }
-      this.#giveUpAfter(startedAt, `target unreachable (${result.reason}): ${result.message}`);
+      this.#giveUpAfter(startedAt, attempt, `target unreachable (${result.reason}): ${result.message}`);
       this.#options.observer?.retried(result.reason);
-      await sleep(this.#options.retryDelayMs(attempt));
+      await sleep(backoffMs(this.#options.retry, attempt));
     }
   }
 
-  #giveUpAfter(startedAt: number, lastError: string): void {
+  #giveUpAfter(startedAt: number, failedAttempts: number, lastError: string): void {
     const elapsedMs = Date.now() - startedAt;
-    if (elapsedMs >= this.#options.outageToleranceMs) {
-      throw new SinkUnavailableError(`gave up after ${Math.round(elapsedMs / 1000)} s; last: ${lastError}`);
+    if (elapsedMs >= this.#options.outageToleranceMs || !mayRetry(this.#options.retry, failedAttempts)) {
+      throw new SinkUnavailableError(`gave up after ${failedAttempts} attempts in ${Math.round(elapsedMs / 1000)} s; last: ${lastError}`);
     }
   }
 
