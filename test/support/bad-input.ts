@@ -19,7 +19,7 @@ const badInputCase = z
     path: z.string().startsWith('/'),
     query: z.record(z.string(), z.string()).optional(),
     headers: z.record(z.string(), z.string()),
-    auth: z.enum(['a', 'b', 'none', 'wrong']),
+    auth: z.enum(['a', 'b', 'none', 'wrong', 'a-bearer-b-x-api-key']),
     body: z.string().optional(),
     bodyBase64: z.string().optional(),
     bodyParts: z.array(bodyPart).optional(),
@@ -93,7 +93,11 @@ export interface Keys {
 
 export function requestHeaders(c: BadInputCase, keys: Keys): Record<string, string> {
   const auth: Record<string, string> =
-    c.auth === 'none' ? {} : { authorization: `Bearer ${c.auth === 'wrong' ? 'key-wrong-00000000000000000000' : keys[c.auth]}` };
+    c.auth === 'none'
+      ? {}
+      : c.auth === 'a-bearer-b-x-api-key'
+        ? { authorization: `Bearer ${keys.a}`, 'x-api-key': keys.b }
+        : { authorization: `Bearer ${c.auth === 'wrong' ? 'key-wrong-00000000000000000000' : keys[c.auth]}` };
   return { ...auth, ...c.headers };
 }
 
