@@ -21,11 +21,14 @@ export class AppFailure extends Error {
   }
 }
 
-export function validation(detail: string, errors: FieldIssue[] = []): AppError {
+/** The error of one kind, for use cases that name exactly what they may answer. */
+export type ErrorOf<K extends AppError['kind']> = Extract<AppError, { kind: K }>;
+
+export function validation(detail: string, errors: FieldIssue[] = []): ErrorOf<'validation'> {
   return { kind: 'validation', detail, errors };
 }
 
-export function notFound(what: string): AppError {
+export function notFound(what: string): ErrorOf<'not_found'> {
   return { kind: 'not_found', detail: `${what} was not found` };
 }
 

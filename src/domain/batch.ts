@@ -104,7 +104,10 @@ export function parseCompletionWindow(value: unknown): { ok: true; ms: number } 
   return { ok: true, ms };
 }
 
+/** The batch-id rule, spelled once: what a client may name a batch (and so what may appear in its URLs). */
 export const batchIdPattern = /^[A-Za-z0-9_-]{1,64}$/;
+/** The rule in words, for validation messages. */
+export const batchIdRule = `must match ${batchIdPattern.source.slice(1, -1)}`;
 
 export function batchKey(organization: string, id: string): string {
   return createHash('sha256').update(organization).update('\0').update(id).digest('hex').slice(0, 32);

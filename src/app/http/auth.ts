@@ -3,7 +3,9 @@
 import type { MiddlewareHandler } from 'hono';
 import type { Tenant } from '../../domain/batch.ts';
 import type { ApiKeyring } from '../api-keys.ts';
-import { problemResponse } from './problem.ts';
+import { appErrorResponse } from './problem.ts';
+
+const unauthorized = (detail: string) => ({ kind: 'unauthorized' as const, detail });
 
 export type AuthEnv = { Variables: { tenant: Tenant; requestId: string } };
 
@@ -14,16 +16,16 @@ export function requireApiKey(keys: ApiKeyring): MiddlewareHandler<AuthEnv> {
     const bearer = authorization === undefined ? undefined : /^Bearer\s+(\S+)\s*$/i.exec(authorization)?.[1];
     const apiKey = apiKeyHeader?.trim();
     if (authorization !== undefined && bearer === undefined) {
-      return problemResponse(c, 401, 'Unauthorized', 'send an API key as "Authorization: Bearer <key>" or "X-API-Key: <key>"');
+      return appErrorResponse(c, unauthorized('send an API key as "Authorization: Bearer <key>" or "X-API-Key: <key>"'));
     }
     // Two different keys in one request: which tenant is meant is ambiguous, so neither is used.
     if (bearer !== undefined && apiKey !== undefined && bearer !== apiKey) {
-      return problemResponse(c, 401, 'Unauthorized', 'Authorization and X-API-Key name different keys; send one key');
+      return appErrorResponse(c, unauthorized('Authorization and X-API-Key name different keys; send one key'));
     }
     const key = bearer ?? apiKey;
-    if (!key) return problemResponse(c, 401, 'Unauthorized', 'send an API key as "Authorization: Bearer <key>" or "X-API-Key: <key>"');
+    if (!key) return appErrorResponse(c, unauthorized('send an API key as "Authorization: Bearer <key>" or "X-API-Key: <key>"'));
     const tenant = keys.tenantFor(key);
-    if (!tenant) return problemResponse(c, 401, 'Unauthorized', 'the API key is not valid');
+    if (!tenant) return appErrorResponse(c, unauthorized('the API key is not valid'));
     c.set('tenant', tenant);
     await next();
   };

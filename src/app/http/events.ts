@@ -4,17 +4,17 @@
 // id on every connection and every API process, and a later state a larger one. A client that reconnects with
 // `Last-Event-ID: n` therefore gets only states after n, and exactly one `done` event overall: the final state is
 // sent once, as `done`, and a stream opened on a final batch the client has seen ends at once with 204.
-import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
+import { createRoute, z } from '@hono/zod-openapi';
 import { streamSSE } from 'hono/streaming';
-import { batchIdPattern, batchKey } from '../../domain/batch.ts';
+import { batchKey } from '../../domain/batch.ts';
 import { isFinal, progressVersion } from '../../domain/lifecycle.ts';
 import { batchResource } from '../batch-resource.ts';
-import { AppFailure, notFound, validation } from '../errors.ts';
+import { validation } from '../errors.ts';
 import { getBatch } from '../requests/read-batches.ts';
 import { watchBatch } from '../requests/watch-batch.ts';
 import type { Services } from '../services.ts';
-import type { AuthEnv } from './auth.ts';
-import { appErrorResponse } from './problem.ts';
+import { appErrorResponse, problemDocs } from './problem.ts';
+import { guarded, router, security } from './router.ts';
 import * as doc from './schemas.ts';
 
 export interface EventStreamTiming {
@@ -29,7 +29,7 @@ export const defaultEventStreamTiming: EventStreamTiming = { heartbeatMs: 15_000
 const route = createRoute({
   method: 'get',
   path: '/v1/batch/{id}/events',
-  security: [{ bearer: [] }],
+  security,
   summary: 'Live progress (SSE), resumable with Last-Event-ID',
   request: {
     params: doc.BatchIdParam,
@@ -45,29 +45,27 @@ const route = createRoute({
       content: { 'text/event-stream': { schema: z.string() } },
     },
     204: { description: 'The batch is final and Last-Event-ID already covers its final state' },
-    400: { description: 'Invalid request', content: { 'application/problem+json': { schema: doc.ProblemDoc } } },
-    401: { description: 'Missing or unknown API key', content: { 'application/problem+json': { schema: doc.ProblemDoc } } },
-    404: { description: 'No such batch for this tenant', content: { 'application/problem+json': { schema: doc.ProblemDoc } } },
+    ...guarded,
+    ...problemDocs('not_found'),
   },
 });
 
 export function createEventsApp(ctx: Services, timing: EventStreamTiming = defaultEventStreamTiming) {
-  const app = new OpenAPIHono<AuthEnv>();
+  const app = router();
   app.openapi(route, async (c) => {
     const { id } = c.req.valid('param');
-    if (!batchIdPattern.test(id)) throw new AppFailure(notFound(`batch ${id.slice(0, 64)}`));
     const header = c.req.header('last-event-id');
     let seen = -1;
     if (header !== undefined && header.trim() !== '') {
       if (!/^\d{1,15}$/.test(header.trim())) {
-        return appErrorResponse(c, validation('Last-Event-ID must be an event id this stream sent', [{ path: 'Last-Event-ID', message: 'must be a whole number' }])) as never;
+        return appErrorResponse(c, validation('Last-Event-ID must be an event id this stream sent', [{ path: 'Last-Event-ID', message: 'must be a whole number' }]));
       }
       seen = Number(header.trim());
     }
     const tenant = c.get('tenant');
     const found = await getBatch(ctx, tenant, id);
-    if (!found.ok) return appErrorResponse(c, found.error) as never;
-    if (isFinal(found.value.status) && progressVersion(found.value) <= seen) return c.body(null, 204) as never;
+    if (!found.ok) return appErrorResponse(c, found.error);
+    if (isFinal(found.value.status) && progressVersion(found.value) <= seen) return c.body(null, 204);
 
     // Proxies such as nginx buffer responses unless told not to, which would hold events back.
     c.header('x-accel-buffering', 'no');
@@ -91,7 +89,7 @@ export function createEventsApp(ctx: Services, timing: EventStreamTiming = defau
       } finally {
         clearInterval(heartbeat);
       }
-    }) as never;
+    });
   });
   return app;
 }

@@ -3,7 +3,7 @@
 // call (the batch status, the single add) are here. See docs/api.md, "Papr clients".
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
-import { batchIdPattern } from '../../domain/batch.ts';
+import { batchIdPattern, batchIdRule } from '../../domain/batch.ts';
 import { type MemoryAttributes, type MemoryLimits, memoryAttributeNames, memoryAttributesSchema, withoutNulls } from '../../domain/memory.ts';
 import { batchResource, type PaprItemError } from '../batch-resource.ts';
 import type { Batch } from '../../domain/batch.ts';
@@ -14,7 +14,7 @@ import { addMemory } from '../requests/add-memory.ts';
 import { getBatch } from '../requests/read-batches.ts';
 import type { SubmitOptions } from '../requests/submit-batch.ts';
 import type { AuthEnv } from './auth.ts';
-import { appErrorResponse, problemResponse } from './problem.ts';
+import { appErrorResponse } from './problem.ts';
 
 /** Item errors put on a single batch's resource; the rest are at /v1/batch/{id}/errors. */
 const errorsOnResource = 100;
@@ -31,7 +31,7 @@ function fail(path: string, message: string): never {
 export function envelopeOptions(raw: Record<string, unknown>, limits: MemoryLimits): SubmitOptions {
   const envelope = withoutNulls(raw);
   if (envelope.batch_id !== undefined && (typeof envelope.batch_id !== 'string' || !batchIdPattern.test(envelope.batch_id))) {
-    fail('batch_id', 'must match [A-Za-z0-9_-]{1,64}');
+    fail('batch_id', batchIdRule);
   }
   for (const field of ['webhook_url', 'webhook_secret'] as const) {
     if (envelope[field] !== undefined && typeof envelope[field] !== 'string') fail(field, 'must be a string');
@@ -90,11 +90,11 @@ export function paprRoutes(deps: PaprRouteDeps) {
     '/v1/memory',
     bodyLimit({
       maxSize: deps.maxJsonBodyBytes,
-      onError: (c) => problemResponse(c, 413, 'Payload too large', `a single memory's body may be at most ${deps.maxJsonBodyBytes} bytes`),
+      onError: (c) => appErrorResponse(c, { kind: 'payload_too_large', detail: `a single memory's body may be at most ${deps.maxJsonBodyBytes} bytes` }),
     }),
     async (c) => {
       const type = (c.req.header('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
-      if (type !== 'application/json') return problemResponse(c, 415, 'Unsupported media type', 'send the memory as application/json');
+      if (type !== 'application/json') return appErrorResponse(c, { kind: 'unsupported_media_type', detail: 'send the memory as application/json' });
       let item: unknown;
       try {
         item = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(await c.req.arrayBuffer()));
@@ -118,7 +118,7 @@ export function paprRoutes(deps: PaprRouteDeps) {
       if (replayed) c.header('idempotent-replayed', 'true');
       c.header('location', `/v1/batch/${batch.id}`);
       if (state === 'refused') {
-        return problemResponse(c, 422, 'Unprocessable content', `the memory was not stored: ${added.value.reason}`);
+        return appErrorResponse(c, { kind: 'unprocessable', detail: `the memory was not stored: ${added.value.reason}` });
       }
       const item0 = { memoryId, objectId: memoryId, createdAt: batch.createdAt, memoryChunkIds: [] as string[] };
       const stored = state === 'stored';

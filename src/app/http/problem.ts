@@ -1,11 +1,15 @@
 // RFC 9457 problem details: every error the API answers has this shape and media type.
-import type { Context } from 'hono';
+import type { Context, TypedResponse } from 'hono';
 import type { FieldIssue } from '../../domain/errors.ts';
 import type { AppError } from '../errors.ts';
+import { ProblemDoc } from './schemas.ts';
 
 export const problemMediaType = 'application/problem+json';
 
-const statusOf: Record<AppError['kind'], { status: number; title: string }> = {
+type Kind = AppError['kind'];
+
+/** The one mapping from a use case's error kind to its HTTP status and problem title. */
+const statusOf = {
   validation: { status: 400, title: 'Invalid request' },
   unauthorized: { status: 401, title: 'Unauthorized' },
   forbidden: { status: 403, title: 'Forbidden' },
@@ -15,7 +19,9 @@ const statusOf: Record<AppError['kind'], { status: number; title: string }> = {
   unsupported_media_type: { status: 415, title: 'Unsupported media type' },
   unprocessable: { status: 422, title: 'Unprocessable content' },
   unavailable: { status: 503, title: 'Service unavailable' },
-};
+} as const satisfies Record<Kind, { status: number; title: string }>;
+
+export type ProblemStatus<K extends Kind> = (typeof statusOf)[K]['status'];
 
 export interface Problem {
   type: string;
@@ -43,7 +49,24 @@ export function problemResponse(c: Context, status: number, title: string, detai
   });
 }
 
-export function appErrorResponse(c: Context, error: AppError): Response {
-  const { status, title } = statusOf[error.kind];
-  return problemResponse(c, status, title, error.detail, error.kind === 'validation' ? error.errors : undefined);
+/**
+ * The problem+json answer to a use case's error, typed with the statuses its kinds map to, so that a route that
+ * declares those problem responses (`problemDocs`) returns it as one of its own responses.
+ */
+export function appErrorResponse<E extends AppError>(c: Context, error: E): Response & TypedResponse<Problem, ProblemStatus<E['kind']>, 'json'> {
+  const { status, title } = statusOf[error.kind as E['kind']];
+  const response = problemResponse(c, status, title, error.detail, error.kind === 'validation' ? error.errors : undefined);
+  // Built as a plain Response (no headers of the context), so its type is stated here, once.
+  return response as unknown as Response & TypedResponse<Problem, ProblemStatus<E['kind']>, 'json'>;
+}
+
+type ProblemDocs<K extends Kind> = {
+  [S in ProblemStatus<K>]: { description: string; content: { 'application/problem+json': { schema: typeof ProblemDoc } } };
+};
+
+/** The OpenAPI responses of the error kinds a route may answer, from the same mapping. */
+export function problemDocs<K extends Kind>(...kinds: K[]): ProblemDocs<K> {
+  return Object.fromEntries(
+    kinds.map((kind) => [statusOf[kind].status, { description: statusOf[kind].title, content: { [problemMediaType]: { schema: ProblemDoc } } }]),
+  ) as ProblemDocs<K>;
 }

@@ -1,7 +1,12 @@
 // Schemas of the HTTP API, used to validate requests and to generate the OpenAPI document.
 import { z } from '@hono/zod-openapi';
+import { batchIdPattern, batchIdRule } from '../../domain/batch.ts';
 import { batchStatuses, cancellableStatuses, finalStatuses, isCompleted, unfinishedStatuses } from '../../domain/lifecycle.ts';
 import { itemOutcome, itemOutcomes } from '../../domain/progress.ts';
+
+/** A client-chosen batch id (domain/batch.ts's rule). */
+export const BatchIdSchema = z.string().regex(batchIdPattern);
+export { batchIdRule };
 
 export const BatchIdParam = z.object({
   id: z.string().openapi({ param: { name: 'id', in: 'path' }, example: 'b_2f4c9a', description: 'The batch id' }),
@@ -60,7 +65,7 @@ export const MemoryItemDoc = z
 export const SubmitJsonDoc = z
   .object({
     memories: z.array(MemoryItemDoc),
-    batch_id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/).optional(),
+    batch_id: BatchIdSchema.optional(),
     webhook_url: z.url().optional(),
     webhook_secret: z.string().optional().openapi({ description: 'A Standard Webhooks secret: whsec_ + base64 of 24 to 64 bytes' }),
     completion_window: CompletionWindowDoc.optional(),

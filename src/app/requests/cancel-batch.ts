@@ -1,12 +1,13 @@
 // Cancel: a pending or processing batch moves to cancelling; the orchestrator stops scheduling its segments.
-import { batchKey, type Batch, type Tenant } from '../../domain/batch.ts';
+import { batchIdPattern, batchKey, type Batch, type Tenant } from '../../domain/batch.ts';
 import { isFinal, requestCancel } from '../../domain/lifecycle.ts';
 import { err, ok, type Result } from '../../domain/result.ts';
 import type { OrchestratedServices } from '../services.ts';
-import { type AppError, notFound } from '../errors.ts';
+import { type ErrorOf, notFound } from '../errors.ts';
 import { changeBatch } from '../change-batch.ts';
 
-export async function cancelBatch(ctx: OrchestratedServices, tenant: Tenant, id: string): Promise<Result<Batch, AppError>> {
+export async function cancelBatch(ctx: OrchestratedServices, tenant: Tenant, id: string): Promise<Result<Batch, ErrorOf<'not_found' | 'conflict'>>> {
+  if (!batchIdPattern.test(id)) return err(notFound(`batch ${id.slice(0, 64)}`));
   const key = batchKey(tenant.organization, id);
   // Cancelling already, or final: nothing to write; a final batch is answered with a conflict below.
   const batch = await changeBatch(ctx.batches, key, (current) => {

@@ -1,15 +1,16 @@
 // Delete: a final batch's payload segments and record go; the memories it stored stay in the memory store.
-import { batchKey, type Tenant } from '../../domain/batch.ts';
+import { batchIdPattern, batchKey, type Tenant } from '../../domain/batch.ts';
 import { isFinal } from '../../domain/lifecycle.ts';
 import { err, ok, type Result } from '../../domain/result.ts';
-import { type AppError, notFound } from '../errors.ts';
+import { type ErrorOf, notFound } from '../errors.ts';
 import type { Services } from '../services.ts';
 
 /**
  * Refused with a conflict while the batch can still change (a runner owes it work). The payload goes first: a crash
  * in between leaves a record whose delete can be repeated, never segments that no record points to.
  */
-export async function deleteBatch(ctx: Services, tenant: Tenant, id: string): Promise<Result<{ payloadObjects: number }, AppError>> {
+export async function deleteBatch(ctx: Services, tenant: Tenant, id: string): Promise<Result<{ payloadObjects: number }, ErrorOf<'not_found' | 'conflict'>>> {
+  if (!batchIdPattern.test(id)) return err(notFound(`batch ${id.slice(0, 64)}`));
   const key = batchKey(tenant.organization, id);
   const batch = await ctx.batches.get(key);
   if (!batch || batch.tenant.organization !== tenant.organization) return err(notFound(`batch ${id}`));

@@ -1,28 +1,35 @@
 // Queries a tenant may make: one batch, its list, its per-item results and errors. Another tenant's batch is "not found".
-import { type Batch, batchKey, type Tenant } from '../../domain/batch.ts';
+import { type Batch, batchIdPattern, batchKey, type Tenant } from '../../domain/batch.ts';
 import { itemOutcome } from '../../domain/progress.ts';
 import type { MemoryAttributes } from '../../domain/memory.ts';
 import { err, ok, type Result } from '../../domain/result.ts';
-import type { BatchListQuery, Page } from '../../ports/batch-repository.ts';
+import { type BatchListQuery, InvalidCursorError, type Page } from '../../ports/batch-repository.ts';
 import type { Services } from '../services.ts';
-import { type AppError, notFound, validation } from '../errors.ts';
+import { type ErrorOf, notFound, validation } from '../errors.ts';
 
-export async function getBatch(ctx: Services, tenant: Tenant, id: string): Promise<Result<Batch, AppError>> {
+export async function getBatch(ctx: Services, tenant: Tenant, id: string): Promise<Result<Batch, ErrorOf<'not_found'>>> {
+  // An id that breaks the batch-id rule can name no batch.
+  if (!batchIdPattern.test(id)) return err(notFound(`batch ${id.slice(0, 64)}`));
   const batch = await ctx.batches.get(batchKey(tenant.organization, id));
   // The key is derived from the organization, so another tenant's id can never resolve; the check is belt and braces.
   if (!batch || batch.tenant.organization !== tenant.organization) return err(notFound(`batch ${id}`));
   return ok(batch);
 }
 
-export async function listBatches(ctx: Services, tenant: Tenant, query: BatchListQuery): Promise<Page<Batch>> {
-  return ctx.batches.list(tenant.organization, query);
+export async function listBatches(ctx: Services, tenant: Tenant, query: BatchListQuery): Promise<Result<Page<Batch>, ErrorOf<'validation'>>> {
+  try {
+    return ok(await ctx.batches.list(tenant.organization, query));
+  } catch (error) {
+    if (error instanceof InvalidCursorError) return err(validation('cursor is not valid', [{ path: 'cursor', message: 'must come from next_cursor' }]));
+    throw error;
+  }
 }
 
 export type ItemResult =
   | ({ index: number; external_id: string | null; status: typeof itemOutcome.succeeded; memory_id: string; sink_id?: string } & MemoryAttributes)
   | { index: number; external_id: string | null; status: typeof itemOutcome.failed; error: string };
 
-function parseIndexCursor(cursor: string | undefined): Result<number, AppError> {
+function parseIndexCursor(cursor: string | undefined): Result<number, ErrorOf<'validation'>> {
   if (cursor === undefined) return ok(-1);
   const value = Number(cursor);
   return Number.isSafeInteger(value) && value >= -1
@@ -36,7 +43,7 @@ export async function listResults(
   tenant: Tenant,
   id: string,
   query: { limit: number; cursor?: string | undefined },
-): Promise<Result<Page<ItemResult>, AppError>> {
+): Promise<Result<Page<ItemResult>, ErrorOf<'not_found' | 'validation'>>> {
   const batch = await getBatch(ctx, tenant, id);
   if (!batch.ok) return batch;
   const after = parseIndexCursor(query.cursor);
@@ -67,7 +74,7 @@ export async function listErrors(
   tenant: Tenant,
   id: string,
   query: { limit: number; cursor?: string | undefined },
-): Promise<Result<Page<{ index: number; external_id: string | null; error: string }>, AppError>> {
+): Promise<Result<Page<{ index: number; external_id: string | null; error: string }>, ErrorOf<'not_found' | 'validation'>>> {
   const batch = await getBatch(ctx, tenant, id);
   if (!batch.ok) return batch;
   const after = parseIndexCursor(query.cursor);

@@ -1,0 +1,97 @@
+// The batch resource: read one, list, delete, cancel, and page through its per-item results and errors. Its live
+// progress (events.ts) and its result files (result-files.ts) are routers of their own.
+import { createRoute, z } from '@hono/zod-openapi';
+import { batchMetadataIssues } from '../../domain/batch.ts';
+import { batchResource } from '../batch-resource.ts';
+import { validation } from '../errors.ts';
+import { cancelBatch } from '../requests/cancel-batch.ts';
+import { deleteBatch } from '../requests/delete-batch.ts';
+import { getBatch, listBatches, listErrors, listResults } from '../requests/read-batches.ts';
+import type { OrchestratedServices } from '../services.ts';
+import { batchResourceWithErrors } from './papr.ts';
+import { appErrorResponse, problemDocs } from './problem.ts';
+import { bracketParams, guarded, router, security } from './router.ts';
+import * as doc from './schemas.ts';
+
+const json = <S extends z.ZodType>(description: string, schema: S) => ({ description, content: { 'application/json': { schema } } });
+
+const routes = {
+  get: createRoute({
+    method: 'get', path: '/v1/batch/{id}', security, request: { params: doc.BatchIdParam },
+    responses: { 200: json('The batch', doc.BatchDoc), ...guarded, ...problemDocs('not_found') },
+  }),
+  list: createRoute({
+    method: 'get', path: '/v1/batch', security, request: { query: doc.ListQuery },
+    responses: { 200: json('Batches, newest first', doc.BatchPageDoc), ...guarded },
+  }),
+  delete: createRoute({
+    method: 'delete', path: '/v1/batch/{id}', security, request: { params: doc.BatchIdParam },
+    summary: 'Delete a final batch: its payload and record go, the memories it stored stay in the memory store',
+    responses: { 204: { description: 'Deleted' }, ...guarded, ...problemDocs('not_found', 'conflict') },
+  }),
+  cancel: createRoute({
+    method: 'post', path: '/v1/batch/{id}/cancel', security, request: { params: doc.BatchIdParam },
+    responses: { 202: json('Cancelling', doc.BatchDoc), ...guarded, ...problemDocs('not_found', 'conflict') },
+  }),
+  results: createRoute({
+    method: 'get', path: '/v1/batch/{id}/results', security, request: { params: doc.BatchIdParam, query: doc.PageQuery },
+    responses: { 200: json('Per-item results by index', doc.ResultPageDoc), ...guarded, ...problemDocs('not_found') },
+  }),
+  errors: createRoute({
+    method: 'get', path: '/v1/batch/{id}/errors', security, request: { params: doc.BatchIdParam, query: doc.PageQuery },
+    responses: { 200: json('Per-item errors by index', doc.ErrorPageDoc), ...guarded, ...problemDocs('not_found') },
+  }),
+};
+
+export function batchRoutes(ctx: OrchestratedServices) {
+  const app = router();
+
+  app.openapi(routes.get, async (c) => {
+    const { id } = c.req.valid('param');
+    const result = await getBatch(ctx, c.get('tenant'), id);
+    if (!result.ok) return appErrorResponse(c, result.error);
+    return c.json(await batchResourceWithErrors(ctx, result.value), 200);
+  });
+
+  app.openapi(routes.list, async (c) => {
+    const { metadata: _documentedOnly, ...query } = c.req.valid('query');
+    const metadata = bracketParams(new URL(c.req.url).searchParams, 'metadata');
+    if (metadata) {
+      const issues = batchMetadataIssues(metadata).map((issue) => ({ ...issue, path: issue.path.replace(/^metadata\.(.*)$/, 'metadata[$1]') }));
+      if (issues.length > 0) return appErrorResponse(c, validation(`metadata filter is invalid: ${issues.map((i) => `${i.path} ${i.message}`).join('; ')}`, issues));
+    }
+    const result = await listBatches(ctx, c.get('tenant'), { ...query, metadata });
+    if (!result.ok) return appErrorResponse(c, result.error);
+    return c.json({ data: result.value.items.map((batch) => batchResource(batch)), next_cursor: result.value.nextCursor }, 200);
+  });
+
+  app.openapi(routes.delete, async (c) => {
+    const { id } = c.req.valid('param');
+    const result = await deleteBatch(ctx, c.get('tenant'), id);
+    if (!result.ok) return appErrorResponse(c, result.error);
+    return c.body(null, 204);
+  });
+
+  app.openapi(routes.cancel, async (c) => {
+    const { id } = c.req.valid('param');
+    const result = await cancelBatch(ctx, c.get('tenant'), id);
+    if (!result.ok) return appErrorResponse(c, result.error);
+    return c.json(batchResource(result.value), 202);
+  });
+
+  app.openapi(routes.results, async (c) => {
+    const { id } = c.req.valid('param');
+    const result = await listResults(ctx, c.get('tenant'), id, c.req.valid('query'));
+    if (!result.ok) return appErrorResponse(c, result.error);
+    return c.json({ data: result.value.items, next_cursor: result.value.nextCursor }, 200);
+  });
+
+  app.openapi(routes.errors, async (c) => {
+    const { id } = c.req.valid('param');
+    const result = await listErrors(ctx, c.get('tenant'), id, c.req.valid('query'));
+    if (!result.ok) return appErrorResponse(c, result.error);
+    return c.json({ data: result.value.items, next_cursor: result.value.nextCursor }, 200);
+  });
+
+  return app;
+}

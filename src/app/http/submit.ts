@@ -1,0 +1,157 @@
+// Submitting a batch: POST /v1/memory/batch, JSON or NDJSON, read as a stream so memory stays flat whatever the
+// size. A plain route (its body is never parsed whole); its contract is registered for OpenAPI by hand below.
+import { z } from '@hono/zod-openapi';
+import { batchResource } from '../batch-resource.ts';
+import { type AppError, validation } from '../errors.ts';
+import type { Metrics } from '../metrics.ts';
+import {
+  type DryRunReport,
+  dryRunMaxErrors,
+  findExisting,
+  type SubmitOptions,
+  submitBatch,
+  validateBatch,
+} from '../requests/submit-batch.ts';
+import type { OrchestratedServices } from '../services.ts';
+import { jsonBatch, ndjsonItems } from './body.ts';
+import { envelopeOptions } from './papr.ts';
+import { appErrorResponse, problemDocs } from './problem.ts';
+import { bracketParams, guarded, router, security } from './router.ts';
+import * as doc from './schemas.ts';
+
+export interface SubmitRouteDeps {
+  ctx: OrchestratedServices;
+  metrics: Metrics;
+  maxJsonBodyBytes: number;
+}
+
+const ndjsonTypes = new Set(['application/x-ndjson', 'application/ndjson', 'application/jsonl']);
+
+function mediaType(header: string | undefined): { type: string; charset?: string | undefined } {
+  const [type = '', ...params] = (header ?? '').split(';').map((part) => part.trim().toLowerCase());
+  const charset = params.find((p) => p.startsWith('charset='))?.slice('charset='.length).replace(/"/g, '');
+  return { type, charset };
+}
+
+const idempotencyKeyPattern = /^[\x21-\x7e]{1,255}$/;
+
+export function submitRoutes(deps: SubmitRouteDeps) {
+  const { ctx, metrics } = deps;
+  const app = router();
+
+  app.post('/v1/memory/batch', async (c) => {
+    const tenant = c.get('tenant');
+    const validateOnly = c.req.query('validate_only');
+    if (validateOnly !== undefined && validateOnly !== 'true' && validateOnly !== 'false') {
+      return appErrorResponse(c, validation('validate_only must be true or false', [{ path: 'validate_only', message: 'must be true or false' }]));
+    }
+    const dryRun = validateOnly === 'true';
+    // A dry run reports what a real submit would refuse as invalid (400) in its answer; every other refusal is the same.
+    const refuse = (error: AppError) => (dryRun && error.kind === 'validation' ? c.json(dryRunReport(0, error), 200) : appErrorResponse(c, error));
+    const { type, charset } = mediaType(c.req.header('content-type'));
+    const isJson = type === 'application/json';
+    if (!isJson && !ndjsonTypes.has(type)) {
+      return appErrorResponse(c, { kind: 'unsupported_media_type', detail: 'send application/json or application/x-ndjson' });
+    }
+    if (charset && charset !== 'utf-8' && charset !== 'utf8') {
+      return appErrorResponse(c, { kind: 'unsupported_media_type', detail: `charset ${charset} is not supported; use utf-8` });
+    }
+    const idempotencyKey = c.req.header('idempotency-key');
+    if (idempotencyKey !== undefined && !idempotencyKeyPattern.test(idempotencyKey)) {
+      return refuse(validation('Idempotency-Key must be 1 to 255 visible ASCII characters', [{ path: 'Idempotency-Key', message: 'invalid' }]));
+    }
+    const declaredLength = Number(c.req.header('content-length') ?? '0');
+    if (isJson && declaredLength > deps.maxJsonBodyBytes) {
+      return appErrorResponse(c, {
+        kind: 'payload_too_large',
+        detail: `a JSON body may be at most ${deps.maxJsonBodyBytes} bytes; send NDJSON for larger batches`,
+      });
+    }
+    const body = c.req.raw.body;
+    if (!body) return refuse(validation('the body is empty', [{ path: '', message: 'empty' }]));
+
+    const early: SubmitOptions = { idempotencyKey };
+    let items: AsyncIterable<unknown>;
+    let options: () => SubmitOptions;
+    if (isJson) {
+      const parsed = jsonBatch(body, deps.maxJsonBodyBytes);
+      items = parsed.items;
+      options = () => ({ ...early, ...envelopeOptions(parsed.envelope, ctx.settings.memoryLimits) });
+    } else {
+      const query = {
+        batchId: c.req.query('batch_id'),
+        webhookUrl: c.req.query('webhook_url'),
+        webhookSecret: c.req.header('webhook-secret'),
+        completionWindow: c.req.query('completion_window'),
+        metadata: bracketParams(new URL(c.req.url).searchParams, 'metadata'),
+      };
+      if (!doc.BatchIdSchema.optional().safeParse(query.batchId).success) {
+        return refuse(validation(`batch_id ${doc.batchIdRule}`, [{ path: 'batch_id', message: doc.batchIdRule }]));
+      }
+      Object.assign(early, query);
+      items = ndjsonItems(body);
+      options = () => early;
+    }
+    if (dryRun) {
+      const report = await validateBatch(ctx, { items, options });
+      if (!report.ok) return appErrorResponse(c, report.error);
+      return c.json(report.value, 200);
+    }
+    const existing = await findExisting(ctx, tenant, early);
+    if (existing) {
+      await body.cancel().catch(() => undefined);
+      c.header('idempotent-replayed', 'true');
+      return c.json(batchResource(existing), 200);
+    }
+    const result = await submitBatch(ctx, { tenant, requestId: c.get('requestId'), items, options });
+    if (!result.ok) return appErrorResponse(c, result.error);
+    const { batch, created, replayed, generatedSecret } = result.value;
+    if (replayed) c.header('idempotent-replayed', 'true');
+    if (created) metrics.batchSubmitted(batch.payload.storedBytes ? batch.payload.rawBytes / batch.payload.storedBytes : 0, batch.counts.total);
+    const resource = generatedSecret ? { ...batchResource(batch), webhook_secret: generatedSecret } : batchResource(batch);
+    c.header('location', `/v1/batch/${batch.id}`);
+    return c.json(resource, created ? 202 : 200);
+  });
+
+  app.openAPIRegistry.registerPath({
+    method: 'post',
+    path: '/v1/memory/batch',
+    summary: 'Submit a batch of memories (JSON or NDJSON, streamed)',
+    security,
+    request: {
+      query: z.object({
+        batch_id: z.string().optional(),
+        webhook_url: z.string().optional(),
+        completion_window: z.string().optional().openapi({ description: 'NDJSON: the completion window, e.g. 24h (JSON: in the body)' }),
+        metadata: z.record(z.string(), z.string()).optional().openapi({
+          param: { name: 'metadata', in: 'query', style: 'deepObject', explode: true },
+          description: 'NDJSON: metadata[key]=value pairs (JSON: in the body)',
+        }),
+        validate_only: z.enum(['true', 'false']).optional().openapi({ description: 'true: check the whole body and answer with a DryRun; nothing is stored' }),
+      }),
+      headers: z.object({ 'idempotency-key': z.string().optional(), 'webhook-secret': z.string().optional() }),
+      body: {
+        content: {
+          'application/json': { schema: doc.SubmitJsonDoc },
+          'application/x-ndjson': { schema: z.string().openapi({ description: 'One MemoryItem as JSON per line' }) },
+        },
+      },
+    },
+    responses: {
+      202: { description: 'Accepted: stored and started', content: { 'application/json': { schema: doc.BatchDoc } } },
+      200: {
+        description: 'A repeated submission: the existing batch; with validate_only=true, the DryRun report',
+        content: { 'application/json': { schema: z.union([doc.BatchDoc, doc.DryRunDoc]) } },
+      },
+      ...guarded,
+      ...problemDocs('payload_too_large', 'unsupported_media_type', 'unprocessable', 'unavailable'),
+    },
+  });
+  return app;
+}
+
+/** A dry run's answer for a request refused before its body was read. */
+function dryRunReport(total: number, error: AppError): DryRunReport {
+  const errors = error.kind === 'validation' && error.errors.length > 0 ? error.errors : [{ path: '', message: error.detail }];
+  return { valid: false, total, errors: errors.slice(0, dryRunMaxErrors) };
+}
