@@ -145,8 +145,9 @@ function toBatch(row: ParseObject, version: number, state: MutableState, counts:
     workflowId: state.workflowId,
     webhook: state.webhook,
     error: state.error,
-    memoryDefaults: (row.get('memoryDefaults') as Batch['memoryDefaults']) ?? null,
-    fingerprint: text(row.get('bodySha256')),
+    // Absent on batches stored before these fields existed (and when unset): left out, not null.
+    ...(row.get('memoryDefaults') ? { memoryDefaults: row.get('memoryDefaults') as Batch['memoryDefaults'] } : {}),
+    ...(text(row.get('bodySha256')) ? { fingerprint: text(row.get('bodySha256')) } : {}),
     completionWindow: text(row.get('completionWindow')),
     expiresAt: iso(row.get('expiresAt')),
     metadata: { ...((row.get('batchMetadata') as Record<string, string> | undefined) ?? {}) },
