@@ -1,4 +1,5 @@
-// Four Vitest projects: `unit` needs nothing; `contract`, `e2e` and `reliability` need a Docker engine and the
+// Four Vitest projects: `unit` needs no Docker (its workflow tests run the Temporal CLI binary that
+// `npm run test:images` builds into .cache/gobin); `contract`, `e2e` and `reliability` need a Docker engine and the
 // images from `npm run test:images`. `npm test` runs them all; `npm run test:unit` runs the unit project only.
 import { defineConfig, type TestProjectInlineConfiguration } from 'vitest/config';
 

@@ -73,7 +73,7 @@ export function batchRepositoryContract(adapter: string, open: () => Promise<Rep
         to: 'processing',
       });
       expect(await repo.update(batch.key, 1, { status: 'cancelling' })).toMatchObject({ kind: 'illegal_transition' });
-      expect(await repo.get(batch.key)).toEqual(batch);
+      expect(await repo.get(batch.key)).toMatchObject({ status: 'completed', version: 1, completedAt: batch.completedAt });
       // Fields other than the status may still change on a final batch (the webhook's attempts, say).
       expect(await repo.update(batch.key, 1, { error: 'noted' })).toMatchObject({ status: 'completed', version: 2, error: 'noted' });
     });
@@ -104,7 +104,10 @@ export function batchRepositoryContract(adapter: string, open: () => Promise<Rep
         for (const key of [batch.key, other.key]) {
           const final = await repo.get(key);
           expect(final && isFinal(final.status)).toBe(true);
-          expect(['completed', 'cancelled']).toContain(final!.status);
+          // Finalize first ends it completed (or failed, where the store's counters say items are missing: a Parse
+          // ledger counts recorded segments only); cancel first ends it cancelled. Never more than two changes.
+          expect(['completed', 'failed', 'cancelled']).toContain(final!.status);
+          expect(final!.version).toBeLessThanOrEqual(3);
         }
       }
     });
