@@ -107,9 +107,14 @@ async function memorySink(config: Config, observer?: Observer): Promise<MemorySi
       }
     }
   })();
-  const faulty = config.BATCHMEM_FAULT_SEGMENT_FAILURE_RATE > 0 || config.BATCHMEM_FAULT_ITEM_MARKER;
+  const faulty =
+    config.BATCHMEM_FAULT_SEGMENT_FAILURE_RATE > 0 || config.BATCHMEM_FAULT_ITEM_MARKER || config.BATCHMEM_FAULT_SINK_STALL_AFTER !== undefined;
   return faulty
-    ? new FaultySink(sink, { segmentFailureRate: config.BATCHMEM_FAULT_SEGMENT_FAILURE_RATE, itemMarker: config.BATCHMEM_FAULT_ITEM_MARKER })
+    ? new FaultySink(sink, {
+        segmentFailureRate: config.BATCHMEM_FAULT_SEGMENT_FAILURE_RATE,
+        itemMarker: config.BATCHMEM_FAULT_ITEM_MARKER,
+        stallAfterCalls: config.BATCHMEM_FAULT_SINK_STALL_AFTER,
+      })
     : sink;
 }
 

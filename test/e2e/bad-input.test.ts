@@ -110,6 +110,44 @@ describe('bad-input corpus against the server on embedded defaults', () => {
     expect(health.status).toBe(200);
   });
 
+  // A dry run of every submit case: a case a real submit refuses as invalid (400) is reported in a 200 answer whose
+  // first error has the same path (and index) as the real problem's; every other refusal is the same status.
+  const submitCases = corpus.filter((c) => c.method === 'POST' && c.path === '/v1/memory/batch' && c.expectedStatus !== null && c.query?.validate_only === undefined);
+  it.each(submitCases.map((c) => [c.name, c] as const))('%s: a dry run reports what the real submit names, storing nothing', async (_name, c: BadInputCase) => {
+    expect(unsafeWebhookTargets(c)).toEqual([]);
+    const keyOf = { a: keys[0]!.key, b: keys[1]!.key };
+    const before = await snapshot();
+    const real = await sendCase(server.url, c, keyOf);
+    const realProblem = (await real.json()) as { errors?: { path: string }[] };
+    const dryCase: BadInputCase = { ...c, query: { ...c.query, validate_only: 'true' } };
+    const dry = await sendCase(server.url, dryCase, keyOf);
+    if (real.status === 400) {
+      expect(dry.status).toBe(200);
+      const report = (await dry.json()) as { valid: boolean; errors: { path: string; index?: number }[] };
+      expect(report.valid).toBe(false);
+      expect(report.errors.length).toBeGreaterThan(0);
+      expect(report.errors[0]!.path).toBe(realProblem.errors![0]!.path);
+      const index = /^memories\.(\d+)/.exec(realProblem.errors![0]!.path)?.[1];
+      if (index !== undefined) expect(report.errors[0]!.index).toBe(Number(index));
+    } else {
+      expect(dry.status).toBe(real.status);
+      expect(dry.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+    }
+    expect(await snapshot()).toEqual(before);
+  });
+
+  it('a dry run of a good body answers valid and stores nothing', async () => {
+    const before = await snapshot();
+    const response = await clients.a.request('/v1/memory/batch?validate_only=true', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ memories: [memory(1), memory(2), memory(3)], batch_id: 'dry-run-only', metadata: { job: 'x' }, completion_window: '1h' }),
+    });
+    expect(await response.json()).toEqual({ valid: true, total: 3, errors: [] });
+    expect((await clients.a.request('/v1/batch/dry-run-only')).status).toBe(404);
+    expect(await snapshot()).toEqual(before);
+  });
+
   it('stored nothing across the whole corpus', async () => {
     expect(await snapshot()).toEqual(initial);
   });

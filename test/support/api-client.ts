@@ -36,7 +36,7 @@ export function ndjsonStream(count: number, make: (i: number) => unknown = memor
   });
 }
 
-const finalStatuses = new Set(['completed', 'failed', 'cancelled']);
+const finalStatuses = new Set(['completed', 'failed', 'cancelled', 'expired']);
 
 export function apiClient(baseUrl: string, key: string) {
   const auth = { authorization: `Bearer ${key}` };

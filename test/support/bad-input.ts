@@ -15,7 +15,7 @@ const badInputCase = z
   .strictObject({
     name: z.string().regex(/^[a-z0-9-]+$/),
     covers: z.string().min(1),
-    method: z.enum(['GET', 'POST']),
+    method: z.enum(['GET', 'POST', 'DELETE']),
     path: z.string().startsWith('/'),
     query: z.record(z.string(), z.string()).optional(),
     headers: z.record(z.string(), z.string()),

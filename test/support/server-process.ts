@@ -23,6 +23,8 @@ export interface ServerProcess {
   port: number;
   /** Everything the process wrote to stdout and stderr, across restarts. */
   output(): string;
+  /** The running process's id (for /proc readings), or undefined when it is not running. */
+  pid(): number | undefined;
   start(): Promise<void>;
   /** SIGKILL: no shutdown hook runs, like a crash. */
   kill(): Promise<void>;
@@ -43,6 +45,7 @@ export async function serverProcess(env: Record<string, string>, command: 'serve
     url,
     port,
     output: () => output,
+    pid: () => (child && child.exitCode === null && child.signalCode === null ? child.pid : undefined),
     async start() {
       child = spawn(process.execPath, ['--max-semi-space-size=8', join(root, 'src/app/cli.ts'), command], {
         cwd: root,

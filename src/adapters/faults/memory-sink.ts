@@ -8,12 +8,15 @@ export interface FaultPlan {
   segmentFailureRate: number;
   /** Items whose content contains this string are rejected. */
   itemMarker?: string | undefined;
+  /** After this many writeSegment calls the sink stops answering: later calls never settle (a hung pipeline). */
+  stallAfterCalls?: number | undefined;
   random?: () => number;
 }
 
 export class FaultySink implements MemorySink {
   readonly #inner: MemorySink;
   readonly #plan: FaultPlan;
+  #calls = 0;
 
   constructor(inner: MemorySink, plan: FaultPlan) {
     this.#inner = inner;
@@ -21,6 +24,10 @@ export class FaultySink implements MemorySink {
   }
 
   async writeSegment(records: MemoryRecord[]): Promise<ItemOutcome[]> {
+    this.#calls += 1;
+    if (this.#plan.stallAfterCalls !== undefined && this.#calls > this.#plan.stallAfterCalls) {
+      await new Promise<never>(() => undefined);
+    }
     if ((this.#plan.random ?? Math.random)() < this.#plan.segmentFailureRate) {
       throw new Error('injected fault: the memory sink is unavailable');
     }

@@ -93,7 +93,7 @@ export function submitRoutes(deps: SubmitRouteDeps) {
       options = () => early;
     }
     if (dryRun) {
-      const report = await validateBatch(ctx, { items, options });
+      const report = await validateBatch(ctx, { tenant, items, options });
       if (!report.ok) return appErrorResponse(c, report.error);
       return c.json(report.value, 200);
     }

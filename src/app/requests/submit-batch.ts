@@ -285,7 +285,7 @@ function issuesOf(error: AppError, index?: number): DryRunIssue[] {
  */
 export async function validateBatch(
   ctx: OrchestratedServices,
-  input: Pick<SubmitInput, 'items' | 'options'>,
+  input: Pick<SubmitInput, 'tenant' | 'items' | 'options'>,
 ): Promise<Result<DryRunReport, AppError>> {
   const { settings } = ctx;
   const schema = memoryItemSchema(settings.memoryLimits);
@@ -305,6 +305,10 @@ export async function validateBatch(
           path: ['memories', total, issue.path].filter((part) => part !== '').join('.'),
           message: issue.message,
         })));
+      } else {
+        // A memory naming another tenant is refused (403) as by a real submit, not reported.
+        const conflict = tenantConflict(input.tenant, item.value);
+        if (conflict) return err(forbidden(`memories.${total}.${conflict.path} ${conflict.message}`));
       }
       total += 1;
     }
@@ -325,6 +329,8 @@ export async function validateBatch(
     if (options) {
       const webhook = resolveWebhook(ctx, options);
       if (!webhook.ok) note(issuesOf(webhook.error));
+      const conflict = options.memoryDefaults ? tenantConflict(input.tenant, options.memoryDefaults) : undefined;
+      if (conflict && errors.length === 0) return err(forbidden(`${conflict.path} ${conflict.message}`));
       const extras = resolveExtras(options);
       if (!extras.ok) note(issuesOf(extras.error));
     }
