@@ -242,6 +242,61 @@ export function batchRepositoryContract(adapter: string, open: () => Promise<Rep
       expect(await repo.get(old.key)).toEqual(old);
     });
 
+    it('keeps a completion window, its deadline and metadata as given', async () => {
+      const batch = newBatch({ completionWindow: '24h', expiresAt: '2026-01-02T00:00:00.000Z', metadata: { job: 'nightly-sync', source: 'crm' } });
+      await repo.create(batch);
+      expect(await repo.get(batch.key)).toMatchObject({ completionWindow: '24h', expiresAt: '2026-01-02T00:00:00.000Z', metadata: { job: 'nightly-sync', source: 'crm' } });
+    });
+
+    it('filters the list by metadata pairs, every pair matching, within the organization', async () => {
+      const run = uniqueId('run');
+      const crm = newBatch({ metadata: { run, source: 'crm' } });
+      const erp = newBatch({ metadata: { run, source: 'erp', extra: 'x' } });
+      const other = newBatch({ tenant: tenantB, metadata: { run, source: 'crm' } });
+      for (const batch of [crm, erp, other]) await repo.create(batch);
+      const ids = async (organization: string, metadata: Record<string, string>, status?: Batch['status']) =>
+        (await repo.list(organization, { metadata, status, limit: 100 })).items.map((b) => b.id).sort();
+      expect(await ids(tenantA.organization, { run })).toEqual([crm.id, erp.id].sort());
+      expect(await ids(tenantA.organization, { run, source: 'erp' })).toEqual([erp.id]);
+      expect(await ids(tenantA.organization, { run, source: 'none' })).toEqual([]);
+      expect(await ids(tenantA.organization, { run }, 'completed')).toEqual([]);
+      expect(await ids(tenantB.organization, { run })).toEqual([other.id]);
+      const paged = await repo.list(tenantA.organization, { metadata: { run }, limit: 1 });
+      expect(paged.items).toHaveLength(1);
+      const rest = await repo.list(tenantA.organization, { metadata: { run }, limit: 1, cursor: paged.nextCursor! });
+      expect([...paged.items, ...rest.items].map((b) => b.id).sort()).toEqual([crm.id, erp.id].sort());
+      expect(rest.nextCursor).toBeNull();
+    });
+
+    it('deletes a batch with its ledger and item errors; deleting again is a no-op', async () => {
+      const batch = newBatch();
+      await repo.create(batch);
+      await repo.update(batch.key, 1, { status: 'processing' });
+      await repo.recordSegment(batch.key, { segment: 0, succeeded: 9, failed: 1 }, [{ index: 3, externalId: 'x', error: 'bad' }], 'w');
+      expect(await repo.delete(batch.key)).toBe(true);
+      expect(await repo.get(batch.key)).toBeUndefined();
+      expect(await repo.listSegments(batch.key)).toEqual([]);
+      expect(await repo.listErrors(batch.key, -1, 10)).toEqual([]);
+      expect(await repo.delete(batch.key)).toBe(false);
+      // The key can hold a new batch afterwards (a client reusing its id).
+      expect((await repo.create(batch)).created).toBe(true);
+      expect((await repo.get(batch.key))?.counts.processed).toBe(0);
+    });
+
+    it('records no segment outcome once the batch is final', async () => {
+      const batch = newBatch({ counts: { total: 30, processed: 0, succeeded: 0, failed: 0 } });
+      await repo.create(batch);
+      await repo.update(batch.key, 1, { status: 'processing' });
+      await repo.recordSegment(batch.key, { segment: 0, succeeded: 10, failed: 0 }, [], 'w');
+      const current = (await repo.get(batch.key))!;
+      await repo.update(batch.key, current.version, { status: 'expired', completedAt: new Date().toISOString() });
+      const late = await repo.recordSegment(batch.key, { segment: 1, succeeded: 9, failed: 1 }, [{ index: 15, externalId: null, error: 'late' }], 'w');
+      expect(late.applied).toBe(false);
+      expect(late.counts).toMatchObject({ processed: 10, succeeded: 10, failed: 0 });
+      expect((await repo.get(batch.key))?.counts).toEqual({ total: 30, processed: 10, succeeded: 10, failed: 0 });
+      expect((await repo.listSegments(batch.key)).map((s) => s.segment)).toEqual([0]);
+    });
+
     it('answers its readiness check', async () => {
       await expect(repo.check()).resolves.toBeUndefined();
     });
