@@ -176,10 +176,13 @@ export function paprSdkSuite(name: string, openBackend: () => Promise<E2eBackend
       }, 60_000);
 
       it('retries a submit whose answer came after its timeout, and the retry answers the one batch made', async () => {
-        const holdMs = 3000;
+        // The first answer comes back 3 s after the client gave up; a loaded machine may make the client retry
+        // more than once, but never store more than one batch.
+        const timeoutMs = 3000;
+        const holdMs = timeoutMs + 3000;
         const proxy = await holdingProxy(server.url, (method, path) => method === 'POST' && path.startsWith('/v1/memory/batch'), holdMs);
         try {
-          const retryOptions = { baseURL: proxy.url, apiKey: retryKeys[sdk], timeoutMs: 1500, maxRetries: 2 };
+          const retryOptions = { baseURL: proxy.url, apiKey: retryKeys[sdk], timeoutMs, maxRetries: 2 };
           const memories = [{ content: `${sdk} retried submit`, external_user_id: 'retry-user' }];
           const outcome =
             sdk === 'js'
@@ -187,7 +190,7 @@ export function paprSdkSuite(name: string, openBackend: () => Promise<E2eBackend
               : await pyCall(retryOptions, 'add_batch', [], { memories, batch_size: 1, webhook_url: null });
           expect(outcome, JSON.stringify(outcome)).toMatchObject({ ok: true });
           const submits = proxy.requests.filter((r) => r.method === 'POST');
-          expect(submits.length).toBe(2);
+          expect(submits.length).toBeGreaterThanOrEqual(2);
           expect(submits[0]!.held).toBe(true);
           const batches = await apiClient(server.url, retryKeys[sdk]).all<{ id: string }>('/v1/batch');
           expect(batches).toHaveLength(1);

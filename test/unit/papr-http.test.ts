@@ -327,6 +327,21 @@ describe('Papr clients at the HTTP edge', () => {
   });
 });
 
+describe('the OpenAPI document', () => {
+  it('documents the Papr routes, the X-API-Key scheme and the Papr fields', async () => {
+    const { app } = setup();
+    const openapi = (await (await app.request('/openapi.json')).json()) as {
+      paths: Record<string, Record<string, unknown>>;
+      components: { securitySchemes: Record<string, unknown>; schemas: Record<string, { properties?: Record<string, unknown> }> };
+    };
+    expect(Object.keys(openapi.paths)).toEqual(expect.arrayContaining(['/v1/memory', '/v1/memory/batch/status/{batch_id}', '/v1/memory/batch']));
+    expect(openapi.components.securitySchemes.apiKey).toEqual({ type: 'apiKey', in: 'header', name: 'X-API-Key' });
+    expect(Object.keys(openapi.components.schemas.MemoryItem!.properties!)).toEqual(expect.arrayContaining(['context', 'relationships_json', 'external_user_id', 'memory_policy']));
+    expect(Object.keys(openapi.components.schemas.SubmitBatch!.properties!)).toEqual(expect.arrayContaining(['batch_size', 'namespace_id', 'organization_id']));
+    expect(Object.keys(openapi.components.schemas.Batch!.properties!)).toEqual(expect.arrayContaining(['batch_id', 'total_successful', 'errors']));
+  });
+});
+
 describe('webhooks for Papr receivers', () => {
   it.each([
     ['a plain secret', 'placeholder-secret-for-papr'],

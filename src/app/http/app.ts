@@ -95,6 +95,7 @@ export function createHttpApp(deps: HttpDeps) {
   app.route('/', createResultFilesApp(ctx));
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
+  app.openAPIRegistry.registerComponent('securitySchemes', 'apiKey', { type: 'apiKey', in: 'header', name: 'X-API-Key' });
   app.doc31('/openapi.json', {
     openapi: '3.1.0',
     info: { title: 'batchmem', version: '0.1.0', description: 'Durable, exactly-once ingestion of large batches of AI memories.' },

@@ -1,7 +1,7 @@
 // Papr's dialect of the memory API at the HTTP edge: what its SDKs send, mapped onto batchmem's use cases.
 // The shared submit route reads its batch-level fields through `envelopeOptions`; the routes only Papr clients
 // call (the batch status, the single add) are here. See docs/api.md, "Papr clients".
-import { Hono } from 'hono';
+import { z } from '@hono/zod-openapi';
 import { bodyLimit } from 'hono/body-limit';
 import { batchIdPattern, batchIdRule } from '../../domain/batch.ts';
 import { type MemoryAttributes, type MemoryLimits, memoryAttributeNames, memoryAttributesSchema, withoutNulls } from '../../domain/memory.ts';
@@ -13,8 +13,9 @@ import type { Metrics } from '../metrics.ts';
 import { addMemory } from '../requests/add-memory.ts';
 import { getBatch } from '../requests/read-batches.ts';
 import type { SubmitOptions } from '../requests/submit-batch.ts';
-import type { AuthEnv } from './auth.ts';
-import { appErrorResponse } from './problem.ts';
+import { appErrorResponse, problemDocs } from './problem.ts';
+import { guarded, router, security } from './router.ts';
+import * as doc from './schemas.ts';
 
 /** Item errors put on a single batch's resource; the rest are at /v1/batch/{id}/errors. */
 const errorsOnResource = 100;
@@ -76,7 +77,7 @@ export interface PaprRouteDeps {
 
 export function paprRoutes(deps: PaprRouteDeps) {
   const { ctx } = deps;
-  const app = new Hono<AuthEnv>();
+  const app = router();
 
   app.get('/v1/memory/batch/status/:batch_id', async (c) => {
     const id = c.req.param('batch_id');
@@ -136,6 +137,40 @@ export function paprRoutes(deps: PaprRouteDeps) {
       );
     },
   );
+  // Both are plain routes (the single add reads its body itself, to bound it); their contracts for OpenAPI:
+  app.openAPIRegistry.registerPath({
+    method: 'get',
+    path: '/v1/memory/batch/status/{batch_id}',
+    summary: "A batch's status (Papr's route; the same resource as GET /v1/batch/{id})",
+    security,
+    request: { params: z.object({ batch_id: z.string().openapi({ param: { name: 'batch_id', in: 'path' } }) }) },
+    responses: {
+      200: { description: 'The batch', content: { 'application/json': { schema: doc.BatchDoc } } },
+      ...guarded,
+      ...problemDocs('not_found'),
+    },
+  });
+  app.openAPIRegistry.registerPath({
+    method: 'post',
+    path: '/v1/memory',
+    summary: "Add one memory (Papr's single add): a batch of one, answered once stored",
+    security,
+    request: {
+      query: z.object({
+        webhook_url: z.string().optional(),
+        webhook_secret: z.string().optional(),
+        format: z.string().optional().openapi({ description: 'Accepted, no effect' }),
+        skip_background_processing: z.string().optional().openapi({ description: 'Accepted, no effect' }),
+      }),
+      body: { content: { 'application/json': { schema: doc.MemoryItemDoc } } },
+    },
+    responses: {
+      200: { description: 'Stored', content: { 'application/json': { schema: doc.PaprAddDoc } } },
+      202: { description: 'Accepted, not stored within the wait: follow batch_id', content: { 'application/json': { schema: doc.PaprAddDoc } } },
+      ...guarded,
+      ...problemDocs('forbidden', 'payload_too_large', 'unsupported_media_type', 'unprocessable'),
+    },
+  });
   return app;
 }
 

@@ -15,7 +15,8 @@ export function router() {
   });
 }
 
-export const security = [{ bearer: [] }];
+/** Either header carries the key: `Authorization: Bearer` or Papr's `X-API-Key`. */
+export const security: Record<string, string[]>[] = [{ bearer: [] }, { apiKey: [] }];
 
 /** Declared on every /v1 route: request validation (400) and the API key check (401). */
 export const guarded = problemDocs('validation', 'unauthorized');

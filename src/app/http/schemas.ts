@@ -53,8 +53,34 @@ const BatchStatusDoc = z.enum(batchStatuses).openapi({
   'x-completed': batchStatuses.find(isCompleted),
 });
 
+/** Papr's memory fields (docs/api.md, "Papr clients"): kept with the memory, returned in results, no effect. */
+const paprMemoryFields = {
+  context: z
+    .array(z.object({ role: z.enum(['user', 'assistant']), content: z.string() }))
+    .max(100)
+    .nullish()
+    .openapi({ description: 'Papr: conversation history for this memory' }),
+  relationships_json: z
+    .array(z.record(z.string(), z.unknown()))
+    .max(100)
+    .nullish()
+    .openapi({ description: 'Papr: relationships to other memories, each an object with a relation_type' }),
+  external_user_id: z.string().min(1).max(256).nullish().openapi({ description: "Papr: your application's user id (an attribute, not a tenant)" }),
+  user_id: z.string().min(1).max(256).nullish().openapi({ description: 'Papr: an internal user id (an attribute, not a tenant)' }),
+  namespace_id: z.string().min(1).max(256).nullish().openapi({ description: "The API key's namespace, or absent; another is 403" }),
+  organization_id: z.string().min(1).max(256).nullish().openapi({ description: "The API key's organization, or absent; another is 403" }),
+  graph_generation: z.record(z.string(), z.unknown()).nullish().openapi({ description: 'Papr: graph generation settings (stored as sent)' }),
+  link_to: z
+    .union([z.string(), z.array(z.string()).max(100), z.record(z.string(), z.unknown())])
+    .nullish()
+    .openapi({ description: 'Papr: link shorthand (stored as sent)' }),
+  memory_policy: z.record(z.string(), z.unknown()).nullish().openapi({ description: 'Papr: memory policy (stored as sent)' }),
+  policy: z.record(z.string(), z.unknown()).nullish().openapi({ description: 'Papr: ingestion policy (stored as sent)' }),
+};
+
 export const MemoryItemDoc = z
   .object({
+    ...paprMemoryFields,
     content: z.string().openapi({ example: 'The user prefers dark mode.' }),
     type: z.string().optional().openapi({ example: 'note' }),
     metadata: z.record(z.string(), z.unknown()).optional(),
@@ -67,11 +93,13 @@ export const SubmitJsonDoc = z
     memories: z.array(MemoryItemDoc),
     batch_id: BatchIdSchema.optional(),
     webhook_url: z.url().optional(),
-    webhook_secret: z.string().optional().openapi({ description: 'A Standard Webhooks secret: whsec_ + base64 of 24 to 64 bytes' }),
+    webhook_secret: z.string().optional().openapi({ description: 'whsec_ + base64 of 24 to 64 bytes (Standard Webhooks), or a plain secret of 16 to 256 printable characters used as the raw key' }),
     completion_window: CompletionWindowDoc.optional(),
     metadata: MetadataDoc.optional(),
+    ...paprMemoryFields,
+    batch_size: z.number().int().min(1).nullish().openapi({ description: 'Papr: a concurrency hint; checked, not used' }),
   })
-  .openapi('SubmitBatch');
+  .openapi('SubmitBatch', { description: "The Papr memory fields given here are defaults for every memory of the batch; a memory's own value wins. null is absent." });
 
 /** The answer to `?validate_only=true`. */
 export const DryRunDoc = z
@@ -127,6 +155,15 @@ export const BatchDoc = z
     expires_at: z.string().nullable().openapi({ description: 'When the batch expires unless final before (ISO 8601)' }),
     metadata: MetadataDoc,
     progress_version: z.number().int().openapi({ description: 'Grows with every status change and item outcome: the SSE event id of this state' }),
+    batch_id: z.string().openapi({ description: 'Papr: the same as id' }),
+    code: z.number().int().openapi({ description: 'Papr: 202 while unfinished, 200 once final' }),
+    message: z.string().openapi({ description: 'Papr: the state in words' }),
+    total_processed: z.number().int(),
+    total_successful: z.number().int(),
+    total_failed: z.number().int(),
+    errors: z
+      .array(z.object({ index: z.number().int(), error: z.string(), code: z.number().int() }))
+      .openapi({ description: 'Papr: the first 100 item errors on a single batch; empty in the submit answer, lists and events' }),
     webhook_secret: z.string().optional().openapi({ description: 'Only in the submit answer, once, when the server generated it' }),
   })
   .openapi('Batch');
@@ -141,8 +178,22 @@ export const ResultDoc = z
     memory_id: z.string().optional(),
     sink_id: z.string().optional().openapi({ description: 'With BATCHMEM_SINK=http: the id the target service gave the memory' }),
     error: z.string().optional(),
+    ...paprMemoryFields,
   })
-  .openapi('ItemResult');
+  .openapi('ItemResult', { description: 'A stored memory also carries the Papr fields it was stored with, under their own names' });
+
+/** The answer of Papr's single add, POST /v1/memory. */
+export const PaprAddDoc = z
+  .object({
+    code: z.number().int().openapi({ description: '200 once stored, 202 when still on its way' }),
+    status: z.enum(['success', 'accepted']),
+    data: z.array(z.object({ memoryId: z.string(), objectId: z.string(), createdAt: z.string(), memoryChunkIds: z.array(z.string()) })),
+    error: z.null(),
+    details: z.null(),
+    batch_id: z.string(),
+    message: z.string(),
+  })
+  .openapi('PaprAddMemory');
 
 export const ResultLineDoc = z
   .object({
