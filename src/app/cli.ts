@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// The `batchmem` command: serve, worker, submit, status, migrate.
+// The `batchmem` command: serve, worker, submit, status, migrate, keys.
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from './config.ts';
+import { keysUsage, runKeysCommand } from './keys-command.ts';
 
 const usage = `usage: batchmem <command> [options]
 
@@ -13,6 +14,7 @@ commands:
   status <id> [--url ...] [--key KEY]
                                  print a batch
   migrate                        create what the configured backends need
+${keysUsage}
 
 The API key for submit and status comes from --key or BATCHMEM_API_KEY.`;
 
@@ -39,6 +41,8 @@ async function main(argv: string[]): Promise<number> {
       const { migrate } = await import('./migrate.ts');
       return migrate(loadConfig());
     }
+    case 'keys':
+      return runKeysCommand(rest, process.env, process.stdout, process.stderr);
     case 'submit':
     case 'status': {
       const { values, positionals } = parseArgs({
