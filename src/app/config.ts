@@ -74,6 +74,8 @@ export const configSchema = z.object({
   // A key-less submit identical to an earlier one of the same tenant within this window answers the earlier batch.
   BATCHMEM_DEDUPE_WINDOW: z.union([z.literal('0').transform(() => 0), duration]).default(10 * 60_000),
   BATCHMEM_WORKER_ID: z.string().optional(),
+  // `batchmem worker` serves /metrics on this port (on BATCHMEM_HOST) when set.
+  BATCHMEM_WORKER_METRICS_PORT: int(0, 65535).optional(),
   // Test-only fault injection: a fraction of segment writes fail, and items whose content holds the marker fail.
   BATCHMEM_FAULT_SEGMENT_FAILURE_RATE: z.coerce.number().min(0).max(1).default(0),
   BATCHMEM_FAULT_ITEM_MARKER: z.string().optional(),

@@ -1,20 +1,30 @@
 // Prometheus metrics (prom-client). Labels carry statuses and outcomes only: never tenants, keys or secrets.
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { initialStatus } from '../domain/lifecycle.ts';
-import { itemOutcome } from '../domain/progress.ts';
+// Names follow Prometheus conventions: base units in the name (seconds, bytes), `_total` on counters.
+// Every labelled counter starts at zero for each label value, so a rate or an alert never meets a missing series.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { batchStatuses, initialStatus } from '../domain/lifecycle.ts';
+import { itemOutcome, itemOutcomes } from '../domain/progress.ts';
+import type { Backlog } from '../ports/batch-repository.ts';
 import type { Observer } from './observer.ts';
 
 export interface Metrics extends Observer {
   registry: Registry;
   httpRequest(method: string, route: string, status: number, durationMs: number): void;
+  /**
+   * Reports the backlog gauges from `read` (called at most every `minIntervalMs`, on scrape). Only one process
+   * per deployment needs this (the API): the figures are the store's, whoever reads them.
+   */
+  trackBacklog(read: () => Promise<Backlog>, options?: { minIntervalMs?: number; now?: () => number }): void;
 }
+
+const byteBuckets = [1024, 16 * 1024, 256 * 1024, 1024 ** 2, 16 * 1024 ** 2, 256 * 1024 ** 2, 1024 ** 3, 4 * 1024 ** 3];
 
 export function createMetrics(): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'batchmem_process_' });
   const batches = new Counter({
     name: 'batchmem_batches_total',
-    help: 'Batches that reached a status (pending on submit, then their final status)',
+    help: 'Batches that reached a status: pending on submit, processing when started, cancelling, then their final status',
     labelNames: ['status'],
     registers: [registry],
   });
@@ -30,15 +40,35 @@ export function createMetrics(): Metrics {
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [registry],
   });
+  const segmentFailures = new Counter({
+    name: 'batchmem_segment_failures_total',
+    help: 'Segment attempts that ended without an outcome: error (retried) or corrupt (fails the batch)',
+    labelNames: ['kind'],
+    registers: [registry],
+  });
+  const sinkSeconds = new Histogram({
+    name: 'batchmem_sink_write_duration_seconds',
+    help: 'Time of one write of a segment\'s memories to the memory sink, by result',
+    labelNames: ['result'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [registry],
+  });
   const compression = new Histogram({
     name: 'batchmem_compression_ratio',
     help: 'Raw NDJSON bytes divided by stored bytes, per submitted batch',
     buckets: [1, 1.5, 2, 3, 4, 6, 8, 12, 16],
     registers: [registry],
   });
+  const payloadBytes = new Histogram({
+    name: 'batchmem_batch_payload_bytes',
+    help: 'Size of a submitted batch\'s payload: raw NDJSON or stored (compressed segments)',
+    labelNames: ['form'],
+    buckets: byteBuckets,
+    registers: [registry],
+  });
   const webhooks = new Counter({
-    name: 'batchmem_webhook_deliveries_total',
-    help: 'Webhook delivery attempts by result',
+    name: 'batchmem_webhook_attempts_total',
+    help: 'Webhook delivery attempts by result: delivered, failed (will be retried) or rejected (not retried)',
     labelNames: ['result'],
     registers: [registry],
   });
@@ -49,11 +79,21 @@ export function createMetrics(): Metrics {
     buckets: [0.005, 0.025, 0.1, 0.5, 1, 5, 30],
     registers: [registry],
   });
+  for (const status of batchStatuses) batches.inc({ status }, 0);
+  for (const outcome of itemOutcomes) items.inc({ outcome }, 0);
+  for (const kind of ['error', 'corrupt']) segmentFailures.inc({ kind }, 0);
+  for (const result of ['delivered', 'failed', 'rejected']) webhooks.inc({ result }, 0);
+
   return {
     registry,
-    batchSubmitted(ratio) {
+    batchSubmitted({ rawBytes, storedBytes }) {
       batches.inc({ status: initialStatus });
-      compression.observe(ratio);
+      if (storedBytes > 0) compression.observe(rawBytes / storedBytes);
+      payloadBytes.observe({ form: 'raw' }, rawBytes);
+      payloadBytes.observe({ form: 'stored' }, storedBytes);
+    },
+    batchStarted(status) {
+      batches.inc({ status });
     },
     segmentProcessed(durationMs, succeeded, failed, applied) {
       segmentSeconds.observe(durationMs / 1000);
@@ -61,14 +101,61 @@ export function createMetrics(): Metrics {
       items.inc({ outcome: itemOutcome.succeeded }, succeeded);
       items.inc({ outcome: itemOutcome.failed }, failed);
     },
+    segmentFailed(kind) {
+      segmentFailures.inc({ kind });
+    },
+    sinkWritten(durationMs, _items, succeeded) {
+      sinkSeconds.observe({ result: succeeded ? 'ok' : 'error' }, durationMs / 1000);
+    },
     batchFinished(status) {
       batches.inc({ status });
     },
-    webhookAttempted(delivered) {
-      webhooks.inc({ result: delivered ? 'delivered' : 'failed' }); // literal: a delivery result, not a batch status
+    webhookAttempted(result) {
+      webhooks.inc({ result });
     },
     httpRequest(method, route, status, durationMs) {
       http.observe({ method, route, status: String(status) }, durationMs / 1000);
+    },
+    trackBacklog(read, options = {}) {
+      const minIntervalMs = options.minIntervalMs ?? 5000;
+      const now = options.now ?? Date.now;
+      let last: { at: number; value: Promise<Backlog | undefined> } | undefined;
+      // One store query serves the three gauges of a scrape, and scrapes closer than minIntervalMs share it.
+      const current = () => {
+        if (!last || now() - last.at >= minIntervalMs) {
+          // A store that cannot answer makes the gauges NaN (unknown) rather than failing the whole scrape.
+          last = { at: now(), value: read().catch(() => undefined) };
+        }
+        return last.value;
+      };
+      new Gauge({
+        name: 'batchmem_batches_waiting',
+        help: 'Batches accepted and not started yet (status pending), all tenants',
+        registers: [registry],
+        async collect() {
+          const backlog = await current();
+          this.set(backlog ? backlog.pending : Number.NaN);
+        },
+      });
+      new Gauge({
+        name: 'batchmem_batches_running',
+        help: 'Batches being processed or cancelled (status processing or cancelling), all tenants',
+        registers: [registry],
+        async collect() {
+          const backlog = await current();
+          this.set(backlog ? backlog.processing + backlog.cancelling : Number.NaN);
+        },
+      });
+      new Gauge({
+        name: 'batchmem_oldest_unfinished_batch_age_seconds',
+        help: 'Age of the oldest batch that is pending, processing or cancelling; 0 when there is none',
+        registers: [registry],
+        async collect() {
+          const backlog = await current();
+          if (!backlog) return this.set(Number.NaN);
+          this.set(backlog.oldestCreatedAt ? Math.max(0, (now() - Date.parse(backlog.oldestCreatedAt)) / 1000) : 0);
+        },
+      });
     },
   };
 }

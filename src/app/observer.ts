@@ -1,7 +1,15 @@
 // What the use cases report as they work, for metrics. Optional: a context without an observer reports nothing.
 export interface Observer {
-  batchSubmitted(compressionRatio: number, memories: number): void;
+  /** A new batch was recorded: its payload's raw NDJSON and stored (compressed) sizes, in bytes. */
+  batchSubmitted(payload: { rawBytes: number; storedBytes: number; memories: number }): void;
+  /** A batch began: the status it moved to from pending. */
+  batchStarted(status: string): void;
   segmentProcessed(durationMs: number, succeeded: number, failed: number, applied: boolean): void;
+  /** A segment attempt ended without an outcome: `error` (a backend failed; retried) or `corrupt` (not retried). */
+  segmentFailed(kind: 'error' | 'corrupt'): void;
+  /** One `MemorySink.writeSegment` call, whether it returned or threw. */
+  sinkWritten(durationMs: number, items: number, succeeded: boolean): void;
   batchFinished(status: string): void;
-  webhookAttempted(delivered: boolean): void;
+  /** One webhook delivery attempt: delivered, failed (retryable) or rejected (not retried). */
+  webhookAttempted(result: 'delivered' | 'failed' | 'rejected'): void;
 }

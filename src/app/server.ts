@@ -23,6 +23,8 @@ export async function startServer(config: Config): Promise<RunningServer> {
     process.stderr.write(`\nbatchmem created an API key (kept in ${generated.path}):\n\n  ${generated.key}\n\n`);
   }
   const runtime = await buildRuntime(config, logger, metrics);
+  // The API reports the store's backlog; workers do not, so the gauges come from one kind of process only.
+  metrics.trackBacklog(() => runtime.ctx.batches.backlog());
   const app = createHttpApp({
     ctx: runtime.ctx,
     keys: keyring(keys),

@@ -1,6 +1,8 @@
 // `batchmem worker`: processes segments for the configured orchestrator.
 import type { Config } from './config.ts';
 import { createLogger } from './logger.ts';
+import { createMetrics } from './metrics.ts';
+import { type MetricsServer, startMetricsServer } from './metrics-server.ts';
 import { buildContext, workerIdentity } from './wire.ts';
 
 export async function runWorkerCommand(config: Config): Promise<number> {
@@ -11,8 +13,14 @@ export async function runWorkerCommand(config: Config): Promise<number> {
   const { installTemporalLogging, runWorker } = await import('./temporal/worker.ts');
   const logger = createLogger(config.BATCHMEM_LOG_LEVEL);
   installTemporalLogging(logger, config.BATCHMEM_LOG_LEVEL === 'debug' || config.BATCHMEM_LOG_LEVEL === 'trace');
-  const ctx = await buildContext(config);
+  const metrics = createMetrics();
+  const ctx = await buildContext(config, metrics);
   const identity = workerIdentity(config);
+  let metricsServer: MetricsServer | undefined;
+  if (config.BATCHMEM_WORKER_METRICS_PORT !== undefined) {
+    metricsServer = await startMetricsServer(metrics.registry, config.BATCHMEM_WORKER_METRICS_PORT, config.BATCHMEM_HOST);
+    logger.info({ port: metricsServer.port }, 'worker metrics listening');
+  }
   const options = {
     address: config.TEMPORAL_ADDRESS,
     namespace: config.TEMPORAL_NAMESPACE,
@@ -27,7 +35,7 @@ export async function runWorkerCommand(config: Config): Promise<number> {
     // SIGINT and SIGTERM make the SDK stop polling and let running activities finish (graceful shutdown).
     await runWorker(ctx, { ...options, onRunning: () => logger.info({ identity }, 'temporal worker is polling') });
   } finally {
-    await Promise.allSettled([ctx.batches.close(), ctx.payloads.close(), ctx.sink.close()]);
+    await Promise.allSettled([ctx.batches.close(), ctx.payloads.close(), ctx.sink.close(), metricsServer?.close()]);
   }
   logger.info({ identity }, 'temporal worker stopped');
   return 0;

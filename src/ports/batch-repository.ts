@@ -31,6 +31,15 @@ export interface ExpiredPayload {
   completedAt: string;
 }
 
+/** Unfinished batches across every tenant, for the operators' gauges. */
+export interface Backlog {
+  pending: number;
+  processing: number;
+  cancelling: number;
+  /** `createdAt` of the oldest batch in one of those statuses; null when there is none. */
+  oldestCreatedAt: string | null;
+}
+
 /** What `list` filters on besides the organization; each given field must match. */
 export interface BatchListQuery {
   status?: BatchStatus | undefined;
@@ -88,6 +97,8 @@ export interface BatchRepository {
    * with a webhook URL whose delivery has not succeeded and has had fewer than `maxWebhookAttempts` attempts.
    */
   listNeedingWork(maxWebhookAttempts: number): Promise<string[]>;
+  /** Counts of pending, processing and cancelling batches (all tenants) and the oldest one's creation time. */
+  backlog(): Promise<Backlog>;
   /**
    * Payload retention (BATCHMEM_PAYLOAD_RETENTION needs both; an adapter without them cannot run with it).
    * Batches in a final status whose `completedAt` is at or before `completedBefore` and whose payload has not been

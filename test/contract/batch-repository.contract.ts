@@ -212,6 +212,21 @@ export function batchRepositoryContract(adapter: string, open: () => Promise<Rep
       expect(keys).not.toContain(exhausted.key);
     });
 
+    it('counts unfinished batches by status and finds the oldest one', async () => {
+      const before = await repo.backlog();
+      const oldest = newBatch({ status: 'processing', createdAt: '1960-01-01T00:00:00.000Z' });
+      const added = [newBatch(), newBatch(), oldest, newBatch({ status: 'cancelling' }), newBatch({ status: 'completed' }), newBatch({ status: 'failed' })];
+      for (const batch of added) await repo.create(batch);
+      const after = await repo.backlog();
+      expect({ pending: after.pending - before.pending, processing: after.processing - before.processing, cancelling: after.cancelling - before.cancelling })
+        .toEqual({ pending: 2, processing: 1, cancelling: 1 });
+      expect(after.oldestCreatedAt).toBe(oldest.createdAt);
+      await repo.update(oldest.key, 1, { status: 'completed', completedAt: new Date().toISOString() });
+      const later = await repo.backlog();
+      expect(later.processing).toBe(before.processing);
+      expect(later.oldestCreatedAt === null || later.oldestCreatedAt > oldest.createdAt).toBe(true);
+    });
+
     it('lists finished batches past the retention cutoff, oldest first, until their payload is marked expired', async (context) => {
       if (!repo.listExpiredPayloads || !repo.markPayloadExpired) return context.skip('this adapter does not support payload retention');
       // Far-past timestamps, so that batches other tests left behind never fall before the cutoff.

@@ -92,6 +92,12 @@ export class MemoryBatchRepository implements BatchRepository {
         (b.webhook.url !== null && !b.webhook.delivered && b.webhook.attempts < maxWebhookAttempts))
       .map((b) => b.key);
   }
+  async backlog() {
+    const unfinished = [...this.batches.values()].filter((b) => ['pending', 'processing', 'cancelling'].includes(b.status));
+    const count = (status: BatchStatus) => unfinished.filter((b) => b.status === status).length;
+    const oldest = unfinished.map((b) => b.createdAt).sort()[0] ?? null;
+    return { pending: count('pending'), processing: count('processing'), cancelling: count('cancelling'), oldestCreatedAt: oldest };
+  }
   readonly expired = new Set<string>();
   async listExpiredPayloads(completedBefore: string, limit: number) {
     return [...this.batches.values()]

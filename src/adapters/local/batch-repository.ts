@@ -5,6 +5,7 @@ import type { IllegalTransition } from '../../domain/errors.ts';
 import { applyPatch, finalStatuses, isFinal, unfinishedStatuses } from '../../domain/lifecycle.ts';
 import { addOutcome, type Counts, type SegmentOutcome } from '../../domain/progress.ts';
 import {
+  type Backlog,
   type BatchListQuery,
   type BatchPatch,
   type BatchRepository,
@@ -253,6 +254,18 @@ export class SqliteBatchRepository implements BatchRepository {
       )
       .all(...finalStatuses, maxWebhookAttempts) as { key: string }[];
     return [...unfinished, ...undelivered].map((r) => r.key);
+  }
+
+  async backlog(): Promise<Backlog> {
+    const rows = this.#db
+      .prepare(`SELECT status, COUNT(*) AS n, MIN(created_at) AS oldest FROM batches WHERE status IN ('pending', 'processing', 'cancelling') GROUP BY status`)
+      .all() as { status: 'pending' | 'processing' | 'cancelling'; n: number; oldest: string }[];
+    const backlog: Backlog = { pending: 0, processing: 0, cancelling: 0, oldestCreatedAt: null };
+    for (const row of rows) {
+      backlog[row.status] = Number(row.n);
+      if (backlog.oldestCreatedAt === null || row.oldest < backlog.oldestCreatedAt) backlog.oldestCreatedAt = row.oldest;
+    }
+    return backlog;
   }
 
   async listExpiredPayloads(completedBefore: string, limit: number): Promise<ExpiredPayload[]> {

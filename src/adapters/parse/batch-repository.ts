@@ -23,6 +23,7 @@ import type { IllegalTransition } from '../../domain/errors.ts';
 import { applyPatch, finalStatuses, unfinishedStatuses } from '../../domain/lifecycle.ts';
 import type { Counts, SegmentOutcome } from '../../domain/progress.ts';
 import {
+  type Backlog,
   type BatchListQuery,
   type BatchPatch,
   type BatchRepository,
@@ -414,6 +415,22 @@ export class ParseBatchRepository implements BatchRepository {
       if (rows.length < pageSize) return keys;
       skip += rows.length;
     }
+  }
+
+  async backlog(): Promise<Backlog> {
+    const Parse = this.#Parse;
+    const count = (status: string) => new Parse.Query(parseClasses.batch).equalTo('status', status).count(useMasterKey);
+    const [pending, processing, cancelling, oldest] = await Promise.all([
+      count('pending'),
+      count('processing'),
+      count('cancelling'),
+      new Parse.Query(parseClasses.batch)
+        .containedIn('status', ['pending', 'processing', 'cancelling'])
+        .ascending('submittedAt')
+        .select('submittedAt')
+        .first(useMasterKey),
+    ]);
+    return { pending, processing, cancelling, oldestCreatedAt: oldest ? iso(oldest.get('submittedAt')) : null };
   }
 
   async listExpiredPayloads(completedBefore: string, limit: number): Promise<ExpiredPayload[]> {

@@ -115,7 +115,7 @@ export function paprRoutes(deps: PaprRouteDeps) {
       );
       if (!added.ok) return appErrorResponse(c, withSingleItemPaths(added.error));
       const { batch, created, replayed, memoryId, state } = added.value;
-      if (created) deps.metrics.batchSubmitted(batch.payload.storedBytes ? batch.payload.rawBytes / batch.payload.storedBytes : 0, 1);
+      if (created) deps.metrics.batchSubmitted({ rawBytes: batch.payload.rawBytes, storedBytes: batch.payload.storedBytes, memories: 1 });
       if (replayed) c.header('idempotent-replayed', 'true');
       c.header('location', `/v1/batch/${batch.id}`);
       if (state === 'refused') {

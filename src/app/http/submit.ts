@@ -107,7 +107,7 @@ export function submitRoutes(deps: SubmitRouteDeps) {
     if (!result.ok) return appErrorResponse(c, result.error);
     const { batch, created, replayed, generatedSecret } = result.value;
     if (replayed) c.header('idempotent-replayed', 'true');
-    if (created) metrics.batchSubmitted(batch.payload.storedBytes ? batch.payload.rawBytes / batch.payload.storedBytes : 0, batch.counts.total);
+    if (created) metrics.batchSubmitted({ rawBytes: batch.payload.rawBytes, storedBytes: batch.payload.storedBytes, memories: batch.counts.total });
     const resource = generatedSecret ? { ...batchResource(batch), webhook_secret: generatedSecret } : batchResource(batch);
     c.header('location', `/v1/batch/${batch.id}`);
     return c.json(resource, created ? 202 : 200);

@@ -34,7 +34,7 @@ export async function deliverWebhook(ctx: Services, key: string): Promise<Webhoo
       errors_url: `/v1/batch/${batch.id}/errors`,
     },
   });
-  ctx.observer?.webhookAttempted(attempt.delivered);
+  ctx.observer?.webhookAttempted(attempt.delivered ? 'delivered' : attempt.retryable ? 'failed' : 'rejected');
   const updated = await changeBatch(ctx.batches, key, (current) => ({
     webhook: {
       ...current.webhook,

@@ -24,6 +24,17 @@ export interface SegmentRef {
  * ledger keeps the first outcome. A corrupt segment is a typed error (not retryable); a backend failure throws.
  */
 export async function processSegment(ctx: Services, ref: SegmentRef): Promise<Result<SegmentResult, SegmentCorrupt>> {
+  try {
+    const result = await processOnce(ctx, ref);
+    if (!result.ok) ctx.observer?.segmentFailed('corrupt');
+    return result;
+  } catch (error) {
+    ctx.observer?.segmentFailed('error');
+    throw error;
+  }
+}
+
+async function processOnce(ctx: Services, ref: SegmentRef): Promise<Result<SegmentResult, SegmentCorrupt>> {
   const startedAt = performance.now();
   const batch = await ctx.batches.get(ref.key);
   if (!batch) return ok({ status: 'skipped', reason: 'batch does not exist' });
@@ -48,7 +59,15 @@ export async function processSegment(ctx: Services, ref: SegmentRef): Promise<Re
   const records = items.value.map((item, offset) =>
     toMemoryRecord(batch.key, batch.tenant, firstIndex + offset, item as MemoryItem, batch.memoryDefaults),
   );
-  const outcomes = await ctx.sink.writeSegment(records);
+  const writeStartedAt = performance.now();
+  let outcomes: Awaited<ReturnType<typeof ctx.sink.writeSegment>>;
+  try {
+    outcomes = await ctx.sink.writeSegment(records);
+  } catch (error) {
+    ctx.observer?.sinkWritten(performance.now() - writeStartedAt, records.length, false);
+    throw error;
+  }
+  ctx.observer?.sinkWritten(performance.now() - writeStartedAt, records.length, true);
   const itemErrors: ItemError[] = [];
   for (const outcome of outcomes) {
     if (!outcome.ok) {
