@@ -21,11 +21,17 @@ const byteBuckets = [1024, 16 * 1024, 256 * 1024, 1024 ** 2, 16 * 1024 ** 2, 256
 
 export function createMetrics(): Metrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'batchmem_process_' });
+  // Node's process and runtime figures as batchmem_process_* and batchmem_nodejs_*.
+  collectDefaultMetrics({ register: registry, prefix: 'batchmem_' });
   const batches = new Counter({
     name: 'batchmem_batches_total',
     help: 'Batches that reached a status: pending on submit, processing when started, cancelling, then their final status',
     labelNames: ['status'],
+    registers: [registry],
+  });
+  const submittedMemories = new Counter({
+    name: 'batchmem_memories_submitted_total',
+    help: 'Memories in the batches accepted at submit',
     registers: [registry],
   });
   const items = new Counter({
@@ -86,8 +92,9 @@ export function createMetrics(): Metrics {
 
   return {
     registry,
-    batchSubmitted({ rawBytes, storedBytes }) {
+    batchSubmitted({ rawBytes, storedBytes, memories }) {
       batches.inc({ status: initialStatus });
+      submittedMemories.inc(memories);
       if (storedBytes > 0) compression.observe(rawBytes / storedBytes);
       payloadBytes.observe({ form: 'raw' }, rawBytes);
       payloadBytes.observe({ form: 'stored' }, storedBytes);

@@ -11,8 +11,10 @@ import { MemoryBatchRepository, MemoryPayloadStore, MemorySinkFake, RecordingOrc
 
 /** Fails its first `failures` writes, as a sink that is briefly down. */
 class FlakySink extends MemorySinkFake {
-  constructor(private failures: number) {
+  failures: number;
+  constructor(failures: number) {
     super();
+    this.failures = failures;
   }
   override async writeSegment(records: MemoryRecord[]) {
     if (this.failures > 0) {
@@ -61,6 +63,7 @@ describe('metrics from the use cases', () => {
 
     const text = await metrics.registry.metrics();
     expect(sample(text, 'batchmem_batches_total', 'status="pending"')).toBe(1);
+    expect(sample(text, 'batchmem_memories_submitted_total')).toBe(25);
     expect(sample(text, 'batchmem_batches_total', 'status="processing"')).toBe(1);
     expect(sample(text, 'batchmem_batches_total', 'status="completed"')).toBe(1);
     expect(sample(text, 'batchmem_items_total', 'outcome="succeeded"')).toBe(25);
