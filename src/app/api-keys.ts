@@ -54,8 +54,9 @@ function idOf(stored: StoredKey): string {
   return 'key' in stored ? `key_${digest(stored.key).slice(0, 12)}` : stored.id;
 }
 
-export function keyring(keys: KeyEntry[]): ApiKeyring {
-  const bySha256 = new Map(keys.map((k) => [k.sha256, tenantOf(k)]));
+/** Plaintext entries (`{key, ...}`) are hashed here, so the keyring only ever holds digests. */
+export function keyring(keys: (KeyEntry | (Tenant & { key: string }))[]): ApiKeyring {
+  const bySha256 = new Map(keys.map((k) => ['key' in k ? digest(k.key) : k.sha256, tenantOf(k)]));
   return { tenantFor: (key) => bySha256.get(digest(key)), size: bySha256.size };
 }
 

@@ -6,6 +6,7 @@ import type { Config } from './config.ts';
 import { createHttpApp } from './http/app.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { createMetrics } from './metrics.ts';
+import { startTelemetry } from './telemetry.ts';
 import { buildRuntime } from './wire.ts';
 
 export interface RunningServer {
@@ -15,14 +16,16 @@ export interface RunningServer {
 }
 
 export async function startServer(config: Config): Promise<RunningServer> {
-  const logger = createLogger(config.BATCHMEM_LOG_LEVEL);
+  // Before anything else, so the spans of everything that follows reach the exporter.
+  const telemetry = await startTelemetry('batchmem-api');
+  const logger = createLogger(config.BATCHMEM_LOG_LEVEL, undefined, { traceIds: telemetry !== undefined });
   const metrics = createMetrics();
   const { keys, generated } = loadApiKeys(config);
   if (generated) {
     // Shown once, on the terminal, when the key is created; never through the logger.
     process.stderr.write(`\nbatchmem created an API key (kept in ${generated.path}):\n\n  ${generated.key}\n\n`);
   }
-  const runtime = await buildRuntime(config, logger, metrics);
+  const runtime = await buildRuntime(config, logger, metrics, telemetry);
   // The API reports the store's backlog; workers do not, so the gauges come from one kind of process only.
   metrics.trackBacklog(() => runtime.ctx.batches.backlog());
   const app = createHttpApp({
@@ -45,6 +48,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
       sink: config.BATCHMEM_SINK,
       orchestrator: config.BATCHMEM_ORCHESTRATOR,
       apiKeys: keys.length,
+      tracing: telemetry !== undefined,
     },
     'batchmem is listening',
   );
@@ -55,6 +59,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     async close() {
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await runtime.close();
+      await telemetry?.shutdown();
     },
   };
 }

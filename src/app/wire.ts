@@ -18,6 +18,7 @@ import { defaultLevel } from '../domain/codec.ts';
 import type { Logger } from './logger.ts';
 import { expiryIntervalMs, scheduleExpiry, supportsRetention } from './processing/expire-payloads.ts';
 import type { Observer } from './observer.ts';
+import type { Telemetry } from './telemetry.ts';
 
 export function settingsFrom(config: Config): Settings {
   return {
@@ -142,7 +143,12 @@ export interface Runtime {
   close(): Promise<void>;
 }
 
-async function orchestrator(config: Config, ctx: Services, logger: Logger): Promise<{ orchestrator: Orchestrator; start(): Promise<void> }> {
+async function orchestrator(
+  config: Config,
+  ctx: Services,
+  logger: Logger,
+  telemetry: Telemetry | undefined,
+): Promise<{ orchestrator: Orchestrator; start(): Promise<void> }> {
   switch (config.BATCHMEM_ORCHESTRATOR) {
     case 'local': {
       const local = new LocalOrchestrator(ctx, {
@@ -167,6 +173,7 @@ async function orchestrator(config: Config, ctx: Services, logger: Logger): Prom
         address: config.TEMPORAL_ADDRESS,
         namespace: config.TEMPORAL_NAMESPACE,
         taskQueue: config.TEMPORAL_TASK_QUEUE,
+        tracing: telemetry !== undefined,
       });
       return {
         orchestrator: temporal,
@@ -183,13 +190,13 @@ async function orchestrator(config: Config, ctx: Services, logger: Logger): Prom
 }
 
 /** Everything the API process needs. */
-export async function buildRuntime(config: Config, logger: Logger, observer?: Observer): Promise<Runtime> {
+export async function buildRuntime(config: Config, logger: Logger, observer?: Observer, telemetry?: Telemetry): Promise<Runtime> {
   const ctx = await buildContext(config, observer);
   const retentionMs = config.BATCHMEM_PAYLOAD_RETENTION;
   if (retentionMs !== undefined && !supportsRetention(ctx.batches)) {
     throw new ConfigError(`invalid configuration: BATCHMEM_PAYLOAD_RETENTION is not supported with BATCHMEM_STORE=${config.BATCHMEM_STORE}`);
   }
-  const orchestration = await orchestrator(config, ctx, logger);
+  const orchestration = await orchestrator(config, ctx, logger, telemetry);
   let expiry: { stop(): Promise<void> } | undefined;
   return {
     ctx: { ...ctx, orchestrator: orchestration.orchestrator },

@@ -2,6 +2,7 @@
 import type { Config } from './config.ts';
 import { createLogger } from './logger.ts';
 import { createMetrics } from './metrics.ts';
+import { startTelemetry } from './telemetry.ts';
 import { type MetricsServer, startMetricsServer } from './metrics-server.ts';
 import { buildContext, workerIdentity } from './wire.ts';
 
@@ -10,8 +11,9 @@ export async function runWorkerCommand(config: Config): Promise<number> {
     process.stderr.write('with BATCHMEM_ORCHESTRATOR=local, `batchmem serve` runs the worker in-process; there is no separate worker\n');
     return 2;
   }
+  const telemetry = await startTelemetry('batchmem-worker');
   const { installTemporalLogging, runWorker } = await import('./temporal/worker.ts');
-  const logger = createLogger(config.BATCHMEM_LOG_LEVEL);
+  const logger = createLogger(config.BATCHMEM_LOG_LEVEL, undefined, { traceIds: telemetry !== undefined });
   installTemporalLogging(logger, config.BATCHMEM_LOG_LEVEL === 'debug' || config.BATCHMEM_LOG_LEVEL === 'trace');
   const metrics = createMetrics();
   const ctx = await buildContext(config, metrics);
@@ -29,6 +31,7 @@ export async function runWorkerCommand(config: Config): Promise<number> {
     segmentsPerRun: config.BATCHMEM_TEMPORAL_SEGMENTS_PER_RUN,
     batchConcurrency: config.BATCHMEM_BATCH_CONCURRENCY,
     webhookTimeoutMs: config.BATCHMEM_WEBHOOK_TIMEOUT_MS,
+    tracing: telemetry,
   };
   logger.info({ identity, address: options.address, namespace: options.namespace, taskQueue: options.taskQueue }, 'temporal worker starting');
   try {
@@ -36,6 +39,7 @@ export async function runWorkerCommand(config: Config): Promise<number> {
     await runWorker(ctx, { ...options, onRunning: () => logger.info({ identity }, 'temporal worker is polling') });
   } finally {
     await Promise.allSettled([ctx.batches.close(), ctx.payloads.close(), ctx.sink.close(), metricsServer?.close()]);
+    await telemetry?.shutdown();
   }
   logger.info({ identity }, 'temporal worker stopped');
   return 0;

@@ -14,11 +14,18 @@ export interface TemporalTarget {
   address: string;
   namespace: string;
   taskQueue: string;
+  /**
+   * Starts and signals carry the caller's trace context in their headers (OpenTelemetry), so the workflow's spans
+   * join the trace of the request that started it. The interceptors are loaded only when this is set.
+   */
+  tracing?: boolean | undefined;
 }
 
-export async function connectClient(target: Pick<TemporalTarget, 'address' | 'namespace'>): Promise<Client> {
+export async function connectClient(target: Pick<TemporalTarget, 'address' | 'namespace' | 'tracing'>): Promise<Client> {
   const connection = await Connection.connect({ address: target.address });
-  return new Client({ connection, namespace: target.namespace });
+  if (!target.tracing) return new Client({ connection, namespace: target.namespace });
+  const { OpenTelemetryWorkflowClientInterceptor } = await import('@temporalio/interceptors-opentelemetry');
+  return new Client({ connection, namespace: target.namespace, interceptors: { workflow: [new OpenTelemetryWorkflowClientInterceptor()] } });
 }
 
 /**

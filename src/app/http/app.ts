@@ -8,6 +8,7 @@ import type { OrchestratedServices } from '../services.ts';
 import { AppFailure } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
+import { withServerSpan } from '../tracing.ts';
 import { requireApiKey } from './auth.ts';
 import { batchRoutes } from './batches.ts';
 import { createEventsApp, type EventStreamTiming } from './events.ts';
@@ -37,6 +38,8 @@ export function createHttpApp(deps: HttpDeps) {
   const app = router();
 
   app.use(requestId());
+  // Outermost after the request id: the request's log line and every span of its handling fall inside this span.
+  app.use((c, next) => withServerSpan(c.req.method, c.req.raw.headers, next, () => ({ route: c.req.routePath || 'unmatched', status: c.res.status })));
   app.use(async (c, next) => {
     const startedAt = performance.now();
     await next();

@@ -5,6 +5,7 @@ import type { DeliveryAttempt } from '../../ports/webhook-notifier.ts';
 import { batchResource } from '../batch-resource.ts';
 import type { Services } from '../services.ts';
 import { changeBatch } from '../change-batch.ts';
+import { withSpan } from '../tracing.ts';
 
 export type WebhookStep = { status: 'nothing_to_send' } | { status: 'attempted'; attempt: DeliveryAttempt; attempts: number };
 
@@ -14,26 +15,29 @@ export async function deliverWebhook(ctx: Services, key: string): Promise<Webhoo
     return { status: 'nothing_to_send' };
   }
   const type = `batch.${batch.status}`;
-  const attempt = await ctx.webhooks.send({
-    url: batch.webhook.url,
-    secret: batch.webhook.secret,
-    // One logical event per batch and final status: every retry carries the same id.
-    messageId: `msg_${batch.key}_${batch.status}`,
-    payload: {
-      type,
-      timestamp: batch.completedAt ?? ctx.clock.now().toISOString(),
-      data: batchResource(batch),
-      // Papr receivers read these at the top level. No per-memory list: results are a link away, so the body
-      // stays small whatever the batch size.
-      batch_id: batch.id,
-      status: batch.status,
-      total_memories: batch.counts.total,
-      successful_memories: batch.counts.succeeded,
-      failed_memories: batch.counts.failed,
-      results_url: `/v1/batch/${batch.id}/results`,
-      errors_url: `/v1/batch/${batch.id}/errors`,
-    },
-  });
+  const { url, secret } = batch.webhook;
+  const attempt = await withSpan('batchmem.webhook.deliver', { 'batchmem.batch_key': key, 'batchmem.webhook.attempt': batch.webhook.attempts + 1 }, () =>
+    ctx.webhooks.send({
+      url,
+      secret,
+      // One logical event per batch and final status: every retry carries the same id.
+      messageId: `msg_${batch.key}_${batch.status}`,
+      payload: {
+        type,
+        timestamp: batch.completedAt ?? ctx.clock.now().toISOString(),
+        data: batchResource(batch),
+        // Papr receivers read these at the top level. No per-memory list: results are a link away, so the body
+        // stays small whatever the batch size.
+        batch_id: batch.id,
+        status: batch.status,
+        total_memories: batch.counts.total,
+        successful_memories: batch.counts.succeeded,
+        failed_memories: batch.counts.failed,
+        results_url: `/v1/batch/${batch.id}/results`,
+        errors_url: `/v1/batch/${batch.id}/errors`,
+      },
+    }),
+  );
   ctx.observer?.webhookAttempted(attempt.delivered ? 'delivered' : attempt.retryable ? 'failed' : 'rejected');
   const updated = await changeBatch(ctx.batches, key, (current) => ({
     webhook: {

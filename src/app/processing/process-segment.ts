@@ -8,6 +8,7 @@ import { err, ok, type Result } from '../../domain/result.ts';
 import type { ItemError } from '../../ports/batch-repository.ts';
 import { PayloadChecksumError } from '../../ports/payload-store.ts';
 import type { Services } from '../services.ts';
+import { withSpan } from '../tracing.ts';
 
 export type SegmentResult =
   | { status: 'recorded'; applied: boolean; succeeded: number; failed: number; counts: Counts }
@@ -23,15 +24,17 @@ export interface SegmentRef {
  * Safe to run any number of times for the same segment: memory ids are derived from batch and index, and the
  * ledger keeps the first outcome. A corrupt segment is a typed error (not retryable); a backend failure throws.
  */
-export async function processSegment(ctx: Services, ref: SegmentRef): Promise<Result<SegmentResult, SegmentCorrupt>> {
-  try {
-    const result = await processOnce(ctx, ref);
-    if (!result.ok) ctx.observer?.segmentFailed('corrupt');
-    return result;
-  } catch (error) {
-    ctx.observer?.segmentFailed('error');
-    throw error;
-  }
+export function processSegment(ctx: Services, ref: SegmentRef): Promise<Result<SegmentResult, SegmentCorrupt>> {
+  return withSpan('batchmem.segment', { 'batchmem.batch_key': ref.key, 'batchmem.segment': ref.segment }, async () => {
+    try {
+      const result = await processOnce(ctx, ref);
+      if (!result.ok) ctx.observer?.segmentFailed('corrupt');
+      return result;
+    } catch (error) {
+      ctx.observer?.segmentFailed('error');
+      throw error;
+    }
+  });
 }
 
 async function processOnce(ctx: Services, ref: SegmentRef): Promise<Result<SegmentResult, SegmentCorrupt>> {
@@ -59,15 +62,17 @@ async function processOnce(ctx: Services, ref: SegmentRef): Promise<Result<Segme
   const records = items.value.map((item, offset) =>
     toMemoryRecord(batch.key, batch.tenant, firstIndex + offset, item as MemoryItem, batch.memoryDefaults),
   );
-  const writeStartedAt = performance.now();
-  let outcomes: Awaited<ReturnType<typeof ctx.sink.writeSegment>>;
-  try {
-    outcomes = await ctx.sink.writeSegment(records);
-  } catch (error) {
-    ctx.observer?.sinkWritten(performance.now() - writeStartedAt, records.length, false);
-    throw error;
-  }
-  ctx.observer?.sinkWritten(performance.now() - writeStartedAt, records.length, true);
+  const outcomes = await withSpan('batchmem.sink.write', { 'batchmem.items': records.length }, async () => {
+    const writeStartedAt = performance.now();
+    try {
+      const written = await ctx.sink.writeSegment(records);
+      ctx.observer?.sinkWritten(performance.now() - writeStartedAt, records.length, true);
+      return written;
+    } catch (error) {
+      ctx.observer?.sinkWritten(performance.now() - writeStartedAt, records.length, false);
+      throw error;
+    }
+  });
   const itemErrors: ItemError[] = [];
   for (const outcome of outcomes) {
     if (!outcome.ok) {

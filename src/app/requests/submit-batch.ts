@@ -9,6 +9,7 @@ import { type MemoryAttributes, memoryItemSchema, tenantConflict, validateMemory
 import { checkWebhookUrl } from '../../domain/webhook-address.ts';
 import type { OrchestratedServices } from '../services.ts';
 import { changeBatch } from '../change-batch.ts';
+import { withSpan } from '../tracing.ts';
 import { type AppError, AppFailure, forbidden, validation } from '../errors.ts';
 import { err, ok, type Result } from '../../domain/result.ts';
 
@@ -359,7 +360,7 @@ function resolveWebhook(
 /** Starts (or re-starts, idempotently) the batch's run and records the workflow id. */
 async function ensureStarted(ctx: OrchestratedServices, batch: Batch): Promise<Batch> {
   if (!awaitsStart(batch.status)) return batch;
-  const { workflowId } = await ctx.orchestrator.start(batch.key);
+  const { workflowId } = await withSpan('batchmem.orchestrator.start', { 'batchmem.batch_key': batch.key }, () => ctx.orchestrator.start(batch.key));
   if (batch.workflowId === workflowId) return batch;
   return (await changeBatch(ctx.batches, batch.key, (current) => (current.workflowId ? undefined : { workflowId }))) ?? batch;
 }

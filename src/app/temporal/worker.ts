@@ -1,7 +1,8 @@
 // The Temporal worker: polls the task queue, runs `processBatch` (bundled from workflows.ts by the SDK) and the
 // activities, which call the use cases with this process's context.
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { DefaultLogger, type LogLevel, NativeConnection, Runtime, Worker, type WorkflowBundle } from '@temporalio/worker';
+import { DefaultLogger, type LogLevel, NativeConnection, Runtime, Worker, type WorkerOptions, type WorkflowBundle } from '@temporalio/worker';
 import type { Services, Settings } from '../services.ts';
 import { createActivities, type Tuning } from './activities.ts';
 
@@ -24,6 +25,26 @@ export interface TemporalWorkerOptions {
   workflowBundle?: WorkflowBundle;
   /** How long running activities get to finish on shutdown before they are cancelled. */
   shutdownGraceTimeMs?: number;
+  /**
+   * OpenTelemetry: the process's span processor and resource (from the SDK). When given, workflows and activities
+   * get Temporal's tracing interceptors (continuing the trace carried in the workflow's headers) and workflow spans,
+   * made inside the sandbox, are exported through the processor. Needs a worker that bundles workflows.ts itself
+   * (no `workflowBundle`), since the workflow interceptors are part of the bundle.
+   */
+  tracing?: { spanProcessor: unknown; resource: unknown } | undefined;
+}
+
+/** Temporal's OpenTelemetry interceptors and sink; the package is loaded only for a traced worker. */
+async function tracingOptions(tracing: NonNullable<TemporalWorkerOptions['tracing']>): Promise<Pick<WorkerOptions, 'interceptors' | 'sinks'>> {
+  const otel = await import('@temporalio/interceptors-opentelemetry');
+  const workflowInterceptors = createRequire(import.meta.url).resolve('@temporalio/interceptors-opentelemetry/lib/workflow-interceptors');
+  return {
+    interceptors: {
+      workflowModules: [workflowInterceptors],
+      activity: [(ctx) => ({ inbound: new otel.OpenTelemetryActivityInboundInterceptor(ctx), outbound: new otel.OpenTelemetryActivityOutboundInterceptor(ctx) })],
+    },
+    sinks: { exporter: otel.makeWorkflowExporter(tracing.spanProcessor as Parameters<typeof otel.makeWorkflowExporter>[0], tracing.resource as Parameters<typeof otel.makeWorkflowExporter>[1]) },
+  };
 }
 
 /** The timings `processBatch` applies; see the comment at the top of workflows.ts for the reasoning. */
@@ -56,7 +77,10 @@ export async function createWorker(ctx: Services, options: TemporalWorkerOptions
   try {
     const tuning = tuningFor(ctx.settings, options);
     const batchConcurrency = options.batchConcurrency ?? 4;
+    if (options.tracing && options.workflowBundle) throw new Error('a traced worker bundles its own workflow code: drop workflowBundle');
+    const traced = options.tracing ? await tracingOptions(options.tracing) : {};
     const worker = await Worker.create({
+      ...traced,
       connection,
       namespace: options.namespace,
       taskQueue: options.taskQueue,
