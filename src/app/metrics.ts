@@ -2,10 +2,10 @@
 // Names follow Prometheus conventions: base units in the name (seconds, bytes), `_total` on counters.
 // Every labelled counter starts at zero for each label value, so a rate or an alert never meets a missing series.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { batchStatuses, initialStatus } from '../domain/lifecycle.ts';
+import { awaitsStart, batchStatuses, initialStatus, type BatchStatus } from '../domain/lifecycle.ts';
 import { itemOutcome, itemOutcomes } from '../domain/progress.ts';
 import type { Backlog } from '../ports/batch-repository.ts';
-import type { Observer } from './observer.ts';
+import { type Observer, webhookResults } from './observer.ts';
 
 export interface Metrics extends Observer {
   registry: Registry;
@@ -18,6 +18,10 @@ export interface Metrics extends Observer {
 }
 
 const byteBuckets = [1024, 16 * 1024, 256 * 1024, 1024 ** 2, 16 * 1024 ** 2, 256 * 1024 ** 2, 1024 ** 3, 4 * 1024 ** 3];
+
+function countWhere(backlog: Backlog, include: (status: BatchStatus) => boolean): number {
+  return Object.entries(backlog.byStatus).reduce((sum, [status, count]) => (include(status as BatchStatus) ? sum + (count ?? 0) : sum), 0);
+}
 
 export function createMetrics(): Metrics {
   const registry = new Registry();
@@ -88,7 +92,7 @@ export function createMetrics(): Metrics {
   for (const status of batchStatuses) batches.inc({ status }, 0);
   for (const outcome of itemOutcomes) items.inc({ outcome }, 0);
   for (const kind of ['error', 'corrupt']) segmentFailures.inc({ kind }, 0);
-  for (const result of ['delivered', 'failed', 'rejected']) webhooks.inc({ result }, 0);
+  for (const result of webhookResults) webhooks.inc({ result }, 0);
 
   return {
     registry,
@@ -141,7 +145,7 @@ export function createMetrics(): Metrics {
         registers: [registry],
         async collect() {
           const backlog = await current();
-          this.set(backlog ? backlog.pending : Number.NaN);
+          this.set(backlog ? countWhere(backlog, awaitsStart) : Number.NaN);
         },
       });
       new Gauge({
@@ -150,7 +154,7 @@ export function createMetrics(): Metrics {
         registers: [registry],
         async collect() {
           const backlog = await current();
-          this.set(backlog ? backlog.processing + backlog.cancelling : Number.NaN);
+          this.set(backlog ? countWhere(backlog, (status) => !awaitsStart(status)) : Number.NaN);
         },
       });
       new Gauge({

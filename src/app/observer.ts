@@ -1,4 +1,8 @@
 // What the use cases report as they work, for metrics. Optional: a context without an observer reports nothing.
+
+/** The result of one webhook delivery attempt: delivered, failed (retried) or rejected (not retried). */
+export const webhookResults = ['delivered', 'failed', 'rejected'] as const; // literal: delivery results, not batch statuses
+export type WebhookResult = (typeof webhookResults)[number];
 export interface Observer {
   /** A new batch was recorded: its payload's raw NDJSON and stored (compressed) sizes, in bytes. */
   batchSubmitted(payload: { rawBytes: number; storedBytes: number; memories: number }): void;
@@ -11,5 +15,5 @@ export interface Observer {
   sinkWritten(durationMs: number, items: number, succeeded: boolean): void;
   batchFinished(status: string): void;
   /** One webhook delivery attempt: delivered, failed (retryable) or rejected (not retried). */
-  webhookAttempted(result: 'delivered' | 'failed' | 'rejected'): void;
+  webhookAttempted(result: WebhookResult): void;
 }

@@ -33,10 +33,9 @@ export interface ExpiredPayload {
 
 /** Unfinished batches across every tenant, for the operators' gauges. */
 export interface Backlog {
-  pending: number;
-  processing: number;
-  cancelling: number;
-  /** `createdAt` of the oldest batch in one of those statuses; null when there is none. */
+  /** Batches in each unfinished status (see `unfinishedStatuses`); a status with none may be absent. */
+  byStatus: Partial<Record<BatchStatus, number>>;
+  /** `createdAt` of the oldest batch in an unfinished status; null when there is none. */
   oldestCreatedAt: string | null;
 }
 
@@ -97,7 +96,7 @@ export interface BatchRepository {
    * with a webhook URL whose delivery has not succeeded and has had fewer than `maxWebhookAttempts` attempts.
    */
   listNeedingWork(maxWebhookAttempts: number): Promise<string[]>;
-  /** Counts of pending, processing and cancelling batches (all tenants) and the oldest one's creation time. */
+  /** Counts of batches in each unfinished status (all tenants) and the oldest one's creation time. */
   backlog(): Promise<Backlog>;
   /**
    * Payload retention (BATCHMEM_PAYLOAD_RETENTION needs both; an adapter without them cannot run with it).

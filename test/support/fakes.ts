@@ -93,10 +93,10 @@ export class MemoryBatchRepository implements BatchRepository {
       .map((b) => b.key);
   }
   async backlog() {
-    const unfinished = [...this.batches.values()].filter((b) => ['pending', 'processing', 'cancelling'].includes(b.status));
-    const count = (status: BatchStatus) => unfinished.filter((b) => b.status === status).length;
-    const oldest = unfinished.map((b) => b.createdAt).sort()[0] ?? null;
-    return { pending: count('pending'), processing: count('processing'), cancelling: count('cancelling'), oldestCreatedAt: oldest };
+    const unfinished = [...this.batches.values()].filter((b) => unfinishedStatuses.includes(b.status));
+    const byStatus: Partial<Record<BatchStatus, number>> = {};
+    for (const b of unfinished) byStatus[b.status] = (byStatus[b.status] ?? 0) + 1;
+    return { byStatus, oldestCreatedAt: unfinished.map((b) => b.createdAt).sort()[0] ?? null };
   }
   readonly expired = new Set<string>();
   async listExpiredPayloads(completedBefore: string, limit: number) {

@@ -86,7 +86,7 @@ describe('metrics from the use cases', () => {
       async () => {
         reads += 1;
         if (failing) throw new Error('store down');
-        return { pending: 3, processing: 2, cancelling: 1, oldestCreatedAt: '2026-01-01T00:00:00.000Z' };
+        return { byStatus: { pending: 3, processing: 2, cancelling: 1 }, oldestCreatedAt: '2026-01-01T00:00:00.000Z' };
       },
       { minIntervalMs: 5000, now: () => now },
     );

@@ -258,11 +258,11 @@ export class SqliteBatchRepository implements BatchRepository {
 
   async backlog(): Promise<Backlog> {
     const rows = this.#db
-      .prepare(`SELECT status, COUNT(*) AS n, MIN(created_at) AS oldest FROM batches WHERE status IN ('pending', 'processing', 'cancelling') GROUP BY status`)
-      .all() as { status: 'pending' | 'processing' | 'cancelling'; n: number; oldest: string }[];
-    const backlog: Backlog = { pending: 0, processing: 0, cancelling: 0, oldestCreatedAt: null };
+      .prepare(`SELECT status, COUNT(*) AS n, MIN(created_at) AS oldest FROM batches WHERE status IN (${placeholders(unfinishedStatuses)}) GROUP BY status`)
+      .all(...unfinishedStatuses) as { status: BatchStatus; n: number; oldest: string }[];
+    const backlog: Backlog = { byStatus: {}, oldestCreatedAt: null };
     for (const row of rows) {
-      backlog[row.status] = Number(row.n);
+      backlog.byStatus[row.status] = Number(row.n);
       if (backlog.oldestCreatedAt === null || row.oldest < backlog.oldestCreatedAt) backlog.oldestCreatedAt = row.oldest;
     }
     return backlog;

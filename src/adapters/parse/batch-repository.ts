@@ -419,18 +419,18 @@ export class ParseBatchRepository implements BatchRepository {
 
   async backlog(): Promise<Backlog> {
     const Parse = this.#Parse;
-    const count = (status: string) => new Parse.Query(parseClasses.batch).equalTo('status', status).count(useMasterKey);
-    const [pending, processing, cancelling, oldest] = await Promise.all([
-      count('pending'),
-      count('processing'),
-      count('cancelling'),
+    const [counts, oldest] = await Promise.all([
+      Promise.all(unfinishedStatuses.map((status) => new Parse.Query(parseClasses.batch).equalTo('status', status).count(useMasterKey))),
       new Parse.Query(parseClasses.batch)
-        .containedIn('status', ['pending', 'processing', 'cancelling'])
+        .containedIn('status', [...unfinishedStatuses])
         .ascending('submittedAt')
         .select('submittedAt')
         .first(useMasterKey),
     ]);
-    return { pending, processing, cancelling, oldestCreatedAt: oldest ? iso(oldest.get('submittedAt')) : null };
+    return {
+      byStatus: Object.fromEntries(unfinishedStatuses.map((status, i) => [status, counts[i]!])),
+      oldestCreatedAt: oldest ? iso(oldest.get('submittedAt')) : null,
+    };
   }
 
   async listExpiredPayloads(completedBefore: string, limit: number): Promise<ExpiredPayload[]> {

@@ -38,7 +38,7 @@ export async function deliverWebhook(ctx: Services, key: string): Promise<Webhoo
       },
     }),
   );
-  ctx.observer?.webhookAttempted(attempt.delivered ? 'delivered' : attempt.retryable ? 'failed' : 'rejected');
+  ctx.observer?.webhookAttempted(attempt.delivered ? 'delivered' : attempt.retryable ? 'failed' : 'rejected'); // literal: delivery results
   const updated = await changeBatch(ctx.batches, key, (current) => ({
     webhook: {
       ...current.webhook,
