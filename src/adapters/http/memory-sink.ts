@@ -5,9 +5,9 @@ import { Agent, request } from 'undici';
 import type { MemoryRecord } from '../../domain/memory.ts';
 import { backoffMs, mayRetry, type RetryPolicy } from '../../domain/retry-policy.ts';
 import type { ItemOutcome, MemorySink, StoredMemoryRef } from '../../ports/memory-sink.ts';
-import { DeliveryLedger } from './delivery-ledger.ts';
+import { type Delivery, DeliveryLedger } from './delivery-ledger.ts';
 import { CircuitBreaker, RetryAfterGate, retryAfterMs, TokenBucket } from './flow-control.ts';
-import { type ItemAnswer, readAnswer, refusalMessage, type SinkFormat, WireFormat, type WireRequest } from './formats.ts';
+import { readAnswer, refusalMessage, type SinkFormat, WireFormat, type WireRequest } from './formats.ts';
 
 /** What the sink reports as it works, for metrics. Labels are statuses and reasons only, never content or keys. */
 export interface HttpSinkObserver {
@@ -96,8 +96,9 @@ export class HttpMemorySink implements MemorySink {
 
   /**
    * Sends the segment's memories not yet delivered, in chunks cut the same way on every call (so a chunk, and its
-   * Idempotency-Key, are the same on every retry), and records what the target accepted. A refused memory is an
-   * outcome; a target unreachable for longer than the outage tolerance is a thrown SinkUnavailableError.
+   * Idempotency-Key, are the same on every retry), and records what the target accepted, in one transaction per
+   * segment (after a crash the segment's chunks go again under the same keys). A refused memory is an outcome; a
+   * target unreachable for longer than the outage tolerance is a thrown SinkUnavailableError.
    */
   async writeSegment(records: MemoryRecord[]): Promise<ItemOutcome[]> {
     if (records.length === 0) return [];
@@ -105,6 +106,7 @@ export class HttpMemorySink implements MemorySink {
     const indexes = records.map((r) => r.index);
     const delivered = this.#ledger.delivered(batchKey, Math.min(...indexes), Math.max(...indexes));
     const refused = new Map<string, string>();
+    const accepted: Delivery[] = [];
     const chunks: MemoryRecord[][] = [];
     for (let start = 0; start < records.length; start += this.#chunkSize) {
       const chunk = records.slice(start, start + this.#chunkSize);
@@ -112,61 +114,53 @@ export class HttpMemorySink implements MemorySink {
     }
     await Promise.all(
       chunks.map(async (chunk) => {
-        for (const [memoryId, error] of await this.#deliver(chunk)) refused.set(memoryId, error);
+        for (const [memoryId, error] of await this.#deliver(chunk, accepted)) refused.set(memoryId, error);
       }),
     );
+    await this.#ledger.record(accepted);
     return records.map((r) => {
       const error = refused.get(r.memoryId);
       return error === undefined ? { index: r.index, ok: true, memoryId: r.memoryId } : { index: r.index, ok: false, error };
     });
   }
 
-  /** Delivers one chunk; returns the refused memories with the target's status and message. */
-  async #deliver(chunk: MemoryRecord[]): Promise<Map<string, string>> {
+  /** Delivers one chunk, adding what the target accepted to `accepted`; returns the refused memories with the target's status and message. */
+  async #deliver(chunk: MemoryRecord[], accepted: Delivery[]): Promise<Map<string, string>> {
     const useBatch = this.#options.format === 'papr' && chunk.length > 1 && !this.#batchUnsupported;
-    if (this.#options.format === 'papr' && chunk.length > 1 && !useBatch) return this.#deliverEach(chunk);
+    if (this.#options.format === 'papr' && chunk.length > 1 && !useBatch) return this.#deliverEach(chunk, accepted);
     const wire = this.#wire.build(chunk, useBatch);
     const answer = await this.#send(chunk.length, wire);
     if (answer.status === 404 || answer.status === 405 || answer.status === 501) {
       if (useBatch) {
         this.#batchUnsupported = true;
-        return this.#deliverEach(chunk);
+        return this.#deliverEach(chunk, accepted);
       }
     }
     if (permanent(answer.status)) {
       // A refused chunk says nothing about which memory was refused: each goes alone, under its own key.
-      if (chunk.length > 1) return this.#deliverEach(chunk);
+      if (chunk.length > 1) return this.#deliverEach(chunk, accepted);
       return new Map([[chunk[0]!.memoryId, `target answered ${answer.status}: ${refusalMessage(answer.text)}`]]);
     }
     const items = readAnswer(this.#options.format, chunk, answer.text, wire.path);
     const refused = new Map<string, string>();
     const again: MemoryRecord[] = [];
-    const accepted: { record: MemoryRecord; answer: Extract<ItemAnswer, { ok: true }> }[] = [];
     chunk.forEach((record, position) => {
       const item = items[position]!;
-      if (item.ok) accepted.push({ record, answer: item });
-      else if (permanent(item.status)) refused.set(record.memoryId, `target answered ${item.status}: ${item.message}`);
+      if (item.ok) {
+        const { memoryId, batchKey, index, externalId, attributes } = record;
+        accepted.push({ memoryId, batchKey, index, externalId, attributes, sinkId: item.sinkId });
+      } else if (permanent(item.status)) refused.set(record.memoryId, `target answered ${item.status}: ${item.message}`);
       else again.push(record);
     });
-    await this.#ledger.record(
-      accepted.map(({ record, answer }) => ({
-        memoryId: record.memoryId,
-        batchKey: record.batchKey,
-        index: record.index,
-        externalId: record.externalId,
-        attributes: record.attributes,
-        sinkId: answer.sinkId,
-      })),
-    );
-    if (again.length > 0) for (const [id, error] of await this.#deliverEach(again)) refused.set(id, error);
+    if (again.length > 0) for (const [id, error] of await this.#deliverEach(again, accepted)) refused.set(id, error);
     return refused;
   }
 
-  async #deliverEach(records: MemoryRecord[]): Promise<Map<string, string>> {
+  async #deliverEach(records: MemoryRecord[], accepted: Delivery[]): Promise<Map<string, string>> {
     const refused = new Map<string, string>();
     await Promise.all(
       records.map(async (record) => {
-        for (const [id, error] of await this.#deliver([record])) refused.set(id, error);
+        for (const [id, error] of await this.#deliver([record], accepted)) refused.set(id, error);
       }),
     );
     return refused;
