@@ -2,6 +2,7 @@
 import type { CompressionResult } from './compression.ts';
 import type { CorpusStats } from './corpus.ts';
 import type { LatencyResult, RssResult, ThroughputResult } from './embedded.ts';
+import type { HttpSinkResult } from './http-sink.ts';
 import type { DesignName, DesignRun, TemporalResult } from './temporal/designs.ts';
 
 export type Section<T> =
@@ -27,6 +28,8 @@ export interface BenchResults {
   rss: Section<RssResult>;
   latency: Section<LatencyResult>;
   temporal: Section<TemporalResult>;
+  /** Absent in results written before the HTTP sink existed. */
+  httpSink?: Section<HttpSinkResult>;
   seconds: number;
 }
 
@@ -224,6 +227,26 @@ function latency(section: Section<LatencyResult>): string {
   ].join('\n');
 }
 
+function httpSink(section: Section<HttpSinkResult> | undefined): string {
+  if (!section) return '_Not measured: these results predate the HTTP sink._';
+  if (section.status !== 'measured') return notMeasured(section);
+  const h = section.result;
+  const rows = h.receivers.map((r) => [
+    r.serviceMs === 0 ? 'answers at once' : `${r.serviceMs} ms per request (a remote pipeline's latency)`,
+    int(h.memories),
+    int(r.endToEndMemoriesPerSecond),
+    int(r.rawMemoriesPerSecond),
+    `**${r.ratio.toFixed(2)}** (${r.ratioRange[0].toFixed(2)}–${r.ratioRange[1].toFixed(2)})`,
+    r.processOnlyRatio.toFixed(2),
+    `≥ ${h.target}: ${met(r.ratio >= h.target)}`,
+  ]);
+  return [
+    `Memories per second from the start of the submit request to \`completed\`, through \`batchmem serve\` with \`BATCHMEM_SINK=http\` (signed NDJSON, ${h.chunkSize} memories a request, ${h.concurrency} in flight, no rate limit) to a loopback receiver, divided by the same receiver's raw accept rate: a plain client sending the same memories, pre-built and signed, in the same chunks with the same concurrency. Measured in turns, ${h.repeats} times each; the ratio is of the medians (the range is of each pair).`,
+    '',
+    table(['receiver', 'N', 'end to end /s', 'receiver raw /s', 'ratio (range)', 'delivery only (202 to completed)', 'target'], rows),
+  ].join('\n');
+}
+
 export function renderMarkdown(results: BenchResults): string {
   const m = results.machine;
   const noisy = Math.max(...m.loadAverageBefore.slice(0, 1), ...m.loadAverageAfter.slice(0, 1)) > m.cores;
@@ -262,6 +285,10 @@ export function renderMarkdown(results: BenchResults): string {
     '### 6. Submit latency, 20 concurrent submitters (embedded)',
     '',
     latency(results.latency),
+    '',
+    '### 7. HTTP pipeline sink against the receiver\'s raw accept rate (embedded)',
+    '',
+    httpSink(results.httpSink),
     '',
   ].join('\n');
 }

@@ -1,6 +1,6 @@
 // `npm run bench` (quick profile, a few minutes) and `npm run bench -- --full`: runs every measurement, prints the
 // table, and writes bench/results/latest.json and bench/results/latest.md.
-// `--only=compression,throughput,rss,latency,temporal` runs a subset and writes nothing (for working on one part).
+// `--only=compression,throughput,rss,latency,temporal,httpsink` runs a subset and writes nothing (for working on one part).
 // `--docs` also puts the table into docs/benchmarks.md, between its bench:results markers.
 // `--render` measures nothing: it renders bench/results/latest.json again (after a change to the report's layout).
 import './temporal/protobufjs-dedupe.ts';
@@ -12,10 +12,11 @@ import { parseArgs } from 'node:util';
 import { runCompression } from './compression.ts';
 import { defaultSeed, describeCorpus } from './corpus.ts';
 import { runEmbeddedThroughput, runLatency, runRss } from './embedded.ts';
+import { runHttpSink } from './http-sink.ts';
 import { type BenchResults, renderMarkdown, type Section } from './report.ts';
 import { runTemporal } from './temporal/designs.ts';
 
-const sections = ['compression', 'throughput', 'rss', 'latency', 'temporal'] as const;
+const sections = ['compression', 'throughput', 'rss', 'latency', 'temporal', 'httpsink'] as const;
 type SectionName = (typeof sections)[number];
 
 const { values } = parseArgs({
@@ -43,6 +44,7 @@ const plan = values.full
         batchmemLadder: [100, 1000, 10_000, 100_000, 1_000_000],
         parseMemories: 50_000,
       },
+      httpSink: { memories: 100_000, repeats: 3, serviceTimesMs: [0, 50] },
     }
   : {
       corpusSample: 20_000,
@@ -56,6 +58,7 @@ const plan = values.full
         batchmemLadder: [100, 1000, 10_000, 100_000],
         parseMemories: 5000,
       },
+      httpSink: { memories: 30_000, repeats: 3, serviceTimesMs: [0, 50] },
     };
 
 const log = (line: string) => process.stdout.write(line + '\n');
@@ -140,6 +143,7 @@ const results: BenchResults = {
   rss: await section('rss', () => runRss({ sizes: plan.rss, log })),
   latency: await section('latency', () => runLatency({ ...plan.latency, log })),
   temporal: await section('temporal', () => runTemporal({ ...plan.temporal, log })),
+  httpSink: await section('httpsink', () => runHttpSink({ ...plan.httpSink, log })),
   seconds: 0,
 };
 results.seconds = (Date.now() - startedAt.getTime()) / 1000;
