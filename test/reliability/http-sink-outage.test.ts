@@ -33,7 +33,7 @@ describe('HTTP sink: a target that goes down', () => {
     await r.receiver.setDown(false);
     const done = await r.api.waitForFinal('target-down', 180_000);
     const resumedAfterMs = Date.now() - downAt - downMs;
-    expect(done.request_counts).toEqual({ total, processed: total, succeeded: total, failed: 0 });
+    expect(done.request_counts).toEqual({ total, processed: total, succeeded: total, failed: 0, expired: 0 });
     expect(done.status).toBe('completed');
     expectEachMemoryOnce(r.receiver, total);
     expect((await fetch(`${r.server.url}/readyz`)).status).toBe(200);

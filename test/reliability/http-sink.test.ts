@@ -48,7 +48,7 @@ describe('HTTP sink: 20,000 memories to a receiver that throttles, fails, stalls
     const seconds = (Date.now() - startedAt) / 1000;
 
     expect(done.status).toBe('completed');
-    expect(done.request_counts).toEqual({ total, processed: total, succeeded: total - 20, failed: 20 });
+    expect(done.request_counts).toEqual({ total, processed: total, succeeded: total - 20, failed: 20, expired: 0 });
     expectEachMemoryOnce(r.receiver, total - 20);
 
     const errors = await r.api.all<{ index: number; error: string }>('/v1/batch/hostile-target/errors');
