@@ -6,11 +6,8 @@ import { buildContext, parseConnection } from './wire.ts';
 export async function migrate(config: Config): Promise<number> {
   const ctx = await buildContext(config);
   try {
-    if (config.BATCHMEM_PAYLOADS === 's3') {
-      const { S3PayloadStore } = await import('../adapters/s3/payload-store.ts');
-      if (!(ctx.payloads instanceof S3PayloadStore)) throw new Error('BATCHMEM_PAYLOADS=s3 built another store');
-      process.stdout.write(`bucket ${config.BATCHMEM_S3_BUCKET}: ${await ctx.payloads.ensureBucket()}\n`);
-    }
+    const prepared = await ctx.payloads.prepare();
+    if (prepared) process.stdout.write(`${prepared}\n`);
     if ([config.BATCHMEM_STORE, config.BATCHMEM_PAYLOADS, config.BATCHMEM_SINK].includes('parse')) {
       const problems = await migrateParseBackend(config);
       if (problems > 0) return 1;

@@ -16,7 +16,7 @@ import { type Config, ConfigError } from './config.ts';
 import { defaultSettings, type Services, type OrchestratedServices, type Settings } from './services.ts';
 import { defaultLevel } from '../domain/codec.ts';
 import type { Logger } from './logger.ts';
-import { expiryIntervalMs, scheduleExpiry, supportsRetention } from './processing/expire-payloads.ts';
+import { expiryIntervalMs, scheduleExpiry } from './processing/expire-payloads.ts';
 import type { Observer } from './observer.ts';
 import type { Telemetry } from './telemetry.ts';
 
@@ -193,9 +193,6 @@ async function orchestrator(
 export async function buildRuntime(config: Config, logger: Logger, observer?: Observer, telemetry?: Telemetry): Promise<Runtime> {
   const ctx = await buildContext(config, observer);
   const retentionMs = config.BATCHMEM_PAYLOAD_RETENTION;
-  if (retentionMs !== undefined && !supportsRetention(ctx.batches)) {
-    throw new ConfigError(`invalid configuration: BATCHMEM_PAYLOAD_RETENTION is not supported with BATCHMEM_STORE=${config.BATCHMEM_STORE}`);
-  }
   const orchestration = await orchestrator(config, ctx, logger, telemetry);
   let expiry: { stop(): Promise<void> } | undefined;
   return {

@@ -99,13 +99,12 @@ export interface BatchRepository {
   /** Counts of batches in each unfinished status (all tenants) and the oldest one's creation time. */
   backlog(): Promise<Backlog>;
   /**
-   * Payload retention (BATCHMEM_PAYLOAD_RETENTION needs both; an adapter without them cannot run with it).
-   * Batches in a final status whose `completedAt` is at or before `completedBefore` and whose payload has not been
+   * Payload retention (BATCHMEM_PAYLOAD_RETENTION): batches in a final status whose `completedAt` is at or before `completedBefore` and whose payload has not been
    * marked expired, oldest completion first, at most `limit`.
    */
-  listExpiredPayloads?(completedBefore: string, limit: number): Promise<ExpiredPayload[]>;
+  listExpiredPayloads(completedBefore: string, limit: number): Promise<ExpiredPayload[]>;
   /** Records that a batch's payload segments are deleted, so it is not listed again. Idempotent; the record keeps its counts. */
-  markPayloadExpired?(key: string, expiredAt: string): Promise<void>;
+  markPayloadExpired(key: string, expiredAt: string): Promise<void>;
   /** Throws when the backend cannot serve. */
   check(): Promise<void>;
   close(): Promise<void>;

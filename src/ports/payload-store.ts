@@ -28,6 +28,11 @@ export interface PayloadStore {
   put(key: string, body: Uint8Array, info: PayloadObjectInfo): Promise<void>;
   get(key: string): Promise<Uint8Array | undefined>;
   deletePrefix(prefix: string): Promise<number>;
+  /**
+   * For `batchmem migrate`: creates what the store needs (a bucket, say) unless it exists; safe to run any number of
+   * times. Returns a line for the operator when there was something to check, else undefined.
+   */
+  prepare(): Promise<string | undefined>;
   check(): Promise<void>;
   close(): Promise<void>;
 }

@@ -80,6 +80,11 @@ export function payloadStoreContract(adapter: string, open: () => Promise<Payloa
       await expect(store.get(key)).rejects.toThrow(/checksum/i);
     });
 
+    it('prepares for migrate any number of times', async () => {
+      const first = await store.prepare();
+      expect(await store.prepare()).toEqual(first === undefined ? undefined : expect.any(String));
+    });
+
     it('answers its readiness check', async () => {
       await expect(store.check()).resolves.toBeUndefined();
     });

@@ -130,6 +130,9 @@ export class MemoryPayloadStore implements PayloadStore {
     if (actual !== this.checksums.get(key)) throw new PayloadChecksumError(`SHA-256 checksum mismatch for ${key}`);
     return Uint8Array.from(body);
   }
+  async prepare() {
+    return undefined;
+  }
   async deletePrefix(prefix: string) {
     const doomed = [...this.objects.keys()].filter((k) => k.startsWith(prefix + '/'));
     for (const key of doomed) {

@@ -60,6 +60,11 @@ export class FilePayloadStore implements PayloadStore {
     return body;
   }
 
+  /** The folder is made on first write; nothing to prepare. */
+  async prepare(): Promise<undefined> {
+    return undefined;
+  }
+
   async deletePrefix(prefix: string): Promise<number> {
     const path = this.#path(prefix);
     const count = await countFiles(path);

@@ -102,6 +102,11 @@ export class ParsePayloadStore implements PayloadStore {
     return Buffer.concat(chunks);
   }
 
+  /** Its class and indexes are prepared with the other Parse classes (`migrateParse`). */
+  async prepare(): Promise<undefined> {
+    return undefined;
+  }
+
   async deletePrefix(prefix: string): Promise<number> {
     const folder = prefix.endsWith('/') ? prefix : `${prefix}/`;
     let removed = 0;

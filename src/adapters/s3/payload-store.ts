@@ -236,7 +236,11 @@ export class S3PayloadStore implements PayloadStore {
     }
   }
 
-  /** For `batchmem migrate`: creates the bucket unless it exists. Safe to run any number of times. */
+  async prepare(): Promise<string> {
+    return `bucket ${this.#bucket}: ${await this.ensureBucket()}`;
+  }
+
+  /** Creates the bucket unless it exists. Safe to run any number of times. */
   async ensureBucket(): Promise<'created' | 'exists'> {
     if ((await this.#bucketState()) === 'exists') return 'exists';
     try {

@@ -1,13 +1,6 @@
 // Payload retention: once a batch is final and BATCHMEM_PAYLOAD_RETENTION has passed since it completed, its
 // segments are deleted from the payload store. The batch record keeps its counts, results and errors.
-import type { BatchRepository } from '../../ports/batch-repository.ts';
 import type { Services } from '../services.ts';
-
-type RetentionRepository = BatchRepository & Required<Pick<BatchRepository, 'listExpiredPayloads' | 'markPayloadExpired'>>;
-
-export function supportsRetention(batches: BatchRepository): batches is RetentionRepository {
-  return typeof batches.listExpiredPayloads === 'function' && typeof batches.markPayloadExpired === 'function';
-}
 
 export interface ExpirySweep {
   batches: number;
@@ -21,7 +14,6 @@ const pageSize = 100;
 /** Deletes the segments of every batch past its retention. Safe to run from several processes at once. */
 export async function expirePayloads(ctx: Services, retentionMs: number): Promise<ExpirySweep> {
   const { batches } = ctx;
-  if (!supportsRetention(batches)) throw new Error('this batch repository does not support payload retention');
   const cutoff = new Date(ctx.clock.now().getTime() - retentionMs).toISOString();
   const sweep: ExpirySweep = { batches: 0, objects: 0, failures: [] };
   const failed = new Set<string>();
