@@ -12,7 +12,7 @@ import { systemClock } from '../ports/clock.ts';
 import type { MemorySink } from '../ports/memory-sink.ts';
 import type { Orchestrator } from '../ports/orchestrator.ts';
 import type { PayloadStore } from '../ports/payload-store.ts';
-import { type Config, ConfigError } from './config.ts';
+import type { Config } from './config.ts';
 import { defaultSettings, type Services, type OrchestratedServices, type Settings } from './services.ts';
 import { defaultLevel } from '../domain/codec.ts';
 import type { Logger } from './logger.ts';
