@@ -188,6 +188,7 @@ describe('Papr clients at the HTTP edge', () => {
     ['batch_size zero', { batch_size: 0 }, 'batch_size'],
     ['batch_size a string', { batch_size: '10' }, 'batch_size'],
     ['batch_size a fraction', { batch_size: 1.5 }, 'batch_size'],
+    ['batch_size over 1000', { batch_size: 1001 }, 'batch_size'],
     ['external_user_id a number', { external_user_id: 7 }, 'external_user_id'],
     ['user_id over 256 characters', { user_id: 'u'.repeat(257) }, 'user_id'],
     ['link_to a number', { link_to: 3 }, 'link_to'],

@@ -26,7 +26,7 @@ function fail(path: string, message: string): never {
 
 /**
  * Options of a JSON submit from its top-level fields. `null` is read as absent (Papr's clients send it for an unset
- * argument). `batch_size` is a concurrency hint of Papr's API: checked (an integer of at least 1) and otherwise
+ * argument). `batch_size` is a concurrency hint of Papr's API: checked (an integer from 1 to 1000) and otherwise
  * unused, since segment concurrency is the server's setting. The Papr memory fields become defaults for every memory.
  */
 export function envelopeOptions(raw: Record<string, unknown>, limits: MemoryLimits): SubmitOptions {
@@ -38,8 +38,8 @@ export function envelopeOptions(raw: Record<string, unknown>, limits: MemoryLimi
     if (envelope[field] !== undefined && typeof envelope[field] !== 'string') fail(field, 'must be a string');
   }
   const batchSize = envelope.batch_size;
-  if (batchSize !== undefined && (typeof batchSize !== 'number' || !Number.isSafeInteger(batchSize) || batchSize < 1)) {
-    fail('batch_size', 'must be an integer of at least 1');
+  if (batchSize !== undefined && (typeof batchSize !== 'number' || !Number.isSafeInteger(batchSize) || batchSize < 1 || batchSize > 1000)) {
+    fail('batch_size', 'must be an integer from 1 to 1000');
   }
   const defaults: Record<string, unknown> = {};
   for (const name of memoryAttributeNames) if (envelope[name] !== undefined) defaults[name] = envelope[name];

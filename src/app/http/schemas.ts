@@ -97,7 +97,7 @@ export const SubmitJsonDoc = z
     completion_window: CompletionWindowDoc.optional(),
     metadata: MetadataDoc.optional(),
     ...paprMemoryFields,
-    batch_size: z.number().int().min(1).nullish().openapi({ description: 'Papr: a concurrency hint; checked, not used' }),
+    batch_size: z.number().int().min(1).max(1000).nullish().openapi({ description: 'Papr: a concurrency hint; checked, not used' }),
   })
   .openapi('SubmitBatch', { description: "The Papr memory fields given here are defaults for every memory of the batch; a memory's own value wins. null is absent." });
 
