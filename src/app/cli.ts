@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The `batchmem` command: serve, worker, submit, status, migrate, keys.
+// The `batchmem` command: serve, worker, submit, status, results, migrate, keys.
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from './config.ts';
 import { keysUsage, runKeysCommand } from './keys-command.ts';
@@ -13,10 +13,13 @@ commands:
                                  submit a batch file; --watch follows its progress
   status <id> [--url ...] [--key KEY]
                                  print a batch
+  results <id> [-o FILE] [--errors] [--url ...] [--key KEY]
+                                 download every item's outcome as NDJSON (--errors: only those that did not
+                                 succeed), with a progress bar; resumes after a dropped connection
   migrate                        create what the configured backends need
 ${keysUsage}
 
-The API key for submit and status comes from --key or BATCHMEM_API_KEY.`;
+The API key for submit, status and results comes from --key or BATCHMEM_API_KEY.`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -44,7 +47,8 @@ async function main(argv: string[]): Promise<number> {
     case 'keys':
       return runKeysCommand(rest, process.env, process.stdout, process.stderr);
     case 'submit':
-    case 'status': {
+    case 'status':
+    case 'results': {
       const { values, positionals } = parseArgs({
         args: rest,
         allowPositionals: true,
@@ -53,6 +57,8 @@ async function main(argv: string[]): Promise<number> {
           key: { type: 'string', default: process.env.BATCHMEM_API_KEY },
           watch: { type: 'boolean', default: false },
           'batch-id': { type: 'string' },
+          output: { type: 'string', short: 'o' },
+          errors: { type: 'boolean', default: false },
         },
       });
       const target = positionals[0];
@@ -62,6 +68,7 @@ async function main(argv: string[]): Promise<number> {
       }
       const client = await import('./client-commands.ts');
       const options = { url: values.url!, key: values.key, watch: values.watch!, batchId: values['batch-id'] };
+      if (command === 'results') return client.downloadResults(target, { ...options, output: values.output, errorsOnly: values.errors! });
       return command === 'submit' ? client.submitFile(target, options) : client.printStatus(target, options);
     }
     default:

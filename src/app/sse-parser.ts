@@ -1,8 +1,13 @@
 // Reads a Server-Sent Events stream to its end, on the eventsource-parser package (for the CLI and tests).
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 
-export async function readEventStream(body: ReadableStream<Uint8Array>, onEvent: (event: EventSourceMessage) => void): Promise<void> {
-  const parser = createParser({ onEvent });
+/** `onRetry` receives the server's `retry:` hint (milliseconds), for a client that reconnects. */
+export async function readEventStream(
+  body: ReadableStream<Uint8Array>,
+  onEvent: (event: EventSourceMessage) => void,
+  onRetry?: (retryMs: number) => void,
+): Promise<void> {
+  const parser = createParser({ onEvent, ...(onRetry ? { onRetry } : {}) });
   const decoder = new TextDecoder();
   const reader = body.getReader();
   for (;;) {
