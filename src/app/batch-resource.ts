@@ -1,7 +1,90 @@
-// The public shape of a batch, shared by the HTTP API and the webhook payload. It never carries the secret.
+// The public shape of a batch, shared by the HTTP API and the webhook payload: its schema (the OpenAPI `Batch`) and
+// the mapping from the record, typed by that schema. It never carries the secret.
 import { type Batch, compressionRatio } from '../domain/batch.ts';
-import { expiredItems, isFinal, progressVersion } from '../domain/lifecycle.ts';
+import { z } from '@hono/zod-openapi';
+import {
+  batchStatuses,
+  cancellableStatuses,
+  expiredItems,
+  finalStatuses,
+  isCompleted,
+  isFinal,
+  progressVersion,
+  unfinishedStatuses,
+} from '../domain/lifecycle.ts';
 import { progressFraction } from '../domain/progress.ts';
+
+export const MetadataDoc = z
+  .record(z.string().regex(/^[A-Za-z0-9_-]{1,64}$/), z.string().max(512))
+  .openapi({ description: 'Up to 16 string pairs of your own (keys [A-Za-z0-9_-]{1,64}, values up to 512 characters)', example: { job: 'nightly-sync', source: 'crm' } });
+
+/**
+ * The batch status, with the lifecycle's sets as extensions so that clients (the dashboard) read them from here
+ * instead of keeping a copy: `x-final` (nothing more happens), `x-unfinished` (in lifecycle order),
+ * `x-cancellable`, and `x-completed` (the one good ending).
+ */
+const BatchStatusDoc = z.enum(batchStatuses).openapi({
+  description:
+    'pending -> processing -> completed | failed; pending or processing -> cancelling -> cancelled; pending or processing -> expired (the completion window passed)',
+  'x-final': [...finalStatuses],
+  'x-unfinished': [...unfinishedStatuses],
+  'x-cancellable': [...cancellableStatuses],
+  'x-completed': batchStatuses.find(isCompleted),
+});
+
+const Counts = z.object({
+  total: z.number().int(),
+  processed: z.number().int().openapi({ description: 'succeeded + failed' }),
+  succeeded: z.number().int(),
+  failed: z.number().int(),
+  expired: z.number().int().openapi({ description: 'Items without an outcome when the completion window passed; 0 unless the batch is expired' }),
+});
+
+/**
+ * The batch resource's schema: it validates nothing at run time but is the OpenAPI `Batch` and the type
+ * `batchResource` must return, so the answer and its description cannot drift apart.
+ */
+export const batchResourceSchema = z
+  .object({
+    id: z.string(),
+    status: BatchStatusDoc,
+    created_at: z.string(),
+    started_at: z.string().nullable(),
+    completed_at: z.string().nullable(),
+    request_counts: Counts,
+    progress: z.number().min(0).max(1),
+    workflow_id: z.string().nullable(),
+    payload: z.object({
+      codec: z.string(),
+      segments: z.number().int(),
+      raw_bytes: z.number().int(),
+      stored_bytes: z.number().int(),
+      compression_ratio: z.number(),
+    }),
+    webhook: z.object({
+      url: z.string().nullable(),
+      delivered: z.boolean(),
+      attempts: z.number().int(),
+      last_error: z.string().nullable(),
+    }),
+    error: z.string().nullable(),
+    completion_window: z.string().nullable(),
+    expires_at: z.string().nullable().openapi({ description: 'When the batch expires unless final before (ISO 8601)' }),
+    metadata: MetadataDoc,
+    progress_version: z.number().int().openapi({ description: 'Grows with every status change and item outcome: the SSE event id of this state' }),
+    batch_id: z.string().openapi({ description: 'Papr: the same as id' }),
+    code: z.number().int().openapi({ description: 'Papr: 202 while unfinished, 200 once final' }),
+    message: z.string().openapi({ description: 'Papr: the state in words' }),
+    total_processed: z.number().int(),
+    total_successful: z.number().int(),
+    total_failed: z.number().int(),
+    errors: z
+      .array(z.object({ index: z.number().int(), error: z.string(), code: z.number().int() }))
+      .openapi({ description: 'Papr: the first 100 item errors on a single batch; empty in the submit answer, lists and events' }),
+    webhook_secret: z.string().optional().openapi({ description: 'Only in the submit answer, once, when the server generated it' }),
+  })
+  .openapi('Batch');
+
 
 /** An item error as Papr clients read it: `code` is the HTTP-like status of that item (always 500 here). */
 export interface PaprItemError {
@@ -14,7 +97,7 @@ export interface PaprItemError {
  * `errors` is what the caller read of the batch's item errors (at most a page; the full list is at
  * /v1/batch/{id}/errors); answers that did not read them carry an empty list.
  */
-export function batchResource(batch: Batch, errors: PaprItemError[] = []) {
+export function batchResource(batch: Batch, errors: PaprItemError[] = []): BatchResource {
   return {
     id: batch.id,
     status: batch.status,
@@ -60,4 +143,5 @@ function paprMessage(batch: Batch): string {
   return batch.error ? `${base} (${batch.error})` : base;
 }
 
-export type BatchResource = ReturnType<typeof batchResource>;
+/** What the API and the webhook send: the schema's shape (the secret only ever added to the submit answer). */
+export type BatchResource = Omit<z.infer<typeof batchResourceSchema>, 'webhook_secret'>;

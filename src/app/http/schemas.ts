@@ -1,8 +1,9 @@
 // Schemas of the HTTP API, used to validate requests and to generate the OpenAPI document.
 import { z } from '@hono/zod-openapi';
 import { batchIdPattern, batchIdRule } from '../../domain/batch.ts';
-import { batchStatuses, cancellableStatuses, finalStatuses, isCompleted, unfinishedStatuses } from '../../domain/lifecycle.ts';
+import { batchStatuses } from '../../domain/lifecycle.ts';
 import { itemOutcome, itemOutcomes } from '../../domain/progress.ts';
+import { batchResourceSchema, MetadataDoc } from '../batch-resource.ts';
 
 /** A client-chosen batch id (domain/batch.ts's rule). */
 export const BatchIdSchema = z.string().regex(batchIdPattern);
@@ -30,28 +31,10 @@ export const ListQuery = PageQuery.extend({
     }),
 });
 
-const MetadataDoc = z
-  .record(z.string().regex(/^[A-Za-z0-9_-]{1,64}$/), z.string().max(512))
-  .openapi({ description: 'Up to 16 string pairs of your own (keys [A-Za-z0-9_-]{1,64}, values up to 512 characters)', example: { job: 'nightly-sync', source: 'crm' } });
-
 const CompletionWindowDoc = z
   .string()
   .regex(/^[1-9][0-9]{0,6}(s|m|h|d)$/)
   .openapi({ description: 'Deadline after submit, 5s to 7d. Items not processed by then are counted `expired` and the batch ends `expired`.', example: '24h' });
-
-/**
- * The batch status, with the lifecycle's sets as extensions so that clients (the dashboard) read them from here
- * instead of keeping a copy: `x-final` (nothing more happens), `x-unfinished` (in lifecycle order),
- * `x-cancellable`, and `x-completed` (the one good ending).
- */
-const BatchStatusDoc = z.enum(batchStatuses).openapi({
-  description:
-    'pending -> processing -> completed | failed; pending or processing -> cancelling -> cancelled; pending or processing -> expired (the completion window passed)',
-  'x-final': [...finalStatuses],
-  'x-unfinished': [...unfinishedStatuses],
-  'x-cancellable': [...cancellableStatuses],
-  'x-completed': batchStatuses.find(isCompleted),
-});
 
 /** Papr's memory fields (docs/api.md, "Papr clients"): kept with the memory, returned in results, no effect. */
 const paprMemoryFields = {
@@ -119,54 +102,7 @@ export const DryRunDoc = z
   })
   .openapi('DryRun');
 
-const Counts = z.object({
-  total: z.number().int(),
-  processed: z.number().int().openapi({ description: 'succeeded + failed' }),
-  succeeded: z.number().int(),
-  failed: z.number().int(),
-  expired: z.number().int().openapi({ description: 'Items without an outcome when the completion window passed; 0 unless the batch is expired' }),
-});
-
-export const BatchDoc = z
-  .object({
-    id: z.string(),
-    status: BatchStatusDoc,
-    created_at: z.string(),
-    started_at: z.string().nullable(),
-    completed_at: z.string().nullable(),
-    request_counts: Counts,
-    progress: z.number().min(0).max(1),
-    workflow_id: z.string().nullable(),
-    payload: z.object({
-      codec: z.string(),
-      segments: z.number().int(),
-      raw_bytes: z.number().int(),
-      stored_bytes: z.number().int(),
-      compression_ratio: z.number(),
-    }),
-    webhook: z.object({
-      url: z.string().nullable(),
-      delivered: z.boolean(),
-      attempts: z.number().int(),
-      last_error: z.string().nullable(),
-    }),
-    error: z.string().nullable(),
-    completion_window: z.string().nullable(),
-    expires_at: z.string().nullable().openapi({ description: 'When the batch expires unless final before (ISO 8601)' }),
-    metadata: MetadataDoc,
-    progress_version: z.number().int().openapi({ description: 'Grows with every status change and item outcome: the SSE event id of this state' }),
-    batch_id: z.string().openapi({ description: 'Papr: the same as id' }),
-    code: z.number().int().openapi({ description: 'Papr: 202 while unfinished, 200 once final' }),
-    message: z.string().openapi({ description: 'Papr: the state in words' }),
-    total_processed: z.number().int(),
-    total_successful: z.number().int(),
-    total_failed: z.number().int(),
-    errors: z
-      .array(z.object({ index: z.number().int(), error: z.string(), code: z.number().int() }))
-      .openapi({ description: 'Papr: the first 100 item errors on a single batch; empty in the submit answer, lists and events' }),
-    webhook_secret: z.string().optional().openapi({ description: 'Only in the submit answer, once, when the server generated it' }),
-  })
-  .openapi('Batch');
+export const BatchDoc = batchResourceSchema;
 
 export const BatchPageDoc = z.object({ data: z.array(BatchDoc), next_cursor: z.string().nullable() }).openapi('BatchPage');
 
