@@ -1,11 +1,7 @@
 // The typed errors of the domain. Each names what went wrong in terms a caller can act on.
-import type { BatchStatus } from './lifecycle.ts';
 
-export interface IllegalTransition {
-  kind: 'illegal_transition';
-  from: BatchStatus;
-  to: BatchStatus;
-}
+/** The lifecycle's refusal of a status change; defined beside the lifecycle (lifecycle.ts), listed here with the rest. */
+export type { IllegalTransition } from './lifecycle.ts';
 
 /** A stored segment that cannot be trusted: bad magic, bad header, undecodable body or checksum mismatch. */
 export interface SegmentCorrupt {

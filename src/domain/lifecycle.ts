@@ -10,9 +10,15 @@
 // `completed` means every item reached an outcome (some may have failed); `failed` means the batch itself could not
 // be processed; `expired` means its completion window ended first: the items processed by then keep their outcome,
 // the others count as expired. Adding a status is a change here: the list, its transitions, and the step that enters it.
-import type { IllegalTransition } from './errors.ts';
 import type { Counts } from './progress.ts';
 import { err, ok, type Result } from './result.ts';
+
+/** A status change the lifecycle does not allow from `from`. */
+export interface IllegalTransition {
+  kind: 'illegal_transition';
+  from: BatchStatus;
+  to: BatchStatus;
+}
 
 export const batchStatuses = ['pending', 'processing', 'completed', 'failed', 'cancelling', 'cancelled', 'expired'] as const;
 export type BatchStatus = (typeof batchStatuses)[number];
