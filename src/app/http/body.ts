@@ -1,10 +1,17 @@
 // Streaming readers for the two submit formats. Neither holds the whole body: items are yielded as they arrive,
 // so memory stays flat whatever the batch size. Malformed input throws AppFailure with the line or position.
-import { JSONParser } from '@streamparser/json';
 import { AppFailure, validation } from '../errors.ts';
+import { dottedPath, IJsonParser, type IJsonViolation, parseIJsonLine } from './i-json.ts';
 
 function badBody(detail: string, path = ''): AppFailure {
   return new AppFailure(validation(detail, [{ path, message: detail }]));
+}
+
+/** An I-JSON violation (see i-json.ts) as a 400 naming its path; `where` says which line, for NDJSON. */
+function notIJson(violation: IJsonViolation, prefix: (string | number)[], where = ''): AppFailure {
+  const path = dottedPath(prefix, violation.path);
+  const detail = `${where}${path || 'the body'} ${violation.message} (bodies must be I-JSON, RFC 7493)`;
+  return new AppFailure(validation(detail, [{ path, message: violation.message }]));
 }
 
 /** Decodes UTF-8 strictly: invalid bytes are a client error, not replacement characters. */
@@ -50,14 +57,19 @@ async function* utf8Chunks(body: ReadableStream<Uint8Array>, maxBytes: number): 
 export async function* ndjsonItems(body: ReadableStream<Uint8Array>): AsyncGenerator<unknown> {
   let pending = '';
   let line = 0;
+  let index = 0;
   const parse = (text: string): unknown => {
     line += 1;
     if (text.trim() === '') return undefined;
+    let parsed: ReturnType<typeof parseIJsonLine>;
     try {
-      return JSON.parse(text) as unknown;
+      parsed = parseIJsonLine(text);
     } catch (error) {
       throw badBody(`line ${line} is not valid JSON: ${(error as Error).message}`, `line ${line}`);
     }
+    if (parsed.violation) throw notIJson(parsed.violation, ['memories', index], `line ${line}: `);
+    index += 1;
+    return parsed.value;
   };
   for await (const text of utf8Chunks(body, Number.MAX_SAFE_INTEGER)) {
     pending += text;
@@ -95,7 +107,7 @@ export function jsonBatch(body: ReadableStream<Uint8Array>, maxBytes: number) {
   let sawMemories = false;
   let failure: AppFailure | undefined;
   const ready: unknown[] = [];
-  const parser = new JSONParser({ paths: ['$.*', '$.memories.*'], keepStack: false });
+  const parser = new IJsonParser({ paths: ['$.*', '$.memories.*'], keepStack: false });
   let started = false;
   parser.onValue = ({ value, key, stack }) => {
     if (failure) return;
@@ -130,8 +142,10 @@ export function jsonBatch(body: ReadableStream<Uint8Array>, maxBytes: number) {
       try {
         parser.write(text);
       } catch (error) {
+        if (parser.violation) throw notIJson(parser.violation, []);
         throw badBody(`the body is not valid JSON: ${(error as Error).message}`);
       }
+      if (parser.violation) throw notIJson(parser.violation, []);
       if (failure) throw failure;
       while (ready.length > 0) yield ready.shift();
     }
@@ -143,6 +157,7 @@ export function jsonBatch(body: ReadableStream<Uint8Array>, maxBytes: number) {
         throw badBody(`the body is not valid JSON: ${(error as Error).message}`);
       }
     }
+    if (parser.violation) throw notIJson(parser.violation, []);
     if (failure) throw failure;
     while (ready.length > 0) yield ready.shift();
     if (!sawMemories) throw badBody('memories is required', 'memories');

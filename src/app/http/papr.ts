@@ -13,6 +13,7 @@ import type { Metrics } from '../metrics.ts';
 import { addMemory } from '../requests/add-memory.ts';
 import { getBatch } from '../requests/read-batches.ts';
 import type { SubmitOptions } from '../requests/submit-batch.ts';
+import { parseIJson } from './i-json.ts';
 import { appErrorResponse, problemDocs } from './problem.ts';
 import { guarded, router, security } from './router.ts';
 import * as doc from './schemas.ts';
@@ -98,7 +99,12 @@ export function paprRoutes(deps: PaprRouteDeps) {
       if (type !== 'application/json') return appErrorResponse(c, { kind: 'unsupported_media_type', detail: 'send the memory as application/json' });
       let item: unknown;
       try {
-        item = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(await c.req.arrayBuffer()));
+        const parsed = parseIJson(new TextDecoder('utf-8', { fatal: true }).decode(await c.req.arrayBuffer()));
+        if (parsed.violation) {
+          const path = parsed.violation.path.join('.');
+          return appErrorResponse(c, validation(`${path || 'the body'} ${parsed.violation.message} (bodies must be I-JSON, RFC 7493)`, [{ path, message: parsed.violation.message }]));
+        }
+        item = parsed.value;
       } catch (error) {
         return appErrorResponse(c, validation(`the body is not valid UTF-8 JSON: ${(error as Error).message}`, [{ path: '', message: 'not JSON' }]));
       }
