@@ -275,7 +275,10 @@ function issuesOf(error: AppError, index?: number): DryRunIssue[] {
   const issues: FieldIssue[] = error.kind === 'validation' && error.errors.length > 0 ? error.errors : [{ path: '', message: error.detail }];
   return issues.map((issue) => {
     const line = /^line (\d+)$/.exec(issue.path);
-    return { ...(index !== undefined ? { index } : {}), ...(line ? { line: Number(line[1]) } : {}), ...issue };
+    // A body-level refusal that names a memory (an I-JSON violation inside it) reports that memory's index too.
+    const named = /^memories\.(\d+)(\.|$)/.exec(issue.path);
+    const at = index ?? (named ? Number(named[1]) : undefined);
+    return { ...(at !== undefined ? { index: at } : {}), ...(line ? { line: Number(line[1]) } : {}), ...issue };
   });
 }
 
