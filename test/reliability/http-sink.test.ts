@@ -59,6 +59,10 @@ describe('HTTP sink: 20,000 memories to a receiver that throttles, fails, stalls
     expect(results.length).toBe(total);
     const succeeded = results.filter((item) => item.status === 'succeeded');
     expect(succeeded.every((item) => item.sink_id === r.receiver.stored.get(item.memory_id!)?.sinkId)).toBe(true);
+    const file = (await (await r.api.request('/v1/batch/hostile-target/results.ndjson')).text()).trim().split('\n');
+    const lines = file.map((line) => JSON.parse(line) as { outcome: string; memory_id: string | null; sink_id?: string });
+    expect(lines.length).toBe(total);
+    expect(lines.filter((l) => l.outcome === 'succeeded').every((l) => l.sink_id === r.receiver.stored.get(l.memory_id!)?.sinkId)).toBe(true);
 
     // Requests already in flight when a 429 was answered may still arrive; nothing sent after the answer may.
     expect(r.receiver.requestsInsideWindows(250)).toEqual([]);

@@ -14,6 +14,8 @@ export interface ResultLine {
   outcome: ItemOutcomeName;
   memory_id: string | null;
   error: string | null;
+  /** With a forwarding sink (BATCHMEM_SINK=http): the id the target gave the memory, when it named one. */
+  sink_id?: string;
 }
 
 /** Rows read per query from each source. */
@@ -40,7 +42,12 @@ async function* paged<T extends { index: number }>(
  */
 export async function* resultLines(ctx: Services, batch: Batch, kind: ResultFileKind, fromIndex = 0): AsyncGenerator<ResultLine> {
   const after = fromIndex - 1;
-  const stored = kind === 'results' ? paged((a, l) => ctx.sink.listByBatch(batch.key, a, l), after) : undefined;
+  const storedPage = async (afterIndex: number, limit: number) => {
+    const page = await ctx.sink.listByBatch(batch.key, afterIndex, limit);
+    const sinkIds = page.length > 0 && ctx.sink.sinkIds ? await ctx.sink.sinkIds(page.map((m) => m.memoryId)) : undefined;
+    return page.map((m) => ({ ...m, sinkId: sinkIds?.get(m.memoryId) }));
+  };
+  const stored = kind === 'results' ? paged(storedPage, after) : undefined;
   const failed = paged((a, l) => ctx.batches.listErrors(batch.key, a, l), after);
   const fillExpired = expiredItems(batch) > 0;
   let nextStored = stored ? await stored.next() : undefined;
@@ -60,7 +67,14 @@ export async function* resultLines(ctx: Services, batch: Batch, kind: ResultFile
     if (!memory && !error) break;
     if (memory && (!error || memory.index < error.index)) {
       yield* gapsUpTo(memory.index);
-      yield { index: memory.index, external_id: memory.externalId, outcome: itemOutcome.succeeded, memory_id: memory.memoryId, error: null };
+      yield {
+        index: memory.index,
+        external_id: memory.externalId,
+        outcome: itemOutcome.succeeded,
+        memory_id: memory.memoryId,
+        error: null,
+        ...(memory.sinkId ? { sink_id: memory.sinkId } : {}),
+      };
       nextStored = await stored!.next();
     } else {
       yield* gapsUpTo(error!.index);
