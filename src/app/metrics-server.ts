@@ -19,7 +19,8 @@ export async function startMetricsServer(registry: Registry, port: number, host:
       );
       return;
     }
-    if (request.method === 'GET' && path === '/healthz') {
+    // Liveness and readiness are the same for a worker: the process answers. (The image's HEALTHCHECK asks /readyz.)
+    if (request.method === 'GET' && (path === '/healthz' || path === '/readyz')) {
       response.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
       return;
     }

@@ -36,11 +36,13 @@ export async function requireDocker(timeoutMs = 15_000): Promise<ContainerRuntim
 }
 
 export type BackendName = 'postgres' | 's3' | 'temporal';
+/** Images of the deployable stack (Dockerfile, deploy/), built by the same script. */
+export type ImageName = BackendName | 'batchmem' | 'parse-server' | 'prometheus';
 
 /** The tag `npm run test:images` built for a backend; throws loudly if it has not been built. */
-export async function imageFor(backend: BackendName): Promise<string> {
+export async function imageFor(backend: ImageName): Promise<string> {
   const buildHint = 'Run `npm run test:images` first (builds the backend images locally, no registry needed).';
-  let manifest: Partial<Record<BackendName, string>>;
+  let manifest: Partial<Record<ImageName, string>>;
   try {
     manifest = JSON.parse(await readFile(imageManifestPath, 'utf8'));
   } catch {

@@ -28,7 +28,8 @@ export interface WebhookReceiver {
   close(): Promise<void>;
 }
 
-export async function webhookReceiver(secret: string): Promise<WebhookReceiver> {
+/** Listens on loopback unless `host` names another local address (e.g. the Docker bridge, for containers). */
+export async function webhookReceiver(secret: string, host = '127.0.0.1'): Promise<WebhookReceiver> {
   // A plain (non-whsec_) secret is the raw key; see src/adapters/webhook/notifier.ts.
   const verifier = secret.startsWith('whsec_') ? new Webhook(secret) : new Webhook(secret, { format: 'raw' });
   const deliveries: Delivery[] = [];
@@ -67,10 +68,10 @@ export async function webhookReceiver(secret: string): Promise<WebhookReceiver> 
       res.writeHead(answer).end();
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
   const { port } = server.address() as { port: number };
   const receiver: WebhookReceiver = {
-    url: `http://127.0.0.1:${port}/hooks/batchmem`,
+    url: `http://${host}:${port}/hooks/batchmem`,
     deliveries,
     setMode: (next) => (mode = next),
     accepted: (batchId) => deliveries.filter((d) => d.payload.data.id === batchId && d.answeredWith === 204),
