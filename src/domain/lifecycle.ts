@@ -129,6 +129,14 @@ export function requestCancel(batch: { status: BatchStatus }): Step {
 }
 
 /**
+ * When the completion window passes, segments already writing get this long to finish and be counted before the
+ * batch expires, so that a memory written in the last moment is counted as written. A write that takes longer (a sink
+ * that stopped answering) is not waited for: if it lands later its memory is in the store while the batch counts it
+ * expired (the batch's counts never move once it is final).
+ */
+export const expiryGraceMs = 2_000;
+
+/**
  * The completion window passed before the batch was final: pending or processing -> expired, stamped with `now`.
  * A cancelling batch is not expired: it ends cancelled as asked. Items processed by then keep their outcome.
  */

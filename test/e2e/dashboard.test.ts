@@ -1,7 +1,7 @@
 // The operator dashboard in a real browser: Debian's Chromium, driven by playwright-core, against the real server
 // process on embedded defaults. Small segments processed one at a time make progress slow enough to watch.
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -230,6 +230,39 @@ describe('operator dashboard in Chromium', () => {
     expect(cancelled.request_counts.processed).toBeGreaterThan(0);
     expect(cancelled.request_counts.processed).toBeLessThan(slowTotal);
     await shot('batch-cancelled');
+  });
+
+  it('shows an expired batch with its deadline, labels and not-processed count, and downloads its result files', async () => {
+    // Segments of 5 items one at a time: this batch cannot finish in its 5 s window.
+    const submitted = await api.submitNdjson(ndjsonStream(slowTotal, memory), '?batch_id=dash-expiring&completion_window=5s&metadata[job]=nightly-sync&metadata[source]=crm');
+    expect(submitted.status).toBe(202);
+    const done = await api.waitForFinal('dash-expiring', 60_000);
+    expect(done.status).toBe('expired');
+    expect(done.request_counts.expired).toBeGreaterThan(0);
+
+    await page.getByRole('link', { name: '← All batches' }).click();
+    const row = page.locator('tr[data-batch-id="dash-expiring"]');
+    await expect.poll(() => row.textContent(), ui).toContain('job=nightly-sync · source=crm');
+    expect(await row.textContent()).toContain('expired');
+    // Only the matching batches when filtered by the new status.
+    await page.getByRole('link', { name: 'dash-expiring' }).click();
+    await expect.poll(() => page.locator('#batch-status').textContent(), ui).toBe('expired');
+    const counts = await stats(page, 'Items');
+    expect(counts['Not processed in time']).toBe(done.request_counts.expired.toLocaleString('en'));
+    expect(await stats(page, 'Deadline and labels')).toMatchObject({ 'Completion window': '5s', Metadata: 'job=nightly-sync · source=crm' });
+    await expect.poll(() => page.locator('#batch-failure').textContent(), ui).toContain('The batch expired: the completion window of 5s passed');
+    await shot('batch-expired');
+
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download results' }).click()]);
+    expect(download.suggestedFilename()).toBe('dash-expiring-results.ndjson');
+    const saved = join(dir.path, 'downloaded-results.ndjson');
+    await download.saveAs(saved);
+    const lines = readFileSync(saved, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { index: number; outcome: string });
+    expect(lines).toHaveLength(slowTotal);
+    expect(lines.filter((line) => line.outcome === 'expired')).toHaveLength(done.request_counts.expired);
+    await expect.poll(() => page.locator('#download-status').textContent(), ui).toContain('Saved dash-expiring-results.ndjson');
+    const [errorsDownload] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download errors' }).click()]);
+    expect(errorsDownload.suggestedFilename()).toBe('dash-expiring-errors.ndjson');
   });
 
   it('fits a narrow screen, never puts the key in a URL, and raises no script or CSP error', async () => {

@@ -78,7 +78,8 @@ for (const orchestrator of ['local', 'temporal'] as const) {
       const lateMs = completedAt - expiresAt;
       console.info(`[expiry ${orchestrator}] expired ${lateMs} ms after the deadline (observed ${observedAt - expiresAt} ms after)`);
       expect(lateMs).toBeGreaterThanOrEqual(0);
-      expect(lateMs).toBeLessThan(5_000);
+      // The timer, the grace given to the writes in flight (2 s, which a stalled sink uses up) and the final write.
+      expect(lateMs).toBeLessThan(6_000);
       const { succeeded, failed, expired } = done.request_counts;
       expect(done.request_counts).toEqual({ total, processed: answeredSegments * segmentItems, succeeded: answeredSegments * segmentItems, failed: 0, expired: total - answeredSegments * segmentItems });
       expect(succeeded + failed + expired).toBe(total);

@@ -2,7 +2,7 @@
 // (begin, segments in parallel, finalize; then the webhook, delivered apart so a slow receiver holds no batch slot)
 // with activities that call the same use cases, and the same retry loops from domain/retry-policy.ts.
 import pLimit from 'p-limit';
-import { schedulesSegments } from '../../domain/lifecycle.ts';
+import { expiryGraceMs, schedulesSegments } from '../../domain/lifecycle.ts';
 import {
   attemptWithRetries,
   retryDelivery,
@@ -64,9 +64,12 @@ export async function runBatch(ctx: Services, key: string, options: RunOptions):
     for (let segment = 0; segment < plan.segments; segment += 1) {
       if (!done.has(segment)) pending.push(limit(() => (stop() ? undefined : runOne(segment))));
     }
-    const first = await Promise.race([Promise.all(pending).then(() => 'processed' as const), deadline.passed]);
+    const processed = Promise.all(pending).then(() => 'processed' as const);
+    const first = await Promise.race([processed, deadline.passed]);
     if (first === 'deadline') {
       expired = true;
+      // No new segment starts; the ones writing now get a short grace to be counted (domain/lifecycle.ts).
+      await Promise.race([processed, sleep(expiryGraceMs, options.signal)]);
       await expireBatch(ctx, key);
       return 'finished';
     }

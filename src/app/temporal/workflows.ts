@@ -27,7 +27,7 @@ import {
   sleep,
   workflowInfo,
 } from '@temporalio/workflow';
-import { type BatchStatus, schedulesSegments } from '../../domain/lifecycle.ts';
+import { type BatchStatus, expiryGraceMs, schedulesSegments } from '../../domain/lifecycle.ts';
 import {
   attemptWithRetries,
   type DeliveryEnd,
@@ -141,6 +141,8 @@ export async function processBatch(input: ProcessBatchInput): Promise<ProcessBat
     // Running segments finish, also on cancel: their outcomes are recorded and counted.
     progress.phase = 'draining';
     await condition(() => progress.runningSegments === 0 || expired);
+    // Past the deadline, segments writing now get a short grace to be counted (domain/lifecycle.ts).
+    if (expired && progress.runningSegments > 0) await condition(() => progress.runningSegments === 0, expiryGraceMs);
     if (!stopping() && progress.nextSegment < plan.segments) {
       // Starting afresh keeps every run's history bounded, whatever the batch size.
       await continueAsNew<typeof processBatch>({ batchKey, nextSegment: progress.nextSegment });

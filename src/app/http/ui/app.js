@@ -117,6 +117,10 @@ function ratio(batch) {
 /** Keeps whichever of two views of a batch is further along: a poll may answer after a newer stream event. */
 function newer(previous, next) {
   if (!previous) return true;
+  // The progress version grows with every status change and item outcome (it is the stream's event id).
+  if (next.progress_version !== previous.progress_version && next.progress_version !== undefined && previous.progress_version !== undefined) {
+    return next.progress_version > previous.progress_version;
+  }
   const rankDelta = statusRank[next.status] - statusRank[previous.status];
   if (rankDelta !== 0) return rankDelta > 0;
   if (next.request_counts.processed !== previous.request_counts.processed) {
@@ -202,6 +206,7 @@ function sseParser(onEvent) {
   let pending = '';
   let eventName = '';
   let data = [];
+  let lastId;
   return (text) => {
     let chunk = pending + text;
     pending = '';
@@ -211,7 +216,7 @@ function sseParser(onEvent) {
     pending = lines.pop() + pending;
     for (const line of lines) {
       if (line === '') {
-        if (data.length > 0) onEvent({ event: eventName || 'message', data: data.join('\n') });
+        if (data.length > 0) onEvent({ event: eventName || 'message', data: data.join('\n'), id: lastId });
         eventName = '';
         data = [];
         continue;
@@ -223,32 +228,38 @@ function sseParser(onEvent) {
       if (value.startsWith(' ')) value = value.slice(1);
       if (field === 'event') eventName = value;
       else if (field === 'data') data.push(value);
+      else if (field === 'id' && !value.includes('\0')) lastId = value;
     }
   };
 }
 
 /**
- * Follows a batch's /events stream until its `done` event, reconnecting after a dropped connection.
+ * Follows a batch's /events stream until its `done` event, reconnecting after a dropped connection with the id of the
+ * last event seen (Last-Event-ID), so only newer states arrive; 204 means the final state was seen already.
  * Returns a function that stops following.
  */
 function follow(id, onBatch, onDone) {
   const abort = new AbortController();
   (async () => {
     let retryMs = 500;
+    let lastEventId;
     while (!abort.signal.aborted) {
       let finished = false;
       try {
+        const resume = lastEventId === undefined ? {} : { 'last-event-id': lastEventId };
         const response = await fetch(`/v1/batch/${encodeURIComponent(id)}/events`, {
-          headers: { accept: 'text/event-stream', ...authHeader() },
+          headers: { accept: 'text/event-stream', ...authHeader(), ...resume },
           cache: 'no-store',
           credentials: 'omit',
           signal: abort.signal,
         });
         if (response.status === 401) { signOut('The API key was not accepted. Enter it again.'); return; }
         if (response.status === 404) return;
+        if (response.status === 204) { onDone?.(); return; }
         if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
         const feed = sseParser((event) => {
           if (event.event !== 'progress' && event.event !== 'done') return;
+          if (event.id !== undefined) lastEventId = event.id;
           onBatch(JSON.parse(event.data));
           if (event.event === 'done') finished = true;
         });
@@ -269,6 +280,36 @@ function follow(id, onBatch, onDone) {
     }
   })();
   return () => abort.abort();
+}
+
+/** A batch's metadata as `key=value · key=value`, or '' when it has none. */
+function metadataText(metadata) {
+  return Object.entries(metadata ?? {}).map(([key, value]) => `${key}=${value}`).join(' · ');
+}
+
+/**
+ * Saves a batch's results.ndjson or errors.ndjson. The key never goes in a URL, so the file is fetched with the
+ * Authorization header (gzip on the wire) and handed to the browser as a blob.
+ */
+async function downloadFile(id, kind, status) {
+  status.textContent = `Downloading ${kind}.ndjson…`;
+  try {
+    const response = await fetch(`/v1/batch/${encodeURIComponent(id)}/${kind}.ndjson`, {
+      headers: authHeader(), cache: 'no-store', credentials: 'omit',
+    });
+    if (response.status === 401) { signOut('The API key was not accepted. Enter it again.'); return; }
+    if (!response.ok) throw new Error(await problemDetail(response));
+    const blob = await response.blob();
+    const url = URL.createObjectURL(blob);
+    const link = h('a', { href: url, download: `${id}-${kind}.ndjson`, hidden: '' });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    status.textContent = `Saved ${id}-${kind}.ndjson (${bytes(blob.size)}).`;
+  } catch (error) {
+    status.textContent = `Could not download ${kind}.ndjson: ${error.message}`;
+  }
 }
 
 // ---- progress bar --------------------------------------------------------------------------------------------
@@ -358,8 +399,9 @@ function showList(focus) {
     const compression = h('span');
     const compressionSub = h('span', { class: 'sub' });
     const ageCell = h('td', { 'data-label': 'Age' }, timeElement(batch.created_at));
+    const labels = metadataText(batch.metadata);
     const tr = h('tr', { 'data-batch-id': batch.id },
-      h('td', { 'data-label': 'Batch' }, link),
+      h('td', { 'data-label': 'Batch' }, link, labels ? h('span', { class: 'sub labels' }, labels) : undefined),
       h('td', { 'data-label': 'Status' }, badge),
       h('td', { 'data-label': 'Progress' }, bar.root),
       h('td', { 'data-label': 'Items', class: 'num' }, h('div', {}, items, itemsSub)),
@@ -378,7 +420,9 @@ function showList(focus) {
         bar.update(next);
         const counts = next.request_counts;
         items.textContent = `${integer.format(counts.processed)} / ${integer.format(counts.total)}`;
-        itemsSub.textContent = counts.failed > 0 ? `${integer.format(counts.failed)} failed` : `${integer.format(counts.succeeded)} stored`;
+        itemsSub.textContent = counts.expired > 0
+          ? `${integer.format(counts.expired)} ${next.status}`
+          : counts.failed > 0 ? `${integer.format(counts.failed)} failed` : `${integer.format(counts.succeeded)} stored`;
         compression.textContent = ratio(next);
         compressionSub.textContent = next.payload.stored_bytes > 0 ? `${bytes(next.payload.raw_bytes)} → ${bytes(next.payload.stored_bytes)}` : '';
         if (!wasFinal && row.batch && finalStatuses.has(next.status) && streams.has(next.id)) announce(`Batch ${next.id} ${next.status}`);
@@ -513,7 +557,10 @@ function showBatch(id, focus) {
   document.title = `Batch ${id} · batchmem`;
   $('batch-id').textContent = id;
   if (focus) $('batch-heading').focus();
-  for (const element of ['batch-counts', 'batch-timing', 'batch-payload', 'batch-webhook', 'error-rows']) $(element).replaceChildren();
+  for (const element of ['batch-counts', 'batch-timing', 'batch-payload', 'batch-webhook', 'batch-labels', 'error-rows']) $(element).replaceChildren();
+  $('download-results').onclick = () => downloadFile(id, 'results', $('download-status'));
+  $('download-errors').onclick = () => downloadFile(id, 'errors', $('download-status'));
+  $('download-status').textContent = '';
   $('batch-error').hidden = true;
   $('batch-failure').hidden = true;
   $('cancel-open').hidden = true;
@@ -564,8 +611,17 @@ function showBatch(id, focus) {
       ['Processed', integer.format(counts.processed)],
       ['Succeeded', integer.format(counts.succeeded)],
       ['Failed', integer.format(counts.failed)],
-      ['Remaining', integer.format(Math.max(0, counts.total - counts.processed))],
+      // Items without an outcome when the completion window passed (0 unless the batch ended that way).
+      ...(counts.expired > 0 ? [['Not processed in time', integer.format(counts.expired)]] : []),
+      ['Remaining', integer.format(Math.max(0, counts.total - counts.processed - (counts.expired ?? 0)))],
     ]);
+    statList($('batch-labels'), [
+      ['Completion window', batch.completion_window ?? 'None'],
+      ['Expires', batch.expires_at ? timeElement(batch.expires_at) : '—'],
+      ['Metadata', metadataText(batch.metadata) || '—'],
+    ]);
+    $('download-results').disabled = false;
+    $('download-errors').disabled = counts.failed + (counts.expired ?? 0) === 0;
     renderTiming();
     statList($('batch-payload'), [
       ['Codec', batch.payload.codec],
@@ -588,7 +644,7 @@ function showBatch(id, focus) {
       ['Last error', webhook.last_error ?? '—'],
     ]);
     $('batch-failure').hidden = !batch.error;
-    $('batch-failure').textContent = batch.error ? `The batch failed: ${batch.error}` : '';
+    $('batch-failure').textContent = batch.error ? `The batch ${batch.status}: ${batch.error}` : '';
     renderThroughput();
   };
 
