@@ -99,7 +99,8 @@ const activities = {
   },
 } satisfies Partial<Record<keyof BatchActivities, unknown>>;
 
-describe('processBatch on a local dev server, activities mocked', () => {
+// The cases use separate batches and workflow ids, so they run side by side on the one worker.
+describe.concurrent('processBatch on a local dev server, activities mocked', () => {
   let env: TestWorkflowEnvironment;
   let worker: Worker;
   let running: Promise<void>;
