@@ -100,7 +100,7 @@ const activities = {
 } satisfies Partial<Record<keyof BatchActivities, unknown>>;
 
 // The cases use separate batches and workflow ids, so they run side by side on the one worker.
-describe.concurrent('processBatch on a local dev server, activities mocked', () => {
+describe.concurrent('processBatch on a local dev server, activities mocked', { timeout: 30_000 }, () => {
   let env: TestWorkflowEnvironment;
   let worker: Worker;
   let running: Promise<void>;
