@@ -15,6 +15,7 @@ import { createEventsApp, type EventStreamTiming } from './events.ts';
 import { createResultFilesApp } from './result-files.ts';
 import { paprRoutes } from './papr.ts';
 import { appErrorResponse, problemResponse } from './problem.ts';
+import { checkRequest } from './request-checks.ts';
 import { router } from './router.ts';
 import { submitRoutes } from './submit.ts';
 import { createUiApp } from './ui.ts';
@@ -90,6 +91,7 @@ export function createHttpApp(deps: HttpDeps) {
 
   app.route('/ui', createUiApp());
   app.use('/v1/*', requireApiKey(deps.keys));
+  app.use('/v1/*', checkRequest(app.openAPIRegistry));
   app.route('/', paprRoutes({ ctx, metrics, maxJsonBodyBytes: deps.maxJsonBodyBytes, singleAddWaitMs: deps.singleAddWaitMs ?? 10_000 }));
 
   app.route('/', submitRoutes({ ctx, metrics, maxJsonBodyBytes: deps.maxJsonBodyBytes }));

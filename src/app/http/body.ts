@@ -1,5 +1,7 @@
 // Streaming readers for the two submit formats. Neither holds the whole body: items are yielded as they arrive,
 // so memory stays flat whatever the batch size. Malformed input throws AppFailure with the line or position.
+import { Duplex } from 'node:stream';
+import { createZstdDecompress } from 'node:zlib';
 import { AppFailure, validation } from '../errors.ts';
 import { dottedPath, IJsonParser, type IJsonViolation, parseIJsonLine } from './i-json.ts';
 
@@ -14,10 +16,66 @@ function notIJson(violation: IJsonViolation, prefix: (string | number)[], where 
   return new AppFailure(validation(detail, [{ path, message: violation.message }]));
 }
 
-/** Decodes UTF-8 strictly: invalid bytes are a client error, not replacement characters. */
+/**
+ * Where the first byte that is not part of well-formed UTF-8 (RFC 3629: no overlongs, no surrogates, nothing past
+ * U+10FFFF) starts in `bytes`, or -1. A sequence cut off by the end of `bytes` counts as invalid only if `final`.
+ */
+export function firstInvalidUtf8(bytes: Uint8Array, final: boolean): number {
+  let i = 0;
+  while (i < bytes.length) {
+    const lead = bytes[i]!;
+    if (lead < 0x80) {
+      i += 1;
+      continue;
+    }
+    let length: number;
+    let min = 0x80;
+    let max = 0xbf;
+    if (lead >= 0xc2 && lead <= 0xdf) length = 2;
+    else if (lead >= 0xe0 && lead <= 0xef) {
+      length = 3;
+      if (lead === 0xe0) min = 0xa0;
+      if (lead === 0xed) max = 0x9f;
+    } else if (lead >= 0xf0 && lead <= 0xf4) {
+      length = 4;
+      if (lead === 0xf0) min = 0x90;
+      if (lead === 0xf4) max = 0x8f;
+    } else return i;
+    for (let k = 1; k < length; k += 1) {
+      if (i + k >= bytes.length) return final ? i : -1;
+      const next = bytes[i + k]!;
+      if (k === 1 ? next < min || next > max : next < 0x80 || next > 0xbf) return i;
+    }
+    i += length;
+  }
+  return -1;
+}
+
+function countNewlines(text: string): number {
+  let count = 0;
+  for (let at = text.indexOf('\n'); at >= 0; at = text.indexOf('\n', at + 1)) count += 1;
+  return count;
+}
+
+/** A body that is not UTF-8 (Latin-1, UTF-16, ...): 415, naming the 1-based line and the 0-based byte offset. */
+function notUtf8(line: number, offset: number, cut = false): AppFailure {
+  const what = cut ? 'ends inside a character' : 'has a byte that is not UTF-8';
+  return new AppFailure({
+    kind: 'unsupported_media_type',
+    detail: `the body is not valid UTF-8: it ${what} at line ${line}, byte offset ${offset}; send UTF-8`,
+  });
+}
+
+/**
+ * Decodes UTF-8 strictly: invalid bytes are a client error (415 with their line and byte offset), not replacement
+ * characters. `maxBytes` bounds the bytes read, after any Content-Encoding was undone (see decodedBody).
+ */
 async function* utf8Chunks(body: ReadableStream<Uint8Array>, maxBytes: number): AsyncGenerator<string> {
   const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
   let total = 0;
+  let lines = 1;
+  // The last bytes of the previous chunk: a character may straddle two chunks.
+  let tail = new Uint8Array(0);
   const reader = body.getReader();
   let finished = false;
   try {
@@ -25,7 +83,8 @@ async function* utf8Chunks(body: ReadableStream<Uint8Array>, maxBytes: number): 
       let read: ReadableStreamReadResult<Uint8Array>;
       try {
         read = await reader.read();
-      } catch {
+      } catch (error) {
+        if (error instanceof AppFailure) throw error;
         // The client's connection closed mid-upload: its request is incomplete, not a server fault.
         throw badBody('the upload ended before the body was complete');
       }
@@ -35,11 +94,23 @@ async function* utf8Chunks(body: ReadableStream<Uint8Array>, maxBytes: number): 
       if (total > maxBytes) {
         throw new AppFailure({ kind: 'payload_too_large', detail: `the body is larger than ${maxBytes} bytes` });
       }
+      let text: string;
       try {
-        yield decoder.decode(chunk, { stream: true });
+        text = decoder.decode(chunk, { stream: true });
       } catch {
-        throw badBody('the body is not valid UTF-8');
+        // Rare: find the exact place. The tail's leading continuation bytes end a character already decoded.
+        let skip = 0;
+        while (skip < tail.length && (tail[skip]! & 0xc0) === 0x80) skip += 1;
+        const joined = new Uint8Array(tail.length - skip + chunk.byteLength);
+        joined.set(tail.subarray(skip));
+        joined.set(chunk, tail.length - skip);
+        const at = Math.max(0, firstInvalidUtf8(joined, false));
+        const before = new TextDecoder('utf-8').decode(joined.subarray(0, at));
+        throw notUtf8(lines + countNewlines(before), total - chunk.byteLength - (tail.length - skip) + at);
       }
+      lines += countNewlines(text);
+      tail = chunk.slice(Math.max(0, chunk.byteLength - 3));
+      yield text;
     }
     finished = true;
   } finally {
@@ -49,8 +120,47 @@ async function* utf8Chunks(body: ReadableStream<Uint8Array>, maxBytes: number): 
   try {
     yield decoder.decode();
   } catch {
-    throw badBody('the body is not valid UTF-8 (it ends inside a character)');
+    // The cut character's lead byte is the last byte of the tail that is not a continuation byte.
+    let lead = tail.length - 1;
+    while (lead > 0 && (tail[lead]! & 0xc0) === 0x80) lead -= 1;
+    throw notUtf8(lines, total - tail.length + Math.max(0, lead), true);
   }
+}
+
+/** The Content-Encodings a request body may have; `identity` is the same as none. */
+export const bodyEncodings = ['gzip', 'zstd'] as const;
+
+/**
+ * The body with its Content-Encoding undone, as a stream read on demand (so limits on the decoded bytes stop a
+ * decompression bomb after the limit, not after it expanded in memory). A corrupt encoding is a 400 when read.
+ * Returns an error detail for an encoding that is not supported.
+ */
+export function decodedBody(body: ReadableStream<Uint8Array>, contentEncoding: string | undefined): ReadableStream<Uint8Array> | { unsupported: string } {
+  const codings = (contentEncoding ?? '').split(',').map((coding) => coding.trim().toLowerCase()).filter((coding) => coding !== '' && coding !== 'identity');
+  if (codings.length === 0) return body;
+  const [coding] = codings;
+  if (codings.length > 1 || !(bodyEncodings as readonly string[]).includes(coding!)) {
+    return { unsupported: `Content-Encoding ${JSON.stringify((contentEncoding ?? '').slice(0, 64))} is not supported; send gzip, zstd or no encoding` };
+  }
+  const decoder: ReadableWritablePair<Uint8Array, Uint8Array> =
+    coding === 'gzip'
+      ? (new DecompressionStream('gzip') as ReadableWritablePair<Uint8Array, Uint8Array>)
+      : (Duplex.toWeb(createZstdDecompress()) as unknown as ReadableWritablePair<Uint8Array, Uint8Array>);
+  const reader = body.pipeThrough(decoder).getReader();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { done, value } = await reader.read();
+        if (done) controller.close();
+        else controller.enqueue(value);
+      } catch (error) {
+        controller.error(new AppFailure(validation(`the body is not valid ${coding}: ${(error as Error).message}`, [{ path: '', message: `not valid ${coding}` }])));
+      }
+    },
+    async cancel(reason) {
+      await reader.cancel(reason).catch(() => undefined);
+    },
+  });
 }
 
 /** One JSON value per line; blank lines are skipped. Line numbers in errors are 1-based. */

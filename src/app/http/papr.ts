@@ -167,6 +167,8 @@ export function paprRoutes(deps: PaprRouteDeps) {
         webhook_secret: z.string().optional(),
         format: z.string().optional().openapi({ description: 'Accepted, no effect' }),
         skip_background_processing: z.string().optional().openapi({ description: 'Accepted, no effect' }),
+        enable_holographic: z.string().optional().openapi({ description: 'Accepted, no effect' }),
+        frequency_schema_id: z.string().optional().openapi({ description: 'Accepted, no effect' }),
       }),
       body: { content: { 'application/json': { schema: doc.MemoryItemDoc } } },
     },

@@ -128,6 +128,10 @@ export function submitRoutes(deps: SubmitRouteDeps) {
           description: 'NDJSON: metadata[key]=value pairs (JSON: in the body)',
         }),
         validate_only: z.enum(['true', 'false']).optional().openapi({ description: 'true: check the whole body and answer with a DryRun; nothing is stored' }),
+        // Flags Papr's SDKs send on a batch add: accepted so those clients work, with no effect here.
+        skip_background_processing: z.string().optional().openapi({ description: "Papr's flag: accepted, no effect" }),
+        enable_holographic: z.string().optional().openapi({ description: "Papr's flag: accepted, no effect" }),
+        frequency_schema_id: z.string().optional().openapi({ description: "Papr's flag: accepted, no effect" }),
       }),
       headers: z.object({ 'idempotency-key': z.string().optional(), 'webhook-secret': z.string().optional() }),
       body: {

@@ -1,0 +1,68 @@
+// What every /v1 request is checked for before its route runs, so that nothing a client says is silently ignored:
+// query parameters the route does not know (400, naming them) and a Content-Encoding the server cannot undo (415).
+// A gzip or zstd body is replaced by its decoded stream, so every route reads, counts and limits decoded bytes.
+import type { OpenAPIHono } from '@hono/zod-openapi';
+import type { MiddlewareHandler } from 'hono';
+import { validation } from '../errors.ts';
+import type { AuthEnv } from './auth.ts';
+import { decodedBody } from './body.ts';
+import { appErrorResponse } from './problem.ts';
+
+type Registry = OpenAPIHono<AuthEnv>['openAPIRegistry'];
+
+interface KnownRoute {
+  method: string;
+  pattern: RegExp;
+  /** Query parameter names; `name[key]` parameters are checked by `name`. */
+  params: Set<string>;
+}
+
+/** The query parameters each route declares in the OpenAPI document: the document and the check cannot disagree. */
+function knownRoutes(registry: Registry): KnownRoute[] {
+  const routes: KnownRoute[] = [];
+  for (const definition of registry.definitions) {
+    if (definition.type !== 'route') continue;
+    const { method, path, request } = definition.route;
+    const query = request?.query as { shape?: Record<string, unknown> } | undefined;
+    const source = '^' + path.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\{[^}]+\}/g, '[^/]+') + '$';
+    routes.push({ method: method.toUpperCase(), pattern: new RegExp(source), params: new Set(Object.keys(query?.shape ?? {})) });
+  }
+  return routes;
+}
+
+export function checkRequest(registry: Registry): MiddlewareHandler<AuthEnv> {
+  let routes: KnownRoute[] | undefined;
+  return async (c, next) => {
+    routes ??= knownRoutes(registry);
+    const route = routes.find((r) => r.method === c.req.method && r.pattern.test(c.req.path));
+    if (route) {
+      const unknown = new Set<string>();
+      for (const name of new URL(c.req.url).searchParams.keys()) {
+        const base = /^([^[\]]+)\[[^\]]*\]$/.exec(name)?.[1] ?? name;
+        if (!route.params.has(base)) unknown.add(name.slice(0, 64));
+      }
+      if (unknown.size > 0) {
+        const names = [...unknown].slice(0, 10);
+        const hint = unknown.has('webhook_secret') ? ' (send a webhook secret in the Webhook-Secret header or the JSON body, never in the URL)' : '';
+        return appErrorResponse(
+          c,
+          validation(`unknown query parameter${names.length > 1 ? 's' : ''} ${names.map((n) => JSON.stringify(n)).join(', ')}${hint}`,
+            names.map((name) => ({ path: name, message: 'is not a parameter of this route' }))),
+        );
+      }
+    }
+    const encoding = c.req.header('content-encoding');
+    if (encoding !== undefined && c.req.raw.body) {
+      const decoded = decodedBody(c.req.raw.body, encoding);
+      if ('unsupported' in decoded) return appErrorResponse(c, { kind: 'unsupported_media_type', detail: decoded.unsupported });
+      if (decoded !== c.req.raw.body) {
+        const headers = new Headers(c.req.raw.headers);
+        headers.delete('content-encoding');
+        // The declared length is of the encoded bytes; limits apply to the decoded ones as they are read.
+        headers.delete('content-length');
+        c.req.raw = new Request(c.req.raw.url, { method: c.req.raw.method, headers, body: decoded, duplex: 'half' } as RequestInit);
+      }
+    }
+    await next();
+  };
+}

@@ -1,0 +1,130 @@
+// Nothing the client says is ignored (issue 15): compressed bodies are read decoded, query parameters the routes
+// declare (and the flags Papr's SDKs send) keep working, and a body that is not UTF-8 is placed exactly.
+import { Writable } from 'node:stream';
+import { gzipSync, zstdCompressSync } from 'node:zlib';
+import { describe, expect, it } from 'vitest';
+import { keyring } from '../../src/app/api-keys.ts';
+import { firstInvalidUtf8 } from '../../src/app/http/body.ts';
+import { createHttpApp } from '../../src/app/http/app.ts';
+import { LocalOrchestrator } from '../../src/app/local-runner.ts';
+import { createLogger } from '../../src/app/logger.ts';
+import { createMetrics } from '../../src/app/metrics.ts';
+import { defaultSettings, type OrchestratedServices, type Services } from '../../src/app/services.ts';
+import { systemClock } from '../../src/ports/clock.ts';
+import { MemoryBatchRepository, MemoryPayloadStore, MemorySinkFake, ScriptedNotifier } from '../support/fakes.ts';
+
+const keys = [{ key: 'key-a-0123456789abcdef0123456789abcdef', organization: 'org-a', namespace: 'ns', user: 'user-a', workspace: 'ws' }];
+const auth = { authorization: `Bearer ${keys[0]!.key}` };
+
+function inProcessApp() {
+  const sink = new MemorySinkFake();
+  const base: Services = {
+    batches: new MemoryBatchRepository(),
+    payloads: new MemoryPayloadStore(),
+    sink,
+    webhooks: new ScriptedNotifier(),
+    clock: systemClock,
+    settings: { ...defaultSettings, dedupeWindowMs: 0, watchIntervalMs: 20 },
+  };
+  const orchestrator = new LocalOrchestrator(base, { workerId: 'unit', batchConcurrency: 2 });
+  const services: OrchestratedServices = { ...base, orchestrator };
+  const quiet = new Writable({ write(_chunk, _encoding, done) { done(); } });
+  const app = createHttpApp({ ctx: services, keys: keyring(keys), logger: createLogger('error', quiet), metrics: createMetrics(), maxJsonBodyBytes: 64 * 1024 });
+  return { app, sink, orchestrator };
+}
+
+async function untilFinal(app: ReturnType<typeof inProcessApp>['app'], id: string) {
+  for (let waited = 0; waited < 10_000; waited += 10) {
+    const batch = (await (await app.request(`/v1/batch/${id}`, { headers: auth })).json()) as { status: string; request_counts: { succeeded: number } };
+    if (batch.status !== 'pending' && batch.status !== 'processing') return batch;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error(`batch ${id} did not finish`);
+}
+
+describe('compressed request bodies', () => {
+  it.each([
+    ['gzip', gzipSync],
+    ['zstd', zstdCompressSync],
+  ] as const)('a %s body (JSON and NDJSON) is decoded, accepted and stored as sent', async (coding, compress) => {
+    const { app, sink, orchestrator } = inProcessApp();
+    try {
+      const json = await app.request('/v1/memory/batch', {
+        method: 'POST',
+        headers: { ...auth, 'content-type': 'application/json', 'content-encoding': coding },
+        body: new Uint8Array(compress(Buffer.from(JSON.stringify({ memories: [{ content: 'café, compressed' }, { content: 'two' }] })))),
+      });
+      expect(json.status, await json.clone().text()).toBe(202);
+      const ndjson = await app.request('/v1/memory/batch', {
+        method: 'POST',
+        headers: { ...auth, 'content-type': 'application/x-ndjson', 'content-encoding': coding.toUpperCase() },
+        body: new Uint8Array(compress(Buffer.from('{"content":"line one"}\n{"content":"line two"}\n'))),
+      });
+      expect(ndjson.status, await ndjson.clone().text()).toBe(202);
+      for (const response of [json, ndjson]) expect((await untilFinal(app, ((await response.json()) as { id: string }).id)).request_counts.succeeded).toBe(2);
+      expect([...sink.memories.values()].map((m) => m.content).sort()).toEqual(['café, compressed', 'line one', 'line two', 'two']);
+    } finally {
+      await orchestrator.close();
+    }
+  });
+
+  it('limits the decoded bytes: 1 KiB of gzip expanding past the JSON body limit is 413', async () => {
+    const { app, orchestrator } = inProcessApp();
+    try {
+      const bomb = gzipSync(Buffer.concat([Buffer.from('{"memories":['), Buffer.alloc(4 * 1024 * 1024, ' '), Buffer.from('{"content":"x"}]}')]), { level: 9 });
+      expect(bomb.byteLength).toBeLessThan(8 * 1024);
+      const response = await app.request('/v1/memory/batch', {
+        method: 'POST',
+        headers: { ...auth, 'content-type': 'application/json', 'content-encoding': 'gzip' },
+        body: new Uint8Array(bomb),
+      });
+      expect(response.status).toBe(413);
+    } finally {
+      await orchestrator.close();
+    }
+  });
+});
+
+describe('query parameters', () => {
+  it("accepts every parameter the routes declare, and Papr's flags on submit and single add", async () => {
+    const { app, orchestrator } = inProcessApp();
+    try {
+      const flags = 'skip_background_processing=true&enable_holographic=false&frequency_schema_id=cosqa';
+      const submit = await app.request(`/v1/memory/batch?${flags}&validate_only=false&completion_window=1h&metadata[job]=x`, {
+        method: 'POST',
+        headers: { ...auth, 'content-type': 'application/x-ndjson' },
+        body: '{"content":"one"}\n',
+      });
+      expect(submit.status, await submit.clone().text()).toBe(202);
+      const { id } = (await submit.json()) as { id: string };
+      const single = await app.request(`/v1/memory?${flags}&format=json`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: '{"content":"single"}' });
+      expect([200, 202]).toContain(single.status);
+      // The dashboard's and the CLI's own requests.
+      for (const path of ['/v1/batch?limit=20&status=completed', '/v1/batch?metadata[job]=x&cursor=', `/v1/batch/${id}/errors?limit=50`, `/v1/batch/${id}/results?limit=5`]) {
+        const response = await app.request(path, { headers: auth });
+        expect(response.status, `${path}: ${await response.clone().text()}`).not.toBe(400);
+      }
+      await untilFinal(app, id);
+      expect((await app.request(`/v1/batch/${id}/results.ndjson?from_index=0`, { headers: auth })).status).toBe(200);
+      const unknown = await app.request(`/v1/batch/${id}/results.ndjson?from=0&x=1`, { headers: auth });
+      expect(unknown.status).toBe(400);
+      const problem = (await unknown.json()) as { detail: string; errors: { path: string }[] };
+      expect(problem.errors.map((e) => e.path)).toEqual(['from', 'x']);
+    } finally {
+      await orchestrator.close();
+    }
+  });
+});
+
+describe('UTF-8 positions', () => {
+  it('finds the first byte that is not well-formed UTF-8', () => {
+    const at = (bytes: number[], final = true) => firstInvalidUtf8(new Uint8Array(bytes), final);
+    expect(at([0x61, 0xc3, 0xa9, 0x62])).toBe(-1);
+    expect(at([0x61, 0xe9, 0x62])).toBe(1); // Latin-1 é
+    expect(at([0xff, 0xfe, 0x7b, 0x00])).toBe(0); // UTF-16 LE byte-order mark
+    expect(at([0x61, 0xc0, 0xaf])).toBe(1); // overlong
+    expect(at([0x61, 0xed, 0xa0, 0x80])).toBe(1); // an encoded surrogate
+    expect(at([0x61, 0xf0, 0x9f, 0x98])).toBe(1); // cut at the end
+    expect(at([0x61, 0xf0, 0x9f, 0x98], false)).toBe(-1);
+  });
+});
