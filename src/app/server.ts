@@ -1,5 +1,6 @@
 // Starts the API process: configuration, adapters, HTTP server, background work, graceful shutdown.
 import { serve } from '@hono/node-server';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { keyring, loadApiKeys } from './api-keys.ts';
 import type { Config } from './config.ts';
@@ -38,6 +39,15 @@ export async function startServer(config: Config): Promise<RunningServer> {
   });
   const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
     const s = serve({ fetch: app.fetch, port: config.BATCHMEM_PORT, hostname: config.BATCHMEM_HOST }, () => resolve(s));
+  });
+  // `Expect: 100-continue`: Node would answer 100 at once, before the key or the declared length is looked at, and
+  // the client would upload a body only to be refused. Instead the request runs as any other and 100 is sent when
+  // its handler first reads the body, i.e. after authentication and the route's checks passed.
+  server.on('checkContinue', (request: IncomingMessage, response: ServerResponse) => {
+    request.once('resume', () => {
+      if (!response.headersSent) response.writeContinue();
+    });
+    server.emit('request', request, response);
   });
   const port = (server.address() as AddressInfo).port;
   logger.info(

@@ -44,11 +44,10 @@ export function checkRequest(registry: Registry): MiddlewareHandler<AuthEnv> {
       if (unknown.size > 0) {
         const names = [...unknown].slice(0, 10);
         const hint = unknown.has('webhook_secret') ? ' (send a webhook secret in the Webhook-Secret header or the JSON body, never in the URL)' : '';
-        return appErrorResponse(
-          c,
-          validation(`unknown query parameter${names.length > 1 ? 's' : ''} ${names.map((n) => JSON.stringify(n)).join(', ')}${hint}`,
-            names.map((name) => ({ path: name, message: 'is not a parameter of this route' }))),
-        );
+        const errors = names.map((name) => ({ path: name, message: 'is not a parameter of this route' }));
+        // A dry run reports, as for any other invalid request, what the real submit would refuse.
+        if (c.req.path === '/v1/memory/batch' && c.req.query('validate_only') === 'true') return c.json({ valid: false, total: 0, errors }, 200);
+        return appErrorResponse(c, validation(`unknown query parameter${names.length > 1 ? 's' : ''} ${names.map((n) => JSON.stringify(n)).join(', ')}${hint}`, errors));
       }
     }
     const encoding = c.req.header('content-encoding');
