@@ -339,3 +339,26 @@ describe('event stream', () => {
     t.sink.release();
   });
 });
+
+describe('OpenAPI document', () => {
+  it('describes the result files, the resumable stream, delete, the dry run, metadata and the expired state', async () => {
+    const t = setup({ start: false });
+    const openapi = (await (await t.app.request('/openapi.json')).json()) as {
+      paths: Record<string, Record<string, { parameters?: { name: string; in: string }[]; responses: Record<string, unknown> }>>;
+      components: { schemas: Record<string, { properties?: Record<string, any>; enum?: string[] }> };
+    };
+    expect(Object.keys(openapi.paths['/v1/batch/{id}/results.ndjson']!.get!.responses)).toEqual(expect.arrayContaining(['200', '206', '416']));
+    expect(openapi.paths['/v1/batch/{id}/errors.ndjson']!.get).toBeDefined();
+    expect(openapi.paths['/v1/batch/{id}/results.ndjson']!.get!.parameters!.map((p) => p.name)).toEqual(expect.arrayContaining(['from_index', 'range']));
+    expect(openapi.paths['/v1/batch/{id}/events']!.get!.parameters!.map((p) => p.name)).toContain('last-event-id');
+    expect(Object.keys(openapi.paths['/v1/batch/{id}/events']!.get!.responses)).toContain('204');
+    expect(Object.keys(openapi.paths['/v1/batch/{id}']!.delete!.responses)).toEqual(expect.arrayContaining(['204', '409']));
+    expect(openapi.paths['/v1/batch']!.get!.parameters!.map((p) => p.name)).toContain('metadata');
+    expect(openapi.paths['/v1/memory/batch']!.post!.parameters!.map((p) => p.name)).toEqual(expect.arrayContaining(['validate_only', 'completion_window']));
+    const batch = openapi.components.schemas.Batch!.properties!;
+    expect(batch.status['x-final']).toContain('expired');
+    expect(Object.keys(batch)).toEqual(expect.arrayContaining(['completion_window', 'expires_at', 'metadata', 'progress_version']));
+    expect(Object.keys(batch.request_counts.properties)).toContain('expired');
+    expect(Object.keys(openapi.components.schemas)).toEqual(expect.arrayContaining(['DryRun', 'ResultLine']));
+  });
+});
