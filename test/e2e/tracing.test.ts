@@ -85,9 +85,14 @@ describe('tracing across the API and worker processes', () => {
     const submit = receiver.spans.find((s) => s.service === 'batchmem-api' && s.name === 'POST /v1/memory/batch')!;
     const inTrace = () => receiver.spans.filter((s) => s.traceId === submit.traceId);
     const segmentCount = total / 500;
+    // The workflow's own span ends last (when the run completes, after the webhook) and reaches the exporter through
+    // the worker's workflow sink: wait for it too.
     await waitForSpans(
-      () => inTrace().filter((s) => s.name === 'batchmem.sink.write').length >= segmentCount && inTrace().some((s) => s.name === 'batchmem.webhook.deliver'),
-      `${segmentCount} sink writes and a webhook delivery in trace ${submit.traceId}`,
+      () =>
+        inTrace().filter((s) => s.name === 'batchmem.sink.write').length >= segmentCount &&
+        inTrace().some((s) => s.name === 'batchmem.webhook.deliver') &&
+        inTrace().some((s) => s.name.startsWith('RunWorkflow:processBatch')),
+      `${segmentCount} sink writes, a webhook delivery and the workflow run in trace ${submit.traceId}`,
     );
     expect(receiver.rejected).toEqual([]);
 
