@@ -164,3 +164,22 @@ describe('webhook delivery', () => {
     expect(webhookDelayMs(20, 1000, 60_000, () => 1)).toBe(60_000);
   });
 });
+
+describe('webhook events (issue 15)', () => {
+  it('sends byte-identical bodies on every attempt of one event, whatever the delivery state on the batch', async () => {
+    const notifier = new ScriptedNotifier([
+      { delivered: false, retryable: true, error: 'receiver answered 503' },
+      { delivered: false, retryable: true, error: 'receiver answered 429' },
+    ]);
+    const ctx = context(notifier);
+    const submitted = await submit(ctx, memories(5), { webhookUrl: 'https://example.com/h' });
+    if (!submitted.ok) throw new Error('submit failed');
+    const key = submitted.value.batch.key;
+    await runBatch(ctx, key, { workerId: 'w', signal: new AbortController().signal });
+    for (let attempt = 0; attempt < 3; attempt += 1) expect((await deliverWebhook(ctx, key)).status).toBe('attempted');
+    expect(notifier.sent).toHaveLength(3);
+    expect(new Set(notifier.sent.map((message) => JSON.stringify(message.payload))).size).toBe(1);
+    expect(new Set(notifier.sent.map((message) => message.messageId)).size).toBe(1);
+    expect((await ctx.batches.get(key))!.webhook).toMatchObject({ delivered: true, attempts: 3, lastError: null });
+  });
+});

@@ -15,6 +15,9 @@ export async function deliverWebhook(ctx: Services, key: string): Promise<Webhoo
     return { status: 'nothing_to_send' };
   }
   const type = `batch.${batch.status}`;
+  // The event is the batch's outcome, the same bytes on every attempt (Standard Webhooks: a retry resends the same
+  // message under its id). How its delivery is going lives on the batch (GET /v1/batch/{id}), not in the event.
+  const { webhook: _deliveryState, ...outcome } = batchResource(batch);
   const { url, secret } = batch.webhook;
   const attempt = await withSpan('batchmem.webhook.deliver', { 'batchmem.batch_key': key, 'batchmem.webhook.attempt': batch.webhook.attempts + 1 }, () =>
     ctx.webhooks.send({
@@ -25,7 +28,7 @@ export async function deliverWebhook(ctx: Services, key: string): Promise<Webhoo
       payload: {
         type,
         timestamp: batch.completedAt ?? ctx.clock.now().toISOString(),
-        data: batchResource(batch),
+        data: outcome,
         // Papr receivers read these at the top level. No per-memory list: results are a link away, so the body
         // stays small whatever the batch size.
         batch_id: batch.id,
