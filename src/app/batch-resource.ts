@@ -12,7 +12,8 @@ import {
   progressVersion,
   unfinishedStatuses,
 } from '../domain/lifecycle.ts';
-import { progressFraction } from '../domain/progress.ts';
+import { progressFraction, type WriteCounts } from '../domain/progress.ts';
+import type { Services } from './services.ts';
 
 export const MetadataDoc = z
   .record(z.string().regex(/^[A-Za-z0-9_-]{1,64}$/), z.string().max(512))
@@ -37,6 +38,9 @@ const Counts = z.object({
   processed: z.number().int().openapi({ description: 'succeeded + failed' }),
   succeeded: z.number().int(),
   failed: z.number().int(),
+  created: z.number().int().openapi({ description: 'Succeeded items that stored a new memory' }),
+  updated: z.number().int().openapi({ description: 'Succeeded items that changed the memory stored under their external_id (its version went up)' }),
+  unchanged: z.number().int().openapi({ description: 'Succeeded items whose external_id was stored with the same value, or skipped by on_existing: skip' }),
   expired: z.number().int().openapi({ description: 'Items without an outcome when the completion window passed; 0 unless the batch is expired' }),
 });
 
@@ -94,17 +98,18 @@ export interface PaprItemError {
 }
 
 /**
- * `errors` is what the caller read of the batch's item errors (at most a page; the full list is at
+ * `written` splits the succeeded items by write outcome (created, updated, unchanged), as the memory sink recorded
+ * them (`outcomesOf`). `errors` is what the caller read of the batch's item errors (at most a page; the full list is at
  * /v1/batch/{id}/errors); answers that did not read them carry an empty list.
  */
-export function batchResource(batch: Batch, errors: PaprItemError[] = []): BatchResource {
+export function batchResource(batch: Batch, written: WriteCounts, errors: PaprItemError[] = []): BatchResource {
   return {
     id: batch.id,
     status: batch.status,
     created_at: batch.createdAt,
     started_at: batch.startedAt,
     completed_at: batch.completedAt,
-    request_counts: { ...batch.counts, expired: expiredItems(batch) },
+    request_counts: { ...batch.counts, ...written, expired: expiredItems(batch) },
     progress: Math.round(progressFraction(batch.counts) * 10_000) / 10_000,
     workflow_id: batch.workflowId,
     payload: {
@@ -141,6 +146,11 @@ function paprMessage(batch: Batch): string {
   const { total, processed, failed } = batch.counts;
   const base = `batch ${batch.id} is ${batch.status}: ${processed} of ${total} memories processed, ${failed} failed`;
   return batch.error ? `${base} (${batch.error})` : base;
+}
+
+/** How the batch's succeeded items were written, read from the memory sink (all zero before any was). */
+export function outcomesOf(ctx: Pick<Services, 'sink'>, batch: Batch): Promise<WriteCounts> {
+  return ctx.sink.countOutcomes(batch.key);
 }
 
 /** What the API and the webhook send: the schema's shape (the secret only ever added to the submit answer). */

@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto';
 import type { Codec } from './codec.ts';
 import type { BatchStatus } from './lifecycle.ts';
-import type { MemoryAttributes } from './memory.ts';
+import type { MemoryAttributes, OnExisting } from './memory.ts';
 import type { Counts } from './progress.ts';
 
 export { batchStatuses, type BatchStatus, canTransition, isFinal, transition } from './lifecycle.ts';
@@ -61,6 +61,8 @@ export interface Batch {
   expiresAt?: string | null | undefined;
   /** The client's own labels: at most `batchMetadataLimits.maxPairs` string pairs, stored and returned as sent. */
   metadata?: Record<string, string> | undefined;
+  /** What to do with a memory whose external id the tenant stored already; absent means `update`. */
+  onExisting?: OnExisting | null | undefined;
 }
 
 /**

@@ -225,6 +225,51 @@ export function contentHash(content: string): string {
   return createHash('sha256').update(content).digest('hex');
 }
 
+/**
+ * What a batch does with a memory whose `external_id` the tenant already stored (batch option `on_existing`):
+ * `update` replaces its content when something changed (default), `skip` leaves the stored memory as it is.
+ */
+export const onExistingModes = ['update', 'skip'] as const;
+export type OnExisting = (typeof onExistingModes)[number];
+export const defaultOnExisting: OnExisting = 'update';
+
+/** JSON with object keys sorted at every level, so equal values give equal text whatever their key order. */
+function canonicalJson(value: unknown): string {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  const entries = Object.entries(value as Record<string, unknown>)
+    .filter(([, field]) => field !== undefined)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return `{${entries.map(([key, field]) => `${JSON.stringify(key)}:${canonicalJson(field)}`).join(',')}}`;
+}
+
+/**
+ * SHA-256 (hex) of what makes a memory's stored value: content, type, metadata and the Papr fields. Two writes of
+ * the same external id with the same fingerprint are the same memory (`unchanged`); any difference is an update.
+ * Key order inside metadata does not count.
+ */
+export function memoryFingerprint(memory: Pick<MemoryRecord, 'content' | 'type' | 'metadata' | 'attributes'>): string {
+  const canonical = canonicalJson({ c: memory.content, t: memory.type, m: memory.metadata, a: memory.attributes });
+  return createHash('sha256').update(canonical).digest('hex');
+}
+
+/**
+ * Where two items of one batch share an `external_id`: the later one's index with the first one's, in body order.
+ * A batch may name an external id once, since one memory cannot take two values in one run.
+ */
+export class ExternalIdTracker {
+  readonly #seen = new Map<string, number>();
+
+  /** The index of the earlier item with this external id, or undefined (and the id is remembered). */
+  see(externalId: string | undefined, index: number): number | undefined {
+    if (externalId === undefined) return undefined;
+    const earlier = this.#seen.get(externalId);
+    if (earlier !== undefined) return earlier;
+    this.#seen.set(externalId, index);
+    return undefined;
+  }
+}
+
 /** What a MemorySink stores for one item. */
 export interface MemoryRecord {
   memoryId: string;
@@ -237,6 +282,10 @@ export interface MemoryRecord {
   /** The Papr fields, the batch's defaults merged under the memory's own; null when there are none. */
   attributes: MemoryAttributes | null;
   contentHash: string;
+  /** `memoryFingerprint` of the record: how a sink tells `unchanged` from `updated` for a known external id. */
+  fingerprint: string;
+  /** What to do when the tenant already stored this external id. */
+  onExisting: OnExisting;
   tenant: Tenant;
 }
 
@@ -246,19 +295,20 @@ export function toMemoryRecord(
   index: number,
   item: MemoryItem,
   defaults?: MemoryAttributes | null,
+  onExisting: OnExisting = defaultOnExisting,
 ): MemoryRecord {
   const own = attributesOf(item);
   const attributes = defaults || own ? { ...defaults, ...own } : null;
+  const stored = { content: item.content, type: item.type ?? null, metadata: item.metadata ?? null, attributes };
   return {
     memoryId: memoryId(batchKey, index),
     batchKey,
     index,
-    content: item.content,
-    type: item.type ?? null,
-    metadata: item.metadata ?? null,
+    ...stored,
     externalId: item.external_id ?? null,
-    attributes,
     contentHash: contentHash(item.content),
+    fingerprint: memoryFingerprint(stored),
+    onExisting,
     tenant,
   };
 }

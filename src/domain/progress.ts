@@ -13,6 +13,22 @@ export const itemOutcome = { succeeded: 'succeeded', failed: 'failed', expired: 
 export type ItemOutcomeName = (typeof itemOutcome)[keyof typeof itemOutcome];
 export const itemOutcomes = Object.values(itemOutcome) as [ItemOutcomeName, ...ItemOutcomeName[]];
 
+/**
+ * What storing a succeeded item did to the tenant's memories, with upsert by `external_id`: a new memory
+ * (`created`), a known external id whose value changed (`updated`, its version moves up), or one stored already with
+ * the same value, or left alone by `on_existing: "skip"` (`unchanged`). Every succeeded item has exactly one.
+ */
+export const writeOutcome = { created: 'created', updated: 'updated', unchanged: 'unchanged' } as const;
+export type WriteOutcomeName = (typeof writeOutcome)[keyof typeof writeOutcome];
+export const writeOutcomes = Object.values(writeOutcome) as [WriteOutcomeName, ...WriteOutcomeName[]];
+
+/** How many of a batch's succeeded items had each write outcome; the three add up to `succeeded`. */
+export type WriteCounts = Record<WriteOutcomeName, number>;
+
+export function emptyWriteCounts(): WriteCounts {
+  return { created: 0, updated: 0, unchanged: 0 };
+}
+
 export interface Counts {
   total: number;
   processed: number;

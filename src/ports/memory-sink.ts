@@ -1,11 +1,18 @@
 import type { MemoryAttributes, MemoryRecord } from '../domain/memory.ts';
+import type { WriteCounts, WriteOutcomeName } from '../domain/progress.ts';
 
-export type ItemOutcome = { index: number; ok: true; memoryId: string } | { index: number; ok: false; error: string };
+export type ItemOutcome =
+  | { index: number; ok: true; memoryId: string; outcome: WriteOutcomeName }
+  | { index: number; ok: false; error: string };
 
 export interface StoredMemoryRef {
   index: number;
   memoryId: string;
   externalId: string | null;
+  /** What this batch's write did to the memory. */
+  outcome: WriteOutcomeName;
+  /** The memory's version now: 1 when created, one more for each update since (by any batch). */
+  version: number;
   /** The Papr fields stored with the memory, exactly as written; null when it has none. */
   attributes: MemoryAttributes | null;
 }
@@ -14,17 +21,24 @@ export interface StoredMemoryRef {
  * The memory store that batches feed.
  *
  * Guarantees an adapter must give:
- * - `writeSegment` is idempotent by `memoryId`: writing a record whose id exists already stores nothing new and still
- *   reports the item as ok. It returns one outcome per record, in input order. A per-item rejection is an outcome,
- *   a failure of the whole call (backend down) is a thrown error, and the caller retries the segment.
- * - `listByBatch` returns stored memories of a batch ordered by index, starting after `afterIndex`, each with the
- *   attributes it was written with.
- * - `countByBatch` counts stored memories of a batch (each id once).
+ * - Upsert by external id, scoped to the tenant (organization and namespace), across batches: a record whose
+ *   `externalId` the tenant already stored keeps that memory's id; with the same `fingerprint` (or `onExisting:
+ *   "skip"`) nothing changes and its outcome is `unchanged`, else the memory takes the record's value, its version
+ *   goes up by one and the outcome is `updated`. A new external id (or none) is `created` under `memoryId`.
+ *   Concurrent writers of one external id end with one memory whose version counts the updates applied.
+ * - `writeSegment` is idempotent per (batch, index): writing a record again (a retried segment) stores nothing new
+ *   and reports the outcome and memory id of the first write. It returns one outcome per record, in input order. A
+ *   per-item rejection is an outcome, a failure of the whole call (backend down) is a thrown error, and the caller
+ *   retries the segment.
+ * - `listByBatch` returns the memories a batch wrote ordered by index, starting after `afterIndex`, each with its
+ *   write outcome and the attributes it holds.
+ * - `countByBatch` counts the items a batch stored (each index once); `countOutcomes` splits them by write outcome.
  */
 export interface MemorySink {
   writeSegment(records: MemoryRecord[]): Promise<ItemOutcome[]>;
   listByBatch(batchKey: string, afterIndex: number, limit: number): Promise<StoredMemoryRef[]>;
   countByBatch(batchKey: string): Promise<number>;
+  countOutcomes(batchKey: string): Promise<WriteCounts>;
   /** For a sink that forwards to another service: the id that service gave each memory, where it named one. */
   sinkIds?(memoryIds: string[]): Promise<Map<string, string>>;
   check(): Promise<void>;

@@ -3,9 +3,10 @@ import { writeFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SqliteBatchRepository } from '../../src/adapters/local/batch-repository.ts';
 import { SqliteMemorySink } from '../../src/adapters/local/memory-sink.ts';
+import type { MemorySink } from '../../src/ports/memory-sink.ts';
 import { FilePayloadStore } from '../../src/adapters/local/payload-store.ts';
 import { batchRepositoryContract } from './batch-repository.contract.ts';
-import { memorySinkContract } from './memory-sink.contract.ts';
+import { memorySinkContract, memorySinkUpsertContract } from './memory-sink.contract.ts';
 import { orchestratorContract } from './orchestrator.contract.ts';
 import { payloadStoreContract } from './payload-store.contract.ts';
 import { localContext, tempDir } from '../support/local-context.ts';
@@ -33,6 +34,31 @@ payloadStoreContract('files', async () => {
 memorySinkContract('sqlite', async () => {
   const dir = tempDir();
   const sink = new SqliteMemorySink(join(dir.path, 'memories.db'));
+  return { sink, close: async () => { await sink.close(); dir.remove(); } };
+});
+
+memorySinkUpsertContract('sqlite', async () => {
+  const dir = tempDir();
+  const sink = new SqliteMemorySink(join(dir.path, 'memories.db'));
+  return { sink, close: async () => { await sink.close(); dir.remove(); } };
+});
+
+// Two connections to one file, as an API and a worker process have: the unique index and the IMMEDIATE transaction
+// keep one memory per external id between them.
+memorySinkUpsertContract('sqlite, two connections', async () => {
+  const dir = tempDir();
+  const path = join(dir.path, 'memories.db');
+  const one = new SqliteMemorySink(path);
+  const two = new SqliteMemorySink(path);
+  let turn = 0;
+  const sink: MemorySink = {
+    writeSegment: (records) => ((turn += 1) % 2 === 0 ? one : two).writeSegment(records),
+    listByBatch: (key, after, limit) => one.listByBatch(key, after, limit),
+    countByBatch: (key) => two.countByBatch(key),
+    countOutcomes: (key) => one.countOutcomes(key),
+    check: () => one.check(),
+    close: async () => { await one.close(); await two.close(); },
+  };
   return { sink, close: async () => { await sink.close(); dir.remove(); } };
 });
 

@@ -3,7 +3,7 @@ import type { Batch, BatchStatus } from '../../src/domain/batch.ts';
 import type { IllegalTransition } from '../../src/domain/errors.ts';
 import { applyPatch, finalStatuses, isFinal, unfinishedStatuses } from '../../src/domain/lifecycle.ts';
 import type { MemoryRecord } from '../../src/domain/memory.ts';
-import { addOutcome, type Counts, type SegmentOutcome } from '../../src/domain/progress.ts';
+import { addOutcome, type Counts, emptyWriteCounts, type SegmentOutcome, type WriteCounts, writeOutcome, type WriteOutcomeName } from '../../src/domain/progress.ts';
 import {
   type BatchListQuery,
   type BatchPatch,
@@ -146,20 +146,59 @@ export class MemoryPayloadStore implements PayloadStore {
 }
 
 export class MemorySinkFake implements MemorySink {
+  /** Each memory by id, as its latest write left it (it keeps the batch and index that created it). */
   readonly memories = new Map<string, MemoryRecord>();
+  readonly #versions = new Map<string, number>();
+  readonly #byExternalId = new Map<string, string>();
+  readonly #writes = new Map<string, { batchKey: string; index: number; memoryId: string; outcome: WriteOutcomeName }>();
+
   async writeSegment(records: MemoryRecord[]): Promise<ItemOutcome[]> {
-    for (const r of records) if (!this.memories.has(r.memoryId)) this.memories.set(r.memoryId, copy(r));
-    return records.map((r) => ({ index: r.index, ok: true, memoryId: r.memoryId }));
+    return records.map((r): ItemOutcome => {
+      const writeKey = `${r.batchKey}\0${r.index}`;
+      const earlier = this.#writes.get(writeKey);
+      if (earlier) return { index: r.index, ok: true, memoryId: earlier.memoryId, outcome: earlier.outcome };
+      const externalKey = r.externalId === null ? undefined : `${r.tenant.organization}\0${r.tenant.namespace}\0${r.externalId}`;
+      const existingId = externalKey === undefined ? undefined : this.#byExternalId.get(externalKey);
+      let memoryId = r.memoryId;
+      let outcome: WriteOutcomeName = writeOutcome.created;
+      if (existingId === undefined) {
+        if (!this.memories.has(r.memoryId)) {
+          this.memories.set(r.memoryId, copy(r));
+          this.#versions.set(r.memoryId, 1);
+        }
+        if (externalKey !== undefined) this.#byExternalId.set(externalKey, r.memoryId);
+      } else {
+        memoryId = existingId;
+        const stored = this.memories.get(existingId)!;
+        if (stored.fingerprint === r.fingerprint || r.onExisting === 'skip') {
+          outcome = writeOutcome.unchanged;
+        } else {
+          this.memories.set(existingId, { ...copy(r), memoryId: existingId, batchKey: stored.batchKey, index: stored.index });
+          this.#versions.set(existingId, (this.#versions.get(existingId) ?? 1) + 1);
+          outcome = writeOutcome.updated;
+        }
+      }
+      this.#writes.set(writeKey, { batchKey: r.batchKey, index: r.index, memoryId, outcome });
+      return { index: r.index, ok: true, memoryId, outcome };
+    });
   }
   async listByBatch(batchKey: string, afterIndex: number, limit: number): Promise<StoredMemoryRef[]> {
-    return [...this.memories.values()]
-      .filter((m) => m.batchKey === batchKey && m.index > afterIndex)
+    return [...this.#writes.values()]
+      .filter((w) => w.batchKey === batchKey && w.index > afterIndex)
       .sort((a, b) => a.index - b.index)
       .slice(0, limit)
-      .map((m) => ({ index: m.index, memoryId: m.memoryId, externalId: m.externalId, attributes: m.attributes }));
+      .map((w) => {
+        const m = this.memories.get(w.memoryId)!;
+        return { index: w.index, memoryId: w.memoryId, externalId: m.externalId, outcome: w.outcome, version: this.#versions.get(w.memoryId) ?? 1, attributes: m.attributes };
+      });
   }
   async countByBatch(batchKey: string) {
-    return [...this.memories.values()].filter((m) => m.batchKey === batchKey).length;
+    return [...this.#writes.values()].filter((w) => w.batchKey === batchKey).length;
+  }
+  async countOutcomes(batchKey: string): Promise<WriteCounts> {
+    const counts = emptyWriteCounts();
+    for (const w of this.#writes.values()) if (w.batchKey === batchKey) counts[w.outcome] += 1;
+    return counts;
   }
   async check() {}
   async close() {}

@@ -152,7 +152,7 @@ describe('dry run (?validate_only=true)', () => {
 
   it('reports every bad item with its index and path, the first being the one a real submit names', async () => {
     const t = setup({ start: false });
-    const values = [...memories(5), { content: '' }, ...memories(3), { content: 'ok', external_id: 7 }, ...memories(2)];
+    const values = [...memories(5), { content: '' }, ...memories(3, 6), { content: 'ok', external_id: 7 }, ...memories(2, 10)];
     const dry = (await (await t.submitJson({ memories: values }, '?validate_only=true')).json()) as { valid: boolean; total: number; errors: { index: number; path: string }[] };
     expect(dry.valid).toBe(false);
     expect(dry.total).toBe(12);
@@ -202,8 +202,8 @@ describe('result files', () => {
     expect(response.headers.get('etag')).toMatch(/^".+"$/);
     const all = lines(await response.text());
     expect(all.map((l) => l.index)).toEqual(Array.from({ length: 2345 }, (_, i) => i));
-    expect(all[3]).toEqual({ index: 3, external_id: 'x3', outcome: 'failed', memory_id: null, error: 'rejected' });
-    expect(all[4]).toMatchObject({ index: 4, external_id: 'x4', outcome: 'succeeded', error: null });
+    expect(all[3]).toEqual({ index: 3, external_id: 'x3', outcome: 'failed', memory_id: null, memory_outcome: null, error: 'rejected' });
+    expect(all[4]).toMatchObject({ index: 4, external_id: 'x4', outcome: 'succeeded', memory_outcome: 'created', error: null });
     expect(new Set(all.filter((l) => l.outcome === 'succeeded').map((l) => l.memory_id)).size).toBe(2010);
     const errors = lines(await (await t.call('/v1/batch/r1/errors.ndjson')).text());
     expect(errors).toHaveLength(335);
@@ -260,7 +260,7 @@ describe('completion window on the in-process runner', () => {
     expect(Date.now() - startedAt).toBeLessThan(4000);
     const batch = (await (await t.call('/v1/batch/late')).json()) as Record<string, any>;
     expect(batch.status).toBe('expired');
-    expect(batch.request_counts).toEqual({ total: 100, processed: 30, succeeded: 30, failed: 0, expired: 70 });
+    expect(batch.request_counts).toEqual({ total: 100, processed: 30, succeeded: 30, failed: 0, created: 30, updated: 0, unchanged: 0, expired: 70 });
     expect(batch.error).toContain('completion window of 1h');
     t.sink.release();
     await new Promise((r) => setTimeout(r, 50));

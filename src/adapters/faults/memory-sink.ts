@@ -1,6 +1,7 @@
 // A MemorySink decorator that injects faults, for reliability tests only (BATCHMEM_FAULT_* settings).
 // A failed call throws before writing, like a backend that is down; a marked item gets a per-item rejection.
 import type { MemoryRecord } from '../../domain/memory.ts';
+import type { WriteCounts } from '../../domain/progress.ts';
 import type { ItemOutcome, MemorySink, StoredMemoryRef } from '../../ports/memory-sink.ts';
 
 export interface FaultPlan {
@@ -50,6 +51,10 @@ export class FaultySink implements MemorySink {
 
   countByBatch(batchKey: string): Promise<number> {
     return this.#inner.countByBatch(batchKey);
+  }
+
+  countOutcomes(batchKey: string): Promise<WriteCounts> {
+    return this.#inner.countOutcomes(batchKey);
   }
 
   check(): Promise<void> {

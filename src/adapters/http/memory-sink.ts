@@ -1,9 +1,12 @@
 // MemorySink that forwards every memory to an existing memory service over HTTP (BATCHMEM_SINK=http): Papr's
 // add-memory API or a signed NDJSON receiver, at the rate the target can take, each memory once as a logical event.
+// Upsert by external id (the MemorySink port) is not implemented here yet: every delivered item reports `created`
+// and a re-imported external id is sent again. The SQLite sink implements it.
 import pLimit, { type LimitFunction } from 'p-limit';
 import { Agent, request } from 'undici';
 import type { MemoryRecord } from '../../domain/memory.ts';
 import { backoffMs, mayRetry, type RetryPolicy } from '../../domain/retry-policy.ts';
+import { emptyWriteCounts, type WriteCounts, writeOutcome } from '../../domain/progress.ts';
 import type { ItemOutcome, MemorySink, StoredMemoryRef } from '../../ports/memory-sink.ts';
 import { type Delivery, DeliveryLedger } from './delivery-ledger.ts';
 import { CircuitBreaker, RetryAfterGate, retryAfterMs, TokenBucket } from './flow-control.ts';
@@ -120,7 +123,9 @@ export class HttpMemorySink implements MemorySink {
     await this.#ledger.record(accepted);
     return records.map((r) => {
       const error = refused.get(r.memoryId);
-      return error === undefined ? { index: r.index, ok: true, memoryId: r.memoryId } : { index: r.index, ok: false, error };
+      return error === undefined
+        ? { index: r.index, ok: true, memoryId: r.memoryId, outcome: writeOutcome.created }
+        : { index: r.index, ok: false, error };
     });
   }
 
@@ -248,11 +253,15 @@ export class HttpMemorySink implements MemorySink {
   async listByBatch(batchKey: string, afterIndex: number, limit: number): Promise<StoredMemoryRef[]> {
     return this.#ledger
       .list(batchKey, afterIndex, limit)
-      .map((d) => ({ index: d.index, memoryId: d.memoryId, externalId: d.externalId, attributes: d.attributes }));
+      .map((d) => ({ index: d.index, memoryId: d.memoryId, externalId: d.externalId, outcome: writeOutcome.created, version: 1, attributes: d.attributes }));
   }
 
   async countByBatch(batchKey: string): Promise<number> {
     return this.#ledger.count(batchKey);
+  }
+
+  async countOutcomes(batchKey: string): Promise<WriteCounts> {
+    return { ...emptyWriteCounts(), created: this.#ledger.count(batchKey) };
   }
 
   async sinkIds(memoryIds: string[]): Promise<Map<string, string>> {

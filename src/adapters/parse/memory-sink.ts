@@ -2,10 +2,14 @@
 // 50. `memoryId` (derived from batch and index) and (batchId, index) are unique, so a retried or concurrent segment
 // gets "duplicate value" (137) for what exists already, which counts as stored.
 //
+// Upsert by external id (the MemorySink port) is not implemented on Parse yet: every stored item reports `created`
+// under its batch-derived id, and a re-imported external id is stored again. The SQLite sink implements it.
+//
 // Per-operation errors are sorted into the item's own fault (Parse refused this object: an outcome) and everything
 // else (the database is away, the server failed: thrown, so the segment is retried and no item is counted failed for
 // a fault that was not its own).
 import type { MemoryAttributes, MemoryRecord } from '../../domain/memory.ts';
+import { emptyWriteCounts, type WriteCounts, writeOutcome } from '../../domain/progress.ts';
 import type { ItemOutcome, MemorySink, StoredMemoryRef } from '../../ports/memory-sink.ts';
 import { OrganizationRoles, tenantAcl } from './acl.ts';
 import {
@@ -77,12 +81,18 @@ export class ParseMemorySink implements MemorySink {
       index: row.get('index') as number,
       memoryId: row.get('memoryId') as string,
       externalId: (row.get('externalId') as string | undefined) ?? null,
+      outcome: writeOutcome.created,
+      version: 1,
       attributes: (row.get('attributes') as MemoryAttributes | undefined) ?? null,
     }));
   }
 
   async countByBatch(batchKey: string): Promise<number> {
     return new this.#Parse.Query(parseClasses.memory).equalTo('batchId', batchKey).count(useMasterKey);
+  }
+
+  async countOutcomes(batchKey: string): Promise<WriteCounts> {
+    return { ...emptyWriteCounts(), created: await this.countByBatch(batchKey) };
   }
 
   async check(): Promise<void> {
@@ -127,7 +137,7 @@ function memoryObject(record: MemoryRecord): Record<string, unknown> {
 
 function outcomeOf(record: MemoryRecord, result: BatchOperationResult): ItemOutcome {
   if (!result.error || result.error.code === ParseErrorCode.duplicateValue) {
-    return { index: record.index, ok: true, memoryId: record.memoryId };
+    return { index: record.index, ok: true, memoryId: record.memoryId, outcome: writeOutcome.created };
   }
   return { index: record.index, ok: false, error: `Parse refused the memory (${result.error.code}): ${result.error.error}` };
 }

@@ -2,7 +2,7 @@
 // progress (events.ts) and its result files (result-files.ts) are routers of their own.
 import { createRoute, z } from '@hono/zod-openapi';
 import { batchMetadataIssues } from '../../domain/batch.ts';
-import { batchResource } from '../batch-resource.ts';
+import { batchResource, outcomesOf } from '../batch-resource.ts';
 import { validation } from '../errors.ts';
 import { cancelBatch } from '../requests/cancel-batch.ts';
 import { deleteBatch } from '../requests/delete-batch.ts';
@@ -62,7 +62,8 @@ export function batchRoutes(ctx: OrchestratedServices) {
     }
     const result = await listBatches(ctx, c.get('tenant'), { ...query, metadata });
     if (!result.ok) return appErrorResponse(c, result.error);
-    return c.json({ data: result.value.items.map((batch) => batchResource(batch)), next_cursor: result.value.nextCursor }, 200);
+    const data = await Promise.all(result.value.items.map(async (batch) => batchResource(batch, await outcomesOf(ctx, batch))));
+    return c.json({ data, next_cursor: result.value.nextCursor }, 200);
   });
 
   app.openapi(routes.delete, async (c) => {
@@ -76,7 +77,7 @@ export function batchRoutes(ctx: OrchestratedServices) {
     const { id } = c.req.valid('param');
     const result = await cancelBatch(ctx, c.get('tenant'), id);
     if (!result.ok) return appErrorResponse(c, result.error);
-    return c.json(batchResource(result.value), 202);
+    return c.json(batchResource(result.value, await outcomesOf(ctx, result.value)), 202);
   });
 
   app.openapi(routes.results, async (c) => {

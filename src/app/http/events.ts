@@ -8,7 +8,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { streamSSE } from 'hono/streaming';
 import { batchKey } from '../../domain/batch.ts';
 import { isFinal, progressVersion } from '../../domain/lifecycle.ts';
-import { batchResource } from '../batch-resource.ts';
+import { batchResource, outcomesOf } from '../batch-resource.ts';
 import { validation } from '../errors.ts';
 import { getBatch } from '../requests/read-batches.ts';
 import { watchBatch } from '../requests/watch-batch.ts';
@@ -83,7 +83,7 @@ export function createEventsApp(ctx: Services, timing: EventStreamTiming = defau
           if (version <= seen) continue;
           seen = version;
           const final = isFinal(batch.status);
-          await stream.writeSSE({ event: final ? 'done' : 'progress', id: String(version), data: JSON.stringify(batchResource(batch)) });
+          await stream.writeSSE({ event: final ? 'done' : 'progress', id: String(version), data: JSON.stringify(batchResource(batch, await outcomesOf(ctx, batch))) });
           if (final) break;
         }
       } finally {

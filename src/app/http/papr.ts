@@ -5,7 +5,7 @@ import { z } from '@hono/zod-openapi';
 import { bodyLimit } from 'hono/body-limit';
 import { batchIdPattern, batchIdRule } from '../../domain/batch.ts';
 import { type MemoryAttributes, type MemoryLimits, memoryAttributeNames, memoryAttributesSchema, withoutNulls } from '../../domain/memory.ts';
-import { batchResource, type PaprItemError } from '../batch-resource.ts';
+import { batchResource, outcomesOf, type PaprItemError } from '../batch-resource.ts';
 import type { Batch } from '../../domain/batch.ts';
 import type { OrchestratedServices } from '../services.ts';
 import { type AppError, AppFailure, notFound, validation } from '../errors.ts';
@@ -57,15 +57,17 @@ export function envelopeOptions(raw: Record<string, unknown>, limits: MemoryLimi
     // Checked by the submit use case (batch metadata and deadline, see docs/api.md).
     completionWindow: envelope.completion_window,
     metadata: envelope.metadata,
+    onExisting: envelope.on_existing,
   };
 }
 
 /** The batch resource with the first page of its item errors in Papr's `errors` shape. */
 export async function batchResourceWithErrors(ctx: OrchestratedServices, batch: Batch) {
-  if (batch.counts.failed === 0) return batchResource(batch);
+  const written = await outcomesOf(ctx, batch);
+  if (batch.counts.failed === 0) return batchResource(batch, written);
   const errors = await ctx.batches.listErrors(batch.key, -1, errorsOnResource);
   const paprErrors: PaprItemError[] = errors.map((e) => ({ index: e.index, error: e.error, code: 500 }));
-  return batchResource(batch, paprErrors);
+  return batchResource(batch, written, paprErrors);
 }
 
 export interface PaprRouteDeps {

@@ -2,7 +2,8 @@
 import { z } from '@hono/zod-openapi';
 import { batchIdPattern, batchIdRule } from '../../domain/batch.ts';
 import { batchStatuses } from '../../domain/lifecycle.ts';
-import { itemOutcome, itemOutcomes } from '../../domain/progress.ts';
+import { onExistingModes } from '../../domain/memory.ts';
+import { itemOutcome, itemOutcomes, writeOutcomes } from '../../domain/progress.ts';
 import { batchResourceSchema, MetadataDoc } from '../batch-resource.ts';
 
 /** A client-chosen batch id (domain/batch.ts's rule). */
@@ -67,7 +68,9 @@ export const MemoryItemDoc = z
     content: z.string().openapi({ example: 'The user prefers dark mode.' }),
     type: z.string().optional().openapi({ example: 'note' }),
     metadata: z.record(z.string(), z.unknown()).optional(),
-    external_id: z.string().optional(),
+    external_id: z.string().optional().openapi({
+      description: "The client's id for the memory, unique in a batch: a tenant's memory with this id is updated in place (upsert)",
+    }),
   })
   .openapi('MemoryItem');
 
@@ -81,6 +84,9 @@ export const SubmitJsonDoc = z
     metadata: MetadataDoc.optional(),
     ...paprMemoryFields,
     batch_size: z.number().int().min(1).max(1000).nullish().openapi({ description: 'Papr: a concurrency hint; checked, not used' }),
+    on_existing: z.enum(onExistingModes).optional().openapi({
+      description: 'For a memory whose external_id the tenant already stored: update it when it changed (default) or leave it as it is',
+    }),
   })
   .openapi('SubmitBatch', { description: "The Papr memory fields given here are defaults for every memory of the batch; a memory's own value wins. null is absent." });
 
@@ -111,7 +117,9 @@ export const ResultDoc = z
     index: z.number().int(),
     external_id: z.string().nullable(),
     status: z.enum([itemOutcome.succeeded, itemOutcome.failed]),
+    outcome: z.enum(writeOutcomes).optional().openapi({ description: 'For a succeeded item: what its write did to the memory' }),
     memory_id: z.string().optional(),
+    version: z.number().int().optional().openapi({ description: "The memory's version now (1 when created, one more per update)" }),
     sink_id: z.string().optional().openapi({ description: 'With BATCHMEM_SINK=http: the id the target service gave the memory' }),
     error: z.string().optional(),
     ...paprMemoryFields,
@@ -137,6 +145,7 @@ export const ResultLineDoc = z
     external_id: z.string().nullable(),
     outcome: z.enum(itemOutcomes),
     memory_id: z.string().nullable(),
+    memory_outcome: z.enum(writeOutcomes).nullable().openapi({ description: 'For a succeeded item: created, updated or unchanged' }),
     error: z.string().nullable(),
   })
   .openapi('ResultLine', { description: 'One line of results.ndjson or errors.ndjson' });

@@ -1,7 +1,8 @@
 // Submitting a batch: POST /v1/memory/batch, JSON or NDJSON, read as a stream so memory stays flat whatever the
 // size. A plain route (its body is never parsed whole); its contract is registered for OpenAPI by hand below.
 import { z } from '@hono/zod-openapi';
-import { batchResource } from '../batch-resource.ts';
+import { onExistingModes } from '../../domain/memory.ts';
+import { batchResource, outcomesOf } from '../batch-resource.ts';
 import { type AppError, validation } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
 import {
@@ -84,6 +85,7 @@ export function submitRoutes(deps: SubmitRouteDeps) {
         webhookSecret: c.req.header('webhook-secret'),
         completionWindow: c.req.query('completion_window'),
         metadata: bracketParams(new URL(c.req.url).searchParams, 'metadata'),
+        onExisting: c.req.query('on_existing'),
       };
       if (!doc.BatchIdSchema.optional().safeParse(query.batchId).success) {
         return refuse(validation(`batch_id ${doc.batchIdRule}`, [{ path: 'batch_id', message: doc.batchIdRule }]));
@@ -101,14 +103,15 @@ export function submitRoutes(deps: SubmitRouteDeps) {
     if (existing) {
       await body.cancel().catch(() => undefined);
       c.header('idempotent-replayed', 'true');
-      return c.json(batchResource(existing), 200);
+      return c.json(batchResource(existing, await outcomesOf(ctx, existing)), 200);
     }
     const result = await submitBatch(ctx, { tenant, requestId: c.get('requestId'), items, options });
     if (!result.ok) return appErrorResponse(c, result.error);
     const { batch, created, replayed, generatedSecret } = result.value;
     if (replayed) c.header('idempotent-replayed', 'true');
     if (created) metrics.batchSubmitted({ rawBytes: batch.payload.rawBytes, storedBytes: batch.payload.storedBytes, memories: batch.counts.total });
-    const resource = generatedSecret ? { ...batchResource(batch), webhook_secret: generatedSecret } : batchResource(batch);
+    const written = await outcomesOf(ctx, batch);
+    const resource = generatedSecret ? { ...batchResource(batch, written), webhook_secret: generatedSecret } : batchResource(batch, written);
     c.header('location', `/v1/batch/${batch.id}`);
     return c.json(resource, created ? 202 : 200);
   });
@@ -126,6 +129,9 @@ export function submitRoutes(deps: SubmitRouteDeps) {
         metadata: z.record(z.string(), z.string()).optional().openapi({
           param: { name: 'metadata', in: 'query', style: 'deepObject', explode: true },
           description: 'NDJSON: metadata[key]=value pairs (JSON: in the body)',
+        }),
+        on_existing: z.enum(onExistingModes).optional().openapi({
+          description: 'NDJSON: for a memory whose external_id the tenant already stored, update it (default) or skip it (JSON: in the body)',
         }),
         validate_only: z.enum(['true', 'false']).optional().openapi({ description: 'true: check the whole body and answer with a DryRun; nothing is stored' }),
         // Flags Papr's SDKs send on a batch add: accepted so those clients work, with no effect here.

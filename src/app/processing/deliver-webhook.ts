@@ -2,7 +2,7 @@
 import { isFinal } from '../../domain/lifecycle.ts';
 import { backoffMs } from '../../domain/retry-policy.ts';
 import type { DeliveryAttempt } from '../../ports/webhook-notifier.ts';
-import { batchResource } from '../batch-resource.ts';
+import { batchResource, outcomesOf } from '../batch-resource.ts';
 import type { Services } from '../services.ts';
 import { changeBatch } from '../change-batch.ts';
 import { withSpan } from '../tracing.ts';
@@ -17,7 +17,7 @@ export async function deliverWebhook(ctx: Services, key: string): Promise<Webhoo
   const type = `batch.${batch.status}`;
   // The event is the batch's outcome, the same bytes on every attempt (Standard Webhooks: a retry resends the same
   // message under its id). How its delivery is going lives on the batch (GET /v1/batch/{id}), not in the event.
-  const { webhook: _deliveryState, ...outcome } = batchResource(batch);
+  const { webhook: _deliveryState, ...outcome } = batchResource(batch, await outcomesOf(ctx, batch));
   const { url, secret } = batch.webhook;
   const attempt = await withSpan('batchmem.webhook.deliver', { 'batchmem.batch_key': key, 'batchmem.webhook.attempt': batch.webhook.attempts + 1 }, () =>
     ctx.webhooks.send({

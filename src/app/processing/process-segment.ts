@@ -60,7 +60,7 @@ async function processOnce(ctx: Services, ref: SegmentRef): Promise<Result<Segme
 
   const { firstIndex } = decoded.value.header;
   const records = items.value.map((item, offset) =>
-    toMemoryRecord(batch.key, batch.tenant, firstIndex + offset, item as MemoryItem, batch.memoryDefaults),
+    toMemoryRecord(batch.key, batch.tenant, firstIndex + offset, item as MemoryItem, batch.memoryDefaults, batch.onExisting ?? undefined),
   );
   const outcomes = await withSpan('batchmem.sink.write', { 'batchmem.items': records.length }, async () => {
     const writeStartedAt = performance.now();

@@ -1,6 +1,6 @@
 // Queries a tenant may make: one batch, its list, its per-item results and errors. Another tenant's batch is "not found".
 import { type Batch, batchIdPattern, batchKey, type Tenant } from '../../domain/batch.ts';
-import { itemOutcome } from '../../domain/progress.ts';
+import { itemOutcome, type WriteOutcomeName } from '../../domain/progress.ts';
 import type { MemoryAttributes } from '../../domain/memory.ts';
 import { err, ok, type Result } from '../../domain/result.ts';
 import { type BatchListQuery, InvalidCursorError, type Page } from '../../ports/batch-repository.ts';
@@ -26,7 +26,7 @@ export async function listBatches(ctx: Services, tenant: Tenant, query: BatchLis
 }
 
 export type ItemResult =
-  | ({ index: number; external_id: string | null; status: typeof itemOutcome.succeeded; memory_id: string; sink_id?: string } & MemoryAttributes)
+  | ({ index: number; external_id: string | null; status: typeof itemOutcome.succeeded; outcome: WriteOutcomeName; memory_id: string; version: number; sink_id?: string } & MemoryAttributes)
   | { index: number; external_id: string | null; status: typeof itemOutcome.failed; error: string };
 
 function parseIndexCursor(cursor: string | undefined): Result<number, ErrorOf<'validation'>> {
@@ -58,7 +58,16 @@ export async function listResults(
     // The Papr fields a memory was stored with come back beside batchmem's own, under their own names.
     ...stored.map((m) => {
       const sinkId = sinkIds?.get(m.memoryId);
-      return { index: m.index, external_id: m.externalId, status: itemOutcome.succeeded, memory_id: m.memoryId, ...m.attributes, ...(sinkId ? { sink_id: sinkId } : {}) };
+      return {
+        index: m.index,
+        external_id: m.externalId,
+        status: itemOutcome.succeeded,
+        outcome: m.outcome,
+        memory_id: m.memoryId,
+        version: m.version,
+        ...m.attributes,
+        ...(sinkId ? { sink_id: sinkId } : {}),
+      };
     }),
     ...failed.map((e) => ({ index: e.index, external_id: e.externalId, status: itemOutcome.failed, error: e.error })),
   ].sort((a, b) => a.index - b.index);

@@ -2,7 +2,7 @@
 // batch store so that memory stays flat whatever the batch size. Nothing here holds more than one page per source.
 import type { Batch } from '../../domain/batch.ts';
 import { expiredItems, isFinal } from '../../domain/lifecycle.ts';
-import { itemOutcome, type ItemOutcomeName } from '../../domain/progress.ts';
+import { itemOutcome, type ItemOutcomeName, type WriteOutcomeName } from '../../domain/progress.ts';
 import type { Services } from '../services.ts';
 
 export type ResultFileKind = 'results' | 'errors';
@@ -13,6 +13,8 @@ export interface ResultLine {
   external_id: string | null;
   outcome: ItemOutcomeName;
   memory_id: string | null;
+  /** For a succeeded item: what its write did (created, updated, unchanged); null otherwise. */
+  memory_outcome: WriteOutcomeName | null;
   error: string | null;
   /** With a forwarding sink (BATCHMEM_SINK=http): the id the target gave the memory, when it named one. */
   sink_id?: string;
@@ -56,7 +58,7 @@ export async function* resultLines(ctx: Services, batch: Batch, kind: ResultFile
   const gapsUpTo = function* (index: number): Generator<ResultLine> {
     if (fillExpired) {
       for (; expected < index; expected += 1) {
-        yield { index: expected, external_id: null, outcome: itemOutcome.expired, memory_id: null, error: expiredError };
+        yield { index: expected, external_id: null, outcome: itemOutcome.expired, memory_id: null, memory_outcome: null, error: expiredError };
       }
     }
     expected = Math.max(expected, index + 1);
@@ -72,13 +74,14 @@ export async function* resultLines(ctx: Services, batch: Batch, kind: ResultFile
         external_id: memory.externalId,
         outcome: itemOutcome.succeeded,
         memory_id: memory.memoryId,
+        memory_outcome: memory.outcome,
         error: null,
         ...(memory.sinkId ? { sink_id: memory.sinkId } : {}),
       };
       nextStored = await stored!.next();
     } else {
       yield* gapsUpTo(error!.index);
-      yield { index: error!.index, external_id: error!.externalId, outcome: itemOutcome.failed, memory_id: null, error: error!.error };
+      yield { index: error!.index, external_id: error!.externalId, outcome: itemOutcome.failed, memory_id: null, memory_outcome: null, error: error!.error };
       nextFailed = await failed.next();
     }
   }

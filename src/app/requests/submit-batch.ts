@@ -5,7 +5,7 @@ import type { FieldIssue } from '../../domain/errors.ts';
 import { awaitsStart, initialStatus } from '../../domain/lifecycle.ts';
 import { encodeSegment, type RawSegment, Segmenter, codecContentEncoding, segmentKey } from '../../domain/codec.ts';
 import { BodyFingerprint, dedupeBatchIds, withinWindow } from '../../domain/idempotency.ts';
-import { type MemoryAttributes, memoryItemSchema, tenantConflict, validateMemoryItem } from '../../domain/memory.ts';
+import { ExternalIdTracker, type MemoryAttributes, type MemoryItem, memoryItemSchema, onExistingModes, type OnExisting, tenantConflict, validateMemoryItem } from '../../domain/memory.ts';
 import { checkWebhookUrl } from '../../domain/webhook-address.ts';
 import type { OrchestratedServices } from '../services.ts';
 import { changeBatch } from '../change-batch.ts';
@@ -24,6 +24,8 @@ export interface SubmitOptions {
   completionWindow?: unknown;
   /** As sent: checked here (at most 16 string pairs). */
   metadata?: unknown;
+  /** As sent: checked here ("update" or "skip"). */
+  onExisting?: unknown;
 }
 
 export interface SubmitInput {
@@ -119,6 +121,7 @@ export async function submitBatch(ctx: OrchestratedServices, input: SubmitInput)
 
   let options: SubmitOptions;
   const fingerprint = new BodyFingerprint();
+  const externalIds = new ExternalIdTracker();
   try {
     let index = 0;
     for await (const raw of input.items) {
@@ -135,6 +138,8 @@ export async function submitBatch(ctx: OrchestratedServices, input: SubmitInput)
       }
       const conflict = tenantConflict(input.tenant, item.value);
       if (conflict) return discard(forbidden(`memories.${index}.${conflict.path} ${conflict.message}`));
+      const repeated = duplicateExternalId(externalIds, item.value, index);
+      if (repeated) return discard(validation(`memories.${repeated.path} ${repeated.message}`, [repeated]));
       const line = JSON.stringify(item.value);
       fingerprint.addMemory(line);
       for (const full of segmenter.add(line)) await store(full);
@@ -166,6 +171,7 @@ export async function submitBatch(ctx: OrchestratedServices, input: SubmitInput)
     defaults,
     completion_window: extras.value.window?.text,
     metadata: extras.value.metadata,
+    on_existing: extras.value.onExisting,
   });
 
   let id = batchIdFor(input.tenant, options, uploadId);
@@ -204,6 +210,7 @@ export async function submitBatch(ctx: OrchestratedServices, input: SubmitInput)
     completionWindow: extras.value.window?.text ?? null,
     expiresAt: extras.value.window ? new Date(createdAt.getTime() + extras.value.window.ms).toISOString() : null,
     metadata: extras.value.metadata,
+    ...(extras.value.onExisting ? { onExisting: extras.value.onExisting } : {}),
   };
   let recorded: Awaited<ReturnType<typeof ctx.batches.create>>;
   try {
@@ -229,6 +236,13 @@ export async function submitBatch(ctx: OrchestratedServices, input: SubmitInput)
   return ok(outcome);
 }
 
+/** The issue for an item repeating an earlier item's external id, naming both indexes; undefined when it does not. */
+function duplicateExternalId(tracker: ExternalIdTracker, item: MemoryItem, index: number): FieldIssue | undefined {
+  const earlier = tracker.see(item.external_id, index);
+  if (earlier === undefined) return undefined;
+  return { path: `memories.${index}.external_id`, message: `repeats the external_id of memories.${earlier}; a batch may name an external_id once` };
+}
+
 function emptyBatch(): AppError {
   return validation('a batch needs at least one memory', [{ path: 'memories', message: 'is empty' }]);
 }
@@ -238,21 +252,32 @@ const reservedKeys = new Set(['__proto__', 'constructor', 'prototype']);
 /** The completion window and the metadata, checked; the first problem found is the error (as for items). */
 function resolveExtras(
   options: SubmitOptions,
-): Result<{ window: { text: string; ms: number } | undefined; metadata: Record<string, string> }, AppError> {
+): Result<
+  { window: { text: string; ms: number } | undefined; metadata: Record<string, string>; onExisting: OnExisting | undefined },
+  AppError
+> {
   let window: { text: string; ms: number } | undefined;
+  let onExisting: OnExisting | undefined;
+  if (options.onExisting !== undefined) {
+    if (!(onExistingModes as readonly unknown[]).includes(options.onExisting)) {
+      const message = `must be one of ${onExistingModes.map((mode) => `"${mode}"`).join(', ')}`;
+      return err(validation(`on_existing ${message}`, [{ path: 'on_existing', message }]));
+    }
+    onExisting = options.onExisting as OnExisting;
+  }
   if (options.completionWindow !== undefined) {
     const parsed = parseCompletionWindow(options.completionWindow);
     if (!parsed.ok) return err(validation(`completion_window ${parsed.message}`, [{ path: 'completion_window', message: parsed.message }]));
     window = { text: options.completionWindow as string, ms: parsed.ms };
   }
-  if (options.metadata === undefined) return ok({ window, metadata: {} });
+  if (options.metadata === undefined) return ok({ window, metadata: {}, onExisting });
   const issues = batchMetadataIssues(options.metadata);
   for (const key of Object.keys(options.metadata as object)) {
     if (reservedKeys.has(key)) issues.unshift({ path: `metadata.${key}`, message: 'is a reserved name' });
   }
   if (issues.length > 0) return err(validation(`metadata is invalid: ${issues.map((i) => `${i.path} ${i.message}`).join('; ')}`, issues));
   // Own string pairs copied into a fresh object: nothing of the parsed value's prototype comes along.
-  return ok({ window, metadata: Object.fromEntries(Object.entries(options.metadata as Record<string, string>)) });
+  return ok({ window, metadata: Object.fromEntries(Object.entries(options.metadata as Record<string, string>)), onExisting });
 }
 
 /** One problem a dry run found: the item's 0-based index or the NDJSON line (1-based) when it has one, and the path. */
@@ -297,6 +322,7 @@ export async function validateBatch(
   const note = (issues: DryRunIssue[]) => errors.push(...issues.slice(0, dryRunMaxErrors - errors.length));
   let total = 0;
   let bodyComplete = true;
+  const externalIds = new ExternalIdTracker();
   try {
     for await (const raw of input.items) {
       if (total >= settings.maxMemoriesPerBatch) {
@@ -313,6 +339,8 @@ export async function validateBatch(
         // A memory naming another tenant is refused (403) as by a real submit, not reported.
         const conflict = tenantConflict(input.tenant, item.value);
         if (conflict) return err(forbidden(`memories.${total}.${conflict.path} ${conflict.message}`));
+        const repeated = duplicateExternalId(externalIds, item.value, total);
+        if (repeated) note([{ index: total, ...repeated }]);
       }
       total += 1;
     }
