@@ -31,11 +31,14 @@ function withSink<T>(dataDir: string, read: (db: DatabaseSync) => T): T {
   }
 }
 
-/** What the SQLite memory sink holds for one batch of one organization. */
+/**
+ * What the SQLite memory sink holds for one batch of one organization: the items it wrote (`memory_writes`, one row
+ * per index; with upsert by external id an item may write a memory another batch created).
+ */
 export function storedMemories(dataDir: string, organization: string, batchId: string): StoredMemories {
   return withSink(dataDir, (db) => {
     const row = db
-      .prepare('SELECT COUNT(*) AS rows, COUNT(DISTINCT idx) AS distinctIndexes, COUNT(DISTINCT memory_id) AS distinctIds FROM memories WHERE batch_key = ?')
+      .prepare('SELECT COUNT(*) AS rows, COUNT(DISTINCT idx) AS distinctIndexes, COUNT(DISTINCT memory_id) AS distinctIds FROM memory_writes WHERE batch_key = ?')
       .get(batchKey(organization, batchId)) as unknown as StoredMemories;
     return { rows: Number(row.rows), distinctIndexes: Number(row.distinctIndexes), distinctIds: Number(row.distinctIds) };
   });
@@ -63,7 +66,7 @@ export async function serverErrorCounts(baseUrl: string): Promise<Record<string,
 /** The organizations the sink recorded on the memories of one batch (must be the batch's own, only). */
 export function memoryOrganizations(dataDir: string, organization: string, batchId: string): string[] {
   return withSink(dataDir, (db) =>
-    (db.prepare('SELECT DISTINCT organization FROM memories WHERE batch_key = ? ORDER BY organization').all(batchKey(organization, batchId)) as { organization: string }[]).map(
+    (db.prepare('SELECT DISTINCT m.organization FROM memory_writes w JOIN memories m ON m.memory_id = w.memory_id WHERE w.batch_key = ? ORDER BY m.organization').all(batchKey(organization, batchId)) as { organization: string }[]).map(
       (row) => row.organization,
     ),
   );

@@ -8,6 +8,7 @@ export const parseClasses = {
   itemError: 'BatchItemError',
   payloadFile: 'BatchPayloadFile',
   memory: 'Memory',
+  memoryWrite: 'MemoryWrite',
 } as const;
 
 export type ParseFieldType = 'String' | 'Number' | 'Boolean' | 'Date' | 'Object' | 'Array' | 'File';
@@ -133,11 +134,26 @@ export const classDefinitions: ClassDefinition[] = [
       // The Papr memory fields (context, relationships_json, external_user_id, ...), as one object.
       attributes: 'Object',
       contentHash: 'String',
+      // Upsert by external id: what the stored value is (memoryFingerprint), how often it was replaced, and the
+      // batch item (`<batch>:<index>`) that wrote it last, so a retried write knows it was its own.
+      fingerprint: 'String',
+      version: 'Number',
+      writtenBy: 'String',
       ...tenantFields,
     },
     indexes: {},
-    unique: [['memoryId'], ['batchId', 'index']],
+    // (organization, namespace, externalId): one memory per external id and tenant. Postgres lets rows without an
+    // external id (NULL) repeat.
+    unique: [['memoryId'], ['batchId', 'index'], ['organization', 'namespace', 'externalId']],
     access: 'readable',
+  },
+  {
+    // One row per batch item stored: the memory it wrote and how (created, updated, unchanged).
+    className: parseClasses.memoryWrite,
+    fields: { batchId: 'String', index: 'Number', memoryId: 'String', outcome: 'String' },
+    indexes: {},
+    unique: [['batchId', 'index']],
+    access: 'master-only',
   },
 ];
 
