@@ -12,9 +12,10 @@ import { serverProcess } from '../support/server-process.ts';
 import { testHttpSink } from '../support/http-sink.ts';
 import { type ReceiverOptions, sinkReceiver, type SinkReceiver } from '../support/sink-receiver.ts';
 
+/** External ids are unique per batch here: the sink upserts by external id across batches of a tenant. */
 function records(count: number, content = (i: number) => `memory ${i}`) {
   const key = uniqueId('k');
-  return Array.from({ length: count }, (_, i) => toMemoryRecord(key, tenantA, i, { content: content(i), external_id: `ext-${i}` }));
+  return Array.from({ length: count }, (_, i) => toMemoryRecord(key, tenantA, i, { content: content(i), external_id: `${key}-ext-${i}` }));
 }
 
 function recordingObserver() {
@@ -53,7 +54,7 @@ describe('HTTP pipeline sink', () => {
     await sink.writeSegment(batch);
     const ids = await sink.sinkIds(batch.map((r) => r.memoryId));
     expect(batch.map((r) => ids.get(r.memoryId))).toEqual(batch.map((r) => receiver.stored.get(r.memoryId)!.sinkId));
-    expect(receiver.stored.get(batch[0]!.memoryId)!.body).toMatchObject({ content: 'memory 0', external_id: 'ext-0', metadata: { batchmem_memory_id: batch[0]!.memoryId } });
+    expect(receiver.stored.get(batch[0]!.memoryId)!.body).toMatchObject({ content: 'memory 0', external_id: `${batch[0]!.batchKey}-ext-0`, metadata: { batchmem_memory_id: batch[0]!.memoryId } });
   });
 
   it('reports a 400 as a per-item failure with the target’s status and message, and never sends it again', async () => {
@@ -66,6 +67,26 @@ describe('HTTP pipeline sink', () => {
     expect(receiver.arrivals.filter((a) => a.status === 400).length).toBe(2);
     expect(seen.retries).toEqual([]);
     expect(await sink.countByBatch(batch[0]!.batchKey)).toBe(29);
+  });
+
+  it('sends an unchanged memory once across batches and an updated one again under its memory id', async () => {
+    const { receiver, sink } = await rig({}, { format: 'papr', chunkSize: 10 });
+    const prefix = uniqueId('x');
+    const batch = (content: (i: number) => string) => {
+      const key = uniqueId('k');
+      return Array.from({ length: 20 }, (_, i) => toMemoryRecord(key, tenantA, i, { content: content(i), external_id: `${prefix}-${i}` }));
+    };
+    const first = await sink.writeSegment(batch((i) => `memory ${i}`));
+    expect(distinctDelivered(receiver)).toHaveLength(20);
+    const again = await sink.writeSegment(batch((i) => `memory ${i}`));
+    expect(again.map((o) => o.ok && o.outcome)).toEqual(Array(20).fill('unchanged'));
+    expect(distinctDelivered(receiver)).toHaveLength(20);
+    const changed = await sink.writeSegment(batch((i) => (i % 5 === 0 ? `edited memory ${i}` : `memory ${i}`)));
+    expect(changed.filter((o) => o.ok && o.outcome === 'updated').map((o) => o.index)).toEqual([0, 5, 10, 15]);
+    // Only the four changed memories went out again, each under the id it was created with.
+    expect(distinctDelivered(receiver)).toHaveLength(24);
+    expect(distinctDelivered(receiver).slice(20).sort()).toEqual([0, 5, 10, 15].map((i) => (first[i]!.ok ? first[i]!.memoryId : '')).sort());
+    expect(changed.map((o) => o.ok && o.memoryId)).toEqual(first.map((o) => o.ok && o.memoryId));
   });
 
   it('treats 409 as already delivered', async () => {

@@ -73,7 +73,8 @@ export class WireFormat {
    * every attempt, so a retry is never refused as stale; the id stays the same).
    */
   build(chunk: MemoryRecord[], useBatch: boolean): WireRequest {
-    const key = idempotencyKey(chunk.map((r) => r.memoryId));
+    // The value is part of the key: an updated memory (same id, new value) is a new event for the target.
+    const key = idempotencyKey(chunk.map((r) => `${r.memoryId}#${r.fingerprint}`));
     const headers: Record<string, string> = { 'idempotency-key': key };
     if (this.#options.format === 'papr') {
       if (this.#options.apiKey) headers['x-api-key'] = this.#options.apiKey;

@@ -1,12 +1,12 @@
 // MemorySink that forwards every memory to an existing memory service over HTTP (BATCHMEM_SINK=http): Papr's
 // add-memory API or a signed NDJSON receiver, at the rate the target can take, each memory once as a logical event.
-// Upsert by external id (the MemorySink port) is not implemented here yet: every delivered item reports `created`
-// and a re-imported external id is sent again. The SQLite sink implements it.
+// Upsert by external id: the ledger's record of what was sent decides the outcome, so an unchanged memory is not sent
+// again and an updated one is sent under the id it already has.
 import pLimit, { type LimitFunction } from 'p-limit';
 import { Agent, request } from 'undici';
 import type { MemoryRecord } from '../../domain/memory.ts';
 import { backoffMs, mayRetry, type RetryPolicy } from '../../domain/retry-policy.ts';
-import { emptyWriteCounts, type WriteCounts, writeOutcome } from '../../domain/progress.ts';
+import type { WriteCounts } from '../../domain/progress.ts';
 import type { ItemOutcome, MemorySink, StoredMemoryRef } from '../../ports/memory-sink.ts';
 import { type Delivery, DeliveryLedger } from './delivery-ledger.ts';
 import { CircuitBreaker, RetryAfterGate, retryAfterMs, TokenBucket } from './flow-control.ts';
@@ -107,25 +107,36 @@ export class HttpMemorySink implements MemorySink {
     if (records.length === 0) return [];
     const batchKey = records[0]!.batchKey;
     const indexes = records.map((r) => r.index);
-    const delivered = this.#ledger.delivered(batchKey, Math.min(...indexes), Math.max(...indexes));
+    const [fromIndex, toIndex] = [Math.min(...indexes), Math.max(...indexes)];
+    const earlier = this.#ledger.earlierWrites(batchKey, fromIndex, toIndex);
+    const plans = await this.#ledger.plan(records.filter((r) => !earlier.has(r.index)));
+    // An update goes out under the id the memory already has.
+    const outgoing = plans.filter((p) => p.send).map((p) => (p.memoryId === p.record.memoryId ? p.record : { ...p.record, memoryId: p.memoryId }));
+    const delivered = this.#ledger.delivered(batchKey, fromIndex, toIndex);
     const refused = new Map<string, string>();
     const accepted: Delivery[] = [];
     const chunks: MemoryRecord[][] = [];
-    for (let start = 0; start < records.length; start += this.#chunkSize) {
-      const chunk = records.slice(start, start + this.#chunkSize);
+    for (let start = 0; start < outgoing.length; start += this.#chunkSize) {
+      const chunk = outgoing.slice(start, start + this.#chunkSize);
       if (chunk.some((r) => !delivered.has(r.memoryId))) chunks.push(chunk);
     }
+    // A thrown SinkUnavailableError leaves the claims standing: the retried item finds them as its own.
     await Promise.all(
       chunks.map(async (chunk) => {
         for (const [memoryId, error] of await this.#deliver(chunk, accepted)) refused.set(memoryId, error);
       }),
     );
     await this.#ledger.record(accepted);
-    return records.map((r) => {
-      const error = refused.get(r.memoryId);
-      return error === undefined
-        ? { index: r.index, ok: true, memoryId: r.memoryId, outcome: writeOutcome.created }
-        : { index: r.index, ok: false, error };
+    await this.#ledger.release(plans.filter((p) => p.send && refused.has(p.memoryId)));
+    const stored = plans.filter((p) => !(p.send && refused.has(p.memoryId)));
+    await this.#ledger.recordWrites(batchKey, stored.map((p) => ({ index: p.record.index, memoryId: p.memoryId, outcome: p.outcome })));
+    const planOf = new Map(plans.map((p) => [p.record.index, p]));
+    return records.map((r): ItemOutcome => {
+      const first = earlier.get(r.index);
+      if (first) return { index: r.index, ok: true, ...first };
+      const p = planOf.get(r.index)!;
+      const error = p.send ? refused.get(p.memoryId) : undefined;
+      return error === undefined ? { index: r.index, ok: true, memoryId: p.memoryId, outcome: p.outcome } : { index: r.index, ok: false, error };
     });
   }
 
@@ -253,7 +264,7 @@ export class HttpMemorySink implements MemorySink {
   async listByBatch(batchKey: string, afterIndex: number, limit: number): Promise<StoredMemoryRef[]> {
     return this.#ledger
       .list(batchKey, afterIndex, limit)
-      .map((d) => ({ index: d.index, memoryId: d.memoryId, externalId: d.externalId, outcome: writeOutcome.created, version: 1, attributes: d.attributes }));
+      .map((d) => ({ index: d.index, memoryId: d.memoryId, externalId: d.externalId, outcome: d.outcome, version: d.version, attributes: d.attributes }));
   }
 
   async countByBatch(batchKey: string): Promise<number> {
@@ -261,7 +272,7 @@ export class HttpMemorySink implements MemorySink {
   }
 
   async countOutcomes(batchKey: string): Promise<WriteCounts> {
-    return { ...emptyWriteCounts(), created: this.#ledger.count(batchKey) };
+    return this.#ledger.countOutcomes(batchKey);
   }
 
   async sinkIds(memoryIds: string[]): Promise<Map<string, string>> {
