@@ -6,7 +6,7 @@ import { SqliteMemorySink } from '../../src/adapters/local/memory-sink.ts';
 import type { MemorySink } from '../../src/ports/memory-sink.ts';
 import { FilePayloadStore } from '../../src/adapters/local/payload-store.ts';
 import { batchRepositoryContract } from './batch-repository.contract.ts';
-import { memorySinkContract, memorySinkUpsertContract } from './memory-sink.contract.ts';
+import { memorySinkContract } from './memory-sink.contract.ts';
 import { orchestratorContract } from './orchestrator.contract.ts';
 import { payloadStoreContract } from './payload-store.contract.ts';
 import { localContext, tempDir } from '../support/local-context.ts';
@@ -37,15 +37,9 @@ memorySinkContract('sqlite', async () => {
   return { sink, close: async () => { await sink.close(); dir.remove(); } };
 });
 
-memorySinkUpsertContract('sqlite', async () => {
-  const dir = tempDir();
-  const sink = new SqliteMemorySink(join(dir.path, 'memories.db'));
-  return { sink, close: async () => { await sink.close(); dir.remove(); } };
-});
-
 // Two connections to one file, as an API and a worker process have: the unique index and the IMMEDIATE transaction
 // keep one memory per external id between them.
-memorySinkUpsertContract('sqlite, two connections', async () => {
+memorySinkContract('sqlite, two connections', async () => {
   const dir = tempDir();
   const path = join(dir.path, 'memories.db');
   const one = new SqliteMemorySink(path);

@@ -7,7 +7,7 @@ import { connectParse, type ParseConnection } from '../../src/adapters/parse/con
 import { ParseMemorySink } from '../../src/adapters/parse/memory-sink.ts';
 import { ParsePayloadStore } from '../../src/adapters/parse/payload-store.ts';
 import { batchRepositoryContract } from './batch-repository.contract.ts';
-import { memorySinkContract, memorySinkUpsertContract } from './memory-sink.contract.ts';
+import { memorySinkContract } from './memory-sink.contract.ts';
 import { payloadStoreContract } from './payload-store.contract.ts';
 import { printLogsOnFailure, startPostgres, stopAllBackends, type PostgresBackend } from '../support/containers.ts';
 import { startParseServer, type ParseServerHandle } from '../support/parse-server.ts';
@@ -46,4 +46,3 @@ payloadStoreContract('parse files', async () => {
 });
 
 memorySinkContract('parse', async () => ({ sink: new ParseMemorySink(connection), close: async () => {} }));
-memorySinkUpsertContract('parse', async () => ({ sink: new ParseMemorySink(connection), close: async () => {} }));

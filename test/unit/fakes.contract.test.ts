@@ -1,6 +1,6 @@
 // The in-memory fakes used by use-case tests keep the same contracts as the real adapters.
 import { batchRepositoryContract } from '../contract/batch-repository.contract.ts';
-import { memorySinkContract, memorySinkUpsertContract } from '../contract/memory-sink.contract.ts';
+import { memorySinkContract } from '../contract/memory-sink.contract.ts';
 import { payloadStoreContract } from '../contract/payload-store.contract.ts';
 import { MemoryBatchRepository, MemoryPayloadStore, MemorySinkFake } from '../support/fakes.ts';
 
@@ -16,4 +16,3 @@ payloadStoreContract('in-memory fake', async () => {
   };
 });
 memorySinkContract('in-memory fake', async () => ({ sink: new MemorySinkFake(), close: async () => {} }));
-memorySinkUpsertContract('in-memory fake', async () => ({ sink: new MemorySinkFake(), close: async () => {} }));
