@@ -264,6 +264,15 @@ export function batchRepositoryContract(adapter: string, open: () => Promise<Rep
       expect(await repo.get(batch.key)).toMatchObject({ completionWindow: '24h', expiresAt: '2026-01-02T00:00:00.000Z', metadata: { job: 'nightly-sync', source: 'crm' } });
     });
 
+    it('keeps the batch option on_existing as given, and reads a batch without it back without it', async () => {
+      const skipping = newBatch({ onExisting: 'skip' });
+      const plain = newBatch();
+      await repo.create(skipping);
+      await repo.create(plain);
+      expect((await repo.get(skipping.key))?.onExisting).toBe('skip');
+      expect(await repo.get(plain.key)).toEqual(plain);
+    });
+
     it('filters the list by metadata pairs, every pair matching, within the organization', async () => {
       const run = uniqueId('run');
       const crm = newBatch({ metadata: { run, source: 'crm' } });

@@ -160,7 +160,7 @@ describe('bad-input corpus against the server on embedded defaults', () => {
   it("left the other tenant's batch as it was, though a cancel of it was tried", async () => {
     const own = await clients.b.get('owned-by-b');
     expect(own.status).toBe('completed');
-    expect(own.request_counts).toEqual({ total: 2, processed: 2, succeeded: 2, failed: 0, expired: 0 });
+    expect(own.request_counts).toEqual({ total: 2, processed: 2, succeeded: 2, failed: 0, created: 2, updated: 0, unchanged: 0, expired: 0 });
   });
 
   it('accepts a good submission afterwards', async () => {

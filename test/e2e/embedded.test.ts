@@ -1,6 +1,6 @@
 // The end-to-end suite on embedded defaults (SQLite, files, in-process runner), plus a crash in the middle of a batch.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { apiClient, ndjsonStream } from '../support/api-client.ts';
+import { expectCounts, apiClient, ndjsonStream } from '../support/api-client.ts';
 import { tempDir } from '../support/local-context.ts';
 import { serverProcess, type ServerProcess } from '../support/server-process.ts';
 import { commonEnv, httpEndToEndSuite, testKeys } from './http.suite.ts';
@@ -43,7 +43,7 @@ describe('embedded defaults: a crash in the middle of a batch', () => {
     await server.start();
     const done = await api.waitForFinal('crashy');
     expect(done.status).toBe('completed');
-    expect(done.request_counts).toEqual({ total, processed: total, succeeded: total, failed: 0, expired: 0 });
+    expectCounts(done.request_counts, { total, processed: total, succeeded: total, failed: 0, expired: 0 });
     const results = await api.all<{ index: number; memory_id: string }>('/v1/batch/crashy/results');
     expect(results.map((r) => r.index)).toEqual(Array.from({ length: total }, (_, i) => i));
     expect(new Set(results.map((r) => r.memory_id)).size).toBe(total);

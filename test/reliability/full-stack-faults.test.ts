@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseClasses } from '../../src/adapters/parse/schema.ts';
 import { batchKey } from '../../src/domain/batch.ts';
-import { apiClient, type ApiClient, type BatchJson, ndjsonStream } from '../support/api-client.ts';
+import { expectCounts, apiClient, type ApiClient, type BatchJson, ndjsonStream } from '../support/api-client.ts';
 import { uniqueId } from '../support/batches.ts';
 import {
   printLogsOnFailure, startPostgres, startS3, startTemporal, stopAllBackends,
@@ -122,7 +122,7 @@ describe('faults on Temporal + Parse + S3, API and worker in separate processes'
   async function expectSurvived(id: string, fault: string, startedAt: number, at?: BatchJson): Promise<BatchJson> {
     const done = await client.waitForFinal(id, 300_000);
     expect(done.status).toBe('completed');
-    expect(done.request_counts).toEqual({ total, processed: total, succeeded: total, failed: 0, expired: 0 });
+    expectCounts(done.request_counts, { total, processed: total, succeeded: total, failed: 0, expired: 0 });
     expect(await parseMemories(id)).toBe(total);
     const results = await client.all<{ index: number; memory_id: string }>(`/v1/batch/${id}/results`);
     expect(results.map((r) => r.index)).toEqual(Array.from({ length: total }, (_, i) => i));

@@ -1,7 +1,7 @@
 // The HTTP pipeline sink when its target goes down: no batch fails, and the batch resumes when the target is back.
 // 15 s down in the fast pass; a full minute under `npm run test:soak` (BATCHMEM_SOAK=1).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ndjsonStream } from '../support/api-client.ts';
+import { expectCounts, ndjsonStream } from '../support/api-client.ts';
 import { sleep } from '../support/reliability.ts';
 import { counter, expectEachMemoryOnce, rig, type Rig } from '../support/http-sink.ts';
 
@@ -33,7 +33,7 @@ describe('HTTP sink: a target that goes down', () => {
     await r.receiver.setDown(false);
     const done = await r.api.waitForFinal('target-down', 180_000);
     const resumedAfterMs = Date.now() - downAt - downMs;
-    expect(done.request_counts).toEqual({ total, processed: total, succeeded: total, failed: 0, expired: 0 });
+    expectCounts(done.request_counts, { total, processed: total, succeeded: total, failed: 0, expired: 0 });
     expect(done.status).toBe('completed');
     expectEachMemoryOnce(r.receiver, total);
     expect((await fetch(`${r.server.url}/readyz`)).status).toBe(200);

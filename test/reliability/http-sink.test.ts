@@ -3,7 +3,7 @@
 // past the timeout, resets connections and refuses a fixed set of items. The batch completes with exact counts and every
 // memory arrives once as a logical event. The target that goes down is in http-sink-outage.test.ts.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { memory, ndjsonStream } from '../support/api-client.ts';
+import { expectCounts, memory, ndjsonStream } from '../support/api-client.ts';
 import { counter, expectEachMemoryOnce, refuseMarker, rig, type Rig } from '../support/http-sink.ts';
 import { expectNoSecrets } from '../support/reliability.ts';
 import type { Fault } from '../support/sink-receiver.ts';
@@ -48,7 +48,7 @@ describe('HTTP sink: 20,000 memories to a receiver that throttles, fails, stalls
     const seconds = (Date.now() - startedAt) / 1000;
 
     expect(done.status).toBe('completed');
-    expect(done.request_counts).toEqual({ total, processed: total, succeeded: total - 20, failed: 20, expired: 0 });
+    expectCounts(done.request_counts, { total, processed: total, succeeded: total - 20, failed: 20, expired: 0 });
     expectEachMemoryOnce(r.receiver, total - 20);
 
     const errors = await r.api.all<{ index: number; error: string }>('/v1/batch/hostile-target/errors');

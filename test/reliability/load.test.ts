@@ -2,7 +2,7 @@
 // the end. Every batch completes, every stream ends with `done`, no request gets a 5xx, no memory is lost or doubled.
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { apiClient, memory, ndjsonStream } from '../support/api-client.ts';
+import { expectCounts, apiClient, memory, ndjsonStream } from '../support/api-client.ts';
 import { serverErrorCounts, storedMemories } from '../support/data-folder.ts';
 import { tempDir } from '../support/local-context.ts';
 import { expectNoSecrets, expectWebhookExactlyOnce, webhookSecretParts } from '../support/reliability.ts';
@@ -69,7 +69,7 @@ describe(`load: ${clients} concurrent clients x ${memoriesPerClient} memories, e
       expect(stream.names.at(-1), `stream of ${id}`).toBe('done');
       expect(stream.names.slice(0, -1).every((name) => name === 'progress')).toBe(true);
       expect(stream.last?.status).toBe('completed');
-      expect(stream.last?.request_counts).toEqual({ total: memoriesPerClient, processed: memoriesPerClient, succeeded: memoriesPerClient, failed: 0, expired: 0 });
+      expectCounts(stream.last?.request_counts, { total: memoriesPerClient, processed: memoriesPerClient, succeeded: memoriesPerClient, failed: 0, expired: 0 });
       expect(storedMemories(dir.path, organization, id)).toEqual({ rows: memoriesPerClient, distinctIndexes: memoriesPerClient, distinctIds: memoriesPerClient });
       const results = await api.all<{ index: number; memory_id: string }>(`/v1/batch/${id}/results`);
       expect(results.map((r) => r.index)).toEqual(Array.from({ length: memoriesPerClient }, (_, i) => i));

@@ -1,16 +1,37 @@
 // A thin test client of the HTTP API, plus generators of memories to submit.
+import { expect } from 'vitest';
 import { readEventStream } from '../../src/app/sse-parser.ts';
 
 export interface BatchJson {
   id: string;
   status: string;
-  request_counts: { total: number; processed: number; succeeded: number; failed: number; expired: number };
+  request_counts: {
+    total: number;
+    processed: number;
+    succeeded: number;
+    failed: number;
+    created: number;
+    updated: number;
+    unchanged: number;
+    expired: number;
+  };
   progress: number;
   workflow_id: string | null;
   payload: { codec: string; segments: number; raw_bytes: number; stored_bytes: number; compression_ratio: number };
   webhook: { url: string | null; delivered: boolean; attempts: number; last_error: string | null };
   error: string | null;
   webhook_secret?: string;
+}
+
+/**
+ * Checks a batch's counts: exactly `expected` for the item counts, and the write outcomes (created, updated,
+ * unchanged, which depend on what earlier batches stored under the same external ids) adding up to `succeeded`.
+ */
+export function expectCounts(actual: BatchJson['request_counts'] | undefined, expected: Omit<BatchJson['request_counts'], 'created' | 'updated' | 'unchanged'>) {
+  expect(actual).toBeDefined();
+  const { created, updated, unchanged, ...counts } = actual!;
+  expect(counts).toEqual(expected);
+  expect(created + updated + unchanged).toBe(actual!.succeeded);
 }
 
 export function memory(index: number, prefix = 'memory') {

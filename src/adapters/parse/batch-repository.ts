@@ -149,6 +149,7 @@ function toBatch(row: ParseObject, version: number, state: MutableState, counts:
     // Absent on batches stored before these fields existed (and when unset): left out, not null.
     ...(row.get('memoryDefaults') ? { memoryDefaults: row.get('memoryDefaults') as Batch['memoryDefaults'] } : {}),
     ...(text(row.get('bodySha256')) ? { fingerprint: text(row.get('bodySha256')) } : {}),
+    ...(text(row.get('onExisting')) ? { onExisting: text(row.get('onExisting')) as Batch['onExisting'] } : {}),
     completionWindow: text(row.get('completionWindow')),
     expiresAt: iso(row.get('expiresAt')),
     metadata: { ...((row.get('batchMetadata') as Record<string, string> | undefined) ?? {}) },
@@ -229,6 +230,7 @@ export class ParseBatchRepository implements BatchRepository {
     });
     put(row, 'memoryDefaults', batch.memoryDefaults);
     put(row, 'bodySha256', batch.fingerprint);
+    put(row, 'onExisting', batch.onExisting);
     put(row, 'completionWindow', batch.completionWindow);
     put(row, 'expiresAt', batch.expiresAt ? new Date(batch.expiresAt) : null);
     writeState(row, batch.version, mutableState(batch));

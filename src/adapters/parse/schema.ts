@@ -72,6 +72,7 @@ export const classDefinitions: ClassDefinition[] = [
       completionWindow: 'String',
       expiresAt: 'Date',
       batchMetadata: 'Object',
+      onExisting: 'String',
     },
     indexes: {
       status_createdAt: { status: 1, createdAt: 1 },
