@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseClasses } from '../../src/adapters/parse/schema.ts';
 import { batchKey } from '../../src/domain/batch.ts';
-import { expectCounts, apiClient, ndjsonStream } from '../support/api-client.ts';
+import { expectCounts, apiClient, memory, ndjsonStream } from '../support/api-client.ts';
 import { printLogsOnFailure, startPostgres, stopAllBackends, type PostgresBackend } from '../support/containers.ts';
 import { tempDir } from '../support/local-context.ts';
 import { startParseServer, type ParseServerHandle } from '../support/parse-server.ts';
@@ -106,7 +106,8 @@ describe('Parse: faults under a running batch', () => {
   it('stores no second Memory when segments are processed again after a crash', async () => {
     const api = apiClient(server.url, keys[0]!.key);
     const total = 10_000;
-    expect((await api.submitNdjson(ndjsonStream(total), '?batch_id=parse-crash')).status).toBe(202);
+    // External ids of its own: the earlier tests stored ext-0.., which this batch would find unchanged (upsert).
+    expect((await api.submitNdjson(ndjsonStream(total, (i) => ({ ...memory(i), external_id: `crash-${i}` })), '?batch_id=parse-crash')).status).toBe(202);
     // Killed while a segment's memories are in Parse but its outcome is not recorded yet: after the restart that
     // segment is processed again and writes the same memories a second time.
     let stored = 0;
@@ -138,7 +139,7 @@ describe('Parse: faults under a running batch', () => {
   it('completes with exact counts when PostgreSQL is restarted mid-batch', async () => {
     const api = apiClient(server.url, keys[1]!.key);
     const total = 20_000;
-    expect((await api.submitNdjson(ndjsonStream(total), '?batch_id=parse-pg-restart')).status).toBe(202);
+    expect((await api.submitNdjson(ndjsonStream(total, (i) => ({ ...memory(i), external_id: `pg-restart-${i}` })), '?batch_id=parse-pg-restart')).status).toBe(202);
     const before = await api.waitFor('parse-pg-restart', (b) => b.request_counts.processed > 0);
     const restartedAt = Date.now();
     await postgres!.restart();
