@@ -80,6 +80,11 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error: unknown) => {
+    // A mistyped option is the user's slip, not a crash: say which one and show the usage, exit 2 like other misuse.
+    if ((error as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS_')) {
+      process.stderr.write(`${(error as Error).message}\n\n${usage}\n`);
+      process.exit(2);
+    }
     process.stderr.write(error instanceof ConfigError ? `${error.message}\n` : `${(error as Error).stack ?? error}\n`);
     process.exit(1);
   },
