@@ -79,9 +79,14 @@ const item = fc
 describe('what is accepted is stored as sent', () => {
   it('stores any valid items, sent as JSON or NDJSON, equal in meaning to what was sent', async () => {
     const { app, sink, orchestrator } = inProcessApp();
+    let run = 0;
     try {
       await fc.assert(
-        fc.asyncProperty(fc.array(item, { minLength: 1, maxLength: 4 }), fc.boolean(), async (items, asNdjson) => {
+        fc.asyncProperty(fc.array(item, { minLength: 1, maxLength: 4 }), fc.boolean(), async (generated, asNdjson) => {
+          // External ids upsert across batches and must be unique within one (issue 16): prefix each with its run
+          // and index so every run stores new memories, whatever text fast-check draws.
+          run += 1;
+          const items = generated.map((m, i) => (m.external_id === undefined ? m : { ...m, external_id: `r${run}-${i}-${m.external_id}` }));
           const body = asNdjson ? items.map((m) => JSON.stringify(m)).join('\n') + '\n' : JSON.stringify({ memories: items });
           const response = await app.request('/v1/memory/batch', {
             method: 'POST',
