@@ -49,8 +49,9 @@ describe('a data folder written before the Papr fields, upgraded in place', () =
     expect(old).toMatchObject({ status: 'completed', request_counts: { total: 2, processed: 2, succeeded: 2, failed: 0 } });
     const results = await api.all<Record<string, unknown>>('/v1/batch/written-by-v0/results');
     expect(results).toEqual([
-      { index: 0, external_id: 'e1', status: 'succeeded', memory_id: 'mem_916094adeaad1ebc6210058f7843cc26' },
-      { index: 1, external_id: null, status: 'succeeded', memory_id: 'mem_b8ca953c75119b6482d3cadf80addfff' },
+      // Memories written before upserts existed read back as their first version, created by this batch.
+      { index: 0, external_id: 'e1', status: 'succeeded', memory_id: 'mem_916094adeaad1ebc6210058f7843cc26', outcome: 'created', version: 1 },
+      { index: 1, external_id: null, status: 'succeeded', memory_id: 'mem_b8ca953c75119b6482d3cadf80addfff', outcome: 'created', version: 1 },
     ]);
     const status = await fetch(`${server.url}/v1/memory/batch/status/written-by-v0`, { headers: { 'x-api-key': key } });
     expect(await status.json()).toMatchObject({ batch_id: 'written-by-v0', total_successful: 2, code: 200 });

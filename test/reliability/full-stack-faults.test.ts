@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseClasses } from '../../src/adapters/parse/schema.ts';
 import { batchKey } from '../../src/domain/batch.ts';
-import { expectCounts, apiClient, type ApiClient, type BatchJson, ndjsonStream } from '../support/api-client.ts';
+import { expectCounts, apiClient, type ApiClient, type BatchJson, ndjsonStream, memory } from '../support/api-client.ts';
 import { uniqueId } from '../support/batches.ts';
 import {
   printLogsOnFailure, startPostgres, startS3, startTemporal, stopAllBackends,
@@ -110,7 +110,7 @@ describe('faults on Temporal + Parse + S3, API and worker in separate processes'
   }
 
   async function submit(id: string): Promise<void> {
-    const response = await client.submitNdjson(ndjsonStream(total), `?batch_id=${id}&webhook_url=${encodeURIComponent(receiver.url)}`, {
+    const response = await client.submitNdjson(ndjsonStream(total, (i) => ({ ...memory(i), external_id: `${id}-${i}` })), `?batch_id=${id}&webhook_url=${encodeURIComponent(receiver.url)}`, {
       'webhook-secret': webhookSecret,
     });
     expect(response.status, await response.clone().text()).toBe(202);
