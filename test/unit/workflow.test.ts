@@ -6,7 +6,7 @@ import { ApplicationFailure } from '@temporalio/activity';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Runtime, Worker, type WorkflowBundle } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cancelSignal, processBatchWorkflowType } from '../../src/adapters/temporal/process-batch.ts';
+import { cancelSignal, processBatchWorkflowType } from '../../src/ports/batch-workflow.ts';
 import type { BatchActivities, FinalState, RunPlan, SegmentStep, Tuning } from '../../src/app/temporal/activities.ts';
 import { workflowsPath } from '../../src/app/temporal/worker.ts';
 import type { ProcessBatchResult } from '../../src/app/temporal/workflows.ts';

@@ -7,7 +7,7 @@ import {
 } from '@temporalio/client';
 import { workflowIdFor } from '../../domain/batch.ts';
 import type { Orchestrator } from '../../ports/orchestrator.ts';
-import { type BatchProgress, cancelSignal, type ProcessBatchInput, processBatchWorkflowType, progressQuery } from './process-batch.ts';
+import { type BatchProgress, cancelSignal, type ProcessBatchInput, processBatchWorkflowType, progressQuery } from '../../ports/batch-workflow.ts';
 
 export interface TemporalTarget {
   /** gRPC frontend, `host:port`. */

@@ -38,7 +38,7 @@ import {
   webhookRetryPolicy,
 } from '../../domain/retry-policy.ts';
 import type { Counts } from '../../domain/progress.ts';
-import { type BatchProgress, cancelSignal, type ProcessBatchInput, progressQuery } from '../../adapters/temporal/process-batch.ts';
+import { type BatchProgress, cancelSignal, type ProcessBatchInput, progressQuery } from '../../ports/batch-workflow.ts';
 import type { BatchActivities, failureTypes, Tuning } from './activities.ts';
 
 export interface ProcessBatchResult {

@@ -1,7 +1,8 @@
-// What the Temporal orchestrator (client side) and the batch workflow (src/app/temporal/workflows.ts) agree on:
-// the workflow's type name, its input, its signal and its query. Importable from workflow code: no Node built-ins.
+// The batch workflow's interface: what the Temporal orchestrator adapter (client side) and the workflow driver
+// (src/app/temporal/workflows.ts) agree on: type name, input, signal and query. It sits with the ports so that the
+// workflow imports nothing from an outer layer; no Node built-ins, so workflow code may import it.
 import { defineQuery, defineSignal } from '@temporalio/workflow';
-import type { Counts } from '../../domain/progress.ts';
+import type { Counts } from '../domain/progress.ts';
 
 /** The workflow type the worker registers (the name of the exported workflow function). */
 export const processBatchWorkflowType = 'processBatch';
