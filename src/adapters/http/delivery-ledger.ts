@@ -4,8 +4,8 @@
 // target is not ours to query.
 import type { DatabaseSync } from 'node:sqlite';
 import type { MemoryAttributes, MemoryRecord } from '../../domain/memory.ts';
-import { emptyWriteCounts, type WriteCounts, writeOutcome, type WriteOutcomeName, writeOutcomes } from '../../domain/progress.ts';
-import { inTransaction, openDatabase } from '../local/sqlite.ts';
+import { type WriteCounts, writeOutcome, type WriteOutcomeName } from '../../domain/progress.ts';
+import { ensureWriteOutcomeTable, inTransaction, openDatabase, writeCountsOf } from '../local/sqlite.ts';
 
 const schema = `
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -60,19 +60,8 @@ export class DeliveryLedger {
 
   constructor(path: string) {
     this.#db = openDatabase(path, schema);
-    const hadWrites = this.#db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'item_writes'").get();
-    this.#db.exec(`CREATE TABLE IF NOT EXISTS item_writes (
-                     batch_key TEXT NOT NULL,
-                     idx INTEGER NOT NULL,
-                     memory_id TEXT NOT NULL,
-                     outcome TEXT NOT NULL,
-                     PRIMARY KEY (batch_key, idx)
-                   ) WITHOUT ROWID`);
     // Deliveries recorded before this table existed each created their memory.
-    if (!hadWrites) {
-      this.#db.exec(`INSERT OR IGNORE INTO item_writes (batch_key, idx, memory_id, outcome)
-                     SELECT batch_key, idx, memory_id, '${writeOutcome.created}' FROM deliveries`);
-    }
+    ensureWriteOutcomeTable(this.#db, 'item_writes', 'deliveries');
   }
 
   /** The outcomes already recorded for items of a batch (a retried segment), by index. */
@@ -148,12 +137,7 @@ export class DeliveryLedger {
   }
 
   countOutcomes(batchKey: string): WriteCounts {
-    const rows = this.#db
-      .prepare('SELECT outcome, count(*) AS n FROM item_writes WHERE batch_key = ? GROUP BY outcome')
-      .all(batchKey) as { outcome: string; n: number }[];
-    const counts = emptyWriteCounts();
-    for (const row of rows) if ((writeOutcomes as string[]).includes(row.outcome)) counts[row.outcome as WriteOutcomeName] = row.n;
-    return counts;
+    return writeCountsOf(this.#db, 'item_writes', batchKey);
   }
 
   /**

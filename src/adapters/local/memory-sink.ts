@@ -2,9 +2,9 @@
 // which memory it wrote and how (`memory_writes`), so a rewritten segment adds nothing and reports what it first did.
 import type { DatabaseSync } from 'node:sqlite';
 import type { MemoryAttributes, MemoryRecord } from '../../domain/memory.ts';
-import { emptyWriteCounts, type WriteCounts, writeOutcome, type WriteOutcomeName, writeOutcomes } from '../../domain/progress.ts';
+import { type WriteCounts, writeOutcome, type WriteOutcomeName } from '../../domain/progress.ts';
 import type { ItemOutcome, MemorySink, StoredMemoryRef } from '../../ports/memory-sink.ts';
-import { inTransaction, openDatabase } from './sqlite.ts';
+import { ensureWriteOutcomeTable, inTransaction, openDatabase, writeCountsOf } from './sqlite.ts';
 
 const schema = `
 CREATE TABLE IF NOT EXISTS memories (
@@ -45,19 +45,8 @@ function migrate(db: DatabaseSync): void {
   // index covers the memories written since, which are the ones an upsert finds.
   db.exec(`CREATE UNIQUE INDEX IF NOT EXISTS memories_by_external_id ON memories (organization, namespace, external_id)
            WHERE external_id IS NOT NULL AND fingerprint IS NOT NULL`);
-  const hadWrites = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'memory_writes'").get();
-  db.exec(`CREATE TABLE IF NOT EXISTS memory_writes (
-             batch_key TEXT NOT NULL,
-             idx INTEGER NOT NULL,
-             memory_id TEXT NOT NULL,
-             outcome TEXT NOT NULL,
-             PRIMARY KEY (batch_key, idx)
-           ) WITHOUT ROWID`);
   // Each memory stored before this table existed was created by the batch item that wrote it.
-  if (!hadWrites) {
-    db.exec(`INSERT OR IGNORE INTO memory_writes (batch_key, idx, memory_id, outcome)
-             SELECT batch_key, idx, memory_id, '${writeOutcome.created}' FROM memories`);
-  }
+  ensureWriteOutcomeTable(db, 'memory_writes', 'memories');
 }
 
 interface ExistingMemory {
@@ -155,12 +144,7 @@ export class SqliteMemorySink implements MemorySink {
   }
 
   async countOutcomes(batchKey: string): Promise<WriteCounts> {
-    const rows = this.#db
-      .prepare('SELECT outcome, count(*) AS n FROM memory_writes WHERE batch_key = ? GROUP BY outcome')
-      .all(batchKey) as { outcome: string; n: number }[];
-    const counts = emptyWriteCounts();
-    for (const row of rows) if ((writeOutcomes as string[]).includes(row.outcome)) counts[row.outcome as WriteOutcomeName] = row.n;
-    return counts;
+    return writeCountsOf(this.#db, 'memory_writes', batchKey);
   }
 
   async check(): Promise<void> {

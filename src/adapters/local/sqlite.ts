@@ -3,6 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { emptyWriteCounts, type WriteCounts, writeOutcome, type WriteOutcomeName, writeOutcomes } from '../../domain/progress.ts';
 
 /**
  * How long a write waits for another connection's lock. node:sqlite waits synchronously, freezing the whole
@@ -61,4 +62,36 @@ export function inTransaction<T>(db: DatabaseSync, work: () => T): Promise<T> {
       throw error;
     }
   });
+}
+
+/**
+ * Creates `table` (batch_key, idx, memory_id, outcome): what each batch item's write did, kept once per item so a
+ * repeated write reports its first outcome. When the table is new, every row already in `writtenFrom` (which has
+ * batch_key, idx and memory_id columns) is recorded as `created`: those writes happened before outcomes were kept.
+ * Table names are the caller's constants, never input.
+ */
+export function ensureWriteOutcomeTable(db: DatabaseSync, table: string, writtenFrom: string): void {
+  const existed = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(table);
+  db.exec(`CREATE TABLE IF NOT EXISTS ${table} (
+             batch_key TEXT NOT NULL,
+             idx INTEGER NOT NULL,
+             memory_id TEXT NOT NULL,
+             outcome TEXT NOT NULL,
+             PRIMARY KEY (batch_key, idx)
+           ) WITHOUT ROWID`);
+  if (!existed) {
+    db.exec(`INSERT OR IGNORE INTO ${table} (batch_key, idx, memory_id, outcome)
+             SELECT batch_key, idx, memory_id, '${writeOutcome.created}' FROM ${writtenFrom}`);
+  }
+}
+
+/** A batch's items per write outcome, read from a table made by `ensureWriteOutcomeTable`; unknown outcomes are left out. */
+export function writeCountsOf(db: DatabaseSync, table: string, batchKey: string): WriteCounts {
+  const rows = db.prepare(`SELECT outcome, count(*) AS n FROM ${table} WHERE batch_key = ? GROUP BY outcome`).all(batchKey) as {
+    outcome: string;
+    n: number;
+  }[];
+  const counts = emptyWriteCounts();
+  for (const row of rows) if ((writeOutcomes as string[]).includes(row.outcome)) counts[row.outcome as WriteOutcomeName] = row.n;
+  return counts;
 }
