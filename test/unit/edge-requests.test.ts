@@ -1,37 +1,12 @@
 // Nothing the client says is ignored (issue 15): compressed bodies are read decoded, query parameters the routes
 // declare (and the flags Papr's SDKs send) keep working, and a body that is not UTF-8 is placed exactly.
-import { Writable } from 'node:stream';
 import { gzipSync, zstdCompressSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { keyring } from '../../src/app/api-keys.ts';
+import { inProcessApp as inProcessAppOver, inProcessAuth } from '../support/in-process-app.ts';
 import { firstInvalidUtf8 } from '../../src/app/http/body.ts';
-import { createHttpApp } from '../../src/app/http/app.ts';
-import { LocalOrchestrator } from '../../src/app/local-runner.ts';
-import { createLogger } from '../../src/app/logger.ts';
-import { createMetrics } from '../../src/app/metrics.ts';
-import { defaultSettings, type OrchestratedServices, type Services } from '../../src/app/services.ts';
-import { systemClock } from '../../src/ports/clock.ts';
-import { MemoryBatchRepository, MemoryPayloadStore, MemorySinkFake, ScriptedNotifier } from '../support/fakes.ts';
 
-const keys = [{ key: 'key-a-0123456789abcdef0123456789abcdef', organization: 'org-a', namespace: 'ns', user: 'user-a', workspace: 'ws' }];
-const auth = { authorization: `Bearer ${keys[0]!.key}` };
-
-function inProcessApp() {
-  const sink = new MemorySinkFake();
-  const base: Services = {
-    batches: new MemoryBatchRepository(),
-    payloads: new MemoryPayloadStore(),
-    sink,
-    webhooks: new ScriptedNotifier(),
-    clock: systemClock,
-    settings: { ...defaultSettings, dedupeWindowMs: 0, watchIntervalMs: 20 },
-  };
-  const orchestrator = new LocalOrchestrator(base, { workerId: 'unit', batchConcurrency: 2 });
-  const services: OrchestratedServices = { ...base, orchestrator };
-  const quiet = new Writable({ write(_chunk, _encoding, done) { done(); } });
-  const app = createHttpApp({ ctx: services, keys: keyring(keys), logger: createLogger('error', quiet), metrics: createMetrics(), maxJsonBodyBytes: 64 * 1024 });
-  return { app, sink, orchestrator };
-}
+const auth = inProcessAuth;
+const inProcessApp = () => inProcessAppOver(64 * 1024);
 
 async function untilFinal(app: ReturnType<typeof inProcessApp>['app'], id: string) {
   for (let waited = 0; waited < 10_000; waited += 10) {

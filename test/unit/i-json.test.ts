@@ -3,17 +3,9 @@
 // accepted and stored equal in meaning (the same JSON text once re-serialised).
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { inProcessApp as inProcessAppOver, inProcessAuth } from '../support/in-process-app.ts';
 import { batchKey } from '../../src/domain/batch.ts';
-import { keyring } from '../../src/app/api-keys.ts';
-import { createHttpApp } from '../../src/app/http/app.ts';
 import { numberProblem, parseIJson, parseIJsonLine } from '../../src/app/http/i-json.ts';
-import { LocalOrchestrator } from '../../src/app/local-runner.ts';
-import { createLogger } from '../../src/app/logger.ts';
-import { createMetrics } from '../../src/app/metrics.ts';
-import { defaultSettings, type OrchestratedServices, type Services } from '../../src/app/services.ts';
-import { systemClock } from '../../src/ports/clock.ts';
-import { MemoryBatchRepository, MemoryPayloadStore, MemorySinkFake, ScriptedNotifier } from '../support/fakes.ts';
-import { Writable } from 'node:stream';
 
 describe('the I-JSON number rule', () => {
   it('keeps numbers a double reads back as written and refuses the others', () => {
@@ -37,25 +29,8 @@ describe('the I-JSON number rule', () => {
   });
 });
 
-const keys = [{ key: 'key-a-0123456789abcdef0123456789abcdef', organization: 'org-a', namespace: 'ns', user: 'user-a', workspace: 'ws' }];
-const auth = { authorization: `Bearer ${keys[0]!.key}` };
-
-function inProcessApp() {
-  const sink = new MemorySinkFake();
-  const base: Services = {
-    batches: new MemoryBatchRepository(),
-    payloads: new MemoryPayloadStore(),
-    sink,
-    webhooks: new ScriptedNotifier(),
-    clock: systemClock,
-    settings: { ...defaultSettings, dedupeWindowMs: 0, watchIntervalMs: 20 },
-  };
-  const orchestrator = new LocalOrchestrator(base, { workerId: 'unit', batchConcurrency: 2 });
-  const services: OrchestratedServices = { ...base, orchestrator };
-  const quiet = new Writable({ write(_chunk, _encoding, done) { done(); } });
-  const app = createHttpApp({ ctx: services, keys: keyring(keys), logger: createLogger('error', quiet), metrics: createMetrics(), maxJsonBodyBytes: 1024 * 1024 });
-  return { app, sink, orchestrator };
-}
+const auth = inProcessAuth;
+const inProcessApp = () => inProcessAppOver(1024 * 1024);
 
 const forbiddenKey = /"(__proto__|constructor|prototype)":/;
 /** Valid under the I-JSON rule: every number as JSON.stringify writes it is kept (integers within ±2^53). */
