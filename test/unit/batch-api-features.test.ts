@@ -267,6 +267,12 @@ describe('completion window on the in-process runner', () => {
     expect((await repo.get(key))!.counts.processed).toBe(30);
     const results = (await (await t.call('/v1/batch/late/errors.ndjson')).text()).split('\n').filter(Boolean).map((l) => JSON.parse(l));
     expect(results.filter((r) => r.outcome === 'expired').length).toBeGreaterThanOrEqual(30);
+    // The errors file holds only what did not succeed: no stored memory appears there as expired.
+    const all = (await (await t.call('/v1/batch/late/results.ndjson')).text()).split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    const stored = new Set(all.filter((r) => r.outcome === 'succeeded').map((r) => r.index));
+    expect(stored.size).toBeGreaterThanOrEqual(30);
+    expect(results.every((r) => r.outcome === 'expired' && !stored.has(r.index))).toBe(true);
+    expect(results.length + stored.size).toBe(100);
   });
 });
 

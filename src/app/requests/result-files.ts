@@ -46,12 +46,14 @@ export async function* resultLines(ctx: Services, batch: Batch, kind: ResultFile
   const after = fromIndex - 1;
   const storedPage = async (afterIndex: number, limit: number) => {
     const page = await ctx.sink.listByBatch(batch.key, afterIndex, limit);
-    const sinkIds = page.length > 0 && ctx.sink.sinkIds ? await ctx.sink.sinkIds(page.map((m) => m.memoryId)) : undefined;
+    const sinkIds = kind === 'results' && page.length > 0 && ctx.sink.sinkIds ? await ctx.sink.sinkIds(page.map((m) => m.memoryId)) : undefined;
     return page.map((m) => ({ ...m, sinkId: sinkIds?.get(m.memoryId) }));
   };
-  const stored = kind === 'results' ? paged(storedPage, after) : undefined;
-  const failed = paged((a, l) => ctx.batches.listErrors(batch.key, a, l), after);
   const fillExpired = expiredItems(batch) > 0;
+  // The errors file needs the stored memories too when some items expired: an index with no memory and no error is
+  // an expired item, and only the memories tell the stored ones apart.
+  const stored = kind === 'results' || fillExpired ? paged(storedPage, after) : undefined;
+  const failed = paged((a, l) => ctx.batches.listErrors(batch.key, a, l), after);
   let nextStored = stored ? await stored.next() : undefined;
   let nextFailed = await failed.next();
   let expected = fromIndex;
@@ -69,7 +71,7 @@ export async function* resultLines(ctx: Services, batch: Batch, kind: ResultFile
     if (!memory && !error) break;
     if (memory && (!error || memory.index < error.index)) {
       yield* gapsUpTo(memory.index);
-      yield {
+      if (kind === 'results') yield {
         index: memory.index,
         external_id: memory.externalId,
         outcome: itemOutcome.succeeded,
