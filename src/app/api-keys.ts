@@ -61,12 +61,16 @@ export function keyring(keys: (KeyEntry | (Tenant & { key: string }))[]): ApiKey
 }
 
 function parseStored(text: string, source: string, minimum: number): StoredKey[] {
+  // A server with no key would refuse every request: say so and how to fix it, instead of a schema message.
+  const empty = `${source} holds no API key; add one with \`batchmem keys create\``;
+  if (minimum > 0 && text.trim() === '') throw new ConfigError(empty);
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch {
     throw new ConfigError(`${source} is not valid JSON`);
   }
+  if (minimum > 0 && Array.isArray(json) && json.length === 0) throw new ConfigError(empty);
   const parsed = z.array(storedKeySchema).min(minimum).safeParse(json);
   // The message names fields, never values: the values are secrets.
   if (!parsed.success) {

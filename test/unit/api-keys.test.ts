@@ -85,6 +85,13 @@ describe('batchmem keys', () => {
     }
   });
 
+  it('refuses to start on a keys file that holds no key (empty or []), saying how to add one', () => {
+    for (const text of ['', '[]\n']) {
+      writeFileSync(file, text);
+      expect(() => serverKeys(file)).toThrow('BATCHMEM_API_KEYS_FILE holds no API key; add one with `batchmem keys create`');
+    }
+  });
+
   it('runs as a command: create prints the key once, list shows no key, revoke of an unknown id exits 1', () => {
     const out = capture();
     const err = capture();
