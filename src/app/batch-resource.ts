@@ -81,7 +81,7 @@ export const batchResourceSchema = z
     message: z.string().openapi({ description: 'Papr: the state in words' }),
     total_processed: z.number().int(),
     total_successful: z.number().int(),
-    total_failed: z.number().int(),
+    total_failed: z.number().int().openapi({ description: 'Papr: failed items, plus in an expired batch those never processed' }),
     errors: z
       .array(z.object({ index: z.number().int(), error: z.string(), code: z.number().int() }))
       .openapi({ description: 'Papr: the first 100 item errors on a single batch; empty in the submit answer, lists and events' }),
@@ -132,7 +132,8 @@ export function batchResource(batch: Batch, written: WriteCounts, errors: PaprIt
     message: paprMessage(batch),
     total_processed: batch.counts.processed,
     total_successful: batch.counts.succeeded,
-    total_failed: batch.counts.failed,
+    // Papr's SDKs know no expired state: items an expired batch never stored count as failed for them.
+    total_failed: batch.counts.failed + expiredItems(batch),
     errors,
     completion_window: batch.completionWindow ?? null,
     expires_at: batch.expiresAt ?? null,
@@ -144,7 +145,8 @@ export function batchResource(batch: Batch, written: WriteCounts, errors: PaprIt
 
 function paprMessage(batch: Batch): string {
   const { total, processed, failed } = batch.counts;
-  const base = `batch ${batch.id} is ${batch.status}: ${processed} of ${total} memories processed, ${failed} failed`;
+  const expired = expiredItems(batch);
+  const base = `batch ${batch.id} is ${batch.status}: ${processed} of ${total} memories processed, ${failed} failed${expired > 0 ? `, ${expired} expired` : ''}`;
   return batch.error ? `${base} (${batch.error})` : base;
 }
 

@@ -262,6 +262,9 @@ describe('completion window on the in-process runner', () => {
     expect(batch.status).toBe('expired');
     expect(batch.request_counts).toEqual({ total: 100, processed: 30, succeeded: 30, failed: 0, created: 30, updated: 0, unchanged: 0, expired: 70 });
     expect(batch.error).toContain('completion window of 1h');
+    // Papr clients know no expired state: what was not stored counts as failed for them, and the message says why.
+    expect(batch).toMatchObject({ code: 200, total_processed: 30, total_successful: 30, total_failed: 70 });
+    expect(batch.message).toContain('70 expired');
     t.sink.release();
     await new Promise((r) => setTimeout(r, 50));
     expect((await repo.get(key))!.counts.processed).toBe(30);
