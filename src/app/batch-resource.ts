@@ -151,8 +151,8 @@ function paprMessage(batch: Batch): string {
 }
 
 /** How the batch's succeeded items were written, read from the memory sink (all zero before any was). */
-export function outcomesOf(ctx: Pick<Services, 'sink'>, batch: Batch): Promise<WriteCounts> {
-  return ctx.sink.countOutcomes(batch.key);
+export function outcomesOf(services: Pick<Services, 'sink'>, batch: Batch): Promise<WriteCounts> {
+  return services.sink.countOutcomes(batch.key);
 }
 
 /** What the API and the webhook send: the schema's shape (the secret only ever added to the submit answer). */

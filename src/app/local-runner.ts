@@ -16,7 +16,7 @@ export interface LocalOrchestratorOptions {
 }
 
 export class LocalOrchestrator implements Orchestrator {
-  readonly #ctx: Services;
+  readonly #services: Services;
   readonly #options: LocalOrchestratorOptions;
   readonly #running = new Map<string, AbortController>();
   readonly #queue: string[] = [];
@@ -27,14 +27,14 @@ export class LocalOrchestrator implements Orchestrator {
   /** Consecutive failures per batch, for the backoff. */
   readonly #failures = new Map<string, number>();
 
-  constructor(ctx: Services, options: LocalOrchestratorOptions) {
-    this.#ctx = ctx;
+  constructor(services: Services, options: LocalOrchestratorOptions) {
+    this.#services = services;
     this.#options = options;
   }
 
   /** Picks up the work a previous process left behind. */
   async resume(): Promise<number> {
-    const keys = await this.#ctx.batches.listNeedingWork(this.#ctx.settings.webhookMaxAttempts);
+    const keys = await this.#services.batches.listNeedingWork(this.#services.settings.webhookMaxAttempts);
     for (const key of keys) await this.start(key);
     return keys.length;
   }
@@ -59,7 +59,7 @@ export class LocalOrchestrator implements Orchestrator {
   }
 
   async describe(batchKey: string): Promise<{ workflowId: string; running: boolean } | undefined> {
-    const known = this.#running.has(batchKey) || this.#queue.includes(batchKey) || (await this.#ctx.batches.get(batchKey));
+    const known = this.#running.has(batchKey) || this.#queue.includes(batchKey) || (await this.#services.batches.get(batchKey));
     return known ? { workflowId: workflowIdFor(batchKey), running: this.#running.has(batchKey) } : undefined;
   }
 
@@ -71,7 +71,7 @@ export class LocalOrchestrator implements Orchestrator {
   }
 
   #deliver(key: string): void {
-    const delivery = deliverWithRetries(this.#ctx, key, this.#shutdown.signal)
+    const delivery = deliverWithRetries(this.#services, key, this.#shutdown.signal)
       .then(() => {
         this.#failures.delete(key);
       })
@@ -116,7 +116,7 @@ export class LocalOrchestrator implements Orchestrator {
       const controller = new AbortController();
       this.#running.set(key, controller);
       const signal = AbortSignal.any([controller.signal, this.#shutdown.signal]);
-      runBatch(this.#ctx, key, {
+      runBatch(this.#services, key, {
         workerId: this.#options.workerId,
         signal,
         onSegmentError: (segment, attempt, error) => this.#options.onSegmentError?.(key, segment, attempt, error),

@@ -4,19 +4,19 @@ import { loadApiKeys } from './api-keys.ts';
 import { buildContext, parseConnection } from './wire.ts';
 
 export async function migrate(config: Config): Promise<number> {
-  const ctx = await buildContext(config);
+  const services = await buildContext(config);
   try {
-    const prepared = await ctx.payloads.prepare();
+    const prepared = await services.payloads.prepare();
     if (prepared) process.stdout.write(`${prepared}\n`);
     if ([config.BATCHMEM_STORE, config.BATCHMEM_PAYLOADS, config.BATCHMEM_SINK].includes('parse')) {
       const problems = await migrateParseBackend(config);
       if (problems > 0) return 1;
     }
-    await Promise.all([ctx.batches.check(), ctx.payloads.check(), ctx.sink.check()]);
+    await Promise.all([services.batches.check(), services.payloads.check(), services.sink.check()]);
     process.stdout.write(`store=${config.BATCHMEM_STORE} payloads=${config.BATCHMEM_PAYLOADS} sink=${config.BATCHMEM_SINK}: ready\n`);
     return 0;
   } finally {
-    await Promise.allSettled([ctx.batches.close(), ctx.payloads.close(), ctx.sink.close()]);
+    await Promise.allSettled([services.batches.close(), services.payloads.close(), services.sink.close()]);
   }
 }
 

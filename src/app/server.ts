@@ -28,9 +28,9 @@ export async function startServer(config: Config): Promise<RunningServer> {
   }
   const runtime = await buildRuntime(config, logger, metrics, telemetry);
   // The API reports the store's backlog; workers do not, so the gauges come from one kind of process only.
-  metrics.trackBacklog(() => runtime.ctx.batches.backlog());
+  metrics.trackBacklog(() => runtime.services.batches.backlog());
   const app = createHttpApp({
-    ctx: runtime.ctx,
+    services: runtime.services,
     keys: keyring(keys),
     logger,
     metrics,

@@ -137,7 +137,7 @@ export async function buildContext(config: Config, observer?: Observer): Promise
 }
 
 export interface Runtime {
-  ctx: OrchestratedServices;
+  services: OrchestratedServices;
   /** Work to do once the process is up: the embedded orchestrator resumes unfinished batches. */
   startBackground(): Promise<void>;
   close(): Promise<void>;
@@ -145,13 +145,13 @@ export interface Runtime {
 
 async function orchestrator(
   config: Config,
-  ctx: Services,
+  services: Services,
   logger: Logger,
   telemetry: Telemetry | undefined,
 ): Promise<{ orchestrator: Orchestrator; start(): Promise<void> }> {
   switch (config.BATCHMEM_ORCHESTRATOR) {
     case 'local': {
-      const local = new LocalOrchestrator(ctx, {
+      const local = new LocalOrchestrator(services, {
         workerId: workerIdentity(config),
         batchConcurrency: config.BATCHMEM_BATCH_CONCURRENCY,
         onError: (key, error) => logger.error({ batch: key, err: error }, 'batch run failed'),
@@ -180,7 +180,7 @@ async function orchestrator(
         async start() {
           // A batch whose workflow could not be started (Temporal unreachable at submit) or whose run failed is
           // started now; for every other batch the start is a no-op (same workflow id, existing run).
-          const keys = await ctx.batches.listNeedingWork(config.BATCHMEM_WEBHOOK_MAX_ATTEMPTS);
+          const keys = await services.batches.listNeedingWork(config.BATCHMEM_WEBHOOK_MAX_ATTEMPTS);
           for (const key of keys) await temporal.start(key);
           if (keys.length > 0) logger.info({ batches: keys.length }, 'checked unfinished batches have a workflow');
         },
@@ -191,16 +191,16 @@ async function orchestrator(
 
 /** Everything the API process needs. */
 export async function buildRuntime(config: Config, logger: Logger, observer?: Observer, telemetry?: Telemetry): Promise<Runtime> {
-  const ctx = await buildContext(config, observer);
+  const services = await buildContext(config, observer);
   const retentionMs = config.BATCHMEM_PAYLOAD_RETENTION;
-  const orchestration = await orchestrator(config, ctx, logger, telemetry);
+  const orchestration = await orchestrator(config, services, logger, telemetry);
   let expiry: { stop(): Promise<void> } | undefined;
   return {
-    ctx: { ...ctx, orchestrator: orchestration.orchestrator },
+    services: { ...services, orchestrator: orchestration.orchestrator },
     async startBackground() {
       await orchestration.start();
       if (retentionMs === undefined) return;
-      expiry = scheduleExpiry(ctx, {
+      expiry = scheduleExpiry(services, {
         retentionMs,
         intervalMs: expiryIntervalMs(retentionMs),
         onSweep: (sweep) => {
@@ -213,7 +213,7 @@ export async function buildRuntime(config: Config, logger: Logger, observer?: Ob
     async close() {
       await expiry?.stop();
       await orchestration.orchestrator.close();
-      await Promise.allSettled([ctx.batches.close(), ctx.payloads.close(), ctx.sink.close()]);
+      await Promise.allSettled([services.batches.close(), services.payloads.close(), services.sink.close()]);
     },
   };
 }

@@ -16,7 +16,7 @@ export async function runWorkerCommand(config: Config): Promise<number> {
   const logger = createLogger(config.BATCHMEM_LOG_LEVEL, undefined, { traceIds: telemetry !== undefined });
   installTemporalLogging(logger, config.BATCHMEM_LOG_LEVEL === 'debug' || config.BATCHMEM_LOG_LEVEL === 'trace');
   const metrics = createMetrics();
-  const ctx = await buildContext(config, metrics);
+  const services = await buildContext(config, metrics);
   const identity = workerIdentity(config);
   let metricsServer: MetricsServer | undefined;
   if (config.BATCHMEM_WORKER_METRICS_PORT !== undefined) {
@@ -36,9 +36,9 @@ export async function runWorkerCommand(config: Config): Promise<number> {
   logger.info({ identity, address: options.address, namespace: options.namespace, taskQueue: options.taskQueue }, 'temporal worker starting');
   try {
     // SIGINT and SIGTERM make the SDK stop polling and let running activities finish (graceful shutdown).
-    await runWorker(ctx, { ...options, onRunning: () => logger.info({ identity }, 'temporal worker is polling') });
+    await runWorker(services, { ...options, onRunning: () => logger.info({ identity }, 'temporal worker is polling') });
   } finally {
-    await Promise.allSettled([ctx.batches.close(), ctx.payloads.close(), ctx.sink.close(), metricsServer?.close()]);
+    await Promise.allSettled([services.batches.close(), services.payloads.close(), services.sink.close(), metricsServer?.close()]);
     await telemetry?.shutdown();
   }
   logger.info({ identity }, 'temporal worker stopped');

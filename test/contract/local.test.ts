@@ -59,5 +59,5 @@ memorySinkContract('sqlite, two connections', async () => {
 orchestratorContract('local', async () => {
   const local = localContext({ segmentMaxItems: 10, segmentConcurrency: 2 });
   await local.orchestrator.resume();
-  return { ctx: local.ctx, close: local.close };
+  return { services: local.services, close: local.close };
 });

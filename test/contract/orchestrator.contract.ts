@@ -9,7 +9,7 @@ import { tenantA, uniqueId } from '../support/batches.ts';
 
 export interface OrchestratorFixture {
   /** A context whose settings cut segments of 10 memories. */
-  ctx: OrchestratedServices;
+  services: OrchestratedServices;
   close(): Promise<void>;
 }
 
@@ -17,16 +17,16 @@ async function* items(count: number) {
   for (let i = 0; i < count; i += 1) yield { content: `memory ${i}`, external_id: `e${i}` };
 }
 
-async function submit(ctx: OrchestratedServices, count: number, batchId = uniqueId()): Promise<Batch> {
-  const result = await submitBatch(ctx, { tenant: tenantA, requestId: uniqueId('req'), items: items(count), options: () => ({ batchId }) });
+async function submit(services: OrchestratedServices, count: number, batchId = uniqueId()): Promise<Batch> {
+  const result = await submitBatch(services, { tenant: tenantA, requestId: uniqueId('req'), items: items(count), options: () => ({ batchId }) });
   if (!result.ok) throw new Error(result.error.detail);
   return result.value.batch;
 }
 
-async function settle(ctx: OrchestratedServices, key: string, timeoutMs = 120_000): Promise<Batch> {
+async function settle(services: OrchestratedServices, key: string, timeoutMs = 120_000): Promise<Batch> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const batch = await ctx.batches.get(key);
+    const batch = await services.batches.get(key);
     if (batch && isFinal(batch.status)) return batch;
     if (Date.now() > deadline) throw new Error(`batch ${key} is still ${batch?.status} after ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 100));
@@ -36,45 +36,45 @@ async function settle(ctx: OrchestratedServices, key: string, timeoutMs = 120_00
 export function orchestratorContract(adapter: string, open: () => Promise<OrchestratorFixture>): void {
   describe(`Orchestrator contract: ${adapter}`, () => {
     let fixture: OrchestratorFixture;
-    let ctx: OrchestratedServices;
+    let services: OrchestratedServices;
     beforeAll(async () => {
       fixture = await open();
-      ctx = fixture.ctx;
+      services = fixture.services;
     });
     afterAll(async () => fixture?.close());
 
     it('runs a submitted batch to completed with exact counts', async () => {
-      const batch = await submit(ctx, 95);
+      const batch = await submit(services, 95);
       expect(batch.payload.segments).toBe(10);
-      const done = await settle(ctx, batch.key);
+      const done = await settle(services, batch.key);
       expect(done.status).toBe('completed');
       expect(done.counts).toEqual({ total: 95, processed: 95, succeeded: 95, failed: 0 });
-      expect(await ctx.sink.countByBatch(batch.key)).toBe(95);
+      expect(await services.sink.countByBatch(batch.key)).toBe(95);
     });
 
     it('treats a second start of the same batch as the same run', async () => {
-      const batch = await submit(ctx, 40);
-      const first = await ctx.orchestrator.start(batch.key);
-      const second = await ctx.orchestrator.start(batch.key);
+      const batch = await submit(services, 40);
+      const first = await services.orchestrator.start(batch.key);
+      const second = await services.orchestrator.start(batch.key);
       expect(second.workflowId).toBe(first.workflowId);
-      const done = await settle(ctx, batch.key);
+      const done = await settle(services, batch.key);
       expect(done.counts.processed).toBe(40);
-      expect(await ctx.sink.countByBatch(batch.key)).toBe(40);
-      expect((await ctx.orchestrator.describe(batch.key))?.workflowId).toBe(first.workflowId);
+      expect(await services.sink.countByBatch(batch.key)).toBe(40);
+      expect((await services.orchestrator.describe(batch.key))?.workflowId).toBe(first.workflowId);
     });
 
     it('ends a cancelled batch as cancelled, with counts equal to the memories stored', async () => {
-      const batch = await submit(ctx, 3000);
-      const cancelled = await cancelBatch(ctx, tenantA, batch.id);
+      const batch = await submit(services, 3000);
+      const cancelled = await cancelBatch(services, tenantA, batch.id);
       expect(cancelled.ok).toBe(true);
-      const done = await settle(ctx, batch.key);
+      const done = await settle(services, batch.key);
       expect(done.status).toBe('cancelled');
       expect(done.counts.processed).toBeLessThan(3000);
-      expect(done.counts.processed).toBe(await ctx.sink.countByBatch(batch.key));
+      expect(done.counts.processed).toBe(await services.sink.countByBatch(batch.key));
     });
 
     it('describes a batch it never saw as undefined', async () => {
-      expect(await ctx.orchestrator.describe('f'.repeat(32))).toBeUndefined();
+      expect(await services.orchestrator.describe('f'.repeat(32))).toBeUndefined();
     });
   });
 }

@@ -52,10 +52,10 @@ async function* items(count: number) {
   for (let i = 0; i < count; i += 1) yield { content: `memory ${i}`, external_id: `e${i}` };
 }
 
-async function settle(ctx: OrchestratedServices, key: string, until: (b: Batch) => boolean = (b) => isFinal(b.status), timeoutMs = 60_000): Promise<Batch> {
+async function settle(services: OrchestratedServices, key: string, until: (b: Batch) => boolean = (b) => isFinal(b.status), timeoutMs = 60_000): Promise<Batch> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const batch = await ctx.batches.get(key);
+    const batch = await services.batches.get(key);
     if (batch && until(batch)) return batch;
     if (Date.now() > deadline) throw new Error(`batch is still ${batch?.status} (webhook ${JSON.stringify(batch?.webhook)}) after ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 50));
@@ -74,10 +74,10 @@ describe('embedded runner: the batch store fails for a while', () => {
     const local = localContext({ segmentMaxItems: 10, segmentConcurrency: 2, webhookBaseDelayMs: 50, webhookMaxDelayMs: 200, allowPrivateWebhooks: true });
     const receiver = await webhookReceiver(secret);
     const failed: string[] = [];
-    const batches = unreliable(local.ctx.batches, faults, failed);
-    const base = { ...local.ctx, batches };
+    const batches = unreliable(local.services.batches, faults, failed);
+    const base = { ...local.services, batches };
     const orchestrator = new LocalOrchestrator(base, { workerId: 'outage-test', batchConcurrency: 2 });
-    const ctx: OrchestratedServices = { ...base, orchestrator };
+    const services: OrchestratedServices = { ...base, orchestrator };
     cleanup.push(async () => {
       await orchestrator.close();
       await receiver.close();
@@ -85,7 +85,7 @@ describe('embedded runner: the batch store fails for a while', () => {
     });
     const submit = async (count: number) => {
       const batchId = uniqueId();
-      const result = await submitBatch(ctx, {
+      const result = await submitBatch(services, {
         tenant: tenantA,
         requestId: uniqueId('req'),
         items: items(count),
@@ -94,46 +94,46 @@ describe('embedded runner: the batch store fails for a while', () => {
       if (!result.ok) throw new Error(result.error.detail);
       return result.value.batch;
     };
-    return { ctx, receiver, failed, submit };
+    return { services, receiver, failed, submit };
   }
 
-  async function expectDone(ctx: OrchestratedServices, receiver: WebhookReceiver, batch: Batch, total: number) {
-    const done = await settle(ctx, batch.key, (b) => isFinal(b.status) && b.webhook.delivered);
+  async function expectDone(services: OrchestratedServices, receiver: WebhookReceiver, batch: Batch, total: number) {
+    const done = await settle(services, batch.key, (b) => isFinal(b.status) && b.webhook.delivered);
     expect(done.status).toBe('completed');
     expect(done.counts).toEqual({ total, processed: total, succeeded: total, failed: 0 });
-    expect(await ctx.sink.countByBatch(batch.key)).toBe(total);
+    expect(await services.sink.countByBatch(batch.key)).toBe(total);
     return done;
   }
 
   it('starts a batch whose move to processing failed', async () => {
-    const { ctx, receiver, failed, submit } = await setup([{ matches: (m, p) => m === 'update' && p?.status === 'processing', count: 3 }]);
+    const { services, receiver, failed, submit } = await setup([{ matches: (m, p) => m === 'update' && p?.status === 'processing', count: 3 }]);
     const batch = await submit(95);
-    await expectDone(ctx, receiver, batch, 95);
+    await expectDone(services, receiver, batch, 95);
     expect(failed).toEqual(['update', 'update', 'update']);
     expectWebhookExactlyOnce(receiver, batch.id);
   });
 
   it('finalizes a batch whose final status failed to record', async () => {
-    const { ctx, receiver, failed, submit } = await setup([{ matches: (m, p) => m === 'update' && p?.status === 'completed', count: 3 }]);
+    const { services, receiver, failed, submit } = await setup([{ matches: (m, p) => m === 'update' && p?.status === 'completed', count: 3 }]);
     const batch = await submit(95);
-    await expectDone(ctx, receiver, batch, 95);
+    await expectDone(services, receiver, batch, 95);
     expect(failed).toHaveLength(3);
     expectWebhookExactlyOnce(receiver, batch.id);
   });
 
   it('finishes a batch whose segment records failed, within the segment retries', async () => {
     // Two segments at a time, each failing in turn: at most three failures for any one segment, of five attempts.
-    const { ctx, receiver, failed, submit } = await setup([{ matches: (m) => m === 'recordSegment', count: 6 }]);
+    const { services, receiver, failed, submit } = await setup([{ matches: (m) => m === 'recordSegment', count: 6 }]);
     const batch = await submit(95);
-    await expectDone(ctx, receiver, batch, 95);
+    await expectDone(services, receiver, batch, 95);
     expect(failed).toHaveLength(6);
     expectWebhookExactlyOnce(receiver, batch.id);
   });
 
   it('keeps delivering a webhook whose attempts failed to record, as one logical event', async () => {
-    const { ctx, receiver, failed, submit } = await setup([{ matches: (m, p) => m === 'update' && p?.webhook !== undefined, count: 2 }]);
+    const { services, receiver, failed, submit } = await setup([{ matches: (m, p) => m === 'update' && p?.webhook !== undefined, count: 2 }]);
     const batch = await submit(30);
-    const done = await expectDone(ctx, receiver, batch, 30);
+    const done = await expectDone(services, receiver, batch, 30);
     expect(failed).toEqual(['update', 'update']);
     // The receiver may have accepted before the record failed: a resend then carries the same webhook-id.
     const deliveries = receiver.deliveries.filter((d) => d.payload.data.id === batch.id);

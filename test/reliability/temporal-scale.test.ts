@@ -58,7 +58,7 @@ describe('the naive design next to processBatch, on the same Temporal server', (
     const activities: NaiveActivities = {
       async storeMemories({ batchKey, memories }) {
         const records = memories.map((item, index) => toMemoryRecord(batchKey, tenantA, index, item as MemoryItem));
-        return (await fixture.ctx.sink.writeSegment(records)).filter((outcome) => outcome.ok).length;
+        return (await fixture.services.sink.writeSegment(records)).filter((outcome) => outcome.ok).length;
       },
     };
     const naiveWorker = await Worker.create({
@@ -100,12 +100,12 @@ describe('the naive design next to processBatch, on the same Temporal server', (
 
       const total = 100 * rejectedAt!;
       const startedAt = Date.now();
-      const batch = await submitDirect(fixture.ctx, total, { make: documentChunk });
-      const done = await settle(fixture.ctx, batch.key, 600_000);
+      const batch = await submitDirect(fixture.services, total, { make: documentChunk });
+      const done = await settle(fixture.services, batch.key, 600_000);
       const seconds = (Date.now() - startedAt) / 1000;
       expect(done.status).toBe('completed');
       expect(done.counts).toEqual({ total, processed: total, succeeded: total, failed: 0 });
-      expect(await fixture.ctx.sink.countByBatch(batch.key)).toBe(total);
+      expect(await fixture.services.sink.countByBatch(batch.key)).toBe(total);
       const runs = await runHistories(client, workflowIdFor(batch.key));
       const input = Math.max(...runs.map((run) => inputBytes(run).data));
       const longest = runs.reduce((a, b) => (b.events > a.events ? b : a));
@@ -132,12 +132,12 @@ describe('history length of a 100,000-memory batch', () => {
     const fixture = await temporalFixture(temporal, { settings: { segmentMaxItems: 100, segmentConcurrency: 8 }, segmentsPerRun });
     try {
       const startedAt = Date.now();
-      const batch = await submitDirect(fixture.ctx, total);
-      const done = await settle(fixture.ctx, batch.key, 600_000);
+      const batch = await submitDirect(fixture.services, total);
+      const done = await settle(fixture.services, batch.key, 600_000);
       const seconds = (Date.now() - startedAt) / 1000;
       expect(done.status).toBe('completed');
       expect(done.counts).toEqual({ total, processed: total, succeeded: total, failed: 0 });
-      expect(await fixture.ctx.sink.countByBatch(batch.key)).toBe(total);
+      expect(await fixture.services.sink.countByBatch(batch.key)).toBe(total);
       const runs = await runHistories(fixture.orchestrator.client, workflowIdFor(batch.key));
       const longest = Math.max(...runs.map((run) => run.events));
       expect(runs).toHaveLength(Math.ceil(done.payload.segments / segmentsPerRun));

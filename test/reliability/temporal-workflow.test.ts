@@ -63,11 +63,11 @@ describe('processBatch on Temporal', () => {
   });
 
   it('carries only the batch key, continues as new every few segments, and completes with exact counts', async () => {
-    const batch = await submitDirect(fixture.ctx, 95);
-    const done = await settle(fixture.ctx, batch.key);
+    const batch = await submitDirect(fixture.services, 95);
+    const done = await settle(fixture.services, batch.key);
     expect(done.status).toBe('completed');
     expect(done.counts).toEqual({ total: 95, processed: 95, succeeded: 95, failed: 0 });
-    expect(await fixture.ctx.sink.countByBatch(batch.key)).toBe(95);
+    expect(await fixture.services.sink.countByBatch(batch.key)).toBe(95);
 
     const runs = await runHistories(fixture.orchestrator.client, workflowIdFor(batch.key));
     // 10 segments, 4 per run.
@@ -77,14 +77,14 @@ describe('processBatch on Temporal', () => {
       `histories ${runs.map((r) => r.events).join('/')} events`);
     runs.forEach((run, i) => recorded.push({ name: `completed-run-${i + 1}`, workflowId: workflowIdFor(batch.key), run }));
 
-    const segments = await fixture.ctx.batches.listSegments(batch.key);
+    const segments = await fixture.services.batches.listSegments(batch.key);
     expect(segments.map((s) => s.segment).sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     expect(new Set(segments.map((s) => s.workerId))).toEqual(new Set(['test-worker-1']));
   });
 
   it('maps a repeated start of a finished batch to its workflow, without a new run', async () => {
-    const batch = await submitDirect(fixture.ctx, 12);
-    await settle(fixture.ctx, batch.key);
+    const batch = await submitDirect(fixture.services, 12);
+    await settle(fixture.services, batch.key);
     const workflowId = workflowIdFor(batch.key);
     await fixture.orchestrator.client.workflow.getHandle(workflowId).result();
     const before = await runHistories(fixture.orchestrator.client, workflowId);
@@ -95,7 +95,7 @@ describe('processBatch on Temporal', () => {
   });
 
   it('answers the progress query from workflow state while segments run', async () => {
-    const batch = await submitDirect(fixture.ctx, 400);
+    const batch = await submitDirect(fixture.services, 400);
     let seen: Awaited<ReturnType<typeof fixture.orchestrator.progress>>;
     const deadline = Date.now() + 60_000;
     do {
@@ -107,7 +107,7 @@ describe('processBatch on Temporal', () => {
     expect(seen?.counts?.total).toBe(400);
     expect(seen?.counts?.processed).toBeGreaterThan(0);
     expect(seen?.runningSegments).toBeLessThanOrEqual(2);
-    const done = await settle(fixture.ctx, batch.key);
+    const done = await settle(fixture.services, batch.key);
     expect(done.counts.processed).toBe(400);
     // Once the workflow has finished, the last run answers from its final state.
     await fixture.orchestrator.client.workflow.getHandle(workflowIdFor(batch.key)).result();
@@ -115,7 +115,7 @@ describe('processBatch on Temporal', () => {
   });
 
   it('fails a batch whose segment is corrupt, without retrying that segment', async () => {
-    const batch = await submitDirect(withoutStarting(fixture.ctx), 30);
+    const batch = await submitDirect(withoutStarting(fixture.services), 30);
     const name = segmentKey(batch.payload.prefix, 1, batch.payload.codec);
     const path = join(fixture.dataDir, 'payloads', name);
     const bytes = readFileSync(path);
@@ -123,7 +123,7 @@ describe('processBatch on Temporal', () => {
     writeFileSync(path, bytes);
 
     await fixture.orchestrator.start(batch.key);
-    const done = await settle(fixture.ctx, batch.key);
+    const done = await settle(fixture.services, batch.key);
     expect(done.status).toBe('failed');
     expect(done.error).toContain(name);
     const [run] = await runHistories(fixture.orchestrator.client, workflowIdFor(batch.key));
@@ -138,7 +138,7 @@ describe('processBatch on Temporal', () => {
 
   it('retries the webhook through Temporal until the receiver accepts it', async () => {
     receiver.setMode('fail');
-    const batch = await submitDirect(fixture.ctx, 20, { webhookUrl: receiver.url, webhookSecret });
+    const batch = await submitDirect(fixture.services, 20, { webhookUrl: receiver.url, webhookSecret });
     const deadline = Date.now() + 30_000;
     while (receiver.deliveries.filter((d) => d.payload.data.id === batch.id).length < 2 && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 20));
@@ -149,7 +149,7 @@ describe('processBatch on Temporal', () => {
     expect(delivery.payload.type).toBe('batch.completed');
     const result = await fixture.orchestrator.client.workflow.getHandle(workflowIdFor(batch.key)).result() as ProcessBatchResult;
     expect(result.webhook).toBe('delivered');
-    const stored = await fixture.ctx.batches.get(batch.key);
+    const stored = await fixture.services.batches.get(batch.key);
     expect(stored?.webhook.delivered).toBe(true);
     expect(stored?.webhook.attempts).toBeGreaterThanOrEqual(3);
     // Every attempt carried the same message id.
@@ -158,11 +158,11 @@ describe('processBatch on Temporal', () => {
 
   it('stops webhook attempts at the bound and still completes the batch when the receiver stays down', async () => {
     receiver.setMode('fail');
-    const batch = await submitDirect(fixture.ctx, 20, { webhookUrl: receiver.url, webhookSecret });
+    const batch = await submitDirect(fixture.services, 20, { webhookUrl: receiver.url, webhookSecret });
     const result = await fixture.orchestrator.client.workflow.getHandle(workflowIdFor(batch.key)).result() as ProcessBatchResult;
     receiver.setMode('ok');
     expect(result).toMatchObject({ status: 'completed', webhook: 'not_delivered' });
-    const stored = await fixture.ctx.batches.get(batch.key);
+    const stored = await fixture.services.batches.get(batch.key);
     expect(stored?.status).toBe('completed');
     expect(stored?.webhook).toMatchObject({ delivered: false, attempts: 4 });
     expect(stored?.webhook.lastError).toBeTruthy();
@@ -186,15 +186,15 @@ describe('processBatch under faults and cancellation', () => {
     try {
       const total = 20_000;
       const startedAt = Date.now();
-      const batch = await submitDirect(fixture.ctx, total);
-      const done = await settle(fixture.ctx, batch.key);
+      const batch = await submitDirect(fixture.services, total);
+      const done = await settle(fixture.services, batch.key);
       console.log(`[temporal] ${total} memories, 40 segments: ${injected} of ${attempts} segment attempts failed by injection; ` +
         `completed in ${Date.now() - startedAt} ms`);
       expect(injected).toBeGreaterThan(0);
       expect(done.status).toBe('completed');
       expect(done.counts).toEqual({ total, processed: total, succeeded: total, failed: 0 });
-      expect(await fixture.ctx.sink.countByBatch(batch.key)).toBe(total);
-      expect((await fixture.ctx.batches.listSegments(batch.key)).length).toBe(40);
+      expect(await fixture.services.sink.countByBatch(batch.key)).toBe(total);
+      expect((await fixture.services.batches.listSegments(batch.key)).length).toBe(40);
     } finally {
       await fixture.close();
     }
@@ -204,19 +204,19 @@ describe('processBatch under faults and cancellation', () => {
     const fixture = await temporalFixture(temporal, { settings: { segmentMaxItems: 100, segmentConcurrency: 2 } });
     try {
       const total = 20_000;
-      const batch = await submitDirect(fixture.ctx, total);
+      const batch = await submitDirect(fixture.services, total);
       const deadline = Date.now() + 60_000;
-      while (((await fixture.ctx.batches.get(batch.key))?.counts.processed ?? 0) === 0 && Date.now() < deadline) {
+      while (((await fixture.services.batches.get(batch.key))?.counts.processed ?? 0) === 0 && Date.now() < deadline) {
         await new Promise((r) => setTimeout(r, 20));
       }
-      const cancelled = await cancelBatch(fixture.ctx, tenantA, batch.id);
+      const cancelled = await cancelBatch(fixture.services, tenantA, batch.id);
       expect(cancelled.ok).toBe(true);
-      const done = await settle(fixture.ctx, batch.key);
+      const done = await settle(fixture.services, batch.key);
       expect(done.status).toBe('cancelled');
       expect(done.counts.processed).toBeGreaterThan(0);
       expect(done.counts.processed).toBeLessThan(total);
       expect(done.counts.processed % 100).toBe(0);
-      expect(await fixture.ctx.sink.countByBatch(batch.key)).toBe(done.counts.processed);
+      expect(await fixture.services.sink.countByBatch(batch.key)).toBe(done.counts.processed);
       const result = await fixture.orchestrator.client.workflow.getHandle(workflowIdFor(batch.key)).result() as ProcessBatchResult;
       expect(result.status).toBe('cancelled');
       expect(result.counts).toEqual(done.counts);

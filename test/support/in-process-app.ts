@@ -28,6 +28,6 @@ export function inProcessApp(maxJsonBodyBytes: number) {
   const orchestrator = new LocalOrchestrator(base, { workerId: 'unit', batchConcurrency: 2 });
   const services: OrchestratedServices = { ...base, orchestrator };
   const quiet = new Writable({ write(_chunk, _encoding, done) { done(); } });
-  const app = createHttpApp({ ctx: services, keys: keyring(inProcessKeys), logger: createLogger('error', quiet), metrics: createMetrics(), maxJsonBodyBytes });
+  const app = createHttpApp({ services, keys: keyring(inProcessKeys), logger: createLogger('error', quiet), metrics: createMetrics(), maxJsonBodyBytes });
   return { app, sink, orchestrator };
 }

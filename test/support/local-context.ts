@@ -26,9 +26,9 @@ export function localContext(settings: Partial<Settings> = {}) {
     settings: { ...defaultSettings, ...settings },
   };
   const orchestrator = new LocalOrchestrator(base, { workerId: 'test-worker', batchConcurrency: 2 });
-  const ctx: OrchestratedServices = { ...base, orchestrator };
+  const services: OrchestratedServices = { ...base, orchestrator };
   return {
-    ctx,
+    services,
     orchestrator,
     dir: dir.path,
     async close() {

@@ -63,7 +63,7 @@ export interface TemporalFixtureOptions {
 }
 
 export interface TemporalFixture {
-  ctx: OrchestratedServices;
+  services: OrchestratedServices;
   orchestrator: TemporalOrchestrator;
   taskQueue: string;
   dataDir: string;
@@ -107,7 +107,7 @@ export async function temporalFixture(temporal: TemporalBackend, options: Tempor
   };
   for (const identity of options.workers ?? ['test-worker-1']) await addWorker(identity);
   return {
-    ctx: { ...base, orchestrator },
+    services: { ...base, orchestrator },
     orchestrator,
     taskQueue,
     dataDir,
@@ -125,9 +125,9 @@ export async function temporalFixture(temporal: TemporalBackend, options: Tempor
 }
 
 /** A context whose orchestrator records starts without starting anything: submit now, start the workflow later. */
-export function withoutStarting(ctx: OrchestratedServices): OrchestratedServices {
+export function withoutStarting(services: OrchestratedServices): OrchestratedServices {
   return {
-    ...ctx,
+    ...services,
     orchestrator: {
       start: async (key) => ({ workflowId: `batch-${key}` }),
       cancel: async () => undefined,
@@ -147,13 +147,13 @@ export interface SubmitDirectOptions {
 }
 
 /** Submits `count` memories through the submit use case (no HTTP), as the API would. */
-export async function submitDirect(ctx: OrchestratedServices, count: number, options: SubmitDirectOptions = {}): Promise<Batch> {
+export async function submitDirect(services: OrchestratedServices, count: number, options: SubmitDirectOptions = {}): Promise<Batch> {
   const make = options.make ?? ((i: number) => ({ content: `memory ${i}: the user prefers option ${i % 7}`, external_id: `e${i}` }));
   async function* items() {
     for (let i = 0; i < count; i += 1) yield make(i);
   }
   const batchId = options.batchId ?? uniqueId();
-  const result = await submitBatch(ctx, {
+  const result = await submitBatch(services, {
     tenant: tenantA,
     requestId: uniqueId('req'),
     items: items(),
@@ -163,10 +163,10 @@ export async function submitDirect(ctx: OrchestratedServices, count: number, opt
   return result.value.batch;
 }
 
-export async function settle(ctx: Services, key: string, timeoutMs = 240_000): Promise<Batch> {
+export async function settle(services: Services, key: string, timeoutMs = 240_000): Promise<Batch> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const batch = await ctx.batches.get(key);
+    const batch = await services.batches.get(key);
     if (batch && isFinal(batch.status)) return batch;
     if (Date.now() > deadline) throw new Error(`batch ${key} is still ${batch?.status} (${JSON.stringify(batch?.counts)}) after ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 100));

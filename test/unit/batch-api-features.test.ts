@@ -48,9 +48,9 @@ function setup(options: { start?: boolean; heartbeatMs?: number } = {}) {
   };
   const orchestrator = new LocalOrchestrator(base, { workerId: 'w', batchConcurrency: 2 });
   const idle = { start: async (key: string) => ({ workflowId: `batch-${key}` }), cancel: async () => undefined, describe: async () => undefined, check: async () => undefined, close: async () => undefined };
-  const ctx: OrchestratedServices = { ...base, orchestrator: options.start === false ? idle : orchestrator };
+  const services: OrchestratedServices = { ...base, orchestrator: options.start === false ? idle : orchestrator };
   const app = createHttpApp({
-    ctx,
+    services,
     keys: keyring([
       { key: keyA, organization: tenantA.organization, namespace: 'ns', user: 'user-a', workspace: 'ws' },
       { key: keyB, organization: 'org-b', namespace: 'ns', user: 'user-b', workspace: 'ws' },
@@ -75,7 +75,7 @@ function setup(options: { start?: boolean; heartbeatMs?: number } = {}) {
     throw new Error(`batch ${id} never ended`);
   };
   closers.push(() => orchestrator.close());
-  return { ctx, base, sink, orchestrator, app, call, submitJson, submitNdjson, waitFinal };
+  return { services, base, sink, orchestrator, app, call, submitJson, submitNdjson, waitFinal };
 }
 
 const closers: (() => Promise<void>)[] = [];
@@ -119,8 +119,8 @@ describe('batch metadata and completion window at submit', () => {
     }
     const proto = await t.call('/v1/memory/batch', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"memories":[{"content":"a"}],"metadata":{"__proto__":"x"}}' });
     expect(proto.status).toBe(400);
-    expect(t.ctx.batches instanceof MemoryBatchRepository && t.ctx.batches.batches.size).toBe(0);
-    expect((t.ctx.payloads as MemoryPayloadStore).objects.size).toBe(0);
+    expect(t.services.batches instanceof MemoryBatchRepository && t.services.batches.batches.size).toBe(0);
+    expect((t.services.payloads as MemoryPayloadStore).objects.size).toBe(0);
   });
 
   it('filters the list by metadata pairs, within the tenant', async () => {
@@ -146,8 +146,8 @@ describe('dry run (?validate_only=true)', () => {
     const response = await t.submitJson({ memories: memories(25), batch_id: 'dry', metadata: { job: 'x' }, completion_window: '1h' }, '?validate_only=true');
     expect(response.status).toBe(200);
     expect(await response.json()).toEqual({ valid: true, total: 25, errors: [] });
-    expect((t.ctx.batches as MemoryBatchRepository).batches.size).toBe(0);
-    expect((t.ctx.payloads as MemoryPayloadStore).objects.size).toBe(0);
+    expect((t.services.batches as MemoryBatchRepository).batches.size).toBe(0);
+    expect((t.services.payloads as MemoryPayloadStore).objects.size).toBe(0);
   });
 
   it('reports every bad item with its index and path, the first being the one a real submit names', async () => {
@@ -172,7 +172,7 @@ describe('dry run (?validate_only=true)', () => {
     const options = (await (await t.submitJson({ memories: memories(1), webhook_url: 'ftp://x.invalid/' }, '?validate_only=true')).json()) as { errors: { path: string }[] };
     expect(options.errors.map((e) => e.path)).toEqual(['webhook_url']);
     expect((await t.call('/v1/memory/batch?validate_only=maybe', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })).status).toBe(400);
-    expect((t.ctx.batches as MemoryBatchRepository).batches.size).toBe(0);
+    expect((t.services.batches as MemoryBatchRepository).batches.size).toBe(0);
   });
 });
 
@@ -251,7 +251,7 @@ describe('completion window on the in-process runner', () => {
     expect((await t.submitJson({ memories: memories(100), batch_id: 'late', completion_window: '1h' })).status).toBe(202);
     const key = batchKey(tenantA.organization, 'late');
     // The window is shortened in the store: the rule under test is the race, not the five-second minimum.
-    const repo = t.ctx.batches as MemoryBatchRepository;
+    const repo = t.services.batches as MemoryBatchRepository;
     repo.batches.get(key)!.expiresAt = new Date(Date.now() + 300).toISOString();
     const startedAt = Date.now();
     const end = await runBatch(t.base, key, { workerId: 'w', signal: new AbortController().signal });
@@ -291,8 +291,8 @@ describe('delete', () => {
     expect((await t.call('/v1/batch/d1', { method: 'DELETE' }, keyB)).status).toBe(404);
     expect((await t.call('/v1/batch/d1', { method: 'DELETE' })).status).toBe(204);
     expect((await t.call('/v1/batch/d1')).status).toBe(404);
-    expect((t.ctx.payloads as MemoryPayloadStore).objects.size).toBe(0);
-    expect(await t.ctx.sink.countByBatch(key)).toBe(25);
+    expect((t.services.payloads as MemoryPayloadStore).objects.size).toBe(0);
+    expect(await t.services.sink.countByBatch(key)).toBe(25);
     expect((await t.call('/v1/batch/d1', { method: 'DELETE' })).status).toBe(404);
   });
 });

@@ -21,16 +21,16 @@ function context(now: Date) {
   const batches = new SqliteBatchRepository(join(dir.path, 'batchmem.db'));
   const payloads = new MemoryPayloadStore();
   const clock = { now: () => now };
-  const ctx: Services = {
+  const services: Services = {
     batches, payloads, sink: new MemorySinkFake(), webhooks: new ScriptedNotifier(), clock, settings: defaultSettings,
   };
   cleanups.push(async () => { await batches.close(); dir.remove(); });
-  return { ctx, payloads, batches, clock };
+  return { services, payloads, batches, clock };
 }
 
-async function stored(ctx: Services, payloads: MemoryPayloadStore, overrides: Partial<Batch>): Promise<Batch> {
+async function stored(services: Services, payloads: MemoryPayloadStore, overrides: Partial<Batch>): Promise<Batch> {
   const batch = newBatch({ ...overrides, counts: { total: 100, processed: 100, succeeded: 99, failed: 1 } });
-  await ctx.batches.create(batch);
+  await services.batches.create(batch);
   for (let segment = 1; segment <= batch.payload.segments; segment += 1) {
     const body = Buffer.from(`segment ${segment}`);
     await payloads.put(`${batch.payload.prefix}/segment-00000${segment}.zst`, body, {
@@ -48,48 +48,48 @@ const segmentsOf = (payloads: MemoryPayloadStore, batch: Batch) =>
 describe('expirePayloads', () => {
   it('deletes the segments of final batches past their retention and keeps their records', async () => {
     const now = new Date('2026-06-10T12:00:00.000Z');
-    const { ctx, payloads } = context(now);
+    const { services, payloads } = context(now);
     const ago = (ms: number) => new Date(now.getTime() - ms).toISOString();
-    const completed = await stored(ctx, payloads, { status: 'completed', completedAt: ago(8 * 24 * hour) });
-    const failed = await stored(ctx, payloads, { status: 'failed', completedAt: ago(7 * 24 * hour), error: 'segment 2 is corrupt' });
-    const recent = await stored(ctx, payloads, { status: 'completed', completedAt: ago(6 * 24 * hour) });
-    const running = await stored(ctx, payloads, { status: 'processing', startedAt: ago(30 * 24 * hour) });
+    const completed = await stored(services, payloads, { status: 'completed', completedAt: ago(8 * 24 * hour) });
+    const failed = await stored(services, payloads, { status: 'failed', completedAt: ago(7 * 24 * hour), error: 'segment 2 is corrupt' });
+    const recent = await stored(services, payloads, { status: 'completed', completedAt: ago(6 * 24 * hour) });
+    const running = await stored(services, payloads, { status: 'processing', startedAt: ago(30 * 24 * hour) });
 
-    const sweep = await expirePayloads(ctx, 7 * 24 * hour);
+    const sweep = await expirePayloads(services, 7 * 24 * hour);
 
     expect(sweep).toEqual({ batches: 2, objects: 8, failures: [] });
     expect(segmentsOf(payloads, completed)).toBe(0);
     expect(segmentsOf(payloads, failed)).toBe(0);
     expect(segmentsOf(payloads, recent)).toBe(4);
     expect(segmentsOf(payloads, running)).toBe(4);
-    expect(await ctx.batches.get(completed.key)).toEqual(completed);
-    expect(await ctx.batches.get(failed.key)).toEqual(failed);
-    expect(await expirePayloads(ctx, 7 * 24 * hour)).toEqual({ batches: 0, objects: 0, failures: [] });
+    expect(await services.batches.get(completed.key)).toEqual(completed);
+    expect(await services.batches.get(failed.key)).toEqual(failed);
+    expect(await expirePayloads(services, 7 * 24 * hour)).toEqual({ batches: 0, objects: 0, failures: [] });
   });
 
   it('reports a batch whose deletion failed and deletes it on the next sweep', async () => {
     const now = new Date('2026-06-10T12:00:00.000Z');
-    const { ctx, payloads } = context(now);
-    const batch = await stored(ctx, payloads, { status: 'cancelled', completedAt: new Date(now.getTime() - 2 * hour).toISOString() });
+    const { services, payloads } = context(now);
+    const batch = await stored(services, payloads, { status: 'cancelled', completedAt: new Date(now.getTime() - 2 * hour).toISOString() });
     const deletePrefix = payloads.deletePrefix.bind(payloads);
     payloads.deletePrefix = async () => { throw new Error('store unavailable'); };
 
-    const first = await expirePayloads(ctx, hour);
+    const first = await expirePayloads(services, hour);
     expect(first.batches).toBe(0);
     expect(first.failures).toEqual([{ key: batch.key, error: new Error('store unavailable') }]);
     expect(segmentsOf(payloads, batch)).toBe(4);
 
     payloads.deletePrefix = deletePrefix;
-    expect(await expirePayloads(ctx, hour)).toEqual({ batches: 1, objects: 4, failures: [] });
+    expect(await expirePayloads(services, hour)).toEqual({ batches: 1, objects: 4, failures: [] });
   });
 
   it('works through more due batches than one listing page', async () => {
     const now = new Date('2026-06-10T12:00:00.000Z');
-    const { ctx, payloads } = context(now);
+    const { services, payloads } = context(now);
     for (let i = 0; i < 130; i += 1) {
-      await stored(ctx, payloads, { status: 'completed', completedAt: new Date(now.getTime() - 2 * hour - i).toISOString(), payload: { ...newBatch().payload, segments: 1 } });
+      await stored(services, payloads, { status: 'completed', completedAt: new Date(now.getTime() - 2 * hour - i).toISOString(), payload: { ...newBatch().payload, segments: 1 } });
     }
-    expect(await expirePayloads(ctx, hour)).toEqual({ batches: 130, objects: 130, failures: [] });
+    expect(await expirePayloads(services, hour)).toEqual({ batches: 130, objects: 130, failures: [] });
     expect(payloads.objects.size).toBe(0);
   });
 });
@@ -97,11 +97,11 @@ describe('expirePayloads', () => {
 describe('scheduleExpiry', () => {
   it('sweeps at once and again after each interval, and stops', async () => {
     const now = new Date('2026-06-10T12:00:00.000Z');
-    const { ctx, payloads } = context(now);
+    const { services, payloads } = context(now);
     const sweeps: number[] = [];
-    const schedule = scheduleExpiry(ctx, { retentionMs: hour, intervalMs: 20, onSweep: (s) => sweeps.push(s.batches) });
+    const schedule = scheduleExpiry(services, { retentionMs: hour, intervalMs: 20, onSweep: (s) => sweeps.push(s.batches) });
     await expect.poll(() => sweeps.length).toBeGreaterThanOrEqual(1);
-    await stored(ctx, payloads, { status: 'completed', completedAt: new Date(now.getTime() - 2 * hour).toISOString() });
+    await stored(services, payloads, { status: 'completed', completedAt: new Date(now.getTime() - 2 * hour).toISOString() });
     await expect.poll(() => sweeps.includes(1)).toBe(true);
     await schedule.stop();
     const count = sweeps.length;

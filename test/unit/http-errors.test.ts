@@ -38,7 +38,7 @@ function inProcessApp(overrides: Partial<Services> = {}) {
   const services: OrchestratedServices = { ...base, orchestrator };
   const sink = new Writable({ write(chunk, _encoding, done) { output.push(String(chunk)); done(); } });
   const app = createHttpApp({
-    ctx: services,
+    services,
     keys: keyring(keys),
     logger: createLogger('info', sink),
     metrics: createMetrics(),

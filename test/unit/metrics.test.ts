@@ -34,7 +34,7 @@ function sample(text: string, name: string, labels = ''): number | undefined {
 describe('metrics from the use cases', () => {
   it('counts batches by status, items, segment failures, sink writes, payload bytes and webhook attempts', async () => {
     const metrics = createMetrics();
-    const ctx = {
+    const services = {
       batches: new MemoryBatchRepository(),
       payloads: new MemoryPayloadStore(),
       sink: new FlakySink(2),
@@ -53,13 +53,13 @@ describe('metrics from the use cases', () => {
     async function* items() {
       for (let i = 0; i < 25; i += 1) yield { content: `memory ${i}` };
     }
-    const submitted = await submitBatch(ctx, { tenant: tenantA, requestId: 'r', items: items(), options: () => ({ webhookUrl: 'https://example.com/h' }) });
+    const submitted = await submitBatch(services, { tenant: tenantA, requestId: 'r', items: items(), options: () => ({ webhookUrl: 'https://example.com/h' }) });
     if (!submitted.ok) throw new Error(submitted.error.detail);
     const { batch } = submitted.value;
     metrics.batchSubmitted({ rawBytes: batch.payload.rawBytes, storedBytes: batch.payload.storedBytes, memories: 25 });
-    expect(await runBatch(ctx, batch.key, { workerId: 'w', signal: new AbortController().signal })).toBe('finished');
-    await deliverWebhook(ctx, batch.key);
-    await deliverWebhook(ctx, batch.key);
+    expect(await runBatch(services, batch.key, { workerId: 'w', signal: new AbortController().signal })).toBe('finished');
+    await deliverWebhook(services, batch.key);
+    await deliverWebhook(services, batch.key);
 
     const text = await metrics.registry.metrics();
     expect(sample(text, 'batchmem_batches_total', 'status="pending"')).toBe(1);

@@ -20,11 +20,11 @@ const keyB = 'key-b-0123456789abcdef';
 
 /** Runs each started batch right away (in the background), so single adds can finish within their wait. */
 class RunningOrchestrator implements Orchestrator {
-  ctx!: OrchestratedServices;
+  services!: OrchestratedServices;
   readonly runs: Promise<unknown>[] = [];
   manual = false;
   async start(batchKey: string) {
-    if (!this.manual) this.runs.push(runBatch(this.ctx, batchKey, { workerId: 'w', signal: new AbortController().signal }));
+    if (!this.manual) this.runs.push(runBatch(this.services, batchKey, { workerId: 'w', signal: new AbortController().signal }));
     return { workflowId: `batch-${batchKey}` };
   }
   async cancel() {}
@@ -38,7 +38,7 @@ class RunningOrchestrator implements Orchestrator {
 function setup(settings: Partial<Settings> = {}, options: { singleAddWaitMs?: number } = {}) {
   const orchestrator = new RunningOrchestrator();
   const notifier = new ScriptedNotifier();
-  const ctx: OrchestratedServices & { batches: MemoryBatchRepository; payloads: MemoryPayloadStore; sink: MemorySinkFake } = {
+  const services: OrchestratedServices & { batches: MemoryBatchRepository; payloads: MemoryPayloadStore; sink: MemorySinkFake } = {
     batches: new MemoryBatchRepository(),
     payloads: new MemoryPayloadStore(),
     sink: new MemorySinkFake(),
@@ -47,9 +47,9 @@ function setup(settings: Partial<Settings> = {}, options: { singleAddWaitMs?: nu
     orchestrator,
     settings: { ...defaultSettings, watchIntervalMs: 10, ...settings },
   };
-  orchestrator.ctx = ctx;
+  orchestrator.services = services;
   const app = createHttpApp({
-    ctx,
+    services,
     keys: keyring([
       { key: keyA, organization: 'org-a', namespace: 'ns-a', user: 'u', workspace: 'default' },
       { key: keyB, organization: 'org-b', namespace: 'default', user: 'u', workspace: 'default' },
@@ -63,8 +63,8 @@ function setup(settings: Partial<Settings> = {}, options: { singleAddWaitMs?: nu
     app.request(path, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: typeof body === 'string' ? body : JSON.stringify(body) });
   const get = (path: string, headers: Record<string, string> = { 'x-api-key': keyA }) => app.request(path, { headers });
   const settle = () => Promise.all(orchestrator.runs);
-  const nothingStored = () => ctx.batches.batches.size === 0 && ctx.payloads.objects.size === 0 && ctx.sink.memories.size === 0;
-  return { ctx, app, post, get, settle, orchestrator, notifier, nothingStored };
+  const nothingStored = () => services.batches.batches.size === 0 && services.payloads.objects.size === 0 && services.sink.memories.size === 0;
+  return { services, app, post, get, settle, orchestrator, notifier, nothingStored };
 }
 
 const everyField = {
@@ -124,12 +124,12 @@ describe('Papr clients at the HTTP edge', () => {
   });
 
   it('accepts every field the SDKs send, reads null as absent, and stores the batch defaults under each memory', async () => {
-    const { ctx, post, get, settle } = setup();
+    const { services, post, get, settle } = setup();
     const response = await post('/v1/memory/batch?skip_background_processing=true&enable_holographic=false&frequency_schema_id=cosqa', everyField);
     expect(response.status).toBe(202);
     const { id } = (await response.json()) as { id: string };
     await settle();
-    const stored = [...ctx.sink.memories.values()].sort((a, b) => a.index - b.index);
+    const stored = [...services.sink.memories.values()].sort((a, b) => a.index - b.index);
     expect(stored.map((m) => m.attributes)).toEqual([
       {
         context: everyField.memories[0]!.context,
@@ -231,15 +231,15 @@ describe('Papr clients at the HTTP edge', () => {
   });
 
   it('stores a single add as a one-memory batch and answers in Papr’s add shape once it is stored', async () => {
-    const { ctx, post } = setup();
+    const { services, post } = setup();
     const response = await post('/v1/memory', { content: 'single memory', external_user_id: 'alice', metadata: null });
     expect(response.status).toBe(200);
     const body = (await response.json()) as { code: number; status: string; data: { memoryId: string; objectId: string; createdAt: string }[]; batch_id: string };
     expect(body).toMatchObject({ code: 200, status: 'success' });
-    const [stored] = [...ctx.sink.memories.values()];
+    const [stored] = [...services.sink.memories.values()];
     expect(body.data).toEqual([{ memoryId: stored!.memoryId, objectId: stored!.memoryId, createdAt: expect.any(String), memoryChunkIds: [] }]);
     expect(stored!.attributes).toEqual({ external_user_id: 'alice' });
-    expect(ctx.batches.batches.get(stored!.batchKey)?.id).toBe(body.batch_id);
+    expect(services.batches.batches.get(stored!.batchKey)?.id).toBe(body.batch_id);
   });
 
   it('answers a single add 202 with its batch id when the memory is not stored within the wait', async () => {
@@ -267,7 +267,7 @@ describe('Papr clients at the HTTP edge', () => {
   });
 
   it('answers a key-less retry of the same body with the first batch, marked Idempotent-Replayed', async () => {
-    const { ctx, post } = setup();
+    const { services, post } = setup();
     const first = await post('/v1/memory/batch', everyField);
     // The same request as the Python SDK would re-send it: keys in another order, nulls dropped.
     const reordered = Object.fromEntries(Object.entries(everyField).reverse().filter(([, value]) => value !== null));
@@ -276,10 +276,10 @@ describe('Papr clients at the HTTP edge', () => {
     expect(retry.status).toBe(200);
     expect(retry.headers.get('idempotent-replayed')).toBe('true');
     expect(((await retry.json()) as { id: string }).id).toBe(((await first.json()) as { id: string }).id);
-    expect(ctx.batches.batches.size).toBe(1);
+    expect(services.batches.batches.size).toBe(1);
     const other = await post('/v1/memory/batch', { ...everyField, external_user_id: 'someone-else' });
     expect(other.status).toBe(202);
-    expect(ctx.batches.batches.size).toBe(2);
+    expect(services.batches.batches.size).toBe(2);
     // The same body from another tenant is its own batch.
     const fromB = await post('/v1/memory/batch', { memories: [{ content: 'shared text' }] }, { 'x-api-key': keyB });
     const fromA = await post('/v1/memory/batch', { memories: [{ content: 'shared text' }] });
@@ -289,22 +289,22 @@ describe('Papr clients at the HTTP edge', () => {
   it('makes a new batch for the same body once the window has passed, and every time when the window is 0', async () => {
     let now = Date.parse('2026-01-01T00:00:00Z');
     const windowed = setup({ dedupeWindowMs: 60_000 });
-    windowed.ctx.clock = { now: () => new Date(now) };
+    windowed.services.clock = { now: () => new Date(now) };
     expect((await windowed.post('/v1/memory/batch', { memories: [{ content: 'a' }] })).status).toBe(202);
     now += 59_000;
     expect((await windowed.post('/v1/memory/batch', { memories: [{ content: 'a' }] })).status).toBe(200);
     now += 2_000;
     expect((await windowed.post('/v1/memory/batch', { memories: [{ content: 'a' }] })).status).toBe(202);
-    expect(windowed.ctx.batches.batches.size).toBe(2);
+    expect(windowed.services.batches.batches.size).toBe(2);
 
     const off = setup({ dedupeWindowMs: 0 });
     expect((await off.post('/v1/memory/batch', { memories: [{ content: 'a' }] })).status).toBe(202);
     expect((await off.post('/v1/memory/batch', { memories: [{ content: 'a' }] })).status).toBe(202);
-    expect(off.ctx.batches.batches.size).toBe(2);
+    expect(off.services.batches.batches.size).toBe(2);
   });
 
   it('answers 422 for an Idempotency-Key reused with a different body, and the first batch for the same body', async () => {
-    const { ctx, post } = setup();
+    const { services, post } = setup();
     const headers = { 'x-api-key': keyA, 'idempotency-key': 'order-42' };
     const first = await post('/v1/memory/batch', { memories: [{ content: 'a' }] }, headers);
     expect(first.status).toBe(202);
@@ -314,8 +314,8 @@ describe('Papr clients at the HTTP edge', () => {
     const different = await post('/v1/memory/batch', { memories: [{ content: 'b' }] }, headers);
     expect(different.status).toBe(422);
     expect(((await different.json()) as { detail: string }).detail).toContain('Idempotency-Key');
-    expect(ctx.batches.batches.size).toBe(1);
-    expect(ctx.payloads.objects.size).toBe(1);
+    expect(services.batches.batches.size).toBe(1);
+    expect(services.payloads.objects.size).toBe(1);
   });
 
   it('answers the batch status route for the own tenant only', async () => {
@@ -348,13 +348,13 @@ describe('webhooks for Papr receivers', () => {
     ['a plain secret', 'placeholder-secret-for-papr'],
     ['a whsec_ secret', 'whsec_' + Buffer.alloc(32, 7).toString('base64')],
   ])('signs with %s both ways, names the event, and keeps the body small with Papr top-level fields', async (_name, secret) => {
-    const { ctx, post, settle, notifier } = setup();
+    const { services, post, settle, notifier } = setup();
     const memories = Array.from({ length: 500 }, (_, i) => ({ content: `memory ${i}` }));
     const response = await post('/v1/memory/batch', { memories, webhook_url: 'https://hooks.example.com/papr', webhook_secret: secret });
     const { id } = (await response.json()) as { id: string };
     await settle();
-    const batch = [...ctx.batches.batches.values()][0]!;
-    await deliverWebhook(ctx, batch.key);
+    const batch = [...services.batches.batches.values()][0]!;
+    await deliverWebhook(services, batch.key);
     const message = notifier.sent[0]!;
     expect(message.payload).toMatchObject({ type: 'batch.completed', batch_id: id, status: 'completed', total_memories: 500, successful_memories: 500, failed_memories: 0 });
     expect(JSON.stringify(message.payload).length).toBeLessThan(4096);

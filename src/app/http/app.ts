@@ -21,7 +21,7 @@ import { submitRoutes } from './submit.ts';
 import { createUiApp } from './ui.ts';
 
 export interface HttpDeps {
-  ctx: OrchestratedServices;
+  services: OrchestratedServices;
   keys: ApiKeyring;
   logger: Logger;
   metrics: Metrics;
@@ -35,7 +35,7 @@ export interface HttpDeps {
 }
 
 export function createHttpApp(deps: HttpDeps) {
-  const { ctx, logger, metrics } = deps;
+  const { services, logger, metrics } = deps;
   const app = router();
 
   app.use(requestId());
@@ -67,10 +67,10 @@ export function createHttpApp(deps: HttpDeps) {
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
   app.get('/readyz', async (c) => {
     const checks: Record<string, () => Promise<void>> = {
-      batches: () => ctx.batches.check(),
-      payloads: () => ctx.payloads.check(),
-      sink: () => ctx.sink.check(),
-      orchestrator: () => ctx.orchestrator.check(),
+      batches: () => services.batches.check(),
+      payloads: () => services.payloads.check(),
+      sink: () => services.sink.check(),
+      orchestrator: () => services.orchestrator.check(),
       ...(deps.ready ? { extra: deps.ready } : {}),
     };
     const results = await Promise.all(
@@ -85,19 +85,19 @@ export function createHttpApp(deps: HttpDeps) {
     );
     const failing = results.filter(([, state]) => state !== 'ok');
     if (failing.length === 0) return c.json({ status: 'ready', checks: Object.fromEntries(results) });
-    return appErrorResponse(c, { kind: 'unavailable', detail: failing.map(([name, state]) => `${name}: ${state}`).join('; ') });
+    return appErrorResponse(c, { kind: 'backend_unavailable', detail: failing.map(([name, state]) => `${name}: ${state}`).join('; ') });
   });
   app.get('/metrics', async (c) => c.text(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }));
 
   app.route('/ui', createUiApp());
   app.use('/v1/*', requireApiKey(deps.keys));
   app.use('/v1/*', checkRequest(app.openAPIRegistry));
-  app.route('/', paprRoutes({ ctx, metrics, maxJsonBodyBytes: deps.maxJsonBodyBytes, singleAddWaitMs: deps.singleAddWaitMs ?? 10_000 }));
+  app.route('/', paprRoutes({ services, metrics, maxJsonBodyBytes: deps.maxJsonBodyBytes, singleAddWaitMs: deps.singleAddWaitMs ?? 10_000 }));
 
-  app.route('/', submitRoutes({ ctx, metrics, maxJsonBodyBytes: deps.maxJsonBodyBytes }));
-  app.route('/', batchRoutes(ctx));
-  app.route('/', createEventsApp(ctx, deps.eventStream));
-  app.route('/', createResultFilesApp(ctx));
+  app.route('/', submitRoutes({ services, metrics, maxJsonBodyBytes: deps.maxJsonBodyBytes }));
+  app.route('/', batchRoutes(services));
+  app.route('/', createEventsApp(services, deps.eventStream));
+  app.route('/', createResultFilesApp(services));
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
   app.openAPIRegistry.registerComponent('securitySchemes', 'apiKey', { type: 'apiKey', in: 'header', name: 'X-API-Key' });

@@ -5,7 +5,7 @@ import type { Tenant } from '../../domain/batch.ts';
 import type { ApiKeyring } from '../api-keys.ts';
 import { appErrorResponse } from './problem.ts';
 
-const unauthorized = (detail: string) => ({ kind: 'unauthorized' as const, detail });
+const unauthorized = (detail: string) => ({ kind: 'unauthenticated' as const, detail });
 
 export type AuthEnv = { Variables: { tenant: Tenant; requestId: string } };
 

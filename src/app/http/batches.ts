@@ -27,11 +27,11 @@ const routes = {
   delete: createRoute({
     method: 'delete', path: '/v1/batch/{id}', security, request: { params: doc.BatchIdParam },
     summary: 'Delete a final batch: its payload and record go, the memories it stored stay in the memory store',
-    responses: { 204: { description: 'Deleted' }, ...guarded, ...problemDocs('not_found', 'conflict') },
+    responses: { 204: { description: 'Deleted' }, ...guarded, ...problemDocs('not_found', 'wrong_state') },
   }),
   cancel: createRoute({
     method: 'post', path: '/v1/batch/{id}/cancel', security, request: { params: doc.BatchIdParam },
-    responses: { 202: json('Cancelling', doc.BatchDoc), ...guarded, ...problemDocs('not_found', 'conflict') },
+    responses: { 202: json('Cancelling', doc.BatchDoc), ...guarded, ...problemDocs('not_found', 'wrong_state') },
   }),
   results: createRoute({
     method: 'get', path: '/v1/batch/{id}/results', security, request: { params: doc.BatchIdParam, query: doc.PageQuery },
@@ -43,14 +43,14 @@ const routes = {
   }),
 };
 
-export function batchRoutes(ctx: OrchestratedServices) {
+export function batchRoutes(services: OrchestratedServices) {
   const app = router();
 
   app.openapi(routes.get, async (c) => {
     const { id } = c.req.valid('param');
-    const result = await getBatch(ctx, c.get('tenant'), id);
+    const result = await getBatch(services, c.get('tenant'), id);
     if (!result.ok) return appErrorResponse(c, result.error);
-    return c.json(await batchResourceWithErrors(ctx, result.value), 200);
+    return c.json(await batchResourceWithErrors(services, result.value), 200);
   });
 
   app.openapi(routes.list, async (c) => {
@@ -60,36 +60,36 @@ export function batchRoutes(ctx: OrchestratedServices) {
       const issues = batchMetadataIssues(metadata).map((issue) => ({ ...issue, path: issue.path.replace(/^metadata\.(.*)$/, 'metadata[$1]') }));
       if (issues.length > 0) return appErrorResponse(c, validation(`metadata filter is invalid: ${issues.map((i) => `${i.path} ${i.message}`).join('; ')}`, issues));
     }
-    const result = await listBatches(ctx, c.get('tenant'), { ...query, metadata });
+    const result = await listBatches(services, c.get('tenant'), { ...query, metadata });
     if (!result.ok) return appErrorResponse(c, result.error);
-    const data = await Promise.all(result.value.items.map(async (batch) => batchResource(batch, await outcomesOf(ctx, batch))));
+    const data = await Promise.all(result.value.items.map(async (batch) => batchResource(batch, await outcomesOf(services, batch))));
     return c.json({ data, next_cursor: result.value.nextCursor }, 200);
   });
 
   app.openapi(routes.delete, async (c) => {
     const { id } = c.req.valid('param');
-    const result = await deleteBatch(ctx, c.get('tenant'), id);
+    const result = await deleteBatch(services, c.get('tenant'), id);
     if (!result.ok) return appErrorResponse(c, result.error);
     return c.body(null, 204);
   });
 
   app.openapi(routes.cancel, async (c) => {
     const { id } = c.req.valid('param');
-    const result = await cancelBatch(ctx, c.get('tenant'), id);
+    const result = await cancelBatch(services, c.get('tenant'), id);
     if (!result.ok) return appErrorResponse(c, result.error);
-    return c.json(batchResource(result.value, await outcomesOf(ctx, result.value)), 202);
+    return c.json(batchResource(result.value, await outcomesOf(services, result.value)), 202);
   });
 
   app.openapi(routes.results, async (c) => {
     const { id } = c.req.valid('param');
-    const result = await listResults(ctx, c.get('tenant'), id, c.req.valid('query'));
+    const result = await listResults(services, c.get('tenant'), id, c.req.valid('query'));
     if (!result.ok) return appErrorResponse(c, result.error);
     return c.json({ data: result.value.items, next_cursor: result.value.nextCursor }, 200);
   });
 
   app.openapi(routes.errors, async (c) => {
     const { id } = c.req.valid('param');
-    const result = await listErrors(ctx, c.get('tenant'), id, c.req.valid('query'));
+    const result = await listErrors(services, c.get('tenant'), id, c.req.valid('query'));
     if (!result.ok) return appErrorResponse(c, result.error);
     return c.json({ data: result.value.items, next_cursor: result.value.nextCursor }, 200);
   });

@@ -61,7 +61,7 @@ function countNewlines(text: string): number {
 function notUtf8(line: number, offset: number, cut = false): AppFailure {
   const what = cut ? 'ends inside a character' : 'has a byte that is not UTF-8';
   return new AppFailure({
-    kind: 'unsupported_media_type',
+    kind: 'unsupported_format',
     detail: `the body is not valid UTF-8: it ${what} at line ${line}, byte offset ${offset}; send UTF-8`,
   });
 }
@@ -92,7 +92,7 @@ async function* utf8Chunks(body: ReadableStream<Uint8Array>, maxBytes: number): 
       if (done) break;
       total += chunk.byteLength;
       if (total > maxBytes) {
-        throw new AppFailure({ kind: 'payload_too_large', detail: `the body is larger than ${maxBytes} bytes` });
+        throw new AppFailure({ kind: 'too_large', detail: `the body is larger than ${maxBytes} bytes` });
       }
       let text: string;
       try {

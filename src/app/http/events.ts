@@ -50,7 +50,7 @@ const route = createRoute({
   },
 });
 
-export function createEventsApp(ctx: Services, timing: EventStreamTiming = defaultEventStreamTiming) {
+export function createEventsApp(services: Services, timing: EventStreamTiming = defaultEventStreamTiming) {
   const app = router();
   app.openapi(route, async (c) => {
     const { id } = c.req.valid('param');
@@ -63,7 +63,7 @@ export function createEventsApp(ctx: Services, timing: EventStreamTiming = defau
       seen = Number(header.trim());
     }
     const tenant = c.get('tenant');
-    const found = await getBatch(ctx, tenant, id);
+    const found = await getBatch(services, tenant, id);
     if (!found.ok) return appErrorResponse(c, found.error);
     if (isFinal(found.value.status) && progressVersion(found.value) <= seen) return c.body(null, 204);
 
@@ -77,13 +77,13 @@ export function createEventsApp(ctx: Services, timing: EventStreamTiming = defau
       }, timing.heartbeatMs);
       try {
         await stream.write(`retry: ${timing.retryMs}\n\n`);
-        for await (const batch of watchBatch(ctx, batchKey(tenant.organization, id), abort.signal)) {
+        for await (const batch of watchBatch(services, batchKey(tenant.organization, id), abort.signal)) {
           const version = progressVersion(batch);
           // Already seen on an earlier connection, or a change no watcher counts (a webhook attempt).
           if (version <= seen) continue;
           seen = version;
           const final = isFinal(batch.status);
-          await stream.writeSSE({ event: final ? 'done' : 'progress', id: String(version), data: JSON.stringify(batchResource(batch, await outcomesOf(ctx, batch))) });
+          await stream.writeSSE({ event: final ? 'done' : 'progress', id: String(version), data: JSON.stringify(batchResource(batch, await outcomesOf(services, batch))) });
           if (final) break;
         }
       } finally {

@@ -62,16 +62,16 @@ export function envelopeOptions(raw: Record<string, unknown>, limits: MemoryLimi
 }
 
 /** The batch resource with the first page of its item errors in Papr's `errors` shape. */
-export async function batchResourceWithErrors(ctx: OrchestratedServices, batch: Batch) {
-  const written = await outcomesOf(ctx, batch);
+export async function batchResourceWithErrors(services: OrchestratedServices, batch: Batch) {
+  const written = await outcomesOf(services, batch);
   if (batch.counts.failed === 0) return batchResource(batch, written);
-  const errors = await ctx.batches.listErrors(batch.key, -1, errorsOnResource);
+  const errors = await services.batches.listErrors(batch.key, -1, errorsOnResource);
   const paprErrors: PaprItemError[] = errors.map((e) => ({ index: e.index, error: e.error, code: 500 }));
   return batchResource(batch, written, paprErrors);
 }
 
 export interface PaprRouteDeps {
-  ctx: OrchestratedServices;
+  services: OrchestratedServices;
   metrics: Metrics;
   maxJsonBodyBytes: number;
   /** How long a single add waits for its memory to be stored before answering 202. */
@@ -79,26 +79,26 @@ export interface PaprRouteDeps {
 }
 
 export function paprRoutes(deps: PaprRouteDeps) {
-  const { ctx } = deps;
+  const { services } = deps;
   const app = router();
 
   app.get('/v1/memory/batch/status/:batch_id', async (c) => {
     const id = c.req.param('batch_id');
     if (!batchIdPattern.test(id)) return appErrorResponse(c, notFound(`batch ${id.slice(0, 64)}`));
-    const found = await getBatch(ctx, c.get('tenant'), id);
+    const found = await getBatch(services, c.get('tenant'), id);
     if (!found.ok) return appErrorResponse(c, found.error);
-    return c.json(await batchResourceWithErrors(ctx, found.value), 200);
+    return c.json(await batchResourceWithErrors(services, found.value), 200);
   });
 
   app.post(
     '/v1/memory',
     bodyLimit({
       maxSize: deps.maxJsonBodyBytes,
-      onError: (c) => appErrorResponse(c, { kind: 'payload_too_large', detail: `a single memory's body may be at most ${deps.maxJsonBodyBytes} bytes` }),
+      onError: (c) => appErrorResponse(c, { kind: 'too_large', detail: `a single memory's body may be at most ${deps.maxJsonBodyBytes} bytes` }),
     }),
     async (c) => {
       const type = (c.req.header('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
-      if (type !== 'application/json') return appErrorResponse(c, { kind: 'unsupported_media_type', detail: 'send the memory as application/json' });
+      if (type !== 'application/json') return appErrorResponse(c, { kind: 'unsupported_format', detail: 'send the memory as application/json' });
       let item: unknown;
       try {
         const parsed = parseIJson(new TextDecoder('utf-8', { fatal: true }).decode(await c.req.arrayBuffer()));
@@ -117,7 +117,7 @@ export function paprRoutes(deps: PaprRouteDeps) {
       // have no effect here.
       const query = { webhookUrl: nonEmpty(c.req.query('webhook_url')), webhookSecret: nonEmpty(c.req.query('webhook_secret')) };
       const added = await addMemory(
-        ctx,
+        services,
         { tenant: c.get('tenant'), requestId: c.get('requestId'), item, options: () => query },
         deps.singleAddWaitMs,
       );
@@ -127,7 +127,7 @@ export function paprRoutes(deps: PaprRouteDeps) {
       if (replayed) c.header('idempotent-replayed', 'true');
       c.header('location', `/v1/batch/${batch.id}`);
       if (state === 'refused') {
-        return appErrorResponse(c, { kind: 'unprocessable', detail: `the memory was not stored: ${added.value.reason}` });
+        return appErrorResponse(c, { kind: 'not_stored', detail: `the memory was not stored: ${added.value.reason}` });
       }
       const item0 = { memoryId, objectId: memoryId, createdAt: batch.createdAt, memoryChunkIds: [] as string[] };
       const stored = state === 'stored';
@@ -178,7 +178,7 @@ export function paprRoutes(deps: PaprRouteDeps) {
       200: { description: 'Stored', content: { 'application/json': { schema: doc.PaprAddDoc } } },
       202: { description: 'Accepted, not stored within the wait: follow batch_id', content: { 'application/json': { schema: doc.PaprAddDoc } } },
       ...guarded,
-      ...problemDocs('forbidden', 'payload_too_large', 'unsupported_media_type', 'unprocessable'),
+      ...problemDocs('other_tenant', 'too_large', 'unsupported_format', 'not_stored'),
     },
   });
   return app;
@@ -194,6 +194,6 @@ function withSingleItemPaths(error: AppError): AppError {
     const errors = error.errors.map((e) => ({ ...e, path: e.path.replace(/^memories\.0\.?/, '') }));
     return { ...error, detail: error.detail.replace(/memory 0 is invalid: /, 'the memory is invalid: ').replace(/memories\.0\.?/g, ''), errors };
   }
-  if (error.kind === 'forbidden') return { ...error, detail: error.detail.replace(/^memories\.0\./, '') };
+  if (error.kind === 'other_tenant') return { ...error, detail: error.detail.replace(/^memories\.0\./, '') };
   return error;
 }

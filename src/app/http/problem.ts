@@ -11,14 +11,15 @@ type Kind = AppError['kind'];
 /** The one mapping from a use case's error kind to its HTTP status and problem title. */
 const statusOf = {
   validation: { status: 400, title: 'Invalid request' },
-  unauthorized: { status: 401, title: 'Unauthorized' },
-  forbidden: { status: 403, title: 'Forbidden' },
+  unauthenticated: { status: 401, title: 'Unauthorized' },
+  other_tenant: { status: 403, title: 'Forbidden' },
   not_found: { status: 404, title: 'Not found' },
-  conflict: { status: 409, title: 'Conflict' },
-  payload_too_large: { status: 413, title: 'Payload too large' },
-  unsupported_media_type: { status: 415, title: 'Unsupported media type' },
-  unprocessable: { status: 422, title: 'Unprocessable content' },
-  unavailable: { status: 503, title: 'Service unavailable' },
+  wrong_state: { status: 409, title: 'Conflict' },
+  too_large: { status: 413, title: 'Payload too large' },
+  unsupported_format: { status: 415, title: 'Unsupported media type' },
+  idempotency_key_reused: { status: 422, title: 'Unprocessable content' },
+  not_stored: { status: 422, title: 'Unprocessable content' },
+  backend_unavailable: { status: 503, title: 'Service unavailable' },
 } as const satisfies Record<Kind, { status: number; title: string }>;
 
 export type ProblemStatus<K extends Kind> = (typeof statusOf)[K]['status'];

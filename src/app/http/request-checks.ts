@@ -53,7 +53,7 @@ export function checkRequest(registry: Registry): MiddlewareHandler<AuthEnv> {
     const encoding = c.req.header('content-encoding');
     if (encoding !== undefined && c.req.raw.body) {
       const decoded = decodedBody(c.req.raw.body, encoding);
-      if ('unsupported' in decoded) return appErrorResponse(c, { kind: 'unsupported_media_type', detail: decoded.unsupported });
+      if ('unsupported' in decoded) return appErrorResponse(c, { kind: 'unsupported_format', detail: decoded.unsupported });
       if (decoded !== c.req.raw.body) {
         const headers = new Headers(c.req.raw.headers);
         headers.delete('content-encoding');

@@ -117,27 +117,27 @@ function fileStream(lines: AsyncGenerator<unknown>, range?: { first: number; las
 }
 
 /** Bytes of the whole (uncompressed) file: one counting pass, page by page like the download itself. */
-async function fileSize(ctx: Services, batch: Batch, kind: ResultFileKind): Promise<number> {
+async function fileSize(services: Services, batch: Batch, kind: ResultFileKind): Promise<number> {
   let size = 0;
-  for await (const line of resultLines(ctx, batch, kind)) size += Buffer.byteLength(`${JSON.stringify(line)}\n`);
+  for await (const line of resultLines(services, batch, kind)) size += Buffer.byteLength(`${JSON.stringify(line)}\n`);
   return size;
 }
 
-export function createResultFilesApp(ctx: Services) {
+export function createResultFilesApp(services: Services) {
   const app = router();
   for (const kind of ['results', 'errors'] as const) {
     app.openapi(fileRoute(kind), async (c) => {
       const { id } = c.req.valid('param');
-      const found = await getBatch(ctx, c.get('tenant'), id);
+      const found = await getBatch(services, c.get('tenant'), id);
       if (!found.ok) return appErrorResponse(c, found.error);
       // An NDJSON (or gzip) body has no typed form in the route's declared responses.
-      return (await answer(c, ctx, found.value, kind, c.req.valid('query').from_index)) as never;
+      return (await answer(c, services, found.value, kind, c.req.valid('query').from_index)) as never;
     });
   }
   return app;
 }
 
-async function answer(c: HonoContext<AuthEnv>, ctx: Services, batch: Batch, kind: ResultFileKind, fromIndex: number): Promise<Response> {
+async function answer(c: HonoContext<AuthEnv>, services: Services, batch: Batch, kind: ResultFileKind, fromIndex: number): Promise<Response> {
   const headers = new Headers({
     'content-type': 'application/x-ndjson; charset=utf-8',
     'content-disposition': `attachment; filename="${batch.id}-${kind}.ndjson"`,
@@ -158,7 +158,7 @@ async function answer(c: HonoContext<AuthEnv>, ctx: Services, batch: Batch, kind
   const ifRange = c.req.header('if-range');
   // A range of a file that can still change, or under a validator that no longer holds, is answered with all of it.
   if (rangeHeader && tag && fromIndex === 0 && (ifRange === undefined || ifRange === tag) && isFinal(batch.status)) {
-    const size = await fileSize(ctx, batch, kind);
+    const size = await fileSize(services, batch, kind);
     const range = byteRange(rangeHeader, size);
     if (range === 'unsatisfiable') {
       return new Response(
@@ -169,10 +169,10 @@ async function answer(c: HonoContext<AuthEnv>, ctx: Services, batch: Batch, kind
     if (range) {
       headers.set('content-range', `bytes ${range.first}-${range.last}/${size}`);
       headers.set('content-length', String(range.last - range.first + 1));
-      return new Response(fileStream(resultLines(ctx, batch, kind), range), { status: 206, headers });
+      return new Response(fileStream(resultLines(services, batch, kind), range), { status: 206, headers });
     }
   }
-  let body = fileStream(resultLines(ctx, batch, kind, fromIndex));
+  let body = fileStream(resultLines(services, batch, kind, fromIndex));
   if (acceptsGzip(c.req.header('accept-encoding'))) {
     body = body.pipeThrough(new CompressionStream('gzip') as unknown as ReadableWritablePair<Uint8Array, Uint8Array>);
     headers.set('content-encoding', 'gzip');

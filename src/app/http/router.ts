@@ -19,7 +19,7 @@ export function router() {
 export const security: Record<string, string[]>[] = [{ bearer: [] }, { apiKey: [] }];
 
 /** Declared on every /v1 route: request validation (400) and the API key check (401). */
-export const guarded = problemDocs('validation', 'unauthorized');
+export const guarded = problemDocs('validation', 'unauthenticated');
 
 /**
  * `name[key]=value` query parameters as an object (`metadata[source]=crm` -> {source: "crm"}), or undefined when

@@ -21,7 +21,7 @@ import { bracketParams, guarded, router, security } from './router.ts';
 import * as doc from './schemas.ts';
 
 export interface SubmitRouteDeps {
-  ctx: OrchestratedServices;
+  services: OrchestratedServices;
   metrics: Metrics;
   maxJsonBodyBytes: number;
 }
@@ -37,7 +37,7 @@ function mediaType(header: string | undefined): { type: string; charset?: string
 const idempotencyKeyPattern = /^[\x21-\x7e]{1,255}$/;
 
 export function submitRoutes(deps: SubmitRouteDeps) {
-  const { ctx, metrics } = deps;
+  const { services, metrics } = deps;
   const app = router();
 
   app.post('/v1/memory/batch', async (c) => {
@@ -52,10 +52,10 @@ export function submitRoutes(deps: SubmitRouteDeps) {
     const { type, charset } = mediaType(c.req.header('content-type'));
     const isJson = type === 'application/json';
     if (!isJson && !ndjsonTypes.has(type)) {
-      return appErrorResponse(c, { kind: 'unsupported_media_type', detail: 'send application/json or application/x-ndjson' });
+      return appErrorResponse(c, { kind: 'unsupported_format', detail: 'send application/json or application/x-ndjson' });
     }
     if (charset && charset !== 'utf-8' && charset !== 'utf8') {
-      return appErrorResponse(c, { kind: 'unsupported_media_type', detail: `charset ${charset} is not supported; use utf-8` });
+      return appErrorResponse(c, { kind: 'unsupported_format', detail: `charset ${charset} is not supported; use utf-8` });
     }
     const idempotencyKey = c.req.header('idempotency-key');
     if (idempotencyKey !== undefined && !idempotencyKeyPattern.test(idempotencyKey)) {
@@ -64,7 +64,7 @@ export function submitRoutes(deps: SubmitRouteDeps) {
     const declaredLength = Number(c.req.header('content-length') ?? '0');
     if (isJson && declaredLength > deps.maxJsonBodyBytes) {
       return appErrorResponse(c, {
-        kind: 'payload_too_large',
+        kind: 'too_large',
         detail: `a JSON body may be at most ${deps.maxJsonBodyBytes} bytes; send NDJSON for larger batches`,
       });
     }
@@ -77,7 +77,7 @@ export function submitRoutes(deps: SubmitRouteDeps) {
     if (isJson) {
       const parsed = jsonBatch(body, deps.maxJsonBodyBytes);
       items = parsed.items;
-      options = () => ({ ...early, ...envelopeOptions(parsed.envelope, ctx.settings.memoryLimits) });
+      options = () => ({ ...early, ...envelopeOptions(parsed.envelope, services.settings.memoryLimits) });
     } else {
       const query = {
         batchId: c.req.query('batch_id'),
@@ -95,22 +95,22 @@ export function submitRoutes(deps: SubmitRouteDeps) {
       options = () => early;
     }
     if (dryRun) {
-      const report = await validateBatch(ctx, { tenant, items, options });
+      const report = await validateBatch(services, { tenant, items, options });
       if (!report.ok) return appErrorResponse(c, report.error);
       return c.json(report.value, 200);
     }
-    const existing = await findExisting(ctx, tenant, early);
+    const existing = await findExisting(services, tenant, early);
     if (existing) {
       await body.cancel().catch(() => undefined);
       c.header('idempotent-replayed', 'true');
-      return c.json(batchResource(existing, await outcomesOf(ctx, existing)), 200);
+      return c.json(batchResource(existing, await outcomesOf(services, existing)), 200);
     }
-    const result = await submitBatch(ctx, { tenant, requestId: c.get('requestId'), items, options });
+    const result = await submitBatch(services, { tenant, requestId: c.get('requestId'), items, options });
     if (!result.ok) return appErrorResponse(c, result.error);
     const { batch, created, replayed, generatedSecret } = result.value;
     if (replayed) c.header('idempotent-replayed', 'true');
     if (created) metrics.batchSubmitted({ rawBytes: batch.payload.rawBytes, storedBytes: batch.payload.storedBytes, memories: batch.counts.total });
-    const written = await outcomesOf(ctx, batch);
+    const written = await outcomesOf(services, batch);
     const resource = generatedSecret ? { ...batchResource(batch, written), webhook_secret: generatedSecret } : batchResource(batch, written);
     c.header('location', `/v1/batch/${batch.id}`);
     return c.json(resource, created ? 202 : 200);
@@ -154,7 +154,7 @@ export function submitRoutes(deps: SubmitRouteDeps) {
         content: { 'application/json': { schema: z.union([doc.BatchDoc, doc.DryRunDoc]) } },
       },
       ...guarded,
-      ...problemDocs('payload_too_large', 'unsupported_media_type', 'unprocessable', 'unavailable'),
+      ...problemDocs('too_large', 'unsupported_format', 'idempotency_key_reused', 'backend_unavailable'),
     },
   });
   return app;

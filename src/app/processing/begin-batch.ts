@@ -15,16 +15,16 @@ export interface BatchPlan {
   expiresAt: string | null;
 }
 
-export async function beginBatch(ctx: Services, key: string): Promise<BatchPlan | undefined> {
+export async function beginBatch(services: Services, key: string): Promise<BatchPlan | undefined> {
   // Only a pending batch begins; any other status (already begun, cancelling, final) is taken as it stands.
   let began = false;
-  const batch = await changeBatch(ctx.batches, key, (current) => {
-    const step = begin(current, ctx.clock.now().toISOString());
+  const batch = await changeBatch(services.batches, key, (current) => {
+    const step = begin(current, services.clock.now().toISOString());
     began = step.ok;
     return step.ok ? step.value : undefined;
   });
   if (!batch) return undefined;
-  if (began) ctx.observer?.batchStarted(batch.status);
-  const done = schedulesSegments(batch.status) ? (await ctx.batches.listSegments(key)).map((s) => s.segment) : [];
+  if (began) services.observer?.batchStarted(batch.status);
+  const done = schedulesSegments(batch.status) ? (await services.batches.listSegments(key)).map((s) => s.segment) : [];
   return { status: batch.status, segments: batch.payload.segments, doneSegments: done, counts: batch.counts, expiresAt: batch.expiresAt ?? null };
 }

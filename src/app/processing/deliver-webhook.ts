@@ -9,25 +9,25 @@ import { withSpan } from '../tracing.ts';
 
 export type WebhookStep = { status: 'nothing_to_send' } | { status: 'attempted'; attempt: DeliveryAttempt; attempts: number };
 
-export async function deliverWebhook(ctx: Services, key: string): Promise<WebhookStep> {
-  const batch = await ctx.batches.get(key);
+export async function deliverWebhook(services: Services, key: string): Promise<WebhookStep> {
+  const batch = await services.batches.get(key);
   if (!batch || !isFinal(batch.status) || !batch.webhook.url || !batch.webhook.secret || batch.webhook.delivered) {
     return { status: 'nothing_to_send' };
   }
   const type = `batch.${batch.status}`;
   // The event is the batch's outcome, the same bytes on every attempt (Standard Webhooks: a retry resends the same
   // message under its id). How its delivery is going lives on the batch (GET /v1/batch/{id}), not in the event.
-  const { webhook: _deliveryState, ...outcome } = batchResource(batch, await outcomesOf(ctx, batch));
+  const { webhook: _deliveryState, ...outcome } = batchResource(batch, await outcomesOf(services, batch));
   const { url, secret } = batch.webhook;
   const attempt = await withSpan('batchmem.webhook.deliver', { 'batchmem.batch_key': key, 'batchmem.webhook.attempt': batch.webhook.attempts + 1 }, () =>
-    ctx.webhooks.send({
+    services.webhooks.send({
       url,
       secret,
       // One logical event per batch and final status: every retry carries the same id.
       messageId: `msg_${batch.key}_${batch.status}`,
       payload: {
         type,
-        timestamp: batch.completedAt ?? ctx.clock.now().toISOString(),
+        timestamp: batch.completedAt ?? services.clock.now().toISOString(),
         data: outcome,
         // Papr receivers read these at the top level. No per-memory list: results are a link away, so the body
         // stays small whatever the batch size.
@@ -41,8 +41,8 @@ export async function deliverWebhook(ctx: Services, key: string): Promise<Webhoo
       },
     }),
   );
-  ctx.observer?.webhookAttempted(attempt.delivered ? 'delivered' : attempt.retryable ? 'failed' : 'rejected'); // literal: delivery results
-  const updated = await changeBatch(ctx.batches, key, (current) => ({
+  services.observer?.webhookAttempted(attempt.delivered ? 'delivered' : attempt.retryable ? 'failed' : 'rejected'); // literal: delivery results
+  const updated = await changeBatch(services.batches, key, (current) => ({
     webhook: {
       ...current.webhook,
       delivered: current.webhook.delivered || attempt.delivered,

@@ -9,15 +9,15 @@ import type { Services } from '../services.ts';
  * window is left as it is; the answer is the record as it stands afterwards, or undefined when it does not exist.
  * Items processed so far keep their outcome; the rest count as expired (`expiredItems`).
  */
-export async function expireBatch(ctx: Services, key: string): Promise<Batch | undefined> {
+export async function expireBatch(services: Services, key: string): Promise<Batch | undefined> {
   let expired = false;
-  const batch = await changeBatch(ctx.batches, key, (current) => {
+  const batch = await changeBatch(services.batches, key, (current) => {
     if (!current.expiresAt) return undefined;
-    const step = expire(current, ctx.clock.now().toISOString(), current.completionWindow ?? 'the batch');
+    const step = expire(current, services.clock.now().toISOString(), current.completionWindow ?? 'the batch');
     expired = step.ok;
     return step.ok ? step.value : undefined;
   });
-  if (expired && batch) ctx.observer?.batchFinished(batch.status);
+  if (expired && batch) services.observer?.batchFinished(batch.status);
   return batch;
 }
 

@@ -12,9 +12,9 @@ export interface ExpirySweep {
 const pageSize = 100;
 
 /** Deletes the segments of every batch past its retention. Safe to run from several processes at once. */
-export async function expirePayloads(ctx: Services, retentionMs: number): Promise<ExpirySweep> {
-  const { batches } = ctx;
-  const cutoff = new Date(ctx.clock.now().getTime() - retentionMs).toISOString();
+export async function expirePayloads(services: Services, retentionMs: number): Promise<ExpirySweep> {
+  const { batches } = services;
+  const cutoff = new Date(services.clock.now().getTime() - retentionMs).toISOString();
   const sweep: ExpirySweep = { batches: 0, objects: 0, failures: [] };
   const failed = new Set<string>();
   for (;;) {
@@ -22,8 +22,8 @@ export async function expirePayloads(ctx: Services, retentionMs: number): Promis
     for (const expired of due) {
       try {
         // Delete first, mark second: a crash in between only repeats a delete, never leaves segments behind.
-        sweep.objects += await ctx.payloads.deletePrefix(expired.prefix);
-        await batches.markPayloadExpired(expired.key, ctx.clock.now().toISOString());
+        sweep.objects += await services.payloads.deletePrefix(expired.prefix);
+        await batches.markPayloadExpired(expired.key, services.clock.now().toISOString());
         sweep.batches += 1;
       } catch (error) {
         failed.add(expired.key);
@@ -43,12 +43,12 @@ export interface ExpiryScheduleOptions {
 }
 
 /** Sweeps now and then every `intervalMs` until stopped; `stop` waits for a running sweep to end. */
-export function scheduleExpiry(ctx: Services, options: ExpiryScheduleOptions): { stop(): Promise<void> } {
+export function scheduleExpiry(services: Services, options: ExpiryScheduleOptions): { stop(): Promise<void> } {
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> = Promise.resolve();
   let stopped = false;
   const tick = () => {
-    running = expirePayloads(ctx, options.retentionMs)
+    running = expirePayloads(services, options.retentionMs)
       .then((sweep) => options.onSweep?.(sweep), (error: unknown) => options.onError?.(error))
       .finally(() => {
         if (!stopped) timer = setTimeout(tick, options.intervalMs);

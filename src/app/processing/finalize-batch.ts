@@ -8,13 +8,13 @@ import { changeBatch } from '../change-batch.ts';
  * `failure` is the reason the run gave up (a corrupt segment, exhausted retries), if it did. A batch that is pending
  * (never begun) or already final is left as it is; the lifecycle's `finish` decides the final status.
  */
-export async function finalizeBatch(ctx: Services, key: string, failure?: string): Promise<Batch | undefined> {
+export async function finalizeBatch(services: Services, key: string, failure?: string): Promise<Batch | undefined> {
   let finished = false;
-  const batch = await changeBatch(ctx.batches, key, (current) => {
-    const step = finish(current, ctx.clock.now().toISOString(), failure);
+  const batch = await changeBatch(services.batches, key, (current) => {
+    const step = finish(current, services.clock.now().toISOString(), failure);
     finished = step.ok;
     return step.ok ? step.value : undefined;
   });
-  if (finished && batch) ctx.observer?.batchFinished(batch.status);
+  if (finished && batch) services.observer?.batchFinished(batch.status);
   return batch;
 }

@@ -24,22 +24,22 @@ export interface SegmentRef {
  * Safe to run any number of times for the same segment: memory ids are derived from batch and index, and the
  * ledger keeps the first outcome. A corrupt segment is a typed error (not retryable); a backend failure throws.
  */
-export function processSegment(ctx: Services, ref: SegmentRef): Promise<Result<SegmentResult, SegmentCorrupt>> {
+export function processSegment(services: Services, ref: SegmentRef): Promise<Result<SegmentResult, SegmentCorrupt>> {
   return withSpan('batchmem.segment', { 'batchmem.batch_key': ref.key, 'batchmem.segment': ref.segment }, async () => {
     try {
-      const result = await processOnce(ctx, ref);
-      if (!result.ok) ctx.observer?.segmentFailed('corrupt');
+      const result = await processOnce(services, ref);
+      if (!result.ok) services.observer?.segmentFailed('corrupt');
       return result;
     } catch (error) {
-      ctx.observer?.segmentFailed('error');
+      services.observer?.segmentFailed('error');
       throw error;
     }
   });
 }
 
-async function processOnce(ctx: Services, ref: SegmentRef): Promise<Result<SegmentResult, SegmentCorrupt>> {
+async function processOnce(services: Services, ref: SegmentRef): Promise<Result<SegmentResult, SegmentCorrupt>> {
   const startedAt = performance.now();
-  const batch = await ctx.batches.get(ref.key);
+  const batch = await services.batches.get(ref.key);
   if (!batch) return ok({ status: 'skipped', reason: 'batch does not exist' });
   if (!acceptsSegmentOutcomes(batch.status)) return ok({ status: 'skipped', reason: `batch is ${batch.status}` });
   if (ref.segment < 0 || ref.segment >= batch.payload.segments) return ok({ status: 'skipped', reason: 'no such segment' });
@@ -47,7 +47,7 @@ async function processOnce(ctx: Services, ref: SegmentRef): Promise<Result<Segme
   const name = segmentKey(batch.payload.prefix, ref.segment, batch.payload.codec);
   let bytes: Uint8Array | undefined;
   try {
-    bytes = await ctx.payloads.get(name);
+    bytes = await services.payloads.get(name);
   } catch (cause) {
     if (cause instanceof PayloadChecksumError) return err({ kind: 'segment_corrupt', reason: `${name}: ${cause.message}` });
     throw cause;
@@ -65,11 +65,11 @@ async function processOnce(ctx: Services, ref: SegmentRef): Promise<Result<Segme
   const outcomes = await withSpan('batchmem.sink.write', { 'batchmem.items': records.length }, async () => {
     const writeStartedAt = performance.now();
     try {
-      const written = await ctx.sink.writeSegment(records);
-      ctx.observer?.sinkWritten(performance.now() - writeStartedAt, records.length, true);
+      const written = await services.sink.writeSegment(records);
+      services.observer?.sinkWritten(performance.now() - writeStartedAt, records.length, true);
       return written;
     } catch (error) {
-      ctx.observer?.sinkWritten(performance.now() - writeStartedAt, records.length, false);
+      services.observer?.sinkWritten(performance.now() - writeStartedAt, records.length, false);
       throw error;
     }
   });
@@ -80,12 +80,12 @@ async function processOnce(ctx: Services, ref: SegmentRef): Promise<Result<Segme
     }
   }
   const succeeded = outcomes.length - itemErrors.length;
-  const recorded = await ctx.batches.recordSegment(
+  const recorded = await services.batches.recordSegment(
     batch.key,
     { segment: ref.segment, succeeded, failed: itemErrors.length },
     itemErrors,
     ref.workerId,
   );
-  ctx.observer?.segmentProcessed(performance.now() - startedAt, succeeded, itemErrors.length, recorded.applied);
+  services.observer?.segmentProcessed(performance.now() - startedAt, succeeded, itemErrors.length, recorded.applied);
   return ok({ status: 'recorded', applied: recorded.applied, succeeded, failed: itemErrors.length, counts: recorded.counts });
 }

@@ -36,22 +36,22 @@ export const sleep = (ms: number, signal?: AbortSignal) =>
     signal?.addEventListener('abort', () => { clearTimeout(timer); resolve(); }, { once: true });
   });
 
-export async function runBatch(ctx: Services, key: string, options: RunOptions): Promise<RunEnd> {
-  const plan = await beginBatch(ctx, key);
+export async function runBatch(services: Services, key: string, options: RunOptions): Promise<RunEnd> {
+  const plan = await beginBatch(services, key);
   if (!plan) return 'finished';
   let failure: string | undefined;
   // The completion window races the processing: when it passes first the batch expires at once, without waiting for
   // segments still running (a sink that stopped answering would hold them forever); their late outcomes are refused.
   let expired = false;
-  const deadline = deadlineTimer(msUntilExpiry(plan, ctx.clock.now().getTime()), options.signal);
+  const deadline = deadlineTimer(msUntilExpiry(plan, services.clock.now().getTime()), options.signal);
   if (schedulesSegments(plan.status)) {
     const done = new Set(plan.doneSegments);
-    const limit = pLimit(ctx.settings.segmentConcurrency);
-    const policy = segmentRetryPolicy(ctx.settings);
+    const limit = pLimit(services.settings.segmentConcurrency);
+    const policy = segmentRetryPolicy(services.settings);
     const stop = () => options.signal.aborted || failure !== undefined || expired;
     const runOne = async (segment: number) => {
       const startedAt = performance.now();
-      const run = await attemptWithRetries(policy, () => processSegment(ctx, { key, segment, workerId: options.workerId }), {
+      const run = await attemptWithRetries(policy, () => processSegment(services, { key, segment, workerId: options.workerId }), {
         sleep: (ms) => sleep(ms, options.signal),
         stopped: stop,
         onFailure: (attempt, error) => options.onSegmentError?.(segment, attempt, error),
@@ -70,15 +70,15 @@ export async function runBatch(ctx: Services, key: string, options: RunOptions):
       expired = true;
       // No new segment starts; the ones writing now get a short grace to be counted (domain/lifecycle.ts).
       await Promise.race([processed, sleep(expiryGraceMs, options.signal)]);
-      await expireBatch(ctx, key);
+      await expireBatch(services, key);
       return 'finished';
     }
     // Shutdown (not cancel) leaves the batch as it is, for the next start to resume.
-    const current = await ctx.batches.get(key);
+    const current = await services.batches.get(key);
     if (options.signal.aborted && current && schedulesSegments(current.status)) return 'interrupted';
   }
   deadline.clear();
-  await finalizeBatch(ctx, key, failure);
+  await finalizeBatch(services, key, failure);
   return 'finished';
 }
 
@@ -94,10 +94,10 @@ function deadlineTimer(ms: number | undefined, signal: AbortSignal): { passed: P
 }
 
 /** Retries the final webhook with backoff; a dead receiver only costs attempts, never the batch's status. */
-export async function deliverWithRetries(ctx: Services, key: string, signal: AbortSignal): Promise<void> {
+export async function deliverWithRetries(services: Services, key: string, signal: AbortSignal): Promise<void> {
   const hooks: RetryHooks = { sleep: (ms) => sleep(ms, signal), stopped: () => signal.aborted };
-  await retryDelivery(webhookRetryPolicy(ctx.settings), async () => {
-    const step = await deliverWebhook(ctx, key);
+  await retryDelivery(webhookRetryPolicy(services.settings), async () => {
+    const step = await deliverWebhook(services, key);
     if (step.status === 'nothing_to_send') return step;
     const { attempt, attempts } = step;
     return attempt.delivered ? { status: 'delivered' } : { status: 'undelivered', retryable: attempt.retryable, attempts, error: attempt.error };

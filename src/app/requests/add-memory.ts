@@ -20,14 +20,14 @@ export type AddOutcome = SubmitOutcome & {
 
 /** Submits `item` as a batch of one and waits up to `waitMs` for it to become final. */
 export async function addMemory(
-  ctx: OrchestratedServices,
+  services: OrchestratedServices,
   input: Omit<SubmitInput, 'items'> & { item: unknown },
   waitMs: number,
 ): Promise<Result<AddOutcome, AppError>> {
   const items = (async function* () {
     yield input.item;
   })();
-  const submitted = await submitBatch(ctx, { ...input, items });
+  const submitted = await submitBatch(services, { ...input, items });
   if (!submitted.ok) return err(submitted.error);
   const outcome = submitted.value;
   let batch: Batch = outcome.batch;
@@ -35,7 +35,7 @@ export async function addMemory(
     const abort = new AbortController();
     const timer = setTimeout(() => abort.abort(), waitMs);
     try {
-      for await (const seen of watchBatch(ctx, batchKey(batch.tenant.organization, batch.id), abort.signal)) batch = seen;
+      for await (const seen of watchBatch(services, batchKey(batch.tenant.organization, batch.id), abort.signal)) batch = seen;
     } finally {
       clearTimeout(timer);
     }
@@ -43,7 +43,7 @@ export async function addMemory(
   const id = memoryId(batch.key, 0);
   if (!isFinal(batch.status)) return ok({ ...outcome, batch, memoryId: id, state: 'waiting' });
   if (isCompleted(batch.status) && batch.counts.succeeded === 1) return ok({ ...outcome, batch, memoryId: id, state: 'stored' });
-  const [itemError] = await ctx.batches.listErrors(batch.key, -1, 1);
+  const [itemError] = await services.batches.listErrors(batch.key, -1, 1);
   const reason = itemError?.error ?? batch.error ?? `the batch is ${batch.status}`;
   return ok({ ...outcome, batch, memoryId: id, state: 'refused', reason });
 }

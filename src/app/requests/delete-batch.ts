@@ -9,15 +9,15 @@ import type { Services } from '../services.ts';
  * Refused with a conflict while the batch can still change (a runner owes it work). The payload goes first: a crash
  * in between leaves a record whose delete can be repeated, never segments that no record points to.
  */
-export async function deleteBatch(ctx: Services, tenant: Tenant, id: string): Promise<Result<{ payloadObjects: number }, ErrorOf<'not_found' | 'conflict'>>> {
+export async function deleteBatch(services: Services, tenant: Tenant, id: string): Promise<Result<{ payloadObjects: number }, ErrorOf<'not_found' | 'wrong_state'>>> {
   if (!batchIdPattern.test(id)) return err(notFound(`batch ${id.slice(0, 64)}`));
   const key = batchKey(tenant.organization, id);
-  const batch = await ctx.batches.get(key);
+  const batch = await services.batches.get(key);
   if (!batch || batch.tenant.organization !== tenant.organization) return err(notFound(`batch ${id}`));
   if (!isFinal(batch.status)) {
-    return err({ kind: 'conflict', detail: `batch ${id} is ${batch.status}; cancel it and delete it once it is final` });
+    return err({ kind: 'wrong_state', detail: `batch ${id} is ${batch.status}; cancel it and delete it once it is final` });
   }
-  const payloadObjects = await ctx.payloads.deletePrefix(batch.payload.prefix);
-  await ctx.batches.delete(key);
+  const payloadObjects = await services.payloads.deletePrefix(batch.payload.prefix);
+  await services.batches.delete(key);
   return ok({ payloadObjects });
 }

@@ -7,18 +7,18 @@ import { type BatchListQuery, InvalidCursorError, type Page } from '../../ports/
 import type { Services } from '../services.ts';
 import { type ErrorOf, notFound, validation } from '../errors.ts';
 
-export async function getBatch(ctx: Services, tenant: Tenant, id: string): Promise<Result<Batch, ErrorOf<'not_found'>>> {
+export async function getBatch(services: Services, tenant: Tenant, id: string): Promise<Result<Batch, ErrorOf<'not_found'>>> {
   // An id that breaks the batch-id rule can name no batch.
   if (!batchIdPattern.test(id)) return err(notFound(`batch ${id.slice(0, 64)}`));
-  const batch = await ctx.batches.get(batchKey(tenant.organization, id));
+  const batch = await services.batches.get(batchKey(tenant.organization, id));
   // The key is derived from the organization, so another tenant's id can never resolve; the check is belt and braces.
   if (!batch || batch.tenant.organization !== tenant.organization) return err(notFound(`batch ${id}`));
   return ok(batch);
 }
 
-export async function listBatches(ctx: Services, tenant: Tenant, query: BatchListQuery): Promise<Result<Page<Batch>, ErrorOf<'validation'>>> {
+export async function listBatches(services: Services, tenant: Tenant, query: BatchListQuery): Promise<Result<Page<Batch>, ErrorOf<'validation'>>> {
   try {
-    return ok(await ctx.batches.list(tenant.organization, query));
+    return ok(await services.batches.list(tenant.organization, query));
   } catch (error) {
     if (error instanceof InvalidCursorError) return err(validation('cursor is not valid', [{ path: 'cursor', message: 'must come from next_cursor' }]));
     throw error;
@@ -39,21 +39,21 @@ function parseIndexCursor(cursor: string | undefined): Result<number, ErrorOf<'v
 
 /** Results merge stored memories and recorded item errors, both ordered by index; the cursor is the last index. */
 export async function listResults(
-  ctx: Services,
+  services: Services,
   tenant: Tenant,
   id: string,
   query: { limit: number; cursor?: string | undefined },
 ): Promise<Result<Page<ItemResult>, ErrorOf<'not_found' | 'validation'>>> {
-  const batch = await getBatch(ctx, tenant, id);
+  const batch = await getBatch(services, tenant, id);
   if (!batch.ok) return batch;
   const after = parseIndexCursor(query.cursor);
   if (!after.ok) return after;
   const [stored, failed] = await Promise.all([
-    ctx.sink.listByBatch(batch.value.key, after.value, query.limit),
-    ctx.batches.listErrors(batch.value.key, after.value, query.limit),
+    services.sink.listByBatch(batch.value.key, after.value, query.limit),
+    services.batches.listErrors(batch.value.key, after.value, query.limit),
   ]);
   // A forwarding sink also knows the target's id for each memory.
-  const sinkIds = stored.length > 0 && ctx.sink.sinkIds ? await ctx.sink.sinkIds(stored.map((m) => m.memoryId)) : undefined;
+  const sinkIds = stored.length > 0 && services.sink.sinkIds ? await services.sink.sinkIds(stored.map((m) => m.memoryId)) : undefined;
   const all: ItemResult[] = [
     // The Papr fields a memory was stored with come back beside batchmem's own, under their own names.
     ...stored.map((m) => {
@@ -79,16 +79,16 @@ export async function listResults(
 }
 
 export async function listErrors(
-  ctx: Services,
+  services: Services,
   tenant: Tenant,
   id: string,
   query: { limit: number; cursor?: string | undefined },
 ): Promise<Result<Page<{ index: number; external_id: string | null; error: string }>, ErrorOf<'not_found' | 'validation'>>> {
-  const batch = await getBatch(ctx, tenant, id);
+  const batch = await getBatch(services, tenant, id);
   if (!batch.ok) return batch;
   const after = parseIndexCursor(query.cursor);
   if (!after.ok) return after;
-  const errors = await ctx.batches.listErrors(batch.value.key, after.value, query.limit);
+  const errors = await services.batches.listErrors(batch.value.key, after.value, query.limit);
   const last = errors.at(-1);
   return ok({
     items: errors.map((e) => ({ index: e.index, external_id: e.externalId, error: e.error })),

@@ -42,18 +42,18 @@ async function* paged<T extends { index: number }>(
  * that did not succeed. Stored memories and item errors are merged by index; in an expired batch the indexes with
  * neither are its expired items (their external id is not kept outside the payload, so it is null).
  */
-export async function* resultLines(ctx: Services, batch: Batch, kind: ResultFileKind, fromIndex = 0): AsyncGenerator<ResultLine> {
+export async function* resultLines(services: Services, batch: Batch, kind: ResultFileKind, fromIndex = 0): AsyncGenerator<ResultLine> {
   const after = fromIndex - 1;
   const storedPage = async (afterIndex: number, limit: number) => {
-    const page = await ctx.sink.listByBatch(batch.key, afterIndex, limit);
-    const sinkIds = kind === 'results' && page.length > 0 && ctx.sink.sinkIds ? await ctx.sink.sinkIds(page.map((m) => m.memoryId)) : undefined;
+    const page = await services.sink.listByBatch(batch.key, afterIndex, limit);
+    const sinkIds = kind === 'results' && page.length > 0 && services.sink.sinkIds ? await services.sink.sinkIds(page.map((m) => m.memoryId)) : undefined;
     return page.map((m) => ({ ...m, sinkId: sinkIds?.get(m.memoryId) }));
   };
   const fillExpired = expiredItems(batch) > 0;
   // The errors file needs the stored memories too when some items expired: an index with no memory and no error is
   // an expired item, and only the memories tell the stored ones apart.
   const stored = kind === 'results' || fillExpired ? paged(storedPage, after) : undefined;
-  const failed = paged((a, l) => ctx.batches.listErrors(batch.key, a, l), after);
+  const failed = paged((a, l) => services.batches.listErrors(batch.key, a, l), after);
   let nextStored = stored ? await stored.next() : undefined;
   let nextFailed = await failed.next();
   let expected = fromIndex;

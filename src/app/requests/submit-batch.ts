@@ -10,7 +10,7 @@ import { checkWebhookUrl } from '../../domain/webhook-address.ts';
 import type { OrchestratedServices } from '../services.ts';
 import { changeBatch } from '../change-batch.ts';
 import { withSpan } from '../tracing.ts';
-import { type AppError, AppFailure, forbidden, validation } from '../errors.ts';
+import { type AppError, AppFailure, otherTenant, validation } from '../errors.ts';
 import { err, ok, type Result } from '../../domain/result.ts';
 
 export interface SubmitOptions {
@@ -80,16 +80,16 @@ export function batchIdFor(tenant: Tenant, options: SubmitOptions, uploadId: str
  * Looks up the batch a repeated submission refers to, before its body is read. A batch made under an
  * Idempotency-Key with a recorded fingerprint is not returned: the new body must be read and compared first.
  */
-export async function findExisting(ctx: OrchestratedServices, tenant: Tenant, options: SubmitOptions) {
+export async function findExisting(services: OrchestratedServices, tenant: Tenant, options: SubmitOptions) {
   if (!options.batchId && !options.idempotencyKey) return undefined;
-  const batch = await ctx.batches.get(batchKey(tenant.organization, batchIdFor(tenant, options, '')));
+  const batch = await services.batches.get(batchKey(tenant.organization, batchIdFor(tenant, options, '')));
   if (batch && !options.batchId && batch.fingerprint) return undefined;
-  if (batch) await ensureStarted(ctx, batch);
+  if (batch) await ensureStarted(services, batch);
   return batch;
 }
 
-export async function submitBatch(ctx: OrchestratedServices, input: SubmitInput): Promise<Result<SubmitOutcome, AppError>> {
-  const { settings } = ctx;
+export async function submitBatch(services: OrchestratedServices, input: SubmitInput): Promise<Result<SubmitOutcome, AppError>> {
+  const { settings } = services;
   const uploadId = generatedId();
   const prefix = `${encodeURIComponent(input.tenant.organization)}/${uploadId}`;
   const schema = memoryItemSchema(settings.memoryLimits);
@@ -105,7 +105,7 @@ export async function submitBatch(ctx: OrchestratedServices, input: SubmitInput)
       firstIndex: raw.firstIndex,
       itemCount: raw.itemCount,
     });
-    await ctx.payloads.put(segmentKey(prefix, segments, settings.codec), body, {
+    await services.payloads.put(segmentKey(prefix, segments, settings.codec), body, {
       sha256Hex: createHash('sha256').update(body).digest('hex'),
       contentType: 'application/x-ndjson',
       contentEncoding: codecContentEncoding[settings.codec],
@@ -115,7 +115,7 @@ export async function submitBatch(ctx: OrchestratedServices, input: SubmitInput)
     storedBytes += body.byteLength;
   };
   const discard = async (error: AppError) => {
-    await ctx.payloads.deletePrefix(prefix);
+    await services.payloads.deletePrefix(prefix);
     return err(error);
   };
 
@@ -126,7 +126,7 @@ export async function submitBatch(ctx: OrchestratedServices, input: SubmitInput)
     let index = 0;
     for await (const raw of input.items) {
       if (index >= settings.maxMemoriesPerBatch) {
-        return discard({ kind: 'payload_too_large', detail: `a batch holds at most ${settings.maxMemoriesPerBatch} memories` });
+        return discard({ kind: 'too_large', detail: `a batch holds at most ${settings.maxMemoriesPerBatch} memories` });
       }
       const item = validateMemoryItem(schema, raw, index);
       if (!item.ok) {
@@ -137,7 +137,7 @@ export async function submitBatch(ctx: OrchestratedServices, input: SubmitInput)
         return discard(validation(`memory ${index} is invalid: ${issues.map((i) => `${i.path} ${i.message}`).join('; ')}`, issues));
       }
       const conflict = tenantConflict(input.tenant, item.value);
-      if (conflict) return discard(forbidden(`memories.${index}.${conflict.path} ${conflict.message}`));
+      if (conflict) return discard(otherTenant(`memories.${index}.${conflict.path} ${conflict.message}`));
       const repeated = duplicateExternalId(externalIds, item.value, index);
       if (repeated) return discard(validation(`memories.${repeated.path} ${repeated.message}`, [repeated]));
       const line = JSON.stringify(item.value);
@@ -150,20 +150,20 @@ export async function submitBatch(ctx: OrchestratedServices, input: SubmitInput)
     options = input.options();
   } catch (cause) {
     if (cause instanceof AppFailure) return discard(cause.error);
-    await ctx.payloads.deletePrefix(prefix).catch(() => undefined);
+    await services.payloads.deletePrefix(prefix).catch(() => undefined);
     throw cause;
   }
 
   const total = segmenter.itemCount;
   if (total === 0) return discard(emptyBatch());
-  const webhook = resolveWebhook(ctx, options);
+  const webhook = resolveWebhook(services, options);
   if (!webhook.ok) return discard(webhook.error);
   const extras = resolveExtras(options);
   if (!extras.ok) return discard(extras.error);
-  const createdAt = ctx.clock.now();
+  const createdAt = services.clock.now();
   const defaults = options.memoryDefaults;
   const conflict = defaults ? tenantConflict(input.tenant, defaults) : undefined;
-  if (conflict) return discard(forbidden(`${conflict.path} ${conflict.message}`));
+  if (conflict) return discard(otherTenant(`${conflict.path} ${conflict.message}`));
   const bodySha256 = fingerprint.finish({
     batch_id: options.batchId,
     webhook_url: options.webhookUrl,
@@ -178,13 +178,13 @@ export async function submitBatch(ctx: OrchestratedServices, input: SubmitInput)
   const windowMs = settings.dedupeWindowMs;
   const dedupe = !options.batchId && !options.idempotencyKey && windowMs > 0;
   if (dedupe) {
-    const nowMs = ctx.clock.now().getTime();
+    const nowMs = services.clock.now().getTime();
     const ids = dedupeBatchIds(input.tenant, bodySha256, nowMs, windowMs);
     for (const candidateId of [ids.current, ids.previous]) {
-      const earlier = await ctx.batches.get(batchKey(input.tenant.organization, candidateId));
+      const earlier = await services.batches.get(batchKey(input.tenant.organization, candidateId));
       if (earlier && withinWindow(earlier.createdAt, nowMs, windowMs)) {
-        await ctx.payloads.deletePrefix(prefix);
-        return ok({ batch: await ensureStarted(ctx, earlier), created: false, replayed: true });
+        await services.payloads.deletePrefix(prefix);
+        return ok({ batch: await ensureStarted(services, earlier), created: false, replayed: true });
       }
     }
     id = ids.current;
@@ -212,25 +212,25 @@ export async function submitBatch(ctx: OrchestratedServices, input: SubmitInput)
     metadata: extras.value.metadata,
     ...(extras.value.onExisting ? { onExisting: extras.value.onExisting } : {}),
   };
-  let recorded: Awaited<ReturnType<typeof ctx.batches.create>>;
+  let recorded: Awaited<ReturnType<typeof services.batches.create>>;
   try {
-    recorded = await ctx.batches.create(candidate);
+    recorded = await services.batches.create(candidate);
   } catch (cause) {
     // The batch store failed (locked, down): no record points at these segments, so they must not stay behind.
-    await ctx.payloads.deletePrefix(prefix).catch(() => undefined);
-    throw new AppFailure({ kind: 'unavailable', detail: 'the batch store could not record the batch; nothing was kept, retry later' }, cause);
+    await services.payloads.deletePrefix(prefix).catch(() => undefined);
+    throw new AppFailure({ kind: 'backend_unavailable', detail: 'the batch store could not record the batch; nothing was kept, retry later' }, cause);
   }
   const { created, batch } = recorded;
   if (!created) {
     // A repeated submission: the first one's payload is the batch; this copy is not needed.
-    await ctx.payloads.deletePrefix(prefix);
+    await services.payloads.deletePrefix(prefix);
     if (options.idempotencyKey && !options.batchId && batch.fingerprint && batch.fingerprint !== bodySha256) {
       // Answering the old batch would tell the client its new request was done.
-      return err({ kind: 'unprocessable', detail: 'this Idempotency-Key was used for a different request body; use a new key for a new batch' });
+      return err({ kind: 'idempotency_key_reused', detail: 'this Idempotency-Key was used for a different request body; use a new key for a new batch' });
     }
-    return ok({ batch: await ensureStarted(ctx, batch), created: false, replayed: true });
+    return ok({ batch: await ensureStarted(services, batch), created: false, replayed: true });
   }
-  const started = await ensureStarted(ctx, batch);
+  const started = await ensureStarted(services, batch);
   const outcome: SubmitOutcome = { batch: started, created: true, replayed: false };
   if (webhook.value.generated && webhook.value.secret) outcome.generatedSecret = webhook.value.secret;
   return ok(outcome);
@@ -313,10 +313,10 @@ function issuesOf(error: AppError, index?: number): DryRunIssue[] {
  * answer; the others (too many memories, a body over the limit) are the same error as for a real submit.
  */
 export async function validateBatch(
-  ctx: OrchestratedServices,
+  services: OrchestratedServices,
   input: Pick<SubmitInput, 'tenant' | 'items' | 'options'>,
 ): Promise<Result<DryRunReport, AppError>> {
-  const { settings } = ctx;
+  const { settings } = services;
   const schema = memoryItemSchema(settings.memoryLimits);
   const errors: DryRunIssue[] = [];
   const note = (issues: DryRunIssue[]) => errors.push(...issues.slice(0, dryRunMaxErrors - errors.length));
@@ -326,7 +326,7 @@ export async function validateBatch(
   try {
     for await (const raw of input.items) {
       if (total >= settings.maxMemoriesPerBatch) {
-        return err({ kind: 'payload_too_large', detail: `a batch holds at most ${settings.maxMemoriesPerBatch} memories` });
+        return err({ kind: 'too_large', detail: `a batch holds at most ${settings.maxMemoriesPerBatch} memories` });
       }
       const item = validateMemoryItem(schema, raw, total);
       if (!item.ok) {
@@ -338,7 +338,7 @@ export async function validateBatch(
       } else {
         // A memory naming another tenant is refused (403) as by a real submit, not reported.
         const conflict = tenantConflict(input.tenant, item.value);
-        if (conflict) return err(forbidden(`memories.${total}.${conflict.path} ${conflict.message}`));
+        if (conflict) return err(otherTenant(`memories.${total}.${conflict.path} ${conflict.message}`));
         const repeated = duplicateExternalId(externalIds, item.value, total);
         if (repeated) note([{ index: total, ...repeated }]);
       }
@@ -359,10 +359,10 @@ export async function validateBatch(
     }
     if (total === 0) note(issuesOf(emptyBatch()));
     if (options) {
-      const webhook = resolveWebhook(ctx, options);
+      const webhook = resolveWebhook(services, options);
       if (!webhook.ok) note(issuesOf(webhook.error));
       const conflict = options.memoryDefaults ? tenantConflict(input.tenant, options.memoryDefaults) : undefined;
-      if (conflict && errors.length === 0) return err(forbidden(`${conflict.path} ${conflict.message}`));
+      if (conflict && errors.length === 0) return err(otherTenant(`${conflict.path} ${conflict.message}`));
       const extras = resolveExtras(options);
       if (!extras.ok) note(issuesOf(extras.error));
     }
@@ -371,14 +371,14 @@ export async function validateBatch(
 }
 
 function resolveWebhook(
-  ctx: OrchestratedServices,
+  services: OrchestratedServices,
   options: SubmitOptions,
 ): Result<{ url: string | null; secret: string | null; generated: boolean }, AppError> {
   if (!options.webhookUrl) {
     if (options.webhookSecret) return err(validation('webhook_secret needs a webhook_url', [{ path: 'webhook_secret', message: 'given without webhook_url' }]));
     return ok({ url: null, secret: null, generated: false });
   }
-  const url = checkWebhookUrl(options.webhookUrl, { allowPrivate: ctx.settings.allowPrivateWebhooks });
+  const url = checkWebhookUrl(options.webhookUrl, { allowPrivate: services.settings.allowPrivateWebhooks });
   if (!url.ok) return err(validation(`webhook_url ${url.error}`, [{ path: 'webhook_url', message: url.error }]));
   if (options.webhookSecret) {
     const problem = checkWebhookSecret(options.webhookSecret);
@@ -389,9 +389,9 @@ function resolveWebhook(
 }
 
 /** Starts (or re-starts, idempotently) the batch's run and records the workflow id. */
-async function ensureStarted(ctx: OrchestratedServices, batch: Batch): Promise<Batch> {
+async function ensureStarted(services: OrchestratedServices, batch: Batch): Promise<Batch> {
   if (!awaitsStart(batch.status)) return batch;
-  const { workflowId } = await withSpan('batchmem.orchestrator.start', { 'batchmem.batch_key': batch.key }, () => ctx.orchestrator.start(batch.key));
+  const { workflowId } = await withSpan('batchmem.orchestrator.start', { 'batchmem.batch_key': batch.key }, () => services.orchestrator.start(batch.key));
   if (batch.workflowId === workflowId) return batch;
-  return (await changeBatch(ctx.batches, batch.key, (current) => (current.workflowId ? undefined : { workflowId }))) ?? batch;
+  return (await changeBatch(services.batches, batch.key, (current) => (current.workflowId ? undefined : { workflowId }))) ?? batch;
 }

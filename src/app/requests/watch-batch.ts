@@ -2,10 +2,10 @@
 import { type Batch, isFinal } from '../../domain/batch.ts';
 import type { Services } from '../services.ts';
 
-export async function* watchBatch(ctx: Services, key: string, signal: AbortSignal): AsyncGenerator<Batch> {
+export async function* watchBatch(services: Services, key: string, signal: AbortSignal): AsyncGenerator<Batch> {
   let seen = '';
   while (!signal.aborted) {
-    const batch = await ctx.batches.get(key);
+    const batch = await services.batches.get(key);
     if (!batch) return;
     const fingerprint = `${batch.status}:${batch.counts.processed}:${batch.counts.failed}:${batch.webhook.delivered}`;
     if (fingerprint !== seen) {
@@ -14,7 +14,7 @@ export async function* watchBatch(ctx: Services, key: string, signal: AbortSigna
     }
     if (isFinal(batch.status)) return;
     await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, ctx.settings.watchIntervalMs);
+      const timer = setTimeout(resolve, services.settings.watchIntervalMs);
       signal.addEventListener('abort', () => { clearTimeout(timer); resolve(); }, { once: true });
     });
   }

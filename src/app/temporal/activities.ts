@@ -66,11 +66,11 @@ export interface ActivityOptions {
   tuning: Tuning;
 }
 
-export function createActivities(ctx: Services, options: ActivityOptions) {
+export function createActivities(services: Services, options: ActivityOptions) {
   const { tuning, workerId } = options;
   return {
     async beginBatch(input: { batchKey: string; fromSegment: number }): Promise<RunPlan> {
-      const plan = await beginBatch(ctx, input.batchKey);
+      const plan = await beginBatch(services, input.batchKey);
       if (!plan) return { status: 'missing', segments: 0, counts: noCounts, doneSegments: [], tuning };
       const end = input.fromSegment + tuning.segmentsPerRun;
       const doneSegments = plan.doneSegments.filter((segment) => segment >= input.fromSegment && segment < end);
@@ -84,7 +84,7 @@ export function createActivities(ctx: Services, options: ActivityOptions) {
       const heartbeat = setInterval(() => activity.heartbeat(), Math.max(250, tuning.segmentHeartbeatTimeoutMs / 4));
       try {
         activity.heartbeat();
-        const result = await processSegment(ctx, { key: input.batchKey, segment: input.segment, workerId });
+        const result = await processSegment(services, { key: input.batchKey, segment: input.segment, workerId });
         if (!result.ok) throw ApplicationFailure.nonRetryable(result.error.reason, failureTypes.segmentCorrupt);
         const step = result.value;
         return step.status === 'recorded' ? { status: 'recorded', counts: step.counts } : step;
@@ -94,13 +94,13 @@ export function createActivities(ctx: Services, options: ActivityOptions) {
     },
 
     async finalizeBatch(input: { batchKey: string; failure?: string | undefined }): Promise<FinalState> {
-      const batch = await finalizeBatch(ctx, input.batchKey, input.failure);
+      const batch = await finalizeBatch(services, input.batchKey, input.failure);
       return batch ? { status: batch.status, counts: batch.counts } : { status: 'missing', counts: noCounts };
     },
 
     /** The completion window passed: the batch ends expired (or stays as it is when it is final or cancelling). */
     async expireBatch(input: { batchKey: string }): Promise<FinalState> {
-      const batch = await expireBatch(ctx, input.batchKey);
+      const batch = await expireBatch(services, input.batchKey);
       return batch ? { status: batch.status, counts: batch.counts } : { status: 'missing', counts: noCounts };
     },
 
@@ -109,7 +109,7 @@ export function createActivities(ctx: Services, options: ActivityOptions) {
      * whether and when to try again, from the attempts recorded on the batch, carried in the failure's details.
      */
     async deliverWebhook(input: { batchKey: string }): Promise<WebhookOutcome> {
-      const step = await deliverWebhook(ctx, input.batchKey);
+      const step = await deliverWebhook(services, input.batchKey);
       if (step.status === 'nothing_to_send') return 'nothing_to_send';
       const { attempt, attempts } = step;
       if (attempt.delivered) return 'delivered';

@@ -41,7 +41,7 @@ async function tracingOptions(tracing: NonNullable<TemporalWorkerOptions['tracin
   return {
     interceptors: {
       workflowModules: [workflowInterceptors],
-      activity: [(ctx) => ({ inbound: new otel.OpenTelemetryActivityInboundInterceptor(ctx), outbound: new otel.OpenTelemetryActivityOutboundInterceptor(ctx) })],
+      activity: [(services) => ({ inbound: new otel.OpenTelemetryActivityInboundInterceptor(services), outbound: new otel.OpenTelemetryActivityOutboundInterceptor(services) })],
     },
     sinks: { exporter: otel.makeWorkflowExporter(tracing.spanProcessor as Parameters<typeof otel.makeWorkflowExporter>[0], tracing.resource as Parameters<typeof otel.makeWorkflowExporter>[1]) },
   };
@@ -72,10 +72,10 @@ export interface TemporalWorker {
   shutdown(): void;
 }
 
-export async function createWorker(ctx: Services, options: TemporalWorkerOptions): Promise<TemporalWorker> {
+export async function createWorker(services: Services, options: TemporalWorkerOptions): Promise<TemporalWorker> {
   const connection = await NativeConnection.connect({ address: options.address });
   try {
-    const tuning = tuningFor(ctx.settings, options);
+    const tuning = tuningFor(services.settings, options);
     const batchConcurrency = options.batchConcurrency ?? 4;
     if (options.tracing && options.workflowBundle) throw new Error('a traced worker bundles its own workflow code: drop workflowBundle');
     const traced = options.tracing ? await tracingOptions(options.tracing) : {};
@@ -86,7 +86,7 @@ export async function createWorker(ctx: Services, options: TemporalWorkerOptions
       taskQueue: options.taskQueue,
       identity: options.identity,
       ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath }),
-      activities: createActivities(ctx, { workerId: options.identity, tuning }),
+      activities: createActivities(services, { workerId: options.identity, tuning }),
       // Each batch keeps `parallelism` segments in flight, plus its begin/finalize/webhook steps.
       maxConcurrentActivityTaskExecutions: batchConcurrency * (tuning.parallelism + 1),
       shutdownGraceTime: options.shutdownGraceTimeMs ?? 30_000,
@@ -131,10 +131,10 @@ export function installTemporalLogging(logger: LogSink, verbose = false): void {
 
 /** Runs a worker until it is shut down; resolves once running activities have finished or been cancelled. */
 export async function runWorker(
-  ctx: Services,
+  services: Services,
   options: TemporalWorkerOptions & { signal?: AbortSignal; onRunning?: () => void },
 ): Promise<void> {
-  const { worker, run, shutdown } = await createWorker(ctx, options);
+  const { worker, run, shutdown } = await createWorker(services, options);
   options.onRunning?.();
   if (options.signal?.aborted) shutdown();
   options.signal?.addEventListener('abort', () => {
