@@ -75,6 +75,8 @@ export const batchResourceSchema = z
     completion_window: z.string().nullable(),
     expires_at: z.string().nullable().openapi({ description: 'When the batch expires unless final before (ISO 8601)' }),
     metadata: MetadataDoc,
+    max_failed_items: z.number().int().nullable().openapi({ description: 'Failed memories tolerated before the batch stops (as submitted), or null' }),
+    max_failed_percent: z.number().nullable().openapi({ description: 'Failed memories tolerated as a percentage of the total (as submitted), or null' }),
     progress_version: z.number().int().openapi({ description: 'Grows with every status change and item outcome: the SSE event id of this state' }),
     batch_id: z.string().openapi({ description: 'Papr: the same as id' }),
     code: z.number().int().openapi({ description: 'Papr: 202 while unfinished, 200 once final' }),
@@ -138,6 +140,8 @@ export function batchResource(batch: Batch, written: WriteCounts, errors: PaprIt
     completion_window: batch.completionWindow ?? null,
     expires_at: batch.expiresAt ?? null,
     metadata: { ...batch.metadata },
+    max_failed_items: batch.failureLimits?.maxFailedItems ?? null,
+    max_failed_percent: batch.failureLimits?.maxFailedPercent ?? null,
     /** The SSE event id of this state (see `progressVersion`). */
     progress_version: progressVersion(batch),
   };

@@ -1,6 +1,7 @@
 // The batch record and its identity. Its lifecycle (statuses and the legal changes between them) is lifecycle.ts.
 import { createHash } from 'node:crypto';
 import type { Codec } from './codec.ts';
+import type { FailureLimits } from './failure-limits.ts';
 import type { BatchStatus } from './lifecycle.ts';
 import type { MemoryAttributes, OnExisting } from './memory.ts';
 import type { Counts } from './progress.ts';
@@ -63,6 +64,8 @@ export interface Batch {
   metadata?: Record<string, string> | undefined;
   /** What to do with a memory whose external id the tenant stored already; absent means `update`. */
   onExisting?: OnExisting | null | undefined;
+  /** Tolerated failures (`max_failed_items`, `max_failed_percent`) as sent; absent or null means no limit. */
+  failureLimits?: FailureLimits | null | undefined;
 }
 
 /**

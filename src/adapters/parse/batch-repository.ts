@@ -150,6 +150,7 @@ function toBatch(row: ParseObject, version: number, state: MutableState, counts:
     ...(row.get('memoryDefaults') ? { memoryDefaults: row.get('memoryDefaults') as Batch['memoryDefaults'] } : {}),
     ...(text(row.get('bodySha256')) ? { fingerprint: text(row.get('bodySha256')) } : {}),
     ...(text(row.get('onExisting')) ? { onExisting: text(row.get('onExisting')) as Batch['onExisting'] } : {}),
+    ...(row.get('failureLimits') ? { failureLimits: { ...(row.get('failureLimits') as NonNullable<Batch['failureLimits']>) } } : {}),
     completionWindow: text(row.get('completionWindow')),
     expiresAt: iso(row.get('expiresAt')),
     metadata: { ...((row.get('batchMetadata') as Record<string, string> | undefined) ?? {}) },
@@ -231,6 +232,7 @@ export class ParseBatchRepository implements BatchRepository {
     put(row, 'memoryDefaults', batch.memoryDefaults);
     put(row, 'bodySha256', batch.fingerprint);
     put(row, 'onExisting', batch.onExisting);
+    put(row, 'failureLimits', batch.failureLimits);
     put(row, 'completionWindow', batch.completionWindow);
     put(row, 'expiresAt', batch.expiresAt ? new Date(batch.expiresAt) : null);
     writeState(row, batch.version, mutableState(batch));

@@ -73,6 +73,7 @@ export const classDefinitions: ClassDefinition[] = [
       expiresAt: 'Date',
       batchMetadata: 'Object',
       onExisting: 'String',
+      failureLimits: 'Object',
     },
     indexes: {
       status_createdAt: { status: 1, createdAt: 1 },

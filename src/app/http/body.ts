@@ -204,7 +204,7 @@ const envelopeFields = new Set([
   'memories', 'batch_id', 'webhook_url', 'webhook_secret',
   'batch_size', 'external_user_id', 'user_id', 'namespace_id', 'organization_id', 'graph_generation', 'link_to',
   'memory_policy', 'policy',
-  'completion_window', 'metadata', 'on_existing',
+  'completion_window', 'metadata', 'on_existing', 'max_failed_items', 'max_failed_percent',
 ]);
 
 /**

@@ -58,6 +58,8 @@ export function envelopeOptions(raw: Record<string, unknown>, limits: MemoryLimi
     completionWindow: envelope.completion_window,
     metadata: envelope.metadata,
     onExisting: envelope.on_existing,
+    maxFailedItems: envelope.max_failed_items,
+    maxFailedPercent: envelope.max_failed_percent,
   };
 }
 

@@ -2,6 +2,7 @@
 import { z } from '@hono/zod-openapi';
 import { batchIdPattern, batchIdRule } from '../../domain/batch.ts';
 import { batchStatuses } from '../../domain/lifecycle.ts';
+import { failureLimitBounds } from '../../domain/failure-limits.ts';
 import { onExistingModes } from '../../domain/memory.ts';
 import { itemOutcome, itemOutcomes, writeOutcomes } from '../../domain/progress.ts';
 import { batchResourceSchema, MetadataDoc } from '../batch-resource.ts';
@@ -86,6 +87,12 @@ export const SubmitJsonDoc = z
     batch_size: z.number().int().min(1).max(1000).nullish().openapi({ description: 'Papr: a concurrency hint; checked, not used' }),
     on_existing: z.enum(onExistingModes).optional().openapi({
       description: 'For a memory whose external_id the tenant already stored: update it when it changed (default) or leave it as it is',
+    }),
+    max_failed_items: z.number().int().min(0).max(failureLimitBounds.maxItems).optional().openapi({
+      description: 'Failed memories tolerated: once more fail, no new segment starts and the batch ends failed with the reason',
+    }),
+    max_failed_percent: z.number().min(0).max(failureLimitBounds.maxPercent).optional().openapi({
+      description: 'Failed memories tolerated as a percentage of the total (at most 4 decimals); exceeded, the batch stops and ends failed',
     }),
   })
   .openapi('SubmitBatch', { description: "The Papr memory fields given here are defaults for every memory of the batch; a memory's own value wins. null is absent." });

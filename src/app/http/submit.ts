@@ -1,6 +1,7 @@
 // Submitting a batch: POST /v1/memory/batch, JSON or NDJSON, read as a stream so memory stays flat whatever the
 // size. A plain route (its body is never parsed whole); its contract is registered for OpenAPI by hand below.
 import { z } from '@hono/zod-openapi';
+import { failureLimitBounds } from '../../domain/failure-limits.ts';
 import { onExistingModes } from '../../domain/memory.ts';
 import { batchResource, outcomesOf } from '../batch-resource.ts';
 import { type AppError, validation } from '../errors.ts';
@@ -86,6 +87,8 @@ export function submitRoutes(deps: SubmitRouteDeps) {
         completionWindow: c.req.query('completion_window'),
         metadata: bracketParams(new URL(c.req.url).searchParams, 'metadata'),
         onExisting: c.req.query('on_existing'),
+        maxFailedItems: numberParam(c.req.query('max_failed_items')),
+        maxFailedPercent: numberParam(c.req.query('max_failed_percent')),
       };
       if (!doc.BatchIdSchema.optional().safeParse(query.batchId).success) {
         return refuse(validation(`batch_id ${doc.batchIdRule}`, [{ path: 'batch_id', message: doc.batchIdRule }]));
@@ -133,6 +136,12 @@ export function submitRoutes(deps: SubmitRouteDeps) {
         on_existing: z.enum(onExistingModes).optional().openapi({
           description: 'NDJSON: for a memory whose external_id the tenant already stored, update it (default) or skip it (JSON: in the body)',
         }),
+        max_failed_items: z.string().optional().openapi({
+          description: `NDJSON: failed memories tolerated; one more stops the batch, which ends failed (0 to ${failureLimitBounds.maxItems}; JSON: in the body)`,
+        }),
+        max_failed_percent: z.string().optional().openapi({
+          description: 'NDJSON: failed memories tolerated as a percentage of the total, 0 to 100 (JSON: in the body)',
+        }),
         validate_only: z.enum(['true', 'false']).optional().openapi({ description: 'true: check the whole body and answer with a DryRun; nothing is stored' }),
         // Flags Papr's SDKs send on a batch add: accepted so those clients work, with no effect here.
         skip_background_processing: z.string().optional().openapi({ description: "Papr's flag: accepted, no effect" }),
@@ -158,6 +167,15 @@ export function submitRoutes(deps: SubmitRouteDeps) {
     },
   });
   return app;
+}
+
+/**
+ * A numeric query parameter: its number when it is written as a plain decimal, else the text as sent, so that the
+ * submit use case names it in its refusal ("must be a whole number ...") as it does for a JSON body's wrong type.
+ */
+function numberParam(value: string | undefined): unknown {
+  if (value === undefined) return undefined;
+  return /^-?[0-9]{1,16}(\.[0-9]{1,16})?$/.test(value) ? Number(value) : value;
 }
 
 /** A dry run's answer for a request refused before its body was read. */

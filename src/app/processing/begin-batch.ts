@@ -1,5 +1,6 @@
 // Moves a pending batch to processing and tells the runner what there is to do.
 import { begin, type BatchStatus, schedulesSegments } from '../../domain/lifecycle.ts';
+import type { FailureLimits } from '../../domain/failure-limits.ts';
 import type { Counts } from '../../domain/progress.ts';
 import type { Services } from '../services.ts';
 import { changeBatch } from '../change-batch.ts';
@@ -13,6 +14,8 @@ export interface BatchPlan {
   counts: Counts;
   /** The batch's deadline (ISO 8601), or null: a runner races its processing against a timer set for it. */
   expiresAt: string | null;
+  /** Tolerated failures: past them the runner starts no new segment and finishes the batch failed. */
+  failureLimits: FailureLimits | null;
 }
 
 export async function beginBatch(services: Services, key: string): Promise<BatchPlan | undefined> {
@@ -26,5 +29,5 @@ export async function beginBatch(services: Services, key: string): Promise<Batch
   if (!batch) return undefined;
   if (began) services.observer?.batchStarted(batch.status);
   const done = schedulesSegments(batch.status) ? (await services.batches.listSegments(key)).map((s) => s.segment) : [];
-  return { status: batch.status, segments: batch.payload.segments, doneSegments: done, counts: batch.counts, expiresAt: batch.expiresAt ?? null };
+  return { status: batch.status, segments: batch.payload.segments, doneSegments: done, counts: batch.counts, expiresAt: batch.expiresAt ?? null, failureLimits: batch.failureLimits ?? null };
 }

@@ -2,6 +2,7 @@
 // (begin, segments in parallel, finalize; then the webhook, delivered apart so a slow receiver holds no batch slot)
 // with activities that call the same use cases, and the same retry loops from domain/retry-policy.ts.
 import pLimit from 'p-limit';
+import { failureLimitExceeded } from '../../domain/failure-limits.ts';
 import { expiryGraceMs, schedulesSegments } from '../../domain/lifecycle.ts';
 import {
   attemptWithRetries,
@@ -39,7 +40,8 @@ export const sleep = (ms: number, signal?: AbortSignal) =>
 export async function runBatch(services: Services, key: string, options: RunOptions): Promise<RunEnd> {
   const plan = await beginBatch(services, key);
   if (!plan) return 'finished';
-  let failure: string | undefined;
+  // A resumed run whose batch was past its tolerated failures already starts nothing new.
+  let failure: string | undefined = failureLimitExceeded(plan.counts, plan.failureLimits);
   // The completion window races the processing: when it passes first the batch expires at once, without waiting for
   // segments still running (a sink that stopped answering would hold them forever); their late outcomes are refused.
   let expired = false;
@@ -58,7 +60,12 @@ export async function runBatch(services: Services, key: string, options: RunOpti
       });
       if (run.status === 'gave_up') failure = segmentFailureMessage(segment, run.attempts, (run.error as Error).message);
       else if (run.status === 'done' && !run.value.ok) failure = run.value.error.reason;
-      else if (run.status === 'done') options.onSegmentDone?.(segment, performance.now() - startedAt);
+      else if (run.status === 'done' && run.value.ok) {
+        options.onSegmentDone?.(segment, performance.now() - startedAt);
+        const step = run.value.value;
+        // Past the tolerated failures no new segment starts; those running finish and are counted (domain/failure-limits.ts).
+        if (step.status === 'recorded') failure ??= failureLimitExceeded(step.counts, plan.failureLimits);
+      }
     };
     const pending: Promise<void>[] = [];
     for (let segment = 0; segment < plan.segments; segment += 1) {

@@ -6,6 +6,7 @@ import { awaitsStart, initialStatus } from '../../domain/lifecycle.ts';
 import { encodeSegment, type RawSegment, Segmenter, codecContentEncoding, segmentKey } from '../../domain/codec.ts';
 import { BodyFingerprint, dedupeBatchIds, withinWindow } from '../../domain/idempotency.ts';
 import { ExternalIdTracker, type MemoryAttributes, type MemoryItem, memoryItemSchema, onExistingModes, type OnExisting, tenantConflict, validateMemoryItem } from '../../domain/memory.ts';
+import { type FailureLimits, parseFailureLimits } from '../../domain/failure-limits.ts';
 import { checkWebhookUrl } from '../../domain/webhook-address.ts';
 import type { OrchestratedServices } from '../services.ts';
 import { changeBatch } from '../change-batch.ts';
@@ -26,6 +27,9 @@ export interface SubmitOptions {
   metadata?: unknown;
   /** As sent: checked here ("update" or "skip"). */
   onExisting?: unknown;
+  /** As sent: checked here (domain/failure-limits.ts). */
+  maxFailedItems?: unknown;
+  maxFailedPercent?: unknown;
 }
 
 export interface SubmitInput {
@@ -172,6 +176,7 @@ export async function submitBatch(services: OrchestratedServices, input: SubmitI
     completion_window: extras.value.window?.text,
     metadata: extras.value.metadata,
     on_existing: extras.value.onExisting,
+    failure_limits: extras.value.failureLimits ?? undefined,
   });
 
   let id = batchIdFor(input.tenant, options, uploadId);
@@ -211,6 +216,7 @@ export async function submitBatch(services: OrchestratedServices, input: SubmitI
     expiresAt: extras.value.window ? new Date(createdAt.getTime() + extras.value.window.ms).toISOString() : null,
     metadata: extras.value.metadata,
     ...(extras.value.onExisting ? { onExisting: extras.value.onExisting } : {}),
+    ...(extras.value.failureLimits ? { failureLimits: extras.value.failureLimits } : {}),
   };
   let recorded: Awaited<ReturnType<typeof services.batches.create>>;
   try {
@@ -253,11 +259,19 @@ const reservedKeys = new Set(['__proto__', 'constructor', 'prototype']);
 function resolveExtras(
   options: SubmitOptions,
 ): Result<
-  { window: { text: string; ms: number } | undefined; metadata: Record<string, string>; onExisting: OnExisting | undefined },
+  {
+    window: { text: string; ms: number } | undefined;
+    metadata: Record<string, string>;
+    onExisting: OnExisting | undefined;
+    failureLimits: FailureLimits | null;
+  },
   AppError
 > {
   let window: { text: string; ms: number } | undefined;
   let onExisting: OnExisting | undefined;
+  const limits = parseFailureLimits(options);
+  if (!limits.ok) return err(validation(limits.issues.map((i) => `${i.path} ${i.message}`).join('; '), limits.issues));
+  const failureLimits = limits.limits;
   if (options.onExisting !== undefined) {
     if (!(onExistingModes as readonly unknown[]).includes(options.onExisting)) {
       const message = `must be one of ${onExistingModes.map((mode) => `"${mode}"`).join(', ')}`;
@@ -270,14 +284,14 @@ function resolveExtras(
     if (!parsed.ok) return err(validation(`completion_window ${parsed.message}`, [{ path: 'completion_window', message: parsed.message }]));
     window = { text: options.completionWindow as string, ms: parsed.ms };
   }
-  if (options.metadata === undefined) return ok({ window, metadata: {}, onExisting });
+  if (options.metadata === undefined) return ok({ window, metadata: {}, onExisting, failureLimits });
   const issues = batchMetadataIssues(options.metadata);
   for (const key of Object.keys(options.metadata as object)) {
     if (reservedKeys.has(key)) issues.unshift({ path: `metadata.${key}`, message: 'is a reserved name' });
   }
   if (issues.length > 0) return err(validation(`metadata is invalid: ${issues.map((i) => `${i.path} ${i.message}`).join('; ')}`, issues));
   // Own string pairs copied into a fresh object: nothing of the parsed value's prototype comes along.
-  return ok({ window, metadata: Object.fromEntries(Object.entries(options.metadata as Record<string, string>)), onExisting });
+  return ok({ window, metadata: Object.fromEntries(Object.entries(options.metadata as Record<string, string>)), onExisting, failureLimits });
 }
 
 /** One problem a dry run found: the item's 0-based index or the NDJSON line (1-based) when it has one, and the path. */

@@ -8,6 +8,7 @@ import { expireBatch } from '../processing/expire-batch.ts';
 import { finalizeBatch } from '../processing/finalize-batch.ts';
 import { processSegment } from '../processing/process-segment.ts';
 import type { BatchStatus } from '../../domain/batch.ts';
+import type { FailureLimits } from '../../domain/failure-limits.ts';
 import type { Counts } from '../../domain/progress.ts';
 
 /**
@@ -40,6 +41,8 @@ export interface RunPlan {
   tuning: Tuning;
   /** The batch's deadline (ISO 8601), or null; absent in histories recorded before deadlines existed. */
   expiresAt?: string | null;
+  /** Tolerated failures; absent in histories recorded before they existed (no limit). */
+  failureLimits?: FailureLimits | null;
 }
 
 export type SegmentStep = { status: 'recorded'; counts: Counts } | { status: 'skipped'; reason: string };
@@ -74,7 +77,7 @@ export function createActivities(services: Services, options: ActivityOptions) {
       if (!plan) return { status: 'missing', segments: 0, counts: noCounts, doneSegments: [], tuning };
       const end = input.fromSegment + tuning.segmentsPerRun;
       const doneSegments = plan.doneSegments.filter((segment) => segment >= input.fromSegment && segment < end);
-      return { status: plan.status, segments: plan.segments, counts: plan.counts, doneSegments, tuning, expiresAt: plan.expiresAt };
+      return { status: plan.status, segments: plan.segments, counts: plan.counts, doneSegments, tuning, expiresAt: plan.expiresAt, failureLimits: plan.failureLimits };
     },
 
     async processSegment(input: { batchKey: string; segment: number }): Promise<SegmentStep> {

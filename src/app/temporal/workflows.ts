@@ -27,6 +27,7 @@ import {
   sleep,
   workflowInfo,
 } from '@temporalio/workflow';
+import { failureLimitExceeded } from '../../domain/failure-limits.ts';
 import { type BatchStatus, expiryGraceMs, schedulesSegments } from '../../domain/lifecycle.ts';
 import {
   attemptWithRetries,
@@ -85,6 +86,8 @@ export async function processBatch(input: ProcessBatchInput): Promise<ProcessBat
   const { tuning } = plan;
   progress.segments = plan.segments;
   observe(plan.counts);
+  // A run (after continue-as-new or a restart) whose batch is past its tolerated failures starts nothing new.
+  progress.failure = failureLimitExceeded(plan.counts, plan.failureLimits) ?? null;
 
   // The completion window is a timer racing the processing (not a workflow timeout, which would lose the run and
   // its progress): when it fires first, no new segment starts, running ones are not waited for, and the batch expires.
@@ -115,8 +118,11 @@ export async function processBatch(input: ProcessBatchInput): Promise<ProcessBat
             : failureMessage(run.error);
         } else if (run.status === 'done') {
           const step = run.value;
-          if (step.status === 'recorded') observe(step.counts);
-          else {
+          if (step.status === 'recorded') {
+            observe(step.counts);
+            // Past the tolerated failures no new segment starts; running ones finish (domain/failure-limits.ts).
+            progress.failure ??= failureLimitExceeded(step.counts, plan.failureLimits) ?? null;
+          } else {
             log.info('segment skipped; no new segments will start', { segment, reason: step.reason });
             halted = true;
           }
