@@ -118,8 +118,9 @@ export function createMetrics(): Metrics {
     sinkWritten(durationMs, _items, succeeded) {
       sinkSeconds.observe({ result: succeeded ? 'ok' : 'error' }, durationMs / 1000);
     },
-    batchFinished(status) {
+    batchFinished(status, expiredItems) {
       batches.inc({ status });
+      if (expiredItems > 0) items.inc({ outcome: itemOutcome.expired }, expiredItems);
     },
     webhookAttempted(result) {
       webhooks.inc({ result });

@@ -13,7 +13,8 @@ export interface Observer {
   segmentFailed(kind: 'error' | 'corrupt'): void;
   /** One `MemorySink.writeSegment` call, whether it returned or threw. */
   sinkWritten(durationMs: number, items: number, succeeded: boolean): void;
-  batchFinished(status: string): void;
+  /** A batch reached a final status; an expired one also reports the items it never processed (`expiredItems`). */
+  batchFinished(status: string, expiredItems: number): void;
   /** One webhook delivery attempt: delivered, failed (retryable) or rejected (not retried). */
   webhookAttempted(result: WebhookResult): void;
 }

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { defaultSettings, type OrchestratedServices } from '../../src/app/services.ts';
 import { createMetrics } from '../../src/app/metrics.ts';
 import { deliverWebhook } from '../../src/app/processing/deliver-webhook.ts';
+import { expireBatch } from '../../src/app/processing/expire-batch.ts';
 import { runBatch } from '../../src/app/processing/run-batch.ts';
 import { submitBatch } from '../../src/app/requests/submit-batch.ts';
 import type { MemoryRecord } from '../../src/domain/memory.ts';
@@ -75,6 +76,30 @@ describe('metrics from the use cases', () => {
     expect(sample(text, 'batchmem_batch_payload_bytes_sum', 'form="stored"')).toBe(batch.payload.storedBytes);
     expect(sample(text, 'batchmem_webhook_attempts_total', 'result="failed"')).toBe(1);
     expect(sample(text, 'batchmem_webhook_attempts_total', 'result="delivered"')).toBe(1);
+  });
+
+  it('counts the items of an expired batch that were never processed as expired', async () => {
+    const metrics = createMetrics();
+    const services = {
+      batches: new MemoryBatchRepository(),
+      payloads: new MemoryPayloadStore(),
+      sink: new MemorySinkFake(),
+      webhooks: new ScriptedNotifier([]),
+      clock: systemClock,
+      orchestrator: new RecordingOrchestrator(),
+      settings: { ...defaultSettings, segmentMaxItems: 10 },
+      observer: metrics,
+    } satisfies OrchestratedServices;
+    async function* items() {
+      for (let i = 0; i < 25; i += 1) yield { content: `memory ${i}` };
+    }
+    const submitted = await submitBatch(services, { tenant: tenantA, requestId: 'r', items: items(), options: () => ({ completionWindow: '1h' }) });
+    if (!submitted.ok) throw new Error(submitted.error.detail);
+    const expired = await expireBatch(services, submitted.value.batch.key);
+    expect(expired?.status).toBe('expired');
+    const text = await metrics.registry.metrics();
+    expect(sample(text, 'batchmem_batches_total', 'status="expired"')).toBe(1);
+    expect(sample(text, 'batchmem_items_total', 'outcome="expired"')).toBe(25);
   });
 
   it('reports the backlog gauges from one store read per interval, and NaN when the store cannot answer', async () => {

@@ -1,6 +1,6 @@
 // Ends a batch whose completion window passed before it was final: the lifecycle's `expire` step decides.
 import type { Batch } from '../../domain/batch.ts';
-import { expire } from '../../domain/lifecycle.ts';
+import { expire, expiredItems } from '../../domain/lifecycle.ts';
 import { changeBatch } from '../change-batch.ts';
 import type { Services } from '../services.ts';
 
@@ -17,7 +17,7 @@ export async function expireBatch(services: Services, key: string): Promise<Batc
     expired = step.ok;
     return step.ok ? step.value : undefined;
   });
-  if (expired && batch) services.observer?.batchFinished(batch.status);
+  if (expired && batch) services.observer?.batchFinished(batch.status, expiredItems(batch));
   return batch;
 }
 

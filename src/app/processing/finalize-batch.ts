@@ -15,6 +15,6 @@ export async function finalizeBatch(services: Services, key: string, failure?: s
     finished = step.ok;
     return step.ok ? step.value : undefined;
   });
-  if (finished && batch) services.observer?.batchFinished(batch.status);
+  if (finished && batch) services.observer?.batchFinished(batch.status, 0);
   return batch;
 }
