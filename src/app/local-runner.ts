@@ -1,15 +1,24 @@
-// The embedded orchestrator: runs batches in this process with bounded concurrency, and on start resumes every
-// batch a previous process left unfinished (or whose webhook is still owed).
+// The embedded orchestrator: runs batches in this process, and on start resumes every batch a previous process left
+// unfinished (or whose webhook is still owed). Every batch is admitted at once; their segments share the process's
+// slots through the fair-share scheduler, so one tenant's backlog does not hold back another tenant's batch.
 import { workflowIdFor } from '../domain/batch.ts';
 import { backoffMs, runRestartPolicy } from '../domain/retry-policy.ts';
 import type { Services } from './services.ts';
 import { deliverWithRetries, runBatch } from './processing/run-batch.ts';
 import type { Orchestrator } from '../ports/orchestrator.ts';
+import { FairShareScheduler, fairShareLimits } from './fair-share.ts';
 
 export interface LocalOrchestratorOptions {
   workerId: string;
-  /** Batches run at once; each also runs `segmentConcurrency` segments at once. */
+  /**
+   * With the settings' `segmentConcurrency`, sizes the work in flight: `batchConcurrency × segmentConcurrency`
+   * segments at once in the process (src/app/fair-share.ts), however many batches are running.
+   */
   batchConcurrency: number;
+  /** Segments one tenant (organization) may have in flight; default three quarters of the total, rounded up. */
+  tenantConcurrency?: number;
+  /** Called as each segment attempt run starts (tests observe the interleaving through it). */
+  onSegmentStart?: (key: string, segment: number) => void;
   onError?: (key: string, error: unknown) => void;
   onSegmentError?: (key: string, segment: number, attempt: number, error: unknown) => void;
   onSegmentDone?: (key: string, segment: number, durationMs: number) => void;
@@ -19,7 +28,7 @@ export class LocalOrchestrator implements Orchestrator {
   readonly #services: Services;
   readonly #options: LocalOrchestratorOptions;
   readonly #running = new Map<string, AbortController>();
-  readonly #queue: string[] = [];
+  readonly #scheduler: FairShareScheduler;
   readonly #shutdown = new AbortController();
   readonly #deliveries = new Set<Promise<void>>();
   /** Runs that threw (a backend failing for a while), waiting to be tried again. */
@@ -30,6 +39,12 @@ export class LocalOrchestrator implements Orchestrator {
   constructor(services: Services, options: LocalOrchestratorOptions) {
     this.#services = services;
     this.#options = options;
+    this.#scheduler = new FairShareScheduler(fairShareLimits(options.batchConcurrency, services.settings.segmentConcurrency, options.tenantConcurrency));
+  }
+
+  /** Segments running now, in total and per organization. */
+  get segmentsRunning(): { total: number; tenants: Record<string, number> } {
+    return this.#scheduler.running;
   }
 
   /** Picks up the work a previous process left behind. */
@@ -40,32 +55,23 @@ export class LocalOrchestrator implements Orchestrator {
   }
 
   async start(batchKey: string): Promise<{ workflowId: string }> {
-    if (!this.#running.has(batchKey) && !this.#queue.includes(batchKey)) {
-      this.#queue.push(batchKey);
-      this.#pump();
-    }
+    if (!this.#running.has(batchKey) && !this.#shutdown.signal.aborted) this.#run(batchKey);
     return { workflowId: workflowIdFor(batchKey) };
   }
 
   async cancel(batchKey: string): Promise<void> {
+    // Its segments still waiting for a slot are dropped at once, so it moves straight from cancelling to cancelled.
     this.#running.get(batchKey)?.abort();
-    const queued = this.#queue.indexOf(batchKey);
-    if (queued >= 0) {
-      // Not started yet: run it now so that it moves straight from cancelling to cancelled.
-      this.#queue.splice(queued, 1);
-      this.#queue.unshift(batchKey);
-      this.#pump(true);
-    }
   }
 
   async describe(batchKey: string): Promise<{ workflowId: string; running: boolean } | undefined> {
-    const known = this.#running.has(batchKey) || this.#queue.includes(batchKey) || (await this.#services.batches.get(batchKey));
+    const known = this.#running.has(batchKey) || (await this.#services.batches.get(batchKey));
     return known ? { workflowId: workflowIdFor(batchKey), running: this.#running.has(batchKey) } : undefined;
   }
 
   /** Resolves when nothing is running, queued or being delivered (for tests and graceful shutdown). */
   async idle(): Promise<void> {
-    while (this.#running.size > 0 || this.#queue.length > 0 || this.#deliveries.size > 0 || this.#retries.size > 0) {
+    while (this.#running.size > 0 || this.#deliveries.size > 0 || this.#retries.size > 0) {
       await new Promise((r) => setTimeout(r, 20));
     }
   }
@@ -105,31 +111,25 @@ export class LocalOrchestrator implements Orchestrator {
     for (const timer of this.#retries.values()) clearTimeout(timer);
     this.#retries.clear();
     for (const controller of this.#running.values()) controller.abort();
-    this.#queue.length = 0;
     await this.idle();
   }
 
-  #pump(force = false): void {
-    while (this.#queue.length > 0 && (force || this.#running.size < this.#options.batchConcurrency) && !this.#shutdown.signal.aborted) {
-      force = false;
-      const key = this.#queue.shift()!;
-      const controller = new AbortController();
-      this.#running.set(key, controller);
-      const signal = AbortSignal.any([controller.signal, this.#shutdown.signal]);
-      runBatch(this.#services, key, {
-        workerId: this.#options.workerId,
-        signal,
-        onSegmentError: (segment, attempt, error) => this.#options.onSegmentError?.(key, segment, attempt, error),
-        onSegmentDone: (segment, ms) => this.#options.onSegmentDone?.(key, segment, ms),
+  #run(key: string): void {
+    const controller = new AbortController();
+    this.#running.set(key, controller);
+    const signal = AbortSignal.any([controller.signal, this.#shutdown.signal]);
+    runBatch(this.#services, key, {
+      workerId: this.#options.workerId,
+      signal,
+      lane: (plan, halt) => this.#scheduler.lane(plan.tenant.organization, key, halt),
+      onSegmentStart: (segment) => this.#options.onSegmentStart?.(key, segment),
+      onSegmentError: (segment, attempt, error) => this.#options.onSegmentError?.(key, segment, attempt, error),
+      onSegmentDone: (segment, ms) => this.#options.onSegmentDone?.(key, segment, ms),
+    })
+      .then((end) => {
+        if (end === 'finished') this.#deliver(key);
       })
-        .then((end) => {
-          if (end === 'finished') this.#deliver(key);
-        })
-        .catch((error: unknown) => this.#failed(key, error))
-        .finally(() => {
-          this.#running.delete(key);
-          this.#pump();
-        });
-    }
+      .catch((error: unknown) => this.#failed(key, error))
+      .finally(() => this.#running.delete(key));
   }
 }

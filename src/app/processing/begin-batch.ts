@@ -1,4 +1,5 @@
 // Moves a pending batch to processing and tells the runner what there is to do.
+import type { Tenant } from '../../domain/batch.ts';
 import { begin, type BatchStatus, schedulesSegments } from '../../domain/lifecycle.ts';
 import type { FailureLimits } from '../../domain/failure-limits.ts';
 import type { Counts } from '../../domain/progress.ts';
@@ -7,6 +8,8 @@ import { changeBatch } from '../change-batch.ts';
 
 export interface BatchPlan {
   status: BatchStatus;
+  /** Whose batch it is: the embedded runner shares its segment slots fairly between organizations. */
+  tenant: Tenant;
   segments: number;
   /** Segments whose outcome is already recorded (a resumed run skips them). */
   doneSegments: number[];
@@ -29,5 +32,5 @@ export async function beginBatch(services: Services, key: string): Promise<Batch
   if (!batch) return undefined;
   if (began) services.observer?.batchStarted(batch.status);
   const done = schedulesSegments(batch.status) ? (await services.batches.listSegments(key)).map((s) => s.segment) : [];
-  return { status: batch.status, segments: batch.payload.segments, doneSegments: done, counts: batch.counts, expiresAt: batch.expiresAt ?? null, failureLimits: batch.failureLimits ?? null };
+  return { status: batch.status, tenant: batch.tenant, segments: batch.payload.segments, doneSegments: done, counts: batch.counts, expiresAt: batch.expiresAt ?? null, failureLimits: batch.failureLimits ?? null };
 }

@@ -13,7 +13,8 @@ import {
   webhookRetryPolicy,
 } from '../../domain/retry-policy.ts';
 import type { Services } from '../services.ts';
-import { beginBatch } from './begin-batch.ts';
+import type { Lane } from '../fair-share.ts';
+import { beginBatch, type BatchPlan } from './begin-batch.ts';
 import { deliverWebhook } from './deliver-webhook.ts';
 import { expireBatch, msUntilExpiry } from './expire-batch.ts';
 import { finalizeBatch } from './finalize-batch.ts';
@@ -26,6 +27,13 @@ export interface RunOptions {
   /** Called after each failed attempt of a segment (for logs and metrics). */
   onSegmentError?: (segment: number, attempt: number, error: unknown) => void;
   onSegmentDone?: (segment: number, durationMs: number) => void;
+  /** Called when a segment gets its slot, before its first attempt. */
+  onSegmentStart?: (segment: number) => void;
+  /**
+   * Where the batch's segments wait for a slot (the embedded runner's fair-share scheduler, src/app/fair-share.ts);
+   * `halt` aborts when no further segment should start. Absent: `segmentConcurrency` slots of the batch's own.
+   */
+  lane?: (plan: BatchPlan, halt: AbortSignal) => Lane;
 }
 
 export type RunEnd = 'finished' | 'interrupted';
@@ -48,11 +56,15 @@ export async function runBatch(services: Services, key: string, options: RunOpti
   const deadline = deadlineTimer(msUntilExpiry(plan, services.clock.now().getTime()), options.signal);
   if (schedulesSegments(plan.status)) {
     const done = new Set(plan.doneSegments);
-    const limit = pLimit(services.settings.segmentConcurrency);
+    // Aborted on cancel, shutdown, a failed segment or the deadline: the segments still waiting for a slot are dropped.
+    const halted = new AbortController();
+    const halt = AbortSignal.any([options.signal, halted.signal]);
+    const limit = options.lane?.(plan, halt) ?? ownLane(services.settings.segmentConcurrency);
     const policy = segmentRetryPolicy(services.settings);
     const stop = () => options.signal.aborted || failure !== undefined || expired;
     const runOne = async (segment: number) => {
       const startedAt = performance.now();
+      options.onSegmentStart?.(segment);
       const run = await attemptWithRetries(policy, () => processSegment(services, { key, segment, workerId: options.workerId }), {
         sleep: (ms) => sleep(ms, options.signal),
         stopped: stop,
@@ -66,15 +78,21 @@ export async function runBatch(services: Services, key: string, options: RunOpti
         // Past the tolerated failures no new segment starts; those running finish and are counted (domain/failure-limits.ts).
         if (step.status === 'recorded') failure ??= failureLimitExceeded(step.counts, plan.failureLimits);
       }
+      if (failure !== undefined) halted.abort();
     };
-    const pending: Promise<void>[] = [];
+    const pending: Promise<void | undefined>[] = [];
     for (let segment = 0; segment < plan.segments; segment += 1) {
-      if (!done.has(segment)) pending.push(limit(() => (stop() ? undefined : runOne(segment))));
+      if (!done.has(segment)) {
+        pending.push(limit(async () => {
+          if (!stop()) await runOne(segment);
+        }));
+      }
     }
     const processed = Promise.all(pending).then(() => 'processed' as const);
     const first = await Promise.race([processed, deadline.passed]);
     if (first === 'deadline') {
       expired = true;
+      halted.abort();
       // No new segment starts; the ones writing now get a short grace to be counted (domain/lifecycle.ts).
       await Promise.race([processed, sleep(expiryGraceMs, options.signal)]);
       await expireBatch(services, key);
@@ -87,6 +105,12 @@ export async function runBatch(services: Services, key: string, options: RunOpti
   deadline.clear();
   await finalizeBatch(services, key, failure);
   return 'finished';
+}
+
+/** A batch's own `slots` segments at once (Temporal's worker and direct callers; the embedded runner shares). */
+function ownLane(slots: number): Lane {
+  const limit = pLimit(slots);
+  return (task) => limit(task);
 }
 
 /** Resolves 'deadline' after `ms` (never for undefined); cleared on `clear()` or when `signal` aborts. */

@@ -1,0 +1,175 @@
+// The embedded runner's segment scheduler: every admitted batch queues its segments here, and free slots go
+// round-robin across tenants (fewest in flight first), then across one tenant's batches. A tenant's cap keeps slots free for the
+// others, so a small batch never waits behind another tenant's backlog (docs/benchmarks.md, fairness).
+
+export interface FairShareLimits {
+  /** Segments in flight in the whole process. */
+  inFlight: number;
+  /** Segments one tenant may have in flight; below `inFlight`, so another tenant always finds a free slot. */
+  perTenant: number;
+  /** Segments one batch may have in flight. */
+  perBatch: number;
+}
+
+/** Runs `task` when the scheduler gives it a slot; resolves `undefined` without running it if the lane closed first. */
+export type Lane = <T>(task: () => Promise<T>) => Promise<T | undefined>;
+
+interface Waiting {
+  start(): void;
+  drop(): void;
+}
+
+interface BatchQueue {
+  key: string;
+  inFlight: number;
+  /** The scheduler's turn when this batch last got a slot; 0 if never, so a newcomer wins a tie. */
+  lastServed: number;
+  waiting: Waiting[];
+}
+
+interface TenantQueue {
+  inFlight: number;
+  lastServed: number;
+  batches: BatchQueue[];
+}
+
+/**
+ * Default limits from the two settings operators already know: `batchConcurrency × segmentConcurrency` segments in
+ * flight (what the runner allowed before, when it admitted `batchConcurrency` batches of `segmentConcurrency`
+ * segments each), at most `segmentConcurrency` per batch, and one tenant at most three quarters of the slots
+ * (rounded up, at least one), unless `perTenant` is given.
+ */
+export function fairShareLimits(batchConcurrency: number, segmentConcurrency: number, perTenant?: number): FairShareLimits {
+  const inFlight = batchConcurrency * segmentConcurrency;
+  return {
+    inFlight,
+    perBatch: segmentConcurrency,
+    perTenant: Math.min(inFlight, perTenant ?? Math.max(1, Math.ceil((inFlight * 3) / 4))),
+  };
+}
+
+export class FairShareScheduler {
+  readonly #limits: FairShareLimits;
+  /** Tenants with work waiting or running. */
+  readonly #tenants = new Map<string, TenantQueue>();
+  #inFlight = 0;
+  /** Counts the slots given, to tell who was served longest ago. */
+  #turn = 0;
+
+  constructor(limits: FairShareLimits) {
+    if (limits.inFlight < 1 || limits.perTenant < 1 || limits.perBatch < 1) throw new RangeError('fair-share limits must be at least 1');
+    this.#limits = limits;
+  }
+
+  /** Segments running now, in total and per tenant (for tests and metrics). */
+  get running(): { total: number; tenants: Record<string, number> } {
+    const tenants: Record<string, number> = {};
+    for (const [tenant, queue] of this.#tenants) tenants[tenant] = queue.inFlight;
+    return { total: this.#inFlight, tenants };
+  }
+
+  /**
+   * One batch's way in: `tenant` is the fairness key (the organization), `batchKey` the batch. When `signal`
+   * aborts, the batch's waiting tasks are dropped (they resolve `undefined`); running ones finish.
+   */
+  lane(tenant: string, batchKey: string, signal?: AbortSignal): Lane {
+    return <T>(task: () => Promise<T>) =>
+      new Promise<T | undefined>((resolve, reject) => {
+        if (signal?.aborted) return resolve(undefined);
+        const batch = this.#batchQueue(tenant, batchKey);
+        const onAbort = () => this.#dropWaiting(tenant, batchKey);
+        signal?.addEventListener('abort', onAbort, { once: true });
+        batch.waiting.push({
+          start: () => {
+            signal?.removeEventListener('abort', onAbort);
+            Promise.resolve()
+              .then(task)
+              .then(resolve, reject)
+              .finally(() => this.#finished(tenant, batch));
+          },
+          drop: () => {
+            signal?.removeEventListener('abort', onAbort);
+            resolve(undefined);
+          },
+        });
+        this.#dispatch();
+      });
+  }
+
+  #batchQueue(tenant: string, batchKey: string): BatchQueue {
+    let queue = this.#tenants.get(tenant);
+    if (!queue) {
+      queue = { inFlight: 0, lastServed: 0, batches: [] };
+      this.#tenants.set(tenant, queue);
+    }
+    let batch = queue.batches.find((b) => b.key === batchKey);
+    if (!batch) {
+      batch = { key: batchKey, inFlight: 0, lastServed: 0, waiting: [] };
+      queue.batches.push(batch);
+    }
+    return batch;
+  }
+
+  #dropWaiting(tenant: string, batchKey: string): void {
+    const queue = this.#tenants.get(tenant);
+    const batch = queue?.batches.find((b) => b.key === batchKey);
+    if (!queue || !batch) return;
+    const dropped = batch.waiting.splice(0);
+    this.#forget(tenant, queue, batch);
+    for (const waiting of dropped) waiting.drop();
+  }
+
+  #finished(tenant: string, batch: BatchQueue): void {
+    batch.inFlight -= 1;
+    this.#inFlight -= 1;
+    const queue = this.#tenants.get(tenant)!;
+    queue.inFlight -= 1;
+    this.#forget(tenant, queue, batch);
+    this.#dispatch();
+  }
+
+  /** Removes a batch with nothing waiting or running, and a tenant with no batches left. */
+  #forget(tenant: string, queue: TenantQueue, batch: BatchQueue): void {
+    if (batch.inFlight === 0 && batch.waiting.length === 0) queue.batches.splice(queue.batches.indexOf(batch), 1);
+    if (queue.batches.length === 0) this.#tenants.delete(tenant);
+  }
+
+  /**
+   * Fills free slots. Each goes to the tenant with the fewest segments in flight (under its cap, with a batch that can
+   * start one), then to that tenant's batch with the fewest in flight; ties go to whoever was served longest ago.
+   * Counting what is in flight, not only taking turns, lets a tenant that just arrived go ahead of one holding slots.
+   */
+  #dispatch(): void {
+    while (this.#inFlight < this.#limits.inFlight) {
+      const next = this.#pick();
+      if (!next) return;
+      const [queue, batch] = next;
+      this.#turn += 1;
+      queue.lastServed = this.#turn;
+      batch.lastServed = this.#turn;
+      batch.inFlight += 1;
+      queue.inFlight += 1;
+      this.#inFlight += 1;
+      batch.waiting.shift()!.start();
+    }
+  }
+
+  #pick(): [TenantQueue, BatchQueue] | undefined {
+    let best: [TenantQueue, BatchQueue] | undefined;
+    for (const queue of this.#tenants.values()) {
+      if (queue.inFlight >= this.#limits.perTenant || (best && !before(queue, best[0]))) continue;
+      let batch: BatchQueue | undefined;
+      for (const candidate of queue.batches) {
+        if (candidate.waiting.length === 0 || candidate.inFlight >= this.#limits.perBatch) continue;
+        if (!batch || before(candidate, batch)) batch = candidate;
+      }
+      if (batch) best = [queue, batch];
+    }
+    return best;
+  }
+}
+
+/** Whether `a` goes before `b`: fewer segments in flight, then served longer ago. */
+function before(a: { inFlight: number; lastServed: number }, b: { inFlight: number; lastServed: number }): boolean {
+  return a.inFlight < b.inFlight || (a.inFlight === b.inFlight && a.lastServed < b.lastServed);
+}
