@@ -62,6 +62,7 @@ export const configSchema = z.object({
   BATCHMEM_ALLOW_PRIVATE_WEBHOOKS: bool.default(false),
   BATCHMEM_SEGMENT_CONCURRENCY: int(1, 256).default(4),
   BATCHMEM_BATCH_CONCURRENCY: int(1, 256).default(4),
+  BATCHMEM_TENANT_CONCURRENCY: int(1, 65536).optional(),
   BATCHMEM_SEGMENT_MAX_ATTEMPTS: int(1, 100).default(5),
   BATCHMEM_WEBHOOK_TIMEOUT_MS: int(100).default(10_000),
   BATCHMEM_WEBHOOK_MAX_ATTEMPTS: int(1, 100).default(8),

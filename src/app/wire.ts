@@ -154,6 +154,7 @@ async function orchestrator(
       const local = new LocalOrchestrator(services, {
         workerId: workerIdentity(config),
         batchConcurrency: config.BATCHMEM_BATCH_CONCURRENCY,
+        tenantConcurrency: config.BATCHMEM_TENANT_CONCURRENCY,
         onError: (key, error) => logger.error({ batch: key, err: error }, 'batch run failed'),
         onSegmentError: (key, segment, attempt, error) =>
           logger.warn({ batch: key, segment, attempt, err: error }, 'segment attempt failed; retrying'),
