@@ -5,16 +5,11 @@ import type { FailureLimits } from './failure-limits.ts';
 import type { BatchStatus } from './lifecycle.ts';
 import type { MemoryAttributes, OnExisting } from './memory.ts';
 import type { Counts } from './progress.ts';
+import type { Tenant } from './tenant.ts';
 
+export type { Tenant } from './tenant.ts';
 export { batchStatuses, type BatchStatus, canTransition, isFinal, transition } from './lifecycle.ts';
 
-/** Who a batch belongs to. The organization is the isolation boundary. */
-export interface Tenant {
-  organization: string;
-  namespace: string;
-  user: string;
-  workspace: string;
-}
 
 export interface PayloadInfo {
   codec: Codec;

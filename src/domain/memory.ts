@@ -1,7 +1,7 @@
 // The memory item a client submits, and the record a sink stores for it.
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import type { Tenant } from './batch.ts';
+import type { Tenant } from './tenant.ts';
 import type { FieldIssue, InvalidItem } from './errors.ts';
 import { err, ok, type Result } from './result.ts';
 
