@@ -77,10 +77,6 @@ export const configSchema = z.object({
   BATCHMEM_WORKER_ID: z.string().optional(),
   // `batchmem worker` serves /metrics on this port (on BATCHMEM_HOST) when set.
   BATCHMEM_WORKER_METRICS_PORT: int(0, 65535).optional(),
-  // Test-only fault injection: a fraction of segment writes fail, and items whose content holds the marker fail.
-  BATCHMEM_FAULT_SEGMENT_FAILURE_RATE: z.coerce.number().min(0).max(1).default(0),
-  BATCHMEM_FAULT_ITEM_MARKER: z.string().optional(),
-  BATCHMEM_FAULT_SINK_STALL_AFTER: int(0).optional(),
   PARSE_SERVER_URL: z.url().optional(),
   PARSE_APP_ID: z.string().optional(),
   PARSE_MASTER_KEY: z.string().optional(),

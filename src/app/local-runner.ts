@@ -64,11 +64,6 @@ export class LocalOrchestrator implements Orchestrator {
     this.#running.get(batchKey)?.abort();
   }
 
-  async describe(batchKey: string): Promise<{ workflowId: string; running: boolean } | undefined> {
-    const known = this.#running.has(batchKey) || (await this.#services.batches.get(batchKey));
-    return known ? { workflowId: workflowIdFor(batchKey), running: this.#running.has(batchKey) } : undefined;
-  }
-
   /** Resolves when nothing is running, queued or being delivered (for tests and graceful shutdown). */
   async idle(): Promise<void> {
     while (this.#running.size > 0 || this.#deliveries.size > 0 || this.#retries.size > 0) {

@@ -8,7 +8,7 @@ import { createHttpApp } from './http/app.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { createMetrics } from './metrics.ts';
 import { startTelemetry } from './telemetry.ts';
-import { buildRuntime } from './wire.ts';
+import { type AdapterDecorators, buildRuntime } from './wire.ts';
 
 export interface RunningServer {
   port: number;
@@ -16,7 +16,8 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export async function startServer(config: Config): Promise<RunningServer> {
+/** `decorate`: wrappers around the configured adapters (a test harness's seam; production passes none). */
+export async function startServer(config: Config, decorate?: AdapterDecorators): Promise<RunningServer> {
   // Before anything else, so the spans of everything that follows reach the exporter.
   const telemetry = await startTelemetry('batchmem-api');
   const logger = createLogger(config.BATCHMEM_LOG_LEVEL, undefined, { traceIds: telemetry !== undefined });
@@ -26,7 +27,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     // Shown once, on the terminal, when the key is created; never through the logger.
     process.stderr.write(`\nbatchmem created an API key (kept in ${generated.path}):\n\n  ${generated.key}\n\n`);
   }
-  const runtime = await buildRuntime(config, logger, metrics, telemetry);
+  const runtime = await buildRuntime(config, logger, metrics, telemetry, decorate);
   // The API reports the store's backlog; workers do not, so the gauges come from one kind of process only.
   metrics.trackBacklog(() => runtime.services.batches.backlog());
   const app = createHttpApp({

@@ -5,7 +5,6 @@ import { SqliteBatchRepository } from '../adapters/local/batch-repository.ts';
 import { SqliteMemorySink } from '../adapters/local/memory-sink.ts';
 import { LocalOrchestrator } from './local-runner.ts';
 import { FilePayloadStore } from '../adapters/local/payload-store.ts';
-import { FaultySink } from '../adapters/faults/memory-sink.ts';
 import { HttpWebhookNotifier } from '../adapters/webhook/notifier.ts';
 import type { BatchRepository } from '../ports/batch-repository.ts';
 import { systemClock } from '../ports/clock.ts';
@@ -94,38 +93,38 @@ async function payloadStore(config: Config): Promise<PayloadStore> {
 }
 
 async function memorySink(config: Config, observer?: Observer): Promise<MemorySink> {
-  const sink = await (async (): Promise<MemorySink> => {
-    switch (config.BATCHMEM_SINK) {
-      case 'http': {
-        const { httpSink } = await import('./http-sink.ts');
-        return httpSink(config, observer);
-      }
-      case 'sqlite':
-        return new SqliteMemorySink(join(config.BATCHMEM_DATA_DIR, 'memories.db'));
-      case 'parse': {
-        const { ParseMemorySink } = await import('../adapters/parse/memory-sink.ts');
-        return new ParseMemorySink(await parseConnection(config));
-      }
+  switch (config.BATCHMEM_SINK) {
+    case 'http': {
+      const { httpSink } = await import('./http-sink.ts');
+      return httpSink(config, observer);
     }
-  })();
-  const faulty =
-    config.BATCHMEM_FAULT_SEGMENT_FAILURE_RATE > 0 || config.BATCHMEM_FAULT_ITEM_MARKER || config.BATCHMEM_FAULT_SINK_STALL_AFTER !== undefined;
-  return faulty
-    ? new FaultySink(sink, {
-        segmentFailureRate: config.BATCHMEM_FAULT_SEGMENT_FAILURE_RATE,
-        itemMarker: config.BATCHMEM_FAULT_ITEM_MARKER,
-        stallAfterCalls: config.BATCHMEM_FAULT_SINK_STALL_AFTER,
-      })
-    : sink;
+    case 'sqlite':
+      return new SqliteMemorySink(join(config.BATCHMEM_DATA_DIR, 'memories.db'));
+    case 'parse': {
+      const { ParseMemorySink } = await import('../adapters/parse/memory-sink.ts');
+      return new ParseMemorySink(await parseConnection(config));
+    }
+  }
+}
+
+/**
+ * Wrappers put around the adapters configuration chose, before anything uses them: the seam through which a
+ * test harness wires the very same process with adapters of its own around the real ones (fault injection lives in
+ * test support, not here). Each returns the port it was given or one that delegates to it.
+ */
+export interface AdapterDecorators {
+  batches?(batches: BatchRepository): BatchRepository;
+  payloads?(payloads: PayloadStore): PayloadStore;
+  sink?(sink: MemorySink): MemorySink;
 }
 
 /** The ports without an orchestrator: what a worker needs to process segments. */
-export async function buildContext(config: Config, observer?: Observer): Promise<Services> {
+export async function buildContext(config: Config, observer?: Observer, decorate: AdapterDecorators = {}): Promise<Services> {
   const [batches, payloads, sink] = await Promise.all([batchRepository(config), payloadStore(config), memorySink(config, observer)]);
   return {
-    batches,
-    payloads,
-    sink,
+    batches: decorate.batches?.(batches) ?? batches,
+    payloads: decorate.payloads?.(payloads) ?? payloads,
+    sink: decorate.sink?.(sink) ?? sink,
     webhooks: new HttpWebhookNotifier({
       timeoutMs: config.BATCHMEM_WEBHOOK_TIMEOUT_MS,
       allowPrivate: config.BATCHMEM_ALLOW_PRIVATE_WEBHOOKS,
@@ -191,8 +190,14 @@ async function orchestrator(
 }
 
 /** Everything the API process needs. */
-export async function buildRuntime(config: Config, logger: Logger, observer?: Observer, telemetry?: Telemetry): Promise<Runtime> {
-  const services = await buildContext(config, observer);
+export async function buildRuntime(
+  config: Config,
+  logger: Logger,
+  observer?: Observer,
+  telemetry?: Telemetry,
+  decorate?: AdapterDecorators,
+): Promise<Runtime> {
+  const services = await buildContext(config, observer, decorate);
   const retentionMs = config.BATCHMEM_PAYLOAD_RETENTION;
   const orchestration = await orchestrator(config, services, logger, telemetry);
   let expiry: { stop(): Promise<void> } | undefined;

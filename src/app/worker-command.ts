@@ -4,9 +4,10 @@ import { createLogger } from './logger.ts';
 import { createMetrics } from './metrics.ts';
 import { startTelemetry } from './telemetry.ts';
 import { type MetricsServer, startMetricsServer } from './metrics-server.ts';
-import { buildContext, workerIdentity } from './wire.ts';
+import { type AdapterDecorators, buildContext, workerIdentity } from './wire.ts';
 
-export async function runWorkerCommand(config: Config): Promise<number> {
+/** `decorate`: wrappers around the configured adapters (a test harness's seam; production passes none). */
+export async function runWorkerCommand(config: Config, decorate?: AdapterDecorators): Promise<number> {
   if (config.BATCHMEM_ORCHESTRATOR === 'local') {
     process.stderr.write('with BATCHMEM_ORCHESTRATOR=local, `batchmem serve` runs the worker in-process; there is no separate worker\n');
     return 2;
@@ -16,7 +17,7 @@ export async function runWorkerCommand(config: Config): Promise<number> {
   const logger = createLogger(config.BATCHMEM_LOG_LEVEL, undefined, { traceIds: telemetry !== undefined });
   installTemporalLogging(logger, config.BATCHMEM_LOG_LEVEL === 'debug' || config.BATCHMEM_LOG_LEVEL === 'trace');
   const metrics = createMetrics();
-  const services = await buildContext(config, metrics);
+  const services = await buildContext(config, metrics, decorate);
   const identity = workerIdentity(config);
   let metricsServer: MetricsServer | undefined;
   if (config.BATCHMEM_WORKER_METRICS_PORT !== undefined) {

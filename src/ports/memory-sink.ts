@@ -32,15 +32,15 @@ export interface StoredMemoryRef {
  *   retries the segment.
  * - `listByBatch` returns the memories a batch wrote ordered by index, starting after `afterIndex`, each with its
  *   write outcome and the attributes it holds.
- * - `countByBatch` counts the items a batch stored (each index once); `countOutcomes` splits them by write outcome.
+ * - `countOutcomes` counts the items a batch stored (each index once), split by write outcome.
+ * - `sinkIds` answers, for a sink that forwards to another service, the id that service gave each memory where it
+ *   named one; a sink that is the memory store itself answers an empty map (the memory id is the id).
  */
 export interface MemorySink {
   writeSegment(records: MemoryRecord[]): Promise<ItemOutcome[]>;
   listByBatch(batchKey: string, afterIndex: number, limit: number): Promise<StoredMemoryRef[]>;
-  countByBatch(batchKey: string): Promise<number>;
   countOutcomes(batchKey: string): Promise<WriteCounts>;
-  /** For a sink that forwards to another service: the id that service gave each memory, where it named one. */
-  sinkIds?(memoryIds: string[]): Promise<Map<string, string>>;
+  sinkIds(memoryIds: string[]): Promise<Map<string, string>>;
   check(): Promise<void>;
   close(): Promise<void>;
 }

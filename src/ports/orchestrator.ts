@@ -5,12 +5,10 @@
  * - `start` is idempotent: starting a batch that is already running or done returns its existing workflow id.
  * - `cancel` asks a running batch to stop scheduling segments; the batch ends `cancelled` with partial counts.
  *   Cancelling a batch that is not running is a no-op.
- * - `describe` returns `undefined` for a batch the orchestrator has never seen.
  */
 export interface Orchestrator {
   start(batchKey: string): Promise<{ workflowId: string }>;
   cancel(batchKey: string): Promise<void>;
-  describe(batchKey: string): Promise<{ workflowId: string; running: boolean } | undefined>;
   check(): Promise<void>;
   close(): Promise<void>;
 }

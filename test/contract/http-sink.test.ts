@@ -11,6 +11,7 @@ import { tempDir } from '../support/local-context.ts';
 import { serverProcess } from '../support/server-process.ts';
 import { testHttpSink } from '../support/http-sink.ts';
 import { type ReceiverOptions, sinkReceiver, type SinkReceiver } from '../support/sink-receiver.ts';
+import { storedCount } from '../support/stored.ts';
 
 /** External ids are unique per batch here: the sink upserts by external id across batches of a tenant. */
 function records(count: number, content = (i: number) => `memory ${i}`) {
@@ -66,7 +67,7 @@ describe('HTTP pipeline sink', () => {
     // The refused chunk once, then its ten memories alone: the refused one exactly once more.
     expect(receiver.arrivals.filter((a) => a.status === 400).length).toBe(2);
     expect(seen.retries).toEqual([]);
-    expect(await sink.countByBatch(batch[0]!.batchKey)).toBe(29);
+    expect(await storedCount(sink, batch[0]!.batchKey)).toBe(29);
   });
 
   it('sends an unchanged memory once across batches and an updated one again under its memory id', async () => {
@@ -94,7 +95,7 @@ describe('HTTP pipeline sink', () => {
     const batch = records(3);
     expect((await sink.writeSegment(batch)).every((o) => o.ok)).toBe(true);
     expect(receiver.arrivals.length).toBe(1);
-    expect(await sink.countByBatch(batch[0]!.batchKey)).toBe(3);
+    expect(await storedCount(sink, batch[0]!.batchKey)).toBe(3);
   });
 
   it('sends the same Idempotency-Key on every retry of a chunk, through 5xx, timeouts and resets', async () => {

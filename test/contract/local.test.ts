@@ -1,6 +1,7 @@
 // The port contracts against the embedded defaults: SQLite records and sink, file payloads, in-process runner.
 import { writeFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { workflowIdFor } from '../../src/domain/batch.ts';
 import { SqliteBatchRepository } from '../../src/adapters/local/batch-repository.ts';
 import { SqliteMemorySink } from '../../src/adapters/local/memory-sink.ts';
 import type { MemorySink } from '../../src/ports/memory-sink.ts';
@@ -48,8 +49,8 @@ memorySinkContract('sqlite, two connections', async () => {
   const sink: MemorySink = {
     writeSegment: (records) => ((turn += 1) % 2 === 0 ? one : two).writeSegment(records),
     listByBatch: (key, after, limit) => one.listByBatch(key, after, limit),
-    countByBatch: (key) => two.countByBatch(key),
     countOutcomes: (key) => one.countOutcomes(key),
+    sinkIds: () => one.sinkIds(),
     check: () => one.check(),
     close: async () => { await one.close(); await two.close(); },
   };
@@ -59,5 +60,7 @@ memorySinkContract('sqlite, two connections', async () => {
 orchestratorContract('local', async () => {
   const local = localContext({ segmentMaxItems: 10, segmentConcurrency: 2 });
   await local.orchestrator.resume();
-  return { services: local.services, close: local.close };
+  // The embedded runner keeps no record of runs beyond the batch itself: a stored batch is one run, under its workflow id.
+  const describe = async (batchKey: string) => ((await local.services.batches.get(batchKey)) ? { workflowId: workflowIdFor(batchKey) } : undefined);
+  return { services: local.services, describe, close: local.close };
 });

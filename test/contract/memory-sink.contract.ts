@@ -4,6 +4,7 @@ import type { Tenant } from '../../src/domain/batch.ts';
 import { type OnExisting, toMemoryRecord } from '../../src/domain/memory.ts';
 import type { MemorySink } from '../../src/ports/memory-sink.ts';
 import { tenantA, tenantB, uniqueId } from '../support/batches.ts';
+import { storedCount } from '../support/stored.ts';
 
 export interface SinkFixture {
   sink: MemorySink;
@@ -52,7 +53,7 @@ export function memorySinkContract(adapter: string, open: () => Promise<SinkFixt
       const outcomes = await sink.writeSegment(batch);
       expect(outcomes.map((o) => o.index)).toEqual(batch.map((r) => r.index));
       expect(outcomes.every((o) => o.ok)).toBe(true);
-      expect(await sink.countByBatch(key)).toBe(120);
+      expect(await storedCount(sink, key)).toBe(120);
     });
 
     it('stores nothing new when a segment is written again', async () => {
@@ -62,7 +63,7 @@ export function memorySinkContract(adapter: string, open: () => Promise<SinkFixt
       const again = await sink.writeSegment(batch);
       expect(again.every((o) => o.ok && o.memoryId === batch[o.index]!.memoryId)).toBe(true);
       await sink.writeSegment(records(key, 30, 60)); // overlaps half of the first write
-      expect(await sink.countByBatch(key)).toBe(90);
+      expect(await storedCount(sink, key)).toBe(90);
     });
 
     it('keeps the Papr fields of a memory, the batch defaults under its own, and lists them as written', async () => {
@@ -108,7 +109,7 @@ export function memorySinkContract(adapter: string, open: () => Promise<SinkFixt
       const key = uniqueId('k');
       const batch = records(key, 0, 80);
       await Promise.all([sink.writeSegment(batch), sink.writeSegment(batch), sink.writeSegment(batch)]);
-      expect(await sink.countByBatch(key)).toBe(80);
+      expect(await storedCount(sink, key)).toBe(80);
     });
 
     it('lists a batch’s memories by index, after a cursor', async () => {

@@ -12,5 +12,5 @@ printLogsOnFailure(() => [temporal]);
 orchestratorContract('temporal', async () => {
   temporal = await startTemporal();
   const fixture = await temporalFixture(temporal, { settings: { segmentMaxItems: 10, segmentConcurrency: 2 } });
-  return { services: fixture.services, close: fixture.close };
+  return { services: fixture.services, describe: fixture.describe, close: fixture.close };
 });

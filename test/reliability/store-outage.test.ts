@@ -12,6 +12,7 @@ import { tenantA, uniqueId } from '../support/batches.ts';
 import { localContext } from '../support/local-context.ts';
 import { expectWebhookExactlyOnce } from '../support/reliability.ts';
 import { webhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.ts';
+import { storedCount } from '../support/stored.ts';
 
 /** Write calls the test decides to fail: the next `count` calls that match. */
 interface WriteFault {
@@ -101,7 +102,7 @@ describe('embedded runner: the batch store fails for a while', () => {
     const done = await settle(services, batch.key, (b) => isFinal(b.status) && b.webhook.delivered);
     expect(done.status).toBe('completed');
     expect(done.counts).toEqual({ total, processed: total, succeeded: total, failed: 0 });
-    expect(await services.sink.countByBatch(batch.key)).toBe(total);
+    expect(await storedCount(services.sink, batch.key)).toBe(total);
     return done;
   }
 

@@ -12,6 +12,7 @@ import { tenantA } from '../support/batches.ts';
 import { printLogsOnFailure, startTemporal, stopAllBackends, type TemporalBackend } from '../support/containers.ts';
 import type { NaiveActivities, naiveProcessBatch } from '../support/naive-workflows.ts';
 import { inputBytes, quietTemporalRuntime, runHistories, settle, submitDirect, temporalFixture } from '../support/temporal.ts';
+import { storedCount } from '../support/stored.ts';
 
 let temporal: TemporalBackend;
 beforeAll(async () => {
@@ -69,7 +70,7 @@ describe('the naive design next to processBatch, on the same Temporal server', (
       activities,
     });
     try {
-      const client = fixture.orchestrator.client;
+      const client = fixture.client;
       const lines: string[] = [];
       let rejectedAt: number | undefined;
       let rejection = '';
@@ -105,7 +106,7 @@ describe('the naive design next to processBatch, on the same Temporal server', (
       const seconds = (Date.now() - startedAt) / 1000;
       expect(done.status).toBe('completed');
       expect(done.counts).toEqual({ total, processed: total, succeeded: total, failed: 0 });
-      expect(await fixture.services.sink.countByBatch(batch.key)).toBe(total);
+      expect(await storedCount(fixture.services.sink, batch.key)).toBe(total);
       const runs = await runHistories(client, workflowIdFor(batch.key));
       const input = Math.max(...runs.map((run) => inputBytes(run).data));
       const longest = runs.reduce((a, b) => (b.events > a.events ? b : a));
@@ -137,8 +138,8 @@ describe('history length of a 100,000-memory batch', () => {
       const seconds = (Date.now() - startedAt) / 1000;
       expect(done.status).toBe('completed');
       expect(done.counts).toEqual({ total, processed: total, succeeded: total, failed: 0 });
-      expect(await fixture.services.sink.countByBatch(batch.key)).toBe(total);
-      const runs = await runHistories(fixture.orchestrator.client, workflowIdFor(batch.key));
+      expect(await storedCount(fixture.services.sink, batch.key)).toBe(total);
+      const runs = await runHistories(fixture.client, workflowIdFor(batch.key));
       const longest = Math.max(...runs.map((run) => run.events));
       expect(runs).toHaveLength(Math.ceil(done.payload.segments / segmentsPerRun));
       expect(longest).toBeLessThan(10_000);

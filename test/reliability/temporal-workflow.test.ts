@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { Worker } from '@temporalio/worker';
 import protos from '@temporalio/proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FaultySink } from '../../src/adapters/faults/memory-sink.ts';
+import { FaultySink } from '../support/faults/memory-sink.ts';
 import type { ProcessBatchResult } from '../../src/app/temporal/workflows.ts';
 import { cancelBatch } from '../../src/app/requests/cancel-batch.ts';
 import { segmentKey } from '../../src/domain/codec.ts';
@@ -21,6 +21,7 @@ import {
   inputBytes, runHistories, type RunHistory, settle, submitDirect, temporalFixture, type TemporalFixture,
   withoutStarting, workflowBundle,
 } from '../support/temporal.ts';
+import { storedCount } from '../support/stored.ts';
 
 const proto = protos.temporal; // a CommonJS module: named imports do not work under plain Node
 const root = join(import.meta.dirname, '..', '..');
@@ -67,9 +68,9 @@ describe('processBatch on Temporal', () => {
     const done = await settle(fixture.services, batch.key);
     expect(done.status).toBe('completed');
     expect(done.counts).toEqual({ total: 95, processed: 95, succeeded: 95, failed: 0 });
-    expect(await fixture.services.sink.countByBatch(batch.key)).toBe(95);
+    expect(await storedCount(fixture.services.sink, batch.key)).toBe(95);
 
-    const runs = await runHistories(fixture.orchestrator.client, workflowIdFor(batch.key));
+    const runs = await runHistories(fixture.client, workflowIdFor(batch.key));
     // 10 segments, 4 per run.
     expect(runs).toHaveLength(3);
     for (const run of runs) expect(inputBytes(run).data).toBeLessThanOrEqual(128);
@@ -86,20 +87,20 @@ describe('processBatch on Temporal', () => {
     const batch = await submitDirect(fixture.services, 12);
     await settle(fixture.services, batch.key);
     const workflowId = workflowIdFor(batch.key);
-    await fixture.orchestrator.client.workflow.getHandle(workflowId).result();
-    const before = await runHistories(fixture.orchestrator.client, workflowId);
+    await fixture.client.workflow.getHandle(workflowId).result();
+    const before = await runHistories(fixture.client, workflowId);
     expect(await fixture.orchestrator.start(batch.key)).toEqual({ workflowId });
-    expect(await fixture.orchestrator.describe(batch.key)).toEqual({ workflowId, running: false });
-    const after = await runHistories(fixture.orchestrator.client, workflowId);
+    expect(await fixture.describe(batch.key)).toEqual({ workflowId, running: false });
+    const after = await runHistories(fixture.client, workflowId);
     expect(after.map((r) => r.runId)).toEqual(before.map((r) => r.runId));
   });
 
   it('answers the progress query from workflow state while segments run', async () => {
     const batch = await submitDirect(fixture.services, 400);
-    let seen: Awaited<ReturnType<typeof fixture.orchestrator.progress>>;
+    let seen: Awaited<ReturnType<typeof fixture.progress>>;
     const deadline = Date.now() + 60_000;
     do {
-      seen = await fixture.orchestrator.progress(batch.key).catch(() => undefined);
+      seen = await fixture.progress(batch.key).catch(() => undefined);
       if (seen?.phase === 'processing' && (seen.counts?.processed ?? 0) > 0) break;
       await new Promise((r) => setTimeout(r, 20));
     } while (Date.now() < deadline);
@@ -110,8 +111,8 @@ describe('processBatch on Temporal', () => {
     const done = await settle(fixture.services, batch.key);
     expect(done.counts.processed).toBe(400);
     // Once the workflow has finished, the last run answers from its final state.
-    await fixture.orchestrator.client.workflow.getHandle(workflowIdFor(batch.key)).result();
-    expect((await fixture.orchestrator.progress(batch.key))?.phase).toBe('done');
+    await fixture.client.workflow.getHandle(workflowIdFor(batch.key)).result();
+    expect((await fixture.progress(batch.key))?.phase).toBe('done');
   });
 
   it('fails a batch whose segment is corrupt, without retrying that segment', async () => {
@@ -126,7 +127,7 @@ describe('processBatch on Temporal', () => {
     const done = await settle(fixture.services, batch.key);
     expect(done.status).toBe('failed');
     expect(done.error).toContain(name);
-    const [run] = await runHistories(fixture.orchestrator.client, workflowIdFor(batch.key));
+    const [run] = await runHistories(fixture.client, workflowIdFor(batch.key));
     const events = run!.history.events ?? [];
     const failed = events.filter((e) => e.activityTaskFailedEventAttributes);
     expect(failed).toHaveLength(1);
@@ -147,7 +148,7 @@ describe('processBatch on Temporal', () => {
     const delivery = await receiver.waitFor(batch.id);
     expect(delivery.verified).toBe(true);
     expect(delivery.payload.type).toBe('batch.completed');
-    const result = await fixture.orchestrator.client.workflow.getHandle(workflowIdFor(batch.key)).result() as ProcessBatchResult;
+    const result = await fixture.client.workflow.getHandle(workflowIdFor(batch.key)).result() as ProcessBatchResult;
     expect(result.webhook).toBe('delivered');
     const stored = await fixture.services.batches.get(batch.key);
     expect(stored?.webhook.delivered).toBe(true);
@@ -159,7 +160,7 @@ describe('processBatch on Temporal', () => {
   it('stops webhook attempts at the bound and still completes the batch when the receiver stays down', async () => {
     receiver.setMode('fail');
     const batch = await submitDirect(fixture.services, 20, { webhookUrl: receiver.url, webhookSecret });
-    const result = await fixture.orchestrator.client.workflow.getHandle(workflowIdFor(batch.key)).result() as ProcessBatchResult;
+    const result = await fixture.client.workflow.getHandle(workflowIdFor(batch.key)).result() as ProcessBatchResult;
     receiver.setMode('ok');
     expect(result).toMatchObject({ status: 'completed', webhook: 'not_delivered' });
     const stored = await fixture.services.batches.get(batch.key);
@@ -193,7 +194,7 @@ describe('processBatch under faults and cancellation', () => {
       expect(injected).toBeGreaterThan(0);
       expect(done.status).toBe('completed');
       expect(done.counts).toEqual({ total, processed: total, succeeded: total, failed: 0 });
-      expect(await fixture.services.sink.countByBatch(batch.key)).toBe(total);
+      expect(await storedCount(fixture.services.sink, batch.key)).toBe(total);
       expect((await fixture.services.batches.listSegments(batch.key)).length).toBe(40);
     } finally {
       await fixture.close();
@@ -216,12 +217,12 @@ describe('processBatch under faults and cancellation', () => {
       expect(done.counts.processed).toBeGreaterThan(0);
       expect(done.counts.processed).toBeLessThan(total);
       expect(done.counts.processed % 100).toBe(0);
-      expect(await fixture.services.sink.countByBatch(batch.key)).toBe(done.counts.processed);
-      const result = await fixture.orchestrator.client.workflow.getHandle(workflowIdFor(batch.key)).result() as ProcessBatchResult;
+      expect(await storedCount(fixture.services.sink, batch.key)).toBe(done.counts.processed);
+      const result = await fixture.client.workflow.getHandle(workflowIdFor(batch.key)).result() as ProcessBatchResult;
       expect(result.status).toBe('cancelled');
       expect(result.counts).toEqual(done.counts);
       console.log(`[temporal] cancelled ${total}-memory batch after ${done.counts.processed} memories`);
-      const runs = await runHistories(fixture.orchestrator.client, workflowIdFor(batch.key));
+      const runs = await runHistories(fixture.client, workflowIdFor(batch.key));
       expect(runs.at(-1)!.history.events!.some((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'cancel')).toBe(true);
       recorded.push({ name: 'cancelled', workflowId: workflowIdFor(batch.key), run: runs.at(-1)! });
     } finally {

@@ -192,13 +192,13 @@ export class MemorySinkFake implements MemorySink {
         return { index: w.index, memoryId: w.memoryId, externalId: m.externalId, outcome: w.outcome, version: this.#versions.get(w.memoryId) ?? 1, attributes: m.attributes };
       });
   }
-  async countByBatch(batchKey: string) {
-    return [...this.#writes.values()].filter((w) => w.batchKey === batchKey).length;
-  }
   async countOutcomes(batchKey: string): Promise<WriteCounts> {
     const counts = emptyWriteCounts();
     for (const w of this.#writes.values()) if (w.batchKey === batchKey) counts[w.outcome] += 1;
     return counts;
+  }
+  async sinkIds() {
+    return new Map<string, string>();
   }
   async check() {}
   async close() {}
@@ -214,9 +214,6 @@ export class RecordingOrchestrator implements Orchestrator {
   }
   async cancel(batchKey: string) {
     this.cancelled.push(batchKey);
-  }
-  async describe(batchKey: string) {
-    return this.started.includes(batchKey) ? { workflowId: `batch-${batchKey}`, running: false } : undefined;
   }
   async check() {}
   async close() {}

@@ -1,5 +1,6 @@
 // Runs the real batchmem server as a child process (`node src/app/cli.ts serve`), the way a user runs it.
-// Output is captured so tests can read the logs (and prove no secret is in them).
+// Output is captured so tests can read the logs (and prove no secret is in them). A test that sets a BATCHMEM_FAULT_*
+// variable gets the same command through test/support/faults/cli.ts, which wraps the sink in a fault injector.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -37,6 +38,8 @@ export async function serverProcess(env: Record<string, string>, command: 'serve
   let child: ChildProcess | undefined;
   let output = '';
   const url = `http://127.0.0.1:${port}`;
+  const faults = Object.keys(env).some((name) => name.startsWith('BATCHMEM_FAULT_'));
+  const entry = join(root, faults ? 'test/support/faults/cli.ts' : 'src/app/cli.ts');
 
   const exited = (proc: ChildProcess) =>
     new Promise<void>((resolve) => (proc.exitCode !== null || proc.signalCode !== null ? resolve() : proc.once('exit', () => resolve())));
@@ -47,7 +50,7 @@ export async function serverProcess(env: Record<string, string>, command: 'serve
     output: () => output,
     pid: () => (child && child.exitCode === null && child.signalCode === null ? child.pid : undefined),
     async start() {
-      child = spawn(process.execPath, ['--max-semi-space-size=8', join(root, 'src/app/cli.ts'), command], {
+      child = spawn(process.execPath, ['--max-semi-space-size=8', entry, command], {
         cwd: root,
         env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', BATCHMEM_LOG_LEVEL: 'info', ...env, BATCHMEM_PORT: String(port) },
         stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,18 +1,19 @@
 // Builds a context on embedded storage (SQLite records and sink, file payloads) orchestrated by Temporal: the
 // TemporalOrchestrator on a real dev server, plus an in-process Temporal Worker running processBatch.
 import { join } from 'node:path';
-import type { Client, WorkflowHandle } from '@temporalio/client';
+import { type Client, WorkflowNotFoundError, type WorkflowHandle } from '@temporalio/client';
 import { bundleWorkflowCode, DefaultLogger, Runtime, type WorkflowBundle } from '@temporalio/worker';
 import { SqliteBatchRepository } from '../../src/adapters/local/batch-repository.ts';
 import { SqliteMemorySink } from '../../src/adapters/local/memory-sink.ts';
 import { FilePayloadStore } from '../../src/adapters/local/payload-store.ts';
-import { TemporalOrchestrator } from '../../src/adapters/temporal/orchestrator.ts';
+import { connectClient, TemporalOrchestrator } from '../../src/adapters/temporal/orchestrator.ts';
+import { type BatchProgress, progressQuery } from '../../src/ports/batch-workflow.ts';
 import type { Tuning } from '../../src/app/temporal/activities.ts';
 import { createWorker, type TemporalWorker, workflowsPath } from '../../src/app/temporal/worker.ts';
 import { HttpWebhookNotifier } from '../../src/adapters/webhook/notifier.ts';
 import { type Services, defaultSettings, type OrchestratedServices, type Settings } from '../../src/app/services.ts';
 import { submitBatch } from '../../src/app/requests/submit-batch.ts';
-import { type Batch, isFinal } from '../../src/domain/batch.ts';
+import { type Batch, isFinal, workflowIdFor } from '../../src/domain/batch.ts';
 import type { MemorySink } from '../../src/ports/memory-sink.ts';
 import { systemClock } from '../../src/ports/clock.ts';
 import { tenantA, uniqueId } from './batches.ts';
@@ -65,6 +66,12 @@ export interface TemporalFixtureOptions {
 export interface TemporalFixture {
   services: OrchestratedServices;
   orchestrator: TemporalOrchestrator;
+  /** The Temporal client the orchestrator uses, for reading workflows directly (histories, results, queries). */
+  client: Client;
+  /** The batch's workflow as Temporal describes it; undefined when it has none. */
+  describe(batchKey: string): Promise<{ workflowId: string; running: boolean } | undefined>;
+  /** The live progress the running workflow answers to its query; undefined when no run of the batch is open. */
+  progress(batchKey: string): Promise<BatchProgress | undefined>;
   taskQueue: string;
   dataDir: string;
   workers: TemporalWorker[];
@@ -89,7 +96,8 @@ export async function temporalFixture(temporal: TemporalBackend, options: Tempor
   const workerCtx: Services = { ...base, sink: options.wrapSink ? options.wrapSink(sink) : sink };
   const taskQueue = uniqueId('batchmem');
   const target = { address: temporal.address, namespace: temporal.namespace, taskQueue };
-  const orchestrator = await TemporalOrchestrator.connect(target);
+  const client = await connectClient(target);
+  const orchestrator = new TemporalOrchestrator(client, { taskQueue, ownsConnection: true });
   const workers: TemporalWorker[] = [];
   const runs: Promise<void>[] = [];
   const addWorker = async (identity: string) => {
@@ -109,6 +117,9 @@ export async function temporalFixture(temporal: TemporalBackend, options: Tempor
   return {
     services: { ...base, orchestrator },
     orchestrator,
+    client,
+    describe: (batchKey) => describeWorkflow(client, batchKey),
+    progress: (batchKey) => workflowProgress(client, batchKey),
     taskQueue,
     dataDir,
     workers,
@@ -124,6 +135,28 @@ export async function temporalFixture(temporal: TemporalBackend, options: Tempor
   };
 }
 
+/** A batch's workflow as Temporal describes it: its id and whether a run is open; undefined when it has none. */
+export async function describeWorkflow(client: Client, batchKey: string): Promise<{ workflowId: string; running: boolean } | undefined> {
+  const workflowId = workflowIdFor(batchKey);
+  try {
+    const description = await client.workflow.getHandle(workflowId).describe();
+    return { workflowId, running: description.status.name === 'RUNNING' };
+  } catch (error) {
+    if (error instanceof WorkflowNotFoundError) return undefined;
+    throw error;
+  }
+}
+
+/** The progress query of the batch's open workflow run; undefined when no run is open. */
+export async function workflowProgress(client: Client, batchKey: string): Promise<BatchProgress | undefined> {
+  try {
+    return await client.workflow.getHandle(workflowIdFor(batchKey)).query(progressQuery);
+  } catch (error) {
+    if (error instanceof WorkflowNotFoundError) return undefined;
+    throw error;
+  }
+}
+
 /** A context whose orchestrator records starts without starting anything: submit now, start the workflow later. */
 export function withoutStarting(services: OrchestratedServices): OrchestratedServices {
   return {
@@ -131,7 +164,6 @@ export function withoutStarting(services: OrchestratedServices): OrchestratedSer
     orchestrator: {
       start: async (key) => ({ workflowId: `batch-${key}` }),
       cancel: async () => undefined,
-      describe: async () => undefined,
       check: async () => undefined,
       close: async () => undefined,
     },

@@ -16,6 +16,7 @@ import type { ItemOutcome } from '../../src/ports/memory-sink.ts';
 import { systemClock } from '../../src/ports/clock.ts';
 import { tenantA } from '../support/batches.ts';
 import { MemoryBatchRepository, MemoryPayloadStore, MemorySinkFake, ScriptedNotifier } from '../support/fakes.ts';
+import { storedCount } from '../support/stored.ts';
 
 const keyA = 'key-a-0000000000000000000000';
 const keyB = 'key-b-0000000000000000000000';
@@ -47,7 +48,7 @@ function setup(options: { start?: boolean; heartbeatMs?: number } = {}) {
     settings: { ...defaultSettings, segmentMaxItems: 10, allowPrivateWebhooks: true, watchIntervalMs: 10 },
   };
   const orchestrator = new LocalOrchestrator(base, { workerId: 'w', batchConcurrency: 2 });
-  const idle = { start: async (key: string) => ({ workflowId: `batch-${key}` }), cancel: async () => undefined, describe: async () => undefined, check: async () => undefined, close: async () => undefined };
+  const idle = { start: async (key: string) => ({ workflowId: `batch-${key}` }), cancel: async () => undefined, check: async () => undefined, close: async () => undefined };
   const services: OrchestratedServices = { ...base, orchestrator: options.start === false ? idle : orchestrator };
   const app = createHttpApp({
     services,
@@ -292,7 +293,7 @@ describe('delete', () => {
     expect((await t.call('/v1/batch/d1', { method: 'DELETE' })).status).toBe(204);
     expect((await t.call('/v1/batch/d1')).status).toBe(404);
     expect((t.services.payloads as MemoryPayloadStore).objects.size).toBe(0);
-    expect(await t.services.sink.countByBatch(key)).toBe(25);
+    expect(await storedCount(t.services.sink, key)).toBe(25);
     expect((await t.call('/v1/batch/d1', { method: 'DELETE' })).status).toBe(404);
   });
 });

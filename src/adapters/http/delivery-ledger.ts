@@ -196,10 +196,6 @@ export class DeliveryLedger {
     }));
   }
 
-  count(batchKey: string): number {
-    return (this.#db.prepare('SELECT count(*) AS n FROM item_writes WHERE batch_key = ?').get(batchKey) as { n: number }).n;
-  }
-
   sinkIds(memoryIds: string[]): Map<string, string> {
     const found = new Map<string, string>();
     const select = this.#db.prepare('SELECT sink_id FROM deliveries WHERE memory_id = ?');

@@ -267,10 +267,6 @@ export class HttpMemorySink implements MemorySink {
       .map((d) => ({ index: d.index, memoryId: d.memoryId, externalId: d.externalId, outcome: d.outcome, version: d.version, attributes: d.attributes }));
   }
 
-  async countByBatch(batchKey: string): Promise<number> {
-    return this.#ledger.count(batchKey);
-  }
-
   async countOutcomes(batchKey: string): Promise<WriteCounts> {
     return this.#ledger.countOutcomes(batchKey);
   }

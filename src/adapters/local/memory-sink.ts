@@ -138,13 +138,13 @@ export class SqliteMemorySink implements MemorySink {
     }));
   }
 
-  async countByBatch(batchKey: string): Promise<number> {
-    const row = this.#db.prepare('SELECT count(*) AS n FROM memory_writes WHERE batch_key = ?').get(batchKey) as { n: number };
-    return row.n;
-  }
-
   async countOutcomes(batchKey: string): Promise<WriteCounts> {
     return writeCountsOf(this.#db, 'memory_writes', batchKey);
+  }
+
+  /** This store is the memory store: the memory id is the only id. */
+  async sinkIds(): Promise<Map<string, string>> {
+    return new Map();
   }
 
   async check(): Promise<void> {

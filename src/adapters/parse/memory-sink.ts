@@ -102,12 +102,6 @@ export class ParseMemorySink implements MemorySink {
     });
   }
 
-  async countByBatch(batchKey: string): Promise<number> {
-    const written = await new this.#Parse.Query(parseClasses.memoryWrite).equalTo('batchId', batchKey).count(useMasterKey);
-    if (written > 0) return written;
-    return new this.#Parse.Query(parseClasses.memory).equalTo('batchId', batchKey).count(useMasterKey);
-  }
-
   async countOutcomes(batchKey: string): Promise<WriteCounts> {
     const counts = emptyWriteCounts();
     await Promise.all(
@@ -118,8 +112,16 @@ export class ParseMemorySink implements MemorySink {
           .count(useMasterKey);
       }),
     );
-    if (counts.created + counts.updated + counts.unchanged === 0) counts.created = await this.countByBatch(batchKey);
+    // Memories written before the MemoryWrite class existed have no outcome row: they were created.
+    if (counts.created + counts.updated + counts.unchanged === 0) {
+      counts.created = await new this.#Parse.Query(parseClasses.memory).equalTo('batchId', batchKey).count(useMasterKey);
+    }
     return counts;
+  }
+
+  /** Parse is the memory store: the memory id is the only id. */
+  async sinkIds(): Promise<Map<string, string>> {
+    return new Map();
   }
 
   async #hasNoWrites(batchKey: string): Promise<boolean> {

@@ -1,4 +1,4 @@
-// The Orchestrator port on Temporal, the client side: connect, start `processBatch` by reference, signal, describe.
+// The Orchestrator port on Temporal, the client side: connect, start `processBatch` by reference, signal cancel.
 import {
   Client,
   Connection,
@@ -7,7 +7,7 @@ import {
 } from '@temporalio/client';
 import { workflowIdFor } from '../../domain/batch.ts';
 import type { Orchestrator } from '../../ports/orchestrator.ts';
-import { type BatchProgress, cancelSignal, type ProcessBatchInput, processBatchWorkflowType, progressQuery } from '../../ports/batch-workflow.ts';
+import { cancelSignal, type ProcessBatchInput, processBatchWorkflowType } from '../../ports/batch-workflow.ts';
 
 export interface TemporalTarget {
   /** gRPC frontend, `host:port`. */
@@ -50,10 +50,6 @@ export class TemporalOrchestrator implements Orchestrator {
     return new TemporalOrchestrator(await connectClient(target), { taskQueue: target.taskQueue, ownsConnection: true });
   }
 
-  get client(): Client {
-    return this.#client;
-  }
-
   async start(batchKey: string): Promise<{ workflowId: string }> {
     const workflowId = workflowIdFor(batchKey);
     try {
@@ -77,27 +73,6 @@ export class TemporalOrchestrator implements Orchestrator {
     } catch (error) {
       // Not running (never started, or closed): nothing to stop.
       if (!(error instanceof WorkflowNotFoundError)) throw error;
-    }
-  }
-
-  async describe(batchKey: string): Promise<{ workflowId: string; running: boolean } | undefined> {
-    const workflowId = workflowIdFor(batchKey);
-    try {
-      const description = await this.#client.workflow.getHandle(workflowId).describe();
-      return { workflowId, running: description.status.name === 'RUNNING' };
-    } catch (error) {
-      if (error instanceof WorkflowNotFoundError) return undefined;
-      throw error;
-    }
-  }
-
-  /** Live progress held by the running workflow, or undefined when no run of the batch is open. */
-  async progress(batchKey: string): Promise<BatchProgress | undefined> {
-    try {
-      return await this.#client.workflow.getHandle(workflowIdFor(batchKey)).query(progressQuery);
-    } catch (error) {
-      if (error instanceof WorkflowNotFoundError) return undefined;
-      throw error;
     }
   }
 

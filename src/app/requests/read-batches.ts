@@ -53,7 +53,7 @@ export async function listResults(
     services.batches.listErrors(batch.value.key, after.value, query.limit),
   ]);
   // A forwarding sink also knows the target's id for each memory.
-  const sinkIds = stored.length > 0 && services.sink.sinkIds ? await services.sink.sinkIds(stored.map((m) => m.memoryId)) : undefined;
+  const sinkIds = stored.length > 0 ? await services.sink.sinkIds(stored.map((m) => m.memoryId)) : undefined;
   const all: ItemResult[] = [
     // The Papr fields a memory was stored with come back beside batchmem's own, under their own names.
     ...stored.map((m) => {

@@ -46,7 +46,7 @@ export async function* resultLines(services: Services, batch: Batch, kind: Resul
   const after = fromIndex - 1;
   const storedPage = async (afterIndex: number, limit: number) => {
     const page = await services.sink.listByBatch(batch.key, afterIndex, limit);
-    const sinkIds = kind === 'results' && page.length > 0 && services.sink.sinkIds ? await services.sink.sinkIds(page.map((m) => m.memoryId)) : undefined;
+    const sinkIds = kind === 'results' && page.length > 0 ? await services.sink.sinkIds(page.map((m) => m.memoryId)) : undefined;
     return page.map((m) => ({ ...m, sinkId: sinkIds?.get(m.memoryId) }));
   };
   const fillExpired = expiredItems(batch) > 0;

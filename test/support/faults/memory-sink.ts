@@ -1,8 +1,8 @@
 // A MemorySink decorator that injects faults, for reliability tests only (BATCHMEM_FAULT_* settings).
 // A failed call throws before writing, like a backend that is down; a marked item gets a per-item rejection.
-import type { MemoryRecord } from '../../domain/memory.ts';
-import type { WriteCounts } from '../../domain/progress.ts';
-import type { ItemOutcome, MemorySink, StoredMemoryRef } from '../../ports/memory-sink.ts';
+import type { MemoryRecord } from '../../../src/domain/memory.ts';
+import type { WriteCounts } from '../../../src/domain/progress.ts';
+import type { ItemOutcome, MemorySink, StoredMemoryRef } from '../../../src/ports/memory-sink.ts';
 
 export interface FaultPlan {
   /** Fraction of writeSegment calls that fail outright. */
@@ -46,11 +46,7 @@ export class FaultySink implements MemorySink {
   }
 
   sinkIds(memoryIds: string[]): Promise<Map<string, string>> {
-    return this.#inner.sinkIds?.(memoryIds) ?? Promise.resolve(new Map());
-  }
-
-  countByBatch(batchKey: string): Promise<number> {
-    return this.#inner.countByBatch(batchKey);
+    return this.#inner.sinkIds(memoryIds);
   }
 
   countOutcomes(batchKey: string): Promise<WriteCounts> {
