@@ -12,6 +12,9 @@ import type { MemorySink } from '../ports/memory-sink.ts';
 import type { Orchestrator } from '../ports/orchestrator.ts';
 import type { PayloadStore } from '../ports/payload-store.ts';
 import type { Config } from './config.ts';
+import { loadApiKeys } from './api-keys.ts';
+import type { ParseConnection } from '../adapters/parse/connection.ts';
+import type { ParseSchemaSetup } from '../adapters/parse/schema-setup.ts';
 import { defaultSettings, type Services, type OrchestratedServices, type Settings } from './services.ts';
 import { defaultLevel } from '../domain/codec.ts';
 import type { Logger } from './logger.ts';
@@ -59,18 +62,40 @@ export async function parseConnection(config: Config) {
   });
 }
 
-async function batchRepository(config: Config): Promise<BatchRepository> {
+/** The Parse connection and the schema preparation the Parse adapters of one context share; made on first use. */
+type ParseBackend = () => Promise<{ connection: ParseConnection; schema: ParseSchemaSetup }>;
+
+function parseBackend(config: Config): ParseBackend {
+  let backend: ReturnType<ParseBackend> | undefined;
+  return () =>
+    (backend ??= (async () => {
+      const connection = await parseConnection(config);
+      const { ParseSchemaSetup } = await import('../adapters/parse/schema-setup.ts');
+      const { postgresUniqueIndexes } = await import('../adapters/parse/migrate.ts');
+      // Read by `batchmem migrate` only: roles for the configured keys' organizations (never the generated embedded
+      // key), and unique indexes made in the database when its URL is given.
+      const schema = new ParseSchemaSetup(connection, () => ({
+        organizations: [...new Set((config.BATCHMEM_API_KEYS || config.BATCHMEM_API_KEYS_FILE ? loadApiKeys(config).keys : []).map((key) => key.organization))],
+        uniqueIndexes: config.PARSE_DATABASE_URI ? postgresUniqueIndexes(config.PARSE_DATABASE_URI) : undefined,
+        log: (line) => process.stdout.write(`parse: ${line}\n`),
+      }));
+      return { connection, schema };
+    })());
+}
+
+async function batchRepository(config: Config, parse: ParseBackend): Promise<BatchRepository> {
   switch (config.BATCHMEM_STORE) {
     case 'sqlite':
       return new SqliteBatchRepository(join(config.BATCHMEM_DATA_DIR, 'batchmem.db'));
     case 'parse': {
       const { ParseBatchRepository } = await import('../adapters/parse/batch-repository.ts');
-      return new ParseBatchRepository(await parseConnection(config));
+      const { connection, schema } = await parse();
+      return new ParseBatchRepository(connection, schema);
     }
   }
 }
 
-async function payloadStore(config: Config): Promise<PayloadStore> {
+async function payloadStore(config: Config, parse: ParseBackend): Promise<PayloadStore> {
   switch (config.BATCHMEM_PAYLOADS) {
     case 'file':
       return new FilePayloadStore(join(config.BATCHMEM_DATA_DIR, 'payloads'));
@@ -87,12 +112,13 @@ async function payloadStore(config: Config): Promise<PayloadStore> {
     }
     case 'parse': {
       const { ParsePayloadStore } = await import('../adapters/parse/payload-store.ts');
-      return new ParsePayloadStore(await parseConnection(config));
+      const { connection, schema } = await parse();
+      return new ParsePayloadStore(connection, schema);
     }
   }
 }
 
-async function memorySink(config: Config, observer?: Observer): Promise<MemorySink> {
+async function memorySink(config: Config, parse: ParseBackend, observer?: Observer): Promise<MemorySink> {
   switch (config.BATCHMEM_SINK) {
     case 'http': {
       const { httpSink } = await import('./http-sink.ts');
@@ -102,7 +128,8 @@ async function memorySink(config: Config, observer?: Observer): Promise<MemorySi
       return new SqliteMemorySink(join(config.BATCHMEM_DATA_DIR, 'memories.db'));
     case 'parse': {
       const { ParseMemorySink } = await import('../adapters/parse/memory-sink.ts');
-      return new ParseMemorySink(await parseConnection(config));
+      const { connection, schema } = await parse();
+      return new ParseMemorySink(connection, { schema });
     }
   }
 }
@@ -120,7 +147,8 @@ export interface AdapterDecorators {
 
 /** The ports without an orchestrator: what a worker needs to process segments. */
 export async function buildContext(config: Config, observer?: Observer, decorate: AdapterDecorators = {}): Promise<Services> {
-  const [batches, payloads, sink] = await Promise.all([batchRepository(config), payloadStore(config), memorySink(config, observer)]);
+  const parse = parseBackend(config);
+  const [batches, payloads, sink] = await Promise.all([batchRepository(config, parse), payloadStore(config, parse), memorySink(config, parse, observer)]);
   return {
     batches: decorate.batches?.(batches) ?? batches,
     payloads: decorate.payloads?.(payloads) ?? payloads,

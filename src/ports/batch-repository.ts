@@ -1,6 +1,7 @@
 import type { Batch, BatchStatus } from '../domain/batch.ts';
 import type { IllegalTransition } from '../domain/errors.ts';
 import type { Counts, SegmentOutcome } from '../domain/progress.ts';
+import type { Preparable } from './preparable.ts';
 
 /**
  * Fields an update may change. Counters are not among them: they move only through `recordSegment`. A status change
@@ -76,7 +77,7 @@ export interface Page<T> {
  * - `list` pages newest first, filtered by organization and optionally status and metadata pairs; cursors are opaque.
  * - `delete` removes the record with its ledger and item errors; deleting a missing key is a no-op returning false.
  */
-export interface BatchRepository {
+export interface BatchRepository extends Preparable {
   create(batch: Batch): Promise<{ created: boolean; batch: Batch }>;
   get(key: string): Promise<Batch | undefined>;
   update(key: string, expectedVersion: number, patch: BatchPatch): Promise<Batch | 'conflict' | IllegalTransition>;

@@ -1,5 +1,6 @@
 import type { MemoryAttributes, MemoryRecord } from '../domain/memory.ts';
 import type { WriteCounts, WriteOutcomeName } from '../domain/progress.ts';
+import type { Preparable } from './preparable.ts';
 
 export type ItemOutcome =
   | { index: number; ok: true; memoryId: string; outcome: WriteOutcomeName }
@@ -36,7 +37,7 @@ export interface StoredMemoryRef {
  * - `sinkIds` answers, for a sink that forwards to another service, the id that service gave each memory where it
  *   named one; a sink that is the memory store itself answers an empty map (the memory id is the id).
  */
-export interface MemorySink {
+export interface MemorySink extends Preparable {
   writeSegment(records: MemoryRecord[]): Promise<ItemOutcome[]>;
   listByBatch(batchKey: string, afterIndex: number, limit: number): Promise<StoredMemoryRef[]>;
   countOutcomes(batchKey: string): Promise<WriteCounts>;

@@ -1,3 +1,5 @@
+import type { Preparable } from './preparable.ts';
+
 /** What a store keeps beside the bytes and checks again on read. */
 export interface PayloadObjectInfo {
   sha256Hex: string;
@@ -24,15 +26,10 @@ export class PayloadChecksumError extends Error {
  *   checksum, a mismatch throws PayloadChecksumError. One segment at a time: nothing reads a whole batch.
  * - `deletePrefix` removes every object under the prefix and returns how many it removed; a missing prefix removes 0.
  */
-export interface PayloadStore {
+export interface PayloadStore extends Preparable {
   put(key: string, body: Uint8Array, info: PayloadObjectInfo): Promise<void>;
   get(key: string): Promise<Uint8Array | undefined>;
   deletePrefix(prefix: string): Promise<number>;
-  /**
-   * For `batchmem migrate`: creates what the store needs (a bucket, say) unless it exists; safe to run any number of
-   * times. Returns a line for the operator when there was something to check, else undefined.
-   */
-  prepare(): Promise<string | undefined>;
   check(): Promise<void>;
   close(): Promise<void>;
 }

@@ -51,6 +51,7 @@ memorySinkContract('sqlite, two connections', async () => {
     listByBatch: (key, after, limit) => one.listByBatch(key, after, limit),
     countOutcomes: (key) => one.countOutcomes(key),
     sinkIds: () => one.sinkIds(),
+    prepare: () => one.prepare(),
     check: () => one.check(),
     close: async () => { await one.close(); await two.close(); },
   };

@@ -110,6 +110,9 @@ export class MemoryBatchRepository implements BatchRepository {
   async markPayloadExpired(key: string, _expiredAt: string) {
     this.expired.add(key);
   }
+  async prepare() {
+    return undefined;
+  }
   async check() {}
   async close() {}
 }
@@ -199,6 +202,9 @@ export class MemorySinkFake implements MemorySink {
   }
   async sinkIds() {
     return new Map<string, string>();
+  }
+  async prepare() {
+    return undefined;
   }
   async check() {}
   async close() {}

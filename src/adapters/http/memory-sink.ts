@@ -275,6 +275,11 @@ export class HttpMemorySink implements MemorySink {
     return this.#ledger.sinkIds(memoryIds);
   }
 
+  /** The delivery ledger is SQLite and creates its tables when opened; the target is another service's to prepare. */
+  async prepare(): Promise<undefined> {
+    return undefined;
+  }
+
   /** Ready when the ledger answers, the breaker is not holding requests back, and the target answers below 500. */
   async check(): Promise<void> {
     this.#ledger.check();

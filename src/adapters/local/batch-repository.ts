@@ -288,6 +288,11 @@ export class SqliteBatchRepository implements BatchRepository {
     );
   }
 
+  /** SQLite creates its tables when the file is opened: nothing to prepare. */
+  async prepare(): Promise<undefined> {
+    return undefined;
+  }
+
   async check(): Promise<void> {
     this.#db.prepare('SELECT 1').get();
   }

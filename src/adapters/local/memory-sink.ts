@@ -147,6 +147,11 @@ export class SqliteMemorySink implements MemorySink {
     return new Map();
   }
 
+  /** SQLite creates its tables when the file is opened: nothing to prepare. */
+  async prepare(): Promise<undefined> {
+    return undefined;
+  }
+
   async check(): Promise<void> {
     this.#db.prepare('SELECT 1').get();
   }

@@ -43,6 +43,7 @@ import {
   useMasterKey,
 } from './connection.ts';
 import { parseClasses } from './schema.ts';
+import { ParseSchemaSetup } from './schema-setup.ts';
 
 /** How many item errors the batch row keeps as a sample in `errors`; all of them are in `BatchItemError`. */
 export const errorSampleSize = 100;
@@ -202,7 +203,11 @@ export class ParseBatchRepository implements BatchRepository {
   readonly #Parse: ParseConnection['Parse'];
   readonly #roles: OrganizationRoles;
 
-  constructor(connection: ParseConnection) {
+  readonly #schema: ParseSchemaSetup;
+
+  /** `schema`: the preparation shared with the other Parse adapters of this process (default: its own). */
+  constructor(connection: ParseConnection, schema = new ParseSchemaSetup(connection)) {
+    this.#schema = schema;
     this.#connection = connection;
     this.#Parse = connection.Parse;
     this.#roles = new OrganizationRoles(connection);
@@ -463,6 +468,11 @@ export class ParseBatchRepository implements BatchRepository {
     mark.id = row.id;
     mark.set('payloadExpiredAt', new Date(expiredAt));
     await mark.save(null, useMasterKey);
+  }
+
+  /** Its classes and indexes are prepared with the other Parse classes (`migrateParse`), once. */
+  prepare(): Promise<undefined> {
+    return this.#schema.prepare();
   }
 
   async check(): Promise<void> {

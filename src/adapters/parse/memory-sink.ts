@@ -21,6 +21,7 @@ import {
   useMasterKey,
 } from './connection.ts';
 import { parseClasses } from './schema.ts';
+import { ParseSchemaSetup } from './schema-setup.ts';
 
 /** Parse error codes that mean "this object is not acceptable", not "the backend failed". */
 const itemFaults = new Set([
@@ -38,6 +39,8 @@ type ParseObject = InstanceType<ParseConnection['Parse']['Object']>;
 export interface ParseMemorySinkOptions {
   /** `/batch` calls in flight at once for one segment. */
   concurrency?: number;
+  /** The preparation shared with the other Parse adapters of this process (default: its own). */
+  schema?: ParseSchemaSetup;
 }
 
 export class ParseMemorySink implements MemorySink {
@@ -46,11 +49,19 @@ export class ParseMemorySink implements MemorySink {
   readonly #roles: OrganizationRoles;
   readonly #concurrency: number;
 
+  readonly #schema: ParseSchemaSetup;
+
   constructor(connection: ParseConnection, options: ParseMemorySinkOptions = {}) {
     this.#connection = connection;
     this.#Parse = connection.Parse;
     this.#roles = new OrganizationRoles(connection);
     this.#concurrency = options.concurrency ?? 4;
+    this.#schema = options.schema ?? new ParseSchemaSetup(connection);
+  }
+
+  /** Its classes and indexes are prepared with the other Parse classes (`migrateParse`), once. */
+  prepare(): Promise<undefined> {
+    return this.#schema.prepare();
   }
 
   async writeSegment(records: MemoryRecord[]): Promise<ItemOutcome[]> {

@@ -15,6 +15,7 @@ import { PayloadChecksumError, PayloadConflictError, type PayloadObjectInfo, typ
 import { OrganizationRoles, tenantAcl } from './acl.ts';
 import { isParseError, type ParseConnection, ParseErrorCode, useMasterKey } from './connection.ts';
 import { parseClasses } from './schema.ts';
+import { ParseSchemaSetup } from './schema-setup.ts';
 
 type ParseObject = InstanceType<ParseConnection['Parse']['Object']>;
 
@@ -43,7 +44,11 @@ export class ParsePayloadStore implements PayloadStore {
   readonly #Parse: ParseConnection['Parse'];
   readonly #roles: OrganizationRoles;
 
-  constructor(connection: ParseConnection) {
+  readonly #schema: ParseSchemaSetup;
+
+  /** `schema`: the preparation shared with the other Parse adapters of this process (default: its own). */
+  constructor(connection: ParseConnection, schema = new ParseSchemaSetup(connection)) {
+    this.#schema = schema;
     this.#connection = connection;
     this.#Parse = connection.Parse;
     this.#roles = new OrganizationRoles(connection);
@@ -102,9 +107,9 @@ export class ParsePayloadStore implements PayloadStore {
     return Buffer.concat(chunks);
   }
 
-  /** Its class and indexes are prepared with the other Parse classes (`migrateParse`). */
-  async prepare(): Promise<undefined> {
-    return undefined;
+  /** Its class and indexes are prepared with the other Parse classes (`migrateParse`), once. */
+  prepare(): Promise<undefined> {
+    return this.#schema.prepare();
   }
 
   async deletePrefix(prefix: string): Promise<number> {

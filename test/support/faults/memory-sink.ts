@@ -53,6 +53,10 @@ export class FaultySink implements MemorySink {
     return this.#inner.countOutcomes(batchKey);
   }
 
+  prepare(): Promise<string | undefined> {
+    return this.#inner.prepare();
+  }
+
   check(): Promise<void> {
     return this.#inner.check();
   }
