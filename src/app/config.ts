@@ -56,6 +56,7 @@ export const configSchema = z.object({
   BATCHMEM_SEGMENT_MAX_BYTES: int(1024, 64 * 1024 * 1024).default(1024 * 1024),
   BATCHMEM_MAX_MEMORIES: int(1).default(1_000_000),
   BATCHMEM_MAX_JSON_BODY_BYTES: int(1024).default(64 * 1024 * 1024),
+  BATCHMEM_MAX_NDJSON_BODY_BYTES: int(1024).default(8 * 1024 ** 3),
   BATCHMEM_MAX_CONTENT_BYTES: int(1).default(256 * 1024),
   BATCHMEM_MAX_METADATA_BYTES: int(2).default(16 * 1024),
   BATCHMEM_MAX_METADATA_DEPTH: int(1, 64).default(8),

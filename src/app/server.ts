@@ -36,6 +36,7 @@ export async function startServer(config: Config, decorate?: AdapterDecorators):
     logger,
     metrics,
     maxJsonBodyBytes: config.BATCHMEM_MAX_JSON_BODY_BYTES,
+    maxNdjsonBodyBytes: config.BATCHMEM_MAX_NDJSON_BODY_BYTES,
     singleAddWaitMs: config.BATCHMEM_SINGLE_ADD_WAIT_MS,
   });
   const server = await new Promise<ReturnType<typeof serve>>((resolve) => {

@@ -20,6 +20,21 @@ export function backoffMs(policy: Pick<RetryPolicy, 'initialDelayMs' | 'maxDelay
   return Math.round(ceiling / 2 + (random() * ceiling) / 2);
 }
 
+/**
+ * The wait after `failedAttempts` failures when the other side said how long to wait (`Retry-After`, in ms): the
+ * longer of that and the backoff, never past the policy's cap `maxDelayMs` (a receiver cannot park a delivery for
+ * days). Without a hint it is the backoff.
+ */
+export function delayBeforeRetryMs(
+  policy: Pick<RetryPolicy, 'initialDelayMs' | 'maxDelayMs'>,
+  failedAttempts: number,
+  retryAfterMs: number | undefined,
+  random = Math.random,
+): number {
+  const backoff = backoffMs(policy, failedAttempts, random);
+  return retryAfterMs === undefined ? backoff : Math.min(policy.maxDelayMs, Math.max(backoff, retryAfterMs));
+}
+
 /** The stop condition: try again only when the failure may pass and attempts are left. */
 export function mayRetry(policy: Pick<RetryPolicy, 'maxAttempts'>, failedAttempts: number, retryable = true): boolean {
   return retryable && failedAttempts < policy.maxAttempts;
@@ -84,20 +99,21 @@ export async function attemptWithRetries<T>(
 export type DeliveryStep =
   | { status: 'nothing_to_send' }
   | { status: 'delivered' }
-  | { status: 'undelivered'; retryable: boolean; attempts: number; error: string };
+  | { status: 'undelivered'; retryable: boolean; attempts: number; error: string; retryAfterMs?: number | undefined };
 
 export type DeliveryEnd = 'delivered' | 'nothing_to_send' | 'not_delivered';
 
 /**
  * The webhook retry loop, for both runners. The stop condition counts the attempts recorded on the batch, so a run
- * resumed after a restart goes on where the last one stopped instead of starting the count again.
+ * resumed after a restart goes on where the last one stopped instead of starting the count again. A receiver's
+ * `Retry-After` lengthens the wait up to the policy's cap (`delayBeforeRetryMs`).
  */
 export async function retryDelivery(policy: RetryPolicy, attempt: () => Promise<DeliveryStep>, hooks: RetryHooks): Promise<DeliveryEnd> {
   while (!hooks.stopped()) {
     const step = await attempt();
     if (step.status !== 'undelivered') return step.status;
     if (!mayRetry(policy, step.attempts, step.retryable)) return 'not_delivered';
-    await hooks.sleep(backoffMs(policy, step.attempts, hooks.random));
+    await hooks.sleep(delayBeforeRetryMs(policy, step.attempts, step.retryAfterMs, hooks.random));
   }
   return 'not_delivered';
 }

@@ -7,7 +7,13 @@ export interface WebhookMessage {
   payload: { type: string; timestamp: string; data: unknown; [field: string]: unknown };
 }
 
-export type DeliveryAttempt = { delivered: true; status: number } | { delivered: false; error: string; retryable: boolean };
+/**
+ * One attempt's result. `retryAfterMs`: how long the receiver asked to be left alone (`Retry-After` on a 429 or
+ * 503), which the retry policy honours up to its cap.
+ */
+export type DeliveryAttempt =
+  | { delivered: true; status: number }
+  | { delivered: false; error: string; retryable: boolean; retryAfterMs?: number };
 
 /**
  * Sends one signed delivery attempt (Standard Webhooks). Retrying is the caller's policy, not the notifier's.

@@ -33,6 +33,7 @@ describe('bad-input corpus against the server on embedded defaults', () => {
       BATCHMEM_ALLOW_PRIVATE_WEBHOOKS: 'false',
       // Small limits, so that the oversize cases are small and fast.
       BATCHMEM_MAX_JSON_BODY_BYTES: String(64 * 1024),
+      BATCHMEM_MAX_NDJSON_BODY_BYTES: String(300 * 1024),
       BATCHMEM_MAX_MEMORIES: String(maxMemories),
     });
     await server.start();

@@ -3,7 +3,8 @@
 import { gzipSync, zstdCompressSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { inProcessApp as inProcessAppOver, inProcessAuth } from '../support/in-process-app.ts';
-import { firstInvalidUtf8 } from '../../src/app/http/body.ts';
+import { firstInvalidUtf8, maxItemLineBytes } from '../../src/app/http/body.ts';
+import { defaultSettings } from '../../src/app/services.ts';
 
 const auth = inProcessAuth;
 const inProcessApp = () => inProcessAppOver(64 * 1024);
@@ -16,6 +17,47 @@ async function untilFinal(app: ReturnType<typeof inProcessApp>['app'], id: strin
   }
   throw new Error(`batch ${id} did not finish`);
 }
+
+describe('NDJSON bounds', () => {
+  it('refuses a line longer than any valid memory (413 naming the line) before buffering more of it', async () => {
+    const { app, orchestrator } = inProcessApp();
+    try {
+      const limit = maxItemLineBytes(defaultSettings.memoryLimits);
+      // Compressed, so the 8 MiB line costs the client a few KiB; it was buffered up to 64 MiB before.
+      const line = Buffer.concat([Buffer.from('{"content":"ok"}\n{"content":"'), Buffer.alloc(8 * 1024 * 1024, 'a')]);
+      const response = await app.request('/v1/memory/batch', {
+        method: 'POST',
+        headers: { ...auth, 'content-type': 'application/x-ndjson', 'content-encoding': 'gzip' },
+        body: new Uint8Array(gzipSync(line, { level: 9 })),
+      });
+      expect(response.status).toBe(413);
+      expect(((await response.json()) as { detail: string }).detail).toBe(`line 2 is longer than ${limit} bytes, more than any valid memory needs`);
+    } finally {
+      await orchestrator.close();
+    }
+  });
+
+  it('accepts a memory at every limit at once, written with escapes, under the line limit', async () => {
+    const { app, orchestrator } = inProcessApp();
+    try {
+      const limits = defaultSettings.memoryLimits;
+      // Every content byte a control character: six bytes each on the line.
+      const content = 'x' + '\u0001'.repeat(limits.maxContentBytes - 1);
+      const metadata = { note: '\u0002'.repeat(Math.floor(limits.maxMetadataBytes / 6) - 10) };
+      const text = JSON.stringify({ content, metadata }) + '\n';
+      expect(text.length).toBeGreaterThan(6 * limits.maxContentBytes);
+      expect(text.length).toBeLessThan(maxItemLineBytes(limits));
+      const response = await app.request('/v1/memory/batch', {
+        method: 'POST',
+        headers: { ...auth, 'content-type': 'application/x-ndjson' },
+        body: text,
+      });
+      expect(response.status, await response.clone().text()).toBe(202);
+    } finally {
+      await orchestrator.close();
+    }
+  });
+});
 
 describe('compressed request bodies', () => {
   it.each([

@@ -43,6 +43,7 @@ function inProcessApp(overrides: Partial<Services> = {}) {
     logger: createLogger('info', sink),
     metrics: createMetrics(),
     maxJsonBodyBytes: 64 * 1024,
+    maxNdjsonBodyBytes: 300 * 1024,
   });
   return { app, services, orchestrator, output: () => output.join('') };
 }

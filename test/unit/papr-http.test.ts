@@ -1,6 +1,8 @@
 // Papr's dialect at the HTTP edge, in process (app.request on fakes): each row of issue 13's table, the bad inputs
 // of the new fields, the dedupe window and the Idempotency-Key body check.
 import { createHmac } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Webhook } from 'standardwebhooks';
 import { describe, expect, it } from 'vitest';
 import { HttpWebhookNotifier } from '../../src/adapters/webhook/notifier.ts';
@@ -360,18 +362,28 @@ describe('webhooks for Papr receivers', () => {
     expect(JSON.stringify(message.payload).length).toBeLessThan(4096);
     expect(JSON.stringify(message.payload)).not.toContain(secret);
 
-    // The real notifier, against a capturing fetch: what goes on the wire.
+    // The real notifier, against a receiver on loopback: what goes on the wire.
     const sent: { headers: Headers; body: string }[] = [];
-    const realFetch = globalThis.fetch;
-    globalThis.fetch = (async (_url: unknown, init: RequestInit) => {
-      sent.push({ headers: new Headers(init.headers), body: String(init.body) });
-      return new Response(null, { status: 204 });
-    }) as typeof fetch;
+    const receiver = createServer((request, answer) => {
+      const chunks: Buffer[] = [];
+      request.on('data', (chunk: Buffer) => chunks.push(chunk));
+      request.on('end', () => {
+        const headers = new Headers();
+        for (const [name, value] of Object.entries(request.headers)) if (typeof value === 'string') headers.set(name, value);
+        sent.push({ headers, body: Buffer.concat(chunks).toString('utf8') });
+        answer.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    const notifierOverHttp = new HttpWebhookNotifier({ timeoutMs: 1000, allowPrivate: true });
     try {
-      const attempt = await new HttpWebhookNotifier({ timeoutMs: 1000, allowPrivate: true }).send(message);
+      const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/papr`;
+      const attempt = await notifierOverHttp.send({ ...message, url });
       expect(attempt.delivered).toBe(true);
     } finally {
-      globalThis.fetch = realFetch;
+      await notifierOverHttp.close();
+      receiver.closeAllConnections();
+      await new Promise((resolve) => receiver.close(resolve));
     }
     const { headers, body } = sent[0]!;
     expect(headers.get('x-webhook-event')).toBe('batch.completed');

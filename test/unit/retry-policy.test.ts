@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   attemptWithRetries,
   backoffMs,
+  delayBeforeRetryMs,
   type DeliveryStep,
   mayRetry,
   retryDelivery,
@@ -64,5 +65,21 @@ describe('the retry policy', () => {
     expect(await retryDelivery(policy, script([undelivered(4)]), hooks)).toBe('not_delivered');
     expect(await retryDelivery(policy, script([{ status: 'nothing_to_send' }]), hooks)).toBe('nothing_to_send');
     expect(await retryDelivery(policy, script([]), { ...hooks, stopped: () => true })).toBe('not_delivered');
+  });
+
+  it("waits as long as a receiver's Retry-After asks, never past the backoff cap, and never less than the backoff", async () => {
+    expect(delayBeforeRetryMs(policy, 1, undefined, () => 1)).toBe(100);
+    expect(delayBeforeRetryMs(policy, 1, 700, () => 1)).toBe(700);
+    expect(delayBeforeRetryMs(policy, 1, 3_600_000, () => 1)).toBe(1_000);
+    expect(delayBeforeRetryMs(policy, 4, 10, () => 1)).toBe(800);
+    const waits: number[] = [];
+    const hooks = { sleep: async (ms: number) => void waits.push(ms), stopped: () => false, random: () => 1 };
+    const steps: DeliveryStep[] = [
+      { status: 'undelivered', retryable: true, attempts: 1, error: 'receiver answered 429', retryAfterMs: 600 },
+      { status: 'undelivered', retryable: true, attempts: 2, error: 'receiver answered 503', retryAfterMs: 86_400_000 },
+      { status: 'delivered' },
+    ];
+    expect(await retryDelivery(policy, async () => steps.shift()!, hooks)).toBe('delivered');
+    expect(waits).toEqual([600, 1_000]);
   });
 });

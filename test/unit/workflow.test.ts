@@ -35,6 +35,8 @@ class FakeBatch {
   readonly begun: number[] = [];
   finalized: { failure?: string | undefined } | undefined;
   webhookCalls = 0;
+  /** When each webhook attempt ran (ms since the epoch). */
+  readonly webhookCallTimes: number[] = [];
   cancelled = false;
   readonly segments: number;
   readonly itemsPerSegment = 10;
@@ -53,6 +55,8 @@ type Script = {
   /** Holds a segment until released (to cancel while segments run). */
   holdSegment?: (segment: number) => Promise<void> | undefined;
   webhook?: (call: number) => 'delivered' | 'nothing_to_send' | Error;
+  /** The batch's tuning, when a case needs other retry settings. */
+  tuning?: Tuning;
 };
 
 const batches = new Map<string, { batch: FakeBatch; script: Script }>();
@@ -65,11 +69,11 @@ function entry(batchKey: string) {
 
 const activities = {
   async beginBatch(input: { batchKey: string; fromSegment: number }): Promise<RunPlan> {
-    const { batch } = entry(input.batchKey);
+    const { batch, script } = entry(input.batchKey);
     batch.begun.push(input.fromSegment);
     const end = input.fromSegment + tuning.segmentsPerRun;
     const doneSegments = [...batch.recorded].filter((s) => s >= input.fromSegment && s < end);
-    return { status: batch.cancelled ? 'cancelling' : 'processing', segments: batch.segments, counts: batch.counts(), doneSegments, tuning, expiresAt: null };
+    return { status: batch.cancelled ? 'cancelling' : 'processing', segments: batch.segments, counts: batch.counts(), doneSegments, tuning: script.tuning ?? tuning, expiresAt: null };
   },
   async processSegment(input: { batchKey: string; segment: number }): Promise<SegmentStep> {
     const { batch, script } = entry(input.batchKey);
@@ -93,6 +97,7 @@ const activities = {
   async deliverWebhook(input: { batchKey: string }): Promise<'delivered' | 'nothing_to_send'> {
     const { batch, script } = entry(input.batchKey);
     batch.webhookCalls += 1;
+    batch.webhookCallTimes.push(Date.now());
     const answer = script.webhook?.(batch.webhookCalls) ?? 'nothing_to_send';
     if (answer instanceof Error) throw answer;
     return answer;
@@ -213,5 +218,21 @@ describe.concurrent('processBatch on a local dev server, activities mocked', { t
     const third = await start(resumed, { webhook: (call) => notDelivered(call + 2) });
     expect(((await third.result()) as ProcessBatchResult).webhook).toBe('not_delivered');
     expect(resumed.webhookCalls).toBe(2);
+  });
+
+  it("waits as long as the receiver's Retry-After asks (carried in the failure's details), up to the backoff cap", async () => {
+    const busy = (attempts: number, retryAfterMs: number) =>
+      ApplicationFailure.create({ message: 'receiver answered 429', type: 'WebhookNotDelivered', details: [attempts, retryAfterMs] });
+    const batch = new FakeBatch(1);
+    const handle = await start(batch, {
+      tuning: { ...tuning, webhookMaxDelayMs: 1_200 },
+      webhook: (call) => (call === 1 ? busy(1, 800) : call === 2 ? busy(2, 3_600_000) : 'delivered'),
+    });
+    expect(((await handle.result()) as ProcessBatchResult).webhook).toBe('delivered');
+    const [first, second, third] = batch.webhookCallTimes as [number, number, number];
+    // Without the hint the waits would be 5 to 10 ms and 10 to 20 ms.
+    expect(second - first).toBeGreaterThanOrEqual(800);
+    expect(third - second).toBeGreaterThanOrEqual(1_200);
+    expect(third - second).toBeLessThan(10_000);
   });
 });

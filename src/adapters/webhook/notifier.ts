@@ -1,38 +1,76 @@
 // WebhookNotifier over HTTP, signed per Standard Webhooks with the `standardwebhooks` package, and also the way Papr
 // receivers check a delivery (`X-Webhook-Signature: sha256=<hex HMAC-SHA256 of the body>`, `X-Webhook-Event`).
+//
+// The receiver's name is resolved once per connection, by the connection itself: an undici Agent whose `connect`
+// resolves the host, refuses the connection when any answer is a private address, and opens the socket to the very
+// address it checked. A separate check before the request (which resolved the name a second time to connect) let a
+// name answer a public address to the check and a loopback one to the connection (DNS rebinding).
 import { createHmac } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
 import { Webhook } from 'standardwebhooks';
+import { Agent, buildConnector, request } from 'undici';
 import { privateAddressReason } from '../../domain/webhook-address.ts';
 import type { DeliveryAttempt, WebhookMessage, WebhookNotifier } from '../../ports/webhook-notifier.ts';
+
+/** The addresses a host name stands for, in the order to try them (what `dns.lookup(name, { all: true })` gives). */
+export type Resolver = (hostname: string) => Promise<Array<{ address: string; family: number }>>;
 
 export interface HttpNotifierOptions {
   timeoutMs: number;
   allowPrivate: boolean;
+  /** The DNS step; the system resolver (getaddrinfo, so /etc/hosts too) by default. */
+  resolve?: Resolver | undefined;
+  /**
+   * Opens the socket to an address this notifier has resolved and checked (`options.hostname` is that address;
+   * `options.host` still names the receiver, for TLS). undici's own connector by default; a test that must not
+   * leave loopback stands in for the public network here.
+   */
+  dial?: buildConnector.connector | undefined;
 }
+
+/** Thrown by the connection step when the receiver's name resolves to an address webhooks may not reach. */
+export class RefusedAddressError extends Error {
+  override name = 'RefusedAddressError';
+}
+
+/** Thrown by the connection step when the receiver's name does not resolve. */
+export class LookupError extends Error {
+  override name = 'LookupError';
+}
+
+const systemResolver: Resolver = (hostname) => lookup(hostname, { all: true });
 
 export class HttpWebhookNotifier implements WebhookNotifier {
   readonly #options: HttpNotifierOptions;
+  readonly #agent: Agent;
 
   constructor(options: HttpNotifierOptions) {
     this.#options = options;
+    const resolve = options.resolve ?? systemResolver;
+    const dial = options.dial ?? buildConnector({ timeout: options.timeoutMs });
+    this.#agent = new Agent({
+      connect: (connectOptions, callback) => {
+        checkedAddress(connectOptions.hostname, resolve, options.allowPrivate).then(
+          (address) => dial({ ...connectOptions, hostname: address }, callback),
+          (error: Error) => callback(error, null),
+        );
+      },
+      // Idle connections stay pinned to the address checked when they opened; they are not kept for long.
+      keepAliveTimeout: 4_000,
+    });
   }
 
   async send(message: WebhookMessage): Promise<DeliveryAttempt> {
     const body = JSON.stringify(message.payload);
-    const url = new URL(message.url);
-    if (!this.#options.allowPrivate) {
-      // The URL was checked at submit time; resolve again now, so a name cannot be re-pointed at a private address.
-      const reason = await resolvesPrivate(url.hostname);
-      if (reason) return { delivered: false, error: `refused: ${reason}`, retryable: false };
-    }
     const sentAt = new Date();
     const signature = standardSigner(message.secret).sign(message.messageId, sentAt, body);
     try {
-      const response = await fetch(url, {
+      const response = await request(message.url, {
         method: 'POST',
         body,
-        redirect: 'manual',
+        dispatcher: this.#agent,
+        // `request` follows no redirects: a 3xx is an answer, not a second address to reach.
         signal: AbortSignal.timeout(this.#options.timeoutMs),
         headers: {
           'content-type': 'application/json',
@@ -44,15 +82,64 @@ export class HttpWebhookNotifier implements WebhookNotifier {
           'x-webhook-event': message.payload.type,
         },
       });
-      await response.body?.cancel();
-      if (response.ok) return { delivered: true, status: response.status };
+      await response.body.dump();
+      const status = response.statusCode;
+      if (status >= 200 && status < 300) return { delivered: true, status };
+      const error = `receiver answered ${status}`;
       // 410 Gone is the receiver saying "stop"; anything else may be passing.
-      return { delivered: false, error: `receiver answered ${response.status}`, retryable: response.status !== 410 };
+      if (status === 410) return { delivered: false, error, retryable: false };
+      const retryAfterMs = status === 429 || status === 503 ? retryAfter(response.headers['retry-after'], Date.now()) : undefined;
+      return retryAfterMs === undefined ? { delivered: false, error, retryable: true } : { delivered: false, error, retryable: true, retryAfterMs };
     } catch (error) {
+      if (error instanceof RefusedAddressError) return { delivered: false, error: `refused: ${error.message}`, retryable: false };
+      if (error instanceof LookupError) return { delivered: false, error: error.message, retryable: true };
       const reason = (error as Error).name === 'TimeoutError' ? `timed out after ${this.#options.timeoutMs} ms` : (error as Error).message;
       return { delivered: false, error: reason, retryable: true };
     }
   }
+
+  async close(): Promise<void> {
+    await this.#agent.close();
+  }
+}
+
+/**
+ * The one address a connection to `hostname` may go to: the first the resolver gives, when none of them is private
+ * (a name that also answers a private address is refused as a whole). An address literal is checked as it is.
+ */
+async function checkedAddress(hostname: string, resolve: Resolver, allowPrivate: boolean): Promise<string> {
+  const host = hostname.replace(/^\[|\]$/g, '');
+  let addresses: Array<{ address: string }>;
+  if (isIP(host)) {
+    addresses = [{ address: host }];
+  } else {
+    try {
+      addresses = await resolve(host);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+      throw new LookupError(`could not resolve ${host}: ${code}`);
+    }
+    if (addresses.length === 0) throw new LookupError(`could not resolve ${host}: no addresses`);
+  }
+  if (!allowPrivate) {
+    for (const { address } of addresses) {
+      const reason = privateAddressReason(address);
+      if (reason) throw new RefusedAddressError(isIP(host) ? reason : `${host} resolves to ${reason}`);
+    }
+  }
+  return addresses[0]!.address;
+}
+
+/**
+ * A `Retry-After` value (RFC 9110 §10.2.3: whole seconds, or an HTTP date) as milliseconds from `nowMs`; undefined
+ * when absent or unreadable. A date in the past is 0.
+ */
+export function retryAfter(header: string | string[] | undefined, nowMs: number): number | undefined {
+  const value = (Array.isArray(header) ? header[0] : header)?.trim();
+  if (!value) return undefined;
+  if (/^\d+$/.test(value)) return Number(value) * 1000;
+  const at = Date.parse(value);
+  return Number.isNaN(at) || !/[a-z]/i.test(value) ? undefined : Math.max(0, at - nowMs);
 }
 
 /**
@@ -69,18 +156,4 @@ function standardSigner(secret: string): Webhook {
  */
 export function paprSignature(secret: string, body: string): string {
   return 'sha256=' + createHmac('sha256', secret).update(body).digest('hex');
-}
-
-async function resolvesPrivate(hostname: string): Promise<string | undefined> {
-  const host = hostname.replace(/^\[|\]$/g, '');
-  try {
-    const addresses = await lookup(host, { all: true });
-    for (const { address } of addresses) {
-      const reason = privateAddressReason(address);
-      if (reason) return reason;
-    }
-    return undefined;
-  } catch {
-    return undefined; // An unresolvable name fails at fetch, as a retryable attempt.
-  }
 }

@@ -26,6 +26,8 @@ export interface HttpDeps {
   logger: Logger;
   metrics: Metrics;
   maxJsonBodyBytes: number;
+  /** NDJSON submit limit in decoded bytes (default 8 GiB; the item count is bounded apart). */
+  maxNdjsonBodyBytes?: number;
   /** Heartbeat and retry hint of the event stream (defaults: 15 s, 2 s). */
   eventStream?: EventStreamTiming;
   /** Extra readiness checks beyond the ports (e.g. Temporal's connection). */
@@ -33,6 +35,8 @@ export interface HttpDeps {
   /** How long `POST /v1/memory` waits for its memory to be stored before answering 202 (default 10 s). */
   singleAddWaitMs?: number;
 }
+
+export const defaultMaxNdjsonBodyBytes = 8 * 1024 ** 3;
 
 export function createHttpApp(deps: HttpDeps) {
   const { services, logger, metrics } = deps;
@@ -94,7 +98,7 @@ export function createHttpApp(deps: HttpDeps) {
   app.use('/v1/*', checkRequest(app.openAPIRegistry));
   app.route('/', paprRoutes({ services, metrics, maxJsonBodyBytes: deps.maxJsonBodyBytes, singleAddWaitMs: deps.singleAddWaitMs ?? 10_000 }));
 
-  app.route('/', submitRoutes({ services, metrics, maxJsonBodyBytes: deps.maxJsonBodyBytes }));
+  app.route('/', submitRoutes({ services, metrics, maxJsonBodyBytes: deps.maxJsonBodyBytes, maxNdjsonBodyBytes: deps.maxNdjsonBodyBytes ?? defaultMaxNdjsonBodyBytes }));
   app.route('/', batchRoutes(services));
   app.route('/', createEventsApp(services, deps.eventStream));
   app.route('/', createResultFilesApp(services));

@@ -2,6 +2,7 @@
 // so memory stays flat whatever the batch size. Malformed input throws AppFailure with the line or position.
 import { Duplex } from 'node:stream';
 import { createZstdDecompress } from 'node:zlib';
+import type { MemoryLimits } from '../../domain/memory.ts';
 import { AppFailure, validation } from '../errors.ts';
 import { dottedPath, IJsonParser, type IJsonViolation, parseIJsonLine } from './i-json.ts';
 
@@ -164,7 +165,23 @@ export function decodedBody(body: ReadableStream<Uint8Array>, contentEncoding: s
 }
 
 /** One JSON value per line; blank lines are skipped. Line numbers in errors are 1-based. */
-export async function* ndjsonItems(body: ReadableStream<Uint8Array>): AsyncGenerator<unknown> {
+/** What bounds an NDJSON body: its decoded bytes in all, and the bytes of one line. */
+export interface NdjsonLimits {
+  maxBytes: number;
+  maxLineBytes: number;
+}
+
+/**
+ * The longest line a valid memory can need: its content and its free-form JSON fields (metadata and six Papr fields,
+ * each held to the metadata limit by domain/memory.ts) at their limits, every byte written as a six-character
+ * `\uXXXX` escape, plus 64 KiB for the short fields. A longer line cannot hold a valid memory, so it is refused
+ * before more of it is buffered.
+ */
+export function maxItemLineBytes(limits: MemoryLimits): number {
+  return 6 * (limits.maxContentBytes + 8 * limits.maxMetadataBytes) + 64 * 1024;
+}
+
+export async function* ndjsonItems(body: ReadableStream<Uint8Array>, limits: NdjsonLimits): AsyncGenerator<unknown> {
   let pending = '';
   let line = 0;
   let index = 0;
@@ -181,16 +198,23 @@ export async function* ndjsonItems(body: ReadableStream<Uint8Array>): AsyncGener
     index += 1;
     return parsed.value;
   };
-  for await (const text of utf8Chunks(body, Number.MAX_SAFE_INTEGER)) {
+  // A line's UTF-16 length never exceeds its UTF-8 byte count, so this check never refuses a line within the limit.
+  const tooLong = () =>
+    new AppFailure({
+      kind: 'payload_too_large',
+      detail: `line ${line + 1} is longer than ${limits.maxLineBytes} bytes, more than any valid memory needs`,
+    });
+  for await (const text of utf8Chunks(body, limits.maxBytes)) {
     pending += text;
     let newline = pending.indexOf('\n');
     while (newline >= 0) {
+      if (newline > limits.maxLineBytes) throw tooLong();
       const value = parse(pending.slice(0, newline).replace(/\r$/, ''));
       if (value !== undefined) yield value;
       pending = pending.slice(newline + 1);
       newline = pending.indexOf('\n');
     }
-    if (pending.length > 64 * 1024 * 1024) throw badBody(`line ${line + 1} is longer than 64 MiB`);
+    if (pending.length > limits.maxLineBytes) throw tooLong();
   }
   const last = parse(pending);
   if (last !== undefined) yield last;

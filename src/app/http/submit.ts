@@ -15,7 +15,7 @@ import {
   validateBatch,
 } from '../requests/submit-batch.ts';
 import type { OrchestratedServices } from '../services.ts';
-import { jsonBatch, ndjsonItems } from './body.ts';
+import { jsonBatch, maxItemLineBytes, ndjsonItems } from './body.ts';
 import { envelopeOptions } from './papr.ts';
 import { appErrorResponse, problemDocs } from './problem.ts';
 import { bracketParams, guarded, router, security } from './router.ts';
@@ -25,6 +25,8 @@ export interface SubmitRouteDeps {
   services: OrchestratedServices;
   metrics: Metrics;
   maxJsonBodyBytes: number;
+  /** Decoded bytes an NDJSON body may have in all (blank lines included). */
+  maxNdjsonBodyBytes: number;
 }
 
 const ndjsonTypes = new Set(['application/x-ndjson', 'application/ndjson', 'application/jsonl']);
@@ -63,6 +65,9 @@ export function submitRoutes(deps: SubmitRouteDeps) {
       return refuse(validation('Idempotency-Key must be 1 to 255 visible ASCII characters', [{ path: 'Idempotency-Key', message: 'invalid' }]));
     }
     const declaredLength = Number(c.req.header('content-length') ?? '0');
+    if (!isJson && declaredLength > deps.maxNdjsonBodyBytes && !c.req.header('content-encoding')) {
+      return appErrorResponse(c, { kind: 'payload_too_large', detail: `an NDJSON body may be at most ${deps.maxNdjsonBodyBytes} bytes` });
+    }
     if (isJson && declaredLength > deps.maxJsonBodyBytes) {
       return appErrorResponse(c, {
         kind: 'too_large',
@@ -94,7 +99,7 @@ export function submitRoutes(deps: SubmitRouteDeps) {
         return refuse(validation(`batch_id ${doc.batchIdRule}`, [{ path: 'batch_id', message: doc.batchIdRule }]));
       }
       Object.assign(early, query);
-      items = ndjsonItems(body);
+      items = ndjsonItems(body, { maxBytes: deps.maxNdjsonBodyBytes, maxLineBytes: maxItemLineBytes(ctx.settings.memoryLimits) });
       options = () => early;
     }
     if (dryRun) {

@@ -131,6 +131,7 @@ export async function deliverWithRetries(services: Services, key: string, signal
     const step = await deliverWebhook(services, key);
     if (step.status === 'nothing_to_send') return step;
     const { attempt, attempts } = step;
-    return attempt.delivered ? { status: 'delivered' } : { status: 'undelivered', retryable: attempt.retryable, attempts, error: attempt.error };
+    if (attempt.delivered) return { status: 'delivered' };
+    return { status: 'undelivered', retryable: attempt.retryable, attempts, error: attempt.error, retryAfterMs: attempt.retryAfterMs };
   }, hooks);
 }

@@ -120,7 +120,8 @@ export function createActivities(services: Services, options: ActivityOptions) {
         message: attempt.error,
         type: attempt.retryable ? failureTypes.webhookNotDelivered : failureTypes.webhookRejected,
         nonRetryable: !attempt.retryable,
-        details: [attempts],
+        // The attempts recorded on the batch, and the receiver's Retry-After (ms, or null), for the workflow's loop.
+        details: [attempts, attempt.retryAfterMs ?? null],
       });
     },
   };

@@ -173,12 +173,14 @@ export async function processBatch(input: ProcessBatchInput): Promise<ProcessBat
       log.warn('webhook not delivered', { error: rootCause(error) ?? String(error) });
       const cause = error instanceof ActivityFailure ? error.cause : error;
       const recorded = cause instanceof ApplicationFailure ? Number(cause.details?.[0]) : NaN;
+      const retryAfterMs = cause instanceof ApplicationFailure ? cause.details?.[1] : undefined;
       return {
         status: 'undelivered',
         retryable: !(cause instanceof ApplicationFailure && cause.nonRetryable),
         // An attempt that timed out may not be on the record: count it here.
         attempts: Number.isFinite(recorded) ? Math.max(recorded, tries) : tries,
         error: failureMessage(error),
+        retryAfterMs: typeof retryAfterMs === 'number' ? retryAfterMs : undefined,
       };
     }
   }, { sleep, stopped: () => false });
