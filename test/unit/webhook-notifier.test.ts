@@ -179,6 +179,24 @@ describe('the webhook notifier resolves once and connects to the address it chec
     }
   });
 
+  it('tries the checked addresses in turn when one refuses the connection (localhost answering ::1 first)', async () => {
+    const internal = await receiver((_call, _request, response) => response.writeHead(204).end());
+    const resolve: Resolver = async () => [{ address: '::1', family: 6 }, { address: '127.0.0.1', family: 4 }];
+    const dialled: string[] = [];
+    const refusingIpv6: buildConnector.connector = (options, callback) => {
+      dialled.push(options.hostname);
+      if (options.hostname === '::1') return callback(Object.assign(new Error('connect ECONNREFUSED ::1'), { code: 'ECONNREFUSED' }), null);
+      return buildConnector({ timeout: 2_000 })(options, callback);
+    };
+    const notifier = new HttpWebhookNotifier({ timeoutMs: 2_000, allowPrivate: true, resolve, dial: refusingIpv6 });
+    try {
+      expect(await notifier.send(message(`http://localhost:${internal.port}/hook`))).toEqual({ delivered: true, status: 204 });
+      expect(dialled).toEqual(['::1', '127.0.0.1']);
+    } finally {
+      await notifier.close();
+    }
+  });
+
   it('with private webhooks allowed, a loopback receiver gets the signed delivery', async () => {
     const internal = await receiver((_call, _request, response) => response.writeHead(204).end());
     const notifier = new HttpWebhookNotifier({ timeoutMs: 2_000, allowPrivate: true });

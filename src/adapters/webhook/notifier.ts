@@ -51,8 +51,8 @@ export class HttpWebhookNotifier implements WebhookNotifier {
     const dial = options.dial ?? buildConnector({ timeout: options.timeoutMs });
     this.#agent = new Agent({
       connect: (connectOptions, callback) => {
-        checkedAddress(connectOptions.hostname, resolve, options.allowPrivate).then(
-          (address) => dial({ ...connectOptions, hostname: address }, callback),
+        checkedAddresses(connectOptions.hostname, resolve, options.allowPrivate).then(
+          (addresses) => dialInTurn(dial, connectOptions, addresses, callback),
           (error: Error) => callback(error, null),
         );
       },
@@ -104,10 +104,10 @@ export class HttpWebhookNotifier implements WebhookNotifier {
 }
 
 /**
- * The one address a connection to `hostname` may go to: the first the resolver gives, when none of them is private
- * (a name that also answers a private address is refused as a whole). An address literal is checked as it is.
+ * The addresses a connection to `hostname` may go to, in the resolver's order, when none of them is private (a name
+ * that also answers a private address is refused as a whole). An address literal is checked as it is.
  */
-async function checkedAddress(hostname: string, resolve: Resolver, allowPrivate: boolean): Promise<string> {
+async function checkedAddresses(hostname: string, resolve: Resolver, allowPrivate: boolean): Promise<string[]> {
   const host = hostname.replace(/^\[|\]$/g, '');
   let addresses: Array<{ address: string }>;
   if (isIP(host)) {
@@ -127,7 +127,19 @@ async function checkedAddress(hostname: string, resolve: Resolver, allowPrivate:
       if (reason) throw new RefusedAddressError(isIP(host) ? reason : `${host} resolves to ${reason}`);
     }
   }
-  return addresses[0]!.address;
+  return addresses.map(({ address }) => address);
+}
+
+/**
+ * Opens the connection to the first of the checked `addresses` that accepts it (`localhost` may answer ::1 first
+ * while the receiver listens on 127.0.0.1 only), never to any other address.
+ */
+function dialInTurn(dial: buildConnector.connector, options: buildConnector.Options, addresses: string[], callback: buildConnector.Callback): void {
+  const [address, ...rest] = addresses;
+  dial({ ...options, hostname: address! }, (...result) => {
+    if (result[0] && rest.length > 0) dialInTurn(dial, options, rest, callback);
+    else callback(...result);
+  });
 }
 
 /**
