@@ -201,7 +201,7 @@ export async function* ndjsonItems(body: ReadableStream<Uint8Array>, limits: Ndj
   // A line's UTF-16 length never exceeds its UTF-8 byte count, so this check never refuses a line within the limit.
   const tooLong = () =>
     new AppFailure({
-      kind: 'payload_too_large',
+      kind: 'too_large',
       detail: `line ${line + 1} is longer than ${limits.maxLineBytes} bytes, more than any valid memory needs`,
     });
   for await (const text of utf8Chunks(body, limits.maxBytes)) {

@@ -66,7 +66,7 @@ export function submitRoutes(deps: SubmitRouteDeps) {
     }
     const declaredLength = Number(c.req.header('content-length') ?? '0');
     if (!isJson && declaredLength > deps.maxNdjsonBodyBytes && !c.req.header('content-encoding')) {
-      return appErrorResponse(c, { kind: 'payload_too_large', detail: `an NDJSON body may be at most ${deps.maxNdjsonBodyBytes} bytes` });
+      return appErrorResponse(c, { kind: 'too_large', detail: `an NDJSON body may be at most ${deps.maxNdjsonBodyBytes} bytes` });
     }
     if (isJson && declaredLength > deps.maxJsonBodyBytes) {
       return appErrorResponse(c, {
@@ -99,7 +99,7 @@ export function submitRoutes(deps: SubmitRouteDeps) {
         return refuse(validation(`batch_id ${doc.batchIdRule}`, [{ path: 'batch_id', message: doc.batchIdRule }]));
       }
       Object.assign(early, query);
-      items = ndjsonItems(body, { maxBytes: deps.maxNdjsonBodyBytes, maxLineBytes: maxItemLineBytes(ctx.settings.memoryLimits) });
+      items = ndjsonItems(body, { maxBytes: deps.maxNdjsonBodyBytes, maxLineBytes: maxItemLineBytes(services.settings.memoryLimits) });
       options = () => early;
     }
     if (dryRun) {
