@@ -12,6 +12,7 @@ import {
   progressVersion,
   unfinishedStatuses,
 } from '../domain/lifecycle.ts';
+import { defaultInvalidItems, invalidItemsModes } from '../domain/invalid-items.ts';
 import { progressFraction, type WriteCounts } from '../domain/progress.ts';
 import type { Services } from './services.ts';
 
@@ -77,6 +78,13 @@ export const batchResourceSchema = z
     metadata: MetadataDoc,
     max_failed_items: z.number().int().nullable().openapi({ description: 'Failed memories tolerated before the batch stops (as submitted), or null' }),
     max_failed_percent: z.number().nullable().openapi({ description: 'Failed memories tolerated as a percentage of the total (as submitted), or null' }),
+    invalid_items: z.enum(invalidItemsModes).openapi({ description: 'What an invalid memory does: reject refuses the batch, record makes it a failed item' }),
+    upload: z
+      .object({
+        complete: z.boolean(),
+        received: z.number().int().openapi({ description: 'Memories stored so far (invalid ones recorded included)' }),
+      })
+      .openapi({ description: 'The upload: with invalid_items record, processing starts while it still streams; request_counts.total is final once complete' }),
     progress_version: z.number().int().openapi({ description: 'Grows with every status change and item outcome: the SSE event id of this state' }),
     batch_id: z.string().openapi({ description: 'Papr: the same as id' }),
     code: z.number().int().openapi({ description: 'Papr: 202 while unfinished, 200 once final' }),
@@ -142,6 +150,8 @@ export function batchResource(batch: Batch, written: WriteCounts, errors: PaprIt
     metadata: { ...batch.metadata },
     max_failed_items: batch.failureLimits?.maxFailedItems ?? null,
     max_failed_percent: batch.failureLimits?.maxFailedPercent ?? null,
+    invalid_items: batch.invalidItems ?? defaultInvalidItems,
+    upload: batch.upload ? { ...batch.upload } : { complete: true, received: batch.counts.total },
     /** The SSE event id of this state (see `progressVersion`). */
     progress_version: progressVersion(batch),
   };

@@ -2,6 +2,7 @@
 import { createHash } from 'node:crypto';
 import type { Codec } from './codec.ts';
 import type { FailureLimits } from './failure-limits.ts';
+import type { InvalidItems, UploadState } from './invalid-items.ts';
 import type { BatchStatus } from './lifecycle.ts';
 import type { MemoryAttributes, OnExisting } from './memory.ts';
 import type { Counts } from './progress.ts';
@@ -61,6 +62,10 @@ export interface Batch {
   onExisting?: OnExisting | null | undefined;
   /** Tolerated failures (`max_failed_items`, `max_failed_percent`) as sent; absent or null means no limit. */
   failureLimits?: FailureLimits | null | undefined;
+  /** What an invalid item does to the batch (`invalid_items`); absent means `reject`. */
+  invalidItems?: InvalidItems | null | undefined;
+  /** Present while (and after) an upload that processing overlaps: whether it ended, and the items stored so far. */
+  upload?: UploadState | null | undefined;
 }
 
 /**

@@ -10,6 +10,8 @@
 // `completed` means every item reached an outcome (some may have failed); `failed` means the batch itself could not
 // be processed; `expired` means its completion window ended first: the items processed by then keep their outcome,
 // the others count as expired. Adding a status is a change here: the list, its transitions, and the step that enters it.
+import type { PayloadInfo } from './batch.ts';
+import type { UploadState } from './invalid-items.ts';
 import type { Counts } from './progress.ts';
 import { err, ok, type Result } from './result.ts';
 
@@ -161,17 +163,95 @@ export function finish(batch: { status: BatchStatus; counts: Counts }, now: stri
   return step(batch.status, { status: 'failed', completedAt: now, error: `${missing} memories have no outcome` });
 }
 
+/** Where an upload's segments stand: what the batch record says of its payload while items still arrive. */
+export interface StoredUpload {
+  segments: number;
+  rawBytes: number;
+  storedBytes: number;
+  /** Items in those segments (valid ones and recorded invalid ones): the batch's total so far. */
+  received: number;
+}
+
+/** The fields an upload step writes: the payload so far, the upload state and the total it gives. */
+export interface UploadPatch {
+  payload: PayloadInfo;
+  upload: UploadState;
+  total: number;
+  status?: BatchStatus;
+  error?: string;
+}
+
+/** The batch stopped taking items (cancelled by its client, or final): the upload must stop too. */
+export interface UploadClosed {
+  kind: 'upload_closed';
+  status: BatchStatus;
+}
+
+type Uploading = { status: BatchStatus; payload: PayloadInfo };
+
+function uploadFields(batch: Uploading, stored: StoredUpload, complete: boolean): UploadPatch {
+  return {
+    payload: { ...batch.payload, segments: stored.segments, rawBytes: stored.rawBytes, storedBytes: stored.storedBytes },
+    upload: { complete, received: stored.received },
+    total: stored.received,
+  };
+}
+
+/**
+ * True while the batch's upload is still open: its segment count and total may still grow, and a runner that ran out
+ * of segments waits for more instead of finishing. A record without upload state was complete when created.
+ */
+export function uploadOpen(batch: { upload?: UploadState | null | undefined }): boolean {
+  return batch.upload?.complete === false;
+}
+
+/**
+ * A segment of an open upload is stored (`invalid_items: "record"` processes while the body streams): the payload and
+ * the total grow. Refused once the batch is cancelling or final, so that the upload stops reading.
+ */
+export function uploadProgress(batch: Uploading, stored: StoredUpload): Result<UploadPatch, UploadClosed> {
+  if (batch.status === 'cancelling' || isFinal(batch.status)) return err({ kind: 'upload_closed', status: batch.status });
+  return ok(uploadFields(batch, stored, false));
+}
+
+/** The last segment is stored: the total is final. Refused, like a progress step, once the batch stopped. */
+export function endUpload(batch: Uploading, stored: StoredUpload): Result<UploadPatch, UploadClosed> {
+  if (batch.status === 'cancelling' || isFinal(batch.status)) return err({ kind: 'upload_closed', status: batch.status });
+  return ok(uploadFields(batch, stored, true));
+}
+
+/**
+ * The body ended before its last byte (the client disconnected, or the body turned out malformed part-way) while
+ * the batch was already processing: the batch is cancelled, not completed, and the items processed so far keep their
+ * outcome. The total is what was stored; the upload stays marked incomplete. A batch already final keeps its end.
+ */
+export function abandonUpload(
+  batch: Uploading,
+  stored: StoredUpload,
+  reason: string,
+): Result<UploadPatch, UploadClosed> {
+  if (isFinal(batch.status)) return err({ kind: 'upload_closed', status: batch.status });
+  const fields = uploadFields(batch, stored, false);
+  if (batch.status === 'cancelling') return ok(fields);
+  const cancel = requestCancel(batch);
+  if (!cancel.ok) return err({ kind: 'upload_closed', status: batch.status });
+  return ok({ ...fields, status: cancel.value.status, error: `the upload ended before the body was complete: ${reason}` });
+}
+
 /**
  * What a repository stores for `patch` applied to `current`: the record with the patch and the next version, or the
  * typed refusal when the patch changes the status in a way the lifecycle does not allow. Every adapter applies
  * patches through this, under its compare-and-set on the version, so the status it checks is the status it replaces.
+ * `total` (only an upload step writes it) sets `counts.total`; the other counters move only with segment outcomes.
  */
-export function applyPatch<B extends { status: BatchStatus; version: number }>(
+export function applyPatch<B extends { status: BatchStatus; version: number; counts: Counts }>(
   current: B,
-  patch: Partial<Omit<B, 'version'>>,
+  patch: Partial<Omit<B, 'version' | 'counts'>> & { total?: number },
 ): Result<B, IllegalTransition> {
   if (patch.status !== undefined && patch.status !== current.status && !canTransition(current.status, patch.status)) {
     return err({ kind: 'illegal_transition', from: current.status, to: patch.status });
   }
-  return ok({ ...current, ...patch, version: current.version + 1 });
+  const { total, ...fields } = patch;
+  const counts = total === undefined ? current.counts : { ...current.counts, total };
+  return ok({ ...current, ...fields, counts, version: current.version + 1 });
 }

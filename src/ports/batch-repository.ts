@@ -4,12 +4,13 @@ import type { Counts, SegmentOutcome } from '../domain/progress.ts';
 import type { Preparable } from './preparable.ts';
 
 /**
- * Fields an update may change. Counters are not among them: they move only through `recordSegment`. A status change
- * comes from a lifecycle step (`begin`, `requestCancel`, `finish` in domain/lifecycle.ts).
+ * Fields an update may change. Counters are not among them: they move only through `recordSegment`, except `total`,
+ * which an upload step (`uploadProgress`, `endUpload`, `abandonUpload`) sets with the payload while items still
+ * arrive. A status change comes from a lifecycle step (`begin`, `requestCancel`, `finish` in domain/lifecycle.ts).
  */
 export type BatchPatch = Partial<
-  Pick<Batch, 'status' | 'startedAt' | 'completedAt' | 'workflowId' | 'webhook' | 'error'>
->;
+  Pick<Batch, 'status' | 'startedAt' | 'completedAt' | 'workflowId' | 'webhook' | 'error' | 'payload' | 'upload'>
+> & { total?: number };
 
 /** A per-item failure kept for `GET /v1/batch/{id}/errors` and the results listing. */
 export interface ItemError {

@@ -2,7 +2,7 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { changeBatch } from '../../src/app/change-batch.ts';
-import { finish, isFinal, requestCancel } from '../../src/domain/lifecycle.ts';
+import { begin, endUpload, finish, isFinal, requestCancel, uploadProgress } from '../../src/domain/lifecycle.ts';
 import { countsOf, emptyLedger, recordOutcome, type SegmentOutcome } from '../../src/domain/progress.ts';
 import type { Batch } from '../../src/domain/batch.ts';
 import { InvalidCursorError, type BatchRepository } from '../../src/ports/batch-repository.ts';
@@ -271,6 +271,32 @@ export function batchRepositoryContract(adapter: string, open: () => Promise<Rep
       await repo.create(plain);
       expect((await repo.get(skipping.key))?.onExisting).toBe('skip');
       expect(await repo.get(plain.key)).toEqual(plain);
+    });
+
+    it('grows a streamed upload under compare-and-set (segments, total, upload state) and keeps its counters apart', async () => {
+      const segment = { segments: 1, rawBytes: 100, storedBytes: 40, received: 1000 };
+      const batch = newBatch({ invalidItems: 'record', upload: { complete: false, received: 1000 }, counts: { total: 1000, processed: 0, succeeded: 0, failed: 0 } });
+      batch.payload = { ...batch.payload, segments: 1, rawBytes: 100, storedBytes: 40 };
+      await repo.create(batch);
+      expect(await repo.get(batch.key)).toEqual(batch);
+      const began = await changeBatch(repo, batch.key, (current) => { const step = begin(current, '2026-01-01T00:00:00.000Z'); return step.ok ? step.value : undefined; });
+      expect(began?.status).toBe('processing');
+      await repo.recordSegment(batch.key, { segment: 0, succeeded: 998, failed: 2 }, [], 'w1');
+      const grown = await changeBatch(repo, batch.key, (current) => {
+        const step = uploadProgress(current, { ...segment, segments: 2, rawBytes: 210, storedBytes: 85, received: 1700 });
+        return step.ok ? step.value : undefined;
+      });
+      expect(grown).toMatchObject({ payload: { segments: 2, rawBytes: 210, storedBytes: 85, prefix: batch.payload.prefix }, upload: { complete: false, received: 1700 } });
+      expect(grown?.counts).toEqual({ total: 1700, processed: 1000, succeeded: 998, failed: 2 });
+      const ended = await changeBatch(repo, batch.key, (current) => {
+        const step = endUpload(current, { segments: 3, rawBytes: 300, storedBytes: 120, received: 2500 });
+        return step.ok ? step.value : undefined;
+      });
+      expect(ended).toMatchObject({ invalidItems: 'record', upload: { complete: true, received: 2500 }, payload: { segments: 3 } });
+      const read = await repo.get(batch.key);
+      expect(read).toMatchObject({ upload: { complete: true, received: 2500 }, payload: { segments: 3, rawBytes: 300, storedBytes: 120 } });
+      expect(read?.counts).toEqual({ total: 2500, processed: 1000, succeeded: 998, failed: 2 });
+      expect((await repo.list(batch.tenant.organization, { limit: 100 })).items.find((b) => b.key === batch.key)?.counts.total).toBe(2500);
     });
 
     it('filters the list by metadata pairs, every pair matching, within the organization', async () => {

@@ -148,8 +148,8 @@ export class SqliteBatchRepository implements BatchRepository {
       if (!applied.ok) return applied.error;
       const next = applied.value;
       this.#db
-        .prepare('UPDATE batches SET status = ?, version = ?, record = ? WHERE key = ? AND version = ?')
-        .run(next.status, next.version, recordJson(next), key, expectedVersion);
+        .prepare('UPDATE batches SET status = ?, version = ?, total = ?, record = ? WHERE key = ? AND version = ?')
+        .run(next.status, next.version, next.counts.total, recordJson(next), key, expectedVersion);
       return next;
     });
   }

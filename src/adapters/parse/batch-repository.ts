@@ -21,6 +21,7 @@ import type { Codec } from '../../domain/codec.ts';
 import { type Batch, type BatchStatus, isFinal, type Tenant, type WebhookState } from '../../domain/batch.ts';
 import type { IllegalTransition } from '../../domain/errors.ts';
 import { applyPatch, finalStatuses, unfinishedStatuses } from '../../domain/lifecycle.ts';
+import type { UploadState } from '../../domain/invalid-items.ts';
 import type { Counts, SegmentOutcome } from '../../domain/progress.ts';
 import {
   type Backlog,
@@ -61,9 +62,15 @@ interface MutableState {
   workflowId: string | null;
   webhook: WebhookState;
   error: string | null;
+  /**
+   * An upload that processing overlaps (`invalid_items: "record"`): its segments and total grow under the same
+   * compare-and-set as the status. Absent for a batch whose upload was complete when it was created.
+   */
+  upload?: UploadState & { segments: number; rawBytes: number; storedBytes: number };
 }
 
 function mutableState(batch: Batch): MutableState {
+  const { segments, rawBytes, storedBytes } = batch.payload;
   return {
     status: batch.status,
     startedAt: batch.startedAt,
@@ -71,6 +78,7 @@ function mutableState(batch: Batch): MutableState {
     workflowId: batch.workflowId,
     webhook: { ...batch.webhook },
     error: batch.error,
+    ...(batch.upload ? { upload: { ...batch.upload, segments, rawBytes, storedBytes } } : {}),
   };
 }
 
@@ -100,7 +108,15 @@ function stateOfRow(row: ParseObject): MutableState {
       lastError: text(row.get('webhookLastError')),
     },
     error: text(row.get('failureReason')),
+    ...uploadOfRow(row),
   };
+}
+
+function uploadOfRow(row: ParseObject): Pick<MutableState, 'upload'> {
+  const upload = row.get('upload') as UploadState | undefined;
+  if (!upload || typeof upload !== 'object') return {};
+  const growth = { segments: number(row.get('segmentCount')), rawBytes: number(row.get('rawBytes')), storedBytes: number(row.get('storedBytes')) };
+  return { upload: { complete: upload.complete === true, received: number(upload.received), ...growth } };
 }
 
 function countsOfRow(row: ParseObject): Counts {
@@ -125,7 +141,9 @@ function tenantOfRow(row: ParseObject): Tenant {
   };
 }
 
-function toBatch(row: ParseObject, version: number, state: MutableState, counts: Counts): Batch {
+function toBatch(row: ParseObject, version: number, state: MutableState, storedCounts: Counts): Batch {
+  const upload = state.upload;
+  const counts = upload ? { ...storedCounts, total: upload.received } : storedCounts;
   return {
     key: row.get('batchId'),
     id: row.get('clientBatchId'),
@@ -140,10 +158,12 @@ function toBatch(row: ParseObject, version: number, state: MutableState, counts:
     payload: {
       codec: row.get('payloadCodec') as Codec,
       prefix: row.get('payloadPrefix'),
-      segments: number(row.get('segmentCount')),
-      rawBytes: number(row.get('rawBytes')),
-      storedBytes: number(row.get('storedBytes')),
+      segments: upload ? upload.segments : number(row.get('segmentCount')),
+      rawBytes: upload ? upload.rawBytes : number(row.get('rawBytes')),
+      storedBytes: upload ? upload.storedBytes : number(row.get('storedBytes')),
     },
+    ...(upload ? { upload: { complete: upload.complete, received: upload.received } } : {}),
+    ...(text(row.get('invalidItems')) ? { invalidItems: text(row.get('invalidItems')) as Batch['invalidItems'] } : {}),
     workflowId: state.workflowId,
     webhook: state.webhook,
     error: state.error,
@@ -176,6 +196,14 @@ function writeState(row: ParseObject, version: number, state: MutableState): voi
   row.set('webhookAttempts', state.webhook.attempts);
   put(row, 'webhookLastError', state.webhook.lastError);
   put(row, 'failureReason', state.error);
+  if (state.upload) {
+    // The projection of an open upload's growth, for list pages and Parse Dashboard; `get` reads the version row.
+    row.set('upload', { complete: state.upload.complete, received: state.upload.received });
+    row.set('segmentCount', state.upload.segments);
+    row.set('rawBytes', state.upload.rawBytes);
+    row.set('storedBytes', state.upload.storedBytes);
+    row.set('totalMemories', state.upload.received);
+  }
 }
 
 function encodeCursor(createdAt: string, key: string): string {
@@ -238,6 +266,7 @@ export class ParseBatchRepository implements BatchRepository {
     put(row, 'bodySha256', batch.fingerprint);
     put(row, 'onExisting', batch.onExisting);
     put(row, 'failureLimits', batch.failureLimits);
+    put(row, 'invalidItems', batch.invalidItems);
     put(row, 'completionWindow', batch.completionWindow);
     put(row, 'expiresAt', batch.expiresAt ? new Date(batch.expiresAt) : null);
     writeState(row, batch.version, mutableState(batch));

@@ -74,6 +74,8 @@ export const classDefinitions: ClassDefinition[] = [
       batchMetadata: 'Object',
       onExisting: 'String',
       failureLimits: 'Object',
+      invalidItems: 'String',
+      upload: 'Object',
     },
     indexes: {
       status_createdAt: { status: 1, createdAt: 1 },

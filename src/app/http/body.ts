@@ -2,6 +2,7 @@
 // so memory stays flat whatever the batch size. Malformed input throws AppFailure with the line or position.
 import { Duplex } from 'node:stream';
 import { createZstdDecompress } from 'node:zlib';
+import { UnreadableItem } from '../../domain/invalid-items.ts';
 import type { MemoryLimits } from '../../domain/memory.ts';
 import { AppFailure, validation } from '../errors.ts';
 import { dottedPath, IJsonParser, type IJsonViolation, parseIJsonLine } from './i-json.ts';
@@ -164,7 +165,16 @@ export function decodedBody(body: ReadableStream<Uint8Array>, contentEncoding: s
   });
 }
 
-/** One JSON value per line; blank lines are skipped. Line numbers in errors are 1-based. */
+export interface NdjsonReading {
+  /**
+   * `record` (batch option `invalid_items`): a line that is not JSON, or not I-JSON, is yielded as an
+   * `UnreadableItem` in its place instead of refusing the body.
+   */
+  unreadable?: 'refuse' | 'record';
+  /** Updated before each yield: the 1-based line of the item just yielded. */
+  position?: { line: number };
+}
+
 /** What bounds an NDJSON body: its decoded bytes in all, and the bytes of one line. */
 export interface NdjsonLimits {
   maxBytes: number;
@@ -181,20 +191,32 @@ export function maxItemLineBytes(limits: MemoryLimits): number {
   return 6 * (limits.maxContentBytes + 8 * limits.maxMetadataBytes) + 64 * 1024;
 }
 
-export async function* ndjsonItems(body: ReadableStream<Uint8Array>, limits: NdjsonLimits): AsyncGenerator<unknown> {
+/** One JSON value per line; blank lines are skipped. Line numbers in errors are 1-based. */
+export async function* ndjsonItems(body: ReadableStream<Uint8Array>, limits: NdjsonLimits, reading: NdjsonReading = {}): AsyncGenerator<unknown> {
   let pending = '';
   let line = 0;
   let index = 0;
+  const recordUnreadable = reading.unreadable === 'record';
   const parse = (text: string): unknown => {
     line += 1;
     if (text.trim() === '') return undefined;
+    if (reading.position) reading.position.line = line;
     let parsed: ReturnType<typeof parseIJsonLine>;
     try {
       parsed = parseIJsonLine(text);
     } catch (error) {
-      throw badBody(`line ${line} is not valid JSON: ${(error as Error).message}`, `line ${line}`);
+      const detail = `line ${line} is not valid JSON: ${(error as Error).message}`;
+      if (!recordUnreadable) throw badBody(detail, `line ${line}`);
+      index += 1;
+      return new UnreadableItem([{ path: '', message: `is not valid JSON: ${(error as Error).message}` }]);
     }
-    if (parsed.violation) throw notIJson(parsed.violation, ['memories', index], `line ${line}: `);
+    if (parsed.violation) {
+      const failure = notIJson(parsed.violation, ['memories', index], `line ${line}: `);
+      if (!recordUnreadable) throw failure;
+      index += 1;
+      const issues = failure.error.kind === 'validation' ? failure.error.errors : [];
+      return new UnreadableItem(issues.map((issue) => ({ ...issue, message: `${issue.message} (bodies must be I-JSON, RFC 7493)` })));
+    }
     index += 1;
     return parsed.value;
   };
@@ -228,7 +250,7 @@ const envelopeFields = new Set([
   'memories', 'batch_id', 'webhook_url', 'webhook_secret',
   'batch_size', 'external_user_id', 'user_id', 'namespace_id', 'organization_id', 'graph_generation', 'link_to',
   'memory_policy', 'policy',
-  'completion_window', 'metadata', 'on_existing', 'max_failed_items', 'max_failed_percent',
+  'completion_window', 'metadata', 'on_existing', 'max_failed_items', 'max_failed_percent', 'invalid_items',
 ]);
 
 /**

@@ -60,6 +60,7 @@ export function envelopeOptions(raw: Record<string, unknown>, limits: MemoryLimi
     onExisting: envelope.on_existing,
     maxFailedItems: envelope.max_failed_items,
     maxFailedPercent: envelope.max_failed_percent,
+    invalidItems: envelope.invalid_items,
   };
 }
 

@@ -3,6 +3,7 @@ import { z } from '@hono/zod-openapi';
 import { batchIdPattern, batchIdRule } from '../../domain/batch.ts';
 import { batchStatuses } from '../../domain/lifecycle.ts';
 import { failureLimitBounds } from '../../domain/failure-limits.ts';
+import { invalidItemsModes } from '../../domain/invalid-items.ts';
 import { onExistingModes } from '../../domain/memory.ts';
 import { itemOutcome, itemOutcomes, writeOutcomes } from '../../domain/progress.ts';
 import { batchResourceSchema, MetadataDoc } from '../batch-resource.ts';
@@ -93,6 +94,10 @@ export const SubmitJsonDoc = z
     }),
     max_failed_percent: z.number().min(0).max(failureLimitBounds.maxPercent).optional().openapi({
       description: 'Failed memories tolerated as a percentage of the total (at most 4 decimals); exceeded, the batch stops and ends failed',
+    }),
+    invalid_items: z.enum(invalidItemsModes).optional().openapi({
+      description:
+        'reject (default): one invalid memory refuses the batch. record: each invalid memory becomes a failed item (its index, external_id when readable, field paths) and the others are processed',
     }),
   })
   .openapi('SubmitBatch', { description: "The Papr memory fields given here are defaults for every memory of the batch; a memory's own value wins. null is absent." });

@@ -2,6 +2,7 @@
 // size. A plain route (its body is never parsed whole); its contract is registered for OpenAPI by hand below.
 import { z } from '@hono/zod-openapi';
 import { failureLimitBounds } from '../../domain/failure-limits.ts';
+import { invalidItemsModes } from '../../domain/invalid-items.ts';
 import { onExistingModes } from '../../domain/memory.ts';
 import { batchResource, outcomesOf } from '../batch-resource.ts';
 import { type AppError, validation } from '../errors.ts';
@@ -80,6 +81,7 @@ export function submitRoutes(deps: SubmitRouteDeps) {
     const early: SubmitOptions = { idempotencyKey };
     let items: AsyncIterable<unknown>;
     let options: () => SubmitOptions;
+    let position: (() => string | undefined) | undefined;
     if (isJson) {
       const parsed = jsonBatch(body, deps.maxJsonBodyBytes);
       items = parsed.items;
@@ -94,16 +96,23 @@ export function submitRoutes(deps: SubmitRouteDeps) {
         onExisting: c.req.query('on_existing'),
         maxFailedItems: numberParam(c.req.query('max_failed_items')),
         maxFailedPercent: numberParam(c.req.query('max_failed_percent')),
+        invalidItems: c.req.query('invalid_items'),
       };
       if (!doc.BatchIdSchema.optional().safeParse(query.batchId).success) {
         return refuse(validation(`batch_id ${doc.batchIdRule}`, [{ path: 'batch_id', message: doc.batchIdRule }]));
       }
       Object.assign(early, query);
-      items = ndjsonItems(body, { maxBytes: deps.maxNdjsonBodyBytes, maxLineBytes: maxItemLineBytes(services.settings.memoryLimits) });
+      const at = { line: 0 };
+      items = ndjsonItems(
+        body,
+        { maxBytes: deps.maxNdjsonBodyBytes, maxLineBytes: maxItemLineBytes(services.settings.memoryLimits) },
+        { unreadable: query.invalidItems === 'record' ? 'record' : 'refuse', position: at },
+      );
       options = () => early;
+      position = () => `line ${at.line}`;
     }
     if (dryRun) {
-      const report = await validateBatch(services, { tenant, items, options });
+      const report = await validateBatch(services, { tenant, items, options, position });
       if (!report.ok) return appErrorResponse(c, report.error);
       return c.json(report.value, 200);
     }
@@ -113,7 +122,7 @@ export function submitRoutes(deps: SubmitRouteDeps) {
       c.header('idempotent-replayed', 'true');
       return c.json(batchResource(existing, await outcomesOf(services, existing)), 200);
     }
-    const result = await submitBatch(services, { tenant, requestId: c.get('requestId'), items, options });
+    const result = await submitBatch(services, { tenant, requestId: c.get('requestId'), items, options, optionsUpFront: !isJson, position });
     if (!result.ok) return appErrorResponse(c, result.error);
     const { batch, created, replayed, generatedSecret } = result.value;
     if (replayed) c.header('idempotent-replayed', 'true');
@@ -146,6 +155,10 @@ export function submitRoutes(deps: SubmitRouteDeps) {
         }),
         max_failed_percent: z.string().optional().openapi({
           description: 'NDJSON: failed memories tolerated as a percentage of the total, 0 to 100 (JSON: in the body)',
+        }),
+        invalid_items: z.enum(invalidItemsModes).optional().openapi({
+          description:
+            'NDJSON: reject (default) refuses the batch for one invalid item; record makes each invalid line a failed item (line, external_id, field paths) and starts processing with the first stored segment while the body streams (JSON: in the body)',
         }),
         validate_only: z.enum(['true', 'false']).optional().openapi({ description: 'true: check the whole body and answer with a DryRun; nothing is stored' }),
         // Flags Papr's SDKs send on a batch add: accepted so those clients work, with no effect here.

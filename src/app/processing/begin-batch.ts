@@ -1,6 +1,6 @@
 // Moves a pending batch to processing and tells the runner what there is to do.
 import type { Tenant } from '../../domain/batch.ts';
-import { begin, type BatchStatus, schedulesSegments } from '../../domain/lifecycle.ts';
+import { begin, type BatchStatus, schedulesSegments, uploadOpen } from '../../domain/lifecycle.ts';
 import type { FailureLimits } from '../../domain/failure-limits.ts';
 import type { Counts } from '../../domain/progress.ts';
 import type { Services } from '../services.ts';
@@ -11,6 +11,8 @@ export interface BatchPlan {
   /** Whose batch it is: the embedded runner shares its segment slots fairly between organizations. */
   tenant: Tenant;
   segments: number;
+  /** The upload is still streaming (`invalid_items: "record"`): more segments may come (see await-segments.ts). */
+  uploadOpen: boolean;
   /** Segments whose outcome is already recorded (a resumed run skips them). */
   doneSegments: number[];
   /** The stored counters when the plan was made. */
@@ -32,5 +34,5 @@ export async function beginBatch(services: Services, key: string): Promise<Batch
   if (!batch) return undefined;
   if (began) services.observer?.batchStarted(batch.status);
   const done = schedulesSegments(batch.status) ? (await services.batches.listSegments(key)).map((s) => s.segment) : [];
-  return { status: batch.status, tenant: batch.tenant, segments: batch.payload.segments, doneSegments: done, counts: batch.counts, expiresAt: batch.expiresAt ?? null, failureLimits: batch.failureLimits ?? null };
+  return { status: batch.status, tenant: batch.tenant, segments: batch.payload.segments, uploadOpen: uploadOpen(batch), doneSegments: done, counts: batch.counts, expiresAt: batch.expiresAt ?? null, failureLimits: batch.failureLimits ?? null };
 }

@@ -2,7 +2,8 @@
 import { acceptsSegmentOutcomes } from '../../domain/lifecycle.ts';
 import { decodeSegment, segmentItems, segmentKey } from '../../domain/codec.ts';
 import type { SegmentCorrupt } from '../../domain/errors.ts';
-import { type MemoryItem, toMemoryRecord } from '../../domain/memory.ts';
+import { asInvalidItem } from '../../domain/invalid-items.ts';
+import { type MemoryItem, type MemoryRecord, toMemoryRecord } from '../../domain/memory.ts';
 import type { Counts } from '../../domain/progress.ts';
 import { err, ok, type Result } from '../../domain/result.ts';
 import type { ItemError } from '../../ports/batch-repository.ts';
@@ -59,10 +60,16 @@ async function processOnce(services: Services, ref: SegmentRef): Promise<Result<
   if (!items.ok) return err({ kind: 'segment_corrupt', reason: `${name}: ${items.error.reason}` });
 
   const { firstIndex } = decoded.value.header;
-  const records = items.value.map((item, offset) =>
-    toMemoryRecord(batch.key, batch.tenant, firstIndex + offset, item as MemoryItem, batch.memoryDefaults, batch.onExisting ?? undefined),
-  );
-  const outcomes = await withSpan('batchmem.sink.write', { 'batchmem.items': records.length }, async () => {
+  // Invalid items recorded at upload (`invalid_items: "record"`) are failures in their place; the rest are written.
+  const itemErrors: ItemError[] = [];
+  const records: MemoryRecord[] = [];
+  items.value.forEach((item, offset) => {
+    const invalid = asInvalidItem(item);
+    if (invalid) itemErrors.push({ index: firstIndex + offset, externalId: invalid.externalId, error: invalid.error });
+    else records.push(toMemoryRecord(batch.key, batch.tenant, firstIndex + offset, item as MemoryItem, batch.memoryDefaults, batch.onExisting ?? undefined));
+  });
+  const byIndex = new Map(records.map((record) => [record.index, record]));
+  const outcomes = records.length === 0 ? [] : await withSpan('batchmem.sink.write', { 'batchmem.items': records.length }, async () => {
     const writeStartedAt = performance.now();
     try {
       const written = await services.sink.writeSegment(records);
@@ -73,13 +80,14 @@ async function processOnce(services: Services, ref: SegmentRef): Promise<Result<
       throw error;
     }
   });
-  const itemErrors: ItemError[] = [];
+  let refused = 0;
   for (const outcome of outcomes) {
     if (!outcome.ok) {
-      itemErrors.push({ index: outcome.index, externalId: records[outcome.index - firstIndex]?.externalId ?? null, error: outcome.error });
+      refused += 1;
+      itemErrors.push({ index: outcome.index, externalId: byIndex.get(outcome.index)?.externalId ?? null, error: outcome.error });
     }
   }
-  const succeeded = outcomes.length - itemErrors.length;
+  const succeeded = outcomes.length - refused;
   const recorded = await services.batches.recordSegment(
     batch.key,
     { segment: ref.segment, succeeded, failed: itemErrors.length },

@@ -18,6 +18,7 @@ import { beginBatch, type BatchPlan } from './begin-batch.ts';
 import { deliverWebhook } from './deliver-webhook.ts';
 import { expireBatch, msUntilExpiry } from './expire-batch.ts';
 import { finalizeBatch } from './finalize-batch.ts';
+import { awaitSegments } from './await-segments.ts';
 import { processSegment } from './process-segment.ts';
 
 export interface RunOptions {
@@ -81,14 +82,30 @@ export async function runBatch(services: Services, key: string, options: RunOpti
       if (failure !== undefined) halted.abort();
     };
     const pending: Promise<void | undefined>[] = [];
-    for (let segment = 0; segment < plan.segments; segment += 1) {
-      if (!done.has(segment)) {
-        pending.push(limit(async () => {
-          if (!stop()) await runOne(segment);
-        }));
+    const schedule = (from: number, to: number) => {
+      for (let segment = from; segment < to; segment += 1) {
+        if (!done.has(segment)) {
+          pending.push(limit(async () => {
+            if (!stop()) await runOne(segment);
+          }));
+        }
       }
-    }
-    const processed = Promise.all(pending).then(() => 'processed' as const);
+    };
+    schedule(0, plan.segments);
+    // An upload still streaming adds segments: schedule each as it is stored, until the upload ends.
+    const scheduled = (async () => {
+      let known = { segments: plan.segments, uploadOpen: plan.uploadOpen, schedules: true };
+      while (known.uploadOpen && known.schedules && !stop()) {
+        const before = known.segments;
+        known = await awaitSegments(services, key, before, { maxWaitMs: 1_000, stopped: stop, sleep: (ms) => sleep(ms, options.signal) });
+        schedule(before, known.segments);
+      }
+    })();
+    const processed = scheduled.then(async () => {
+      // Segments scheduled later join the list while earlier ones run: wait until none is left.
+      for (let settled = 0; settled < pending.length; settled = pending.length) await Promise.all(pending.slice(settled));
+      return 'processed' as const;
+    });
     const first = await Promise.race([processed, deadline.passed]);
     if (first === 'deadline') {
       expired = true;

@@ -2,8 +2,16 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { type Batch, batchKey, batchMetadataIssues, parseCompletionWindow, type Tenant } from '../../domain/batch.ts';
 import type { FieldIssue } from '../../domain/errors.ts';
-import { awaitsStart, initialStatus } from '../../domain/lifecycle.ts';
-import { encodeSegment, type RawSegment, Segmenter, codecContentEncoding, segmentKey } from '../../domain/codec.ts';
+import { abandonUpload, awaitsStart, endUpload, initialStatus, type StoredUpload, uploadProgress } from '../../domain/lifecycle.ts';
+import {
+  describeInvalidItem,
+  type InvalidItems,
+  invalidItemLine,
+  invalidItemsModes,
+  readableExternalId,
+  UnreadableItem,
+} from '../../domain/invalid-items.ts';
+import { type Codec, encodeSegment, type RawSegment, Segmenter, codecContentEncoding, segmentKey } from '../../domain/codec.ts';
 import { BodyFingerprint, dedupeBatchIds, withinWindow } from '../../domain/idempotency.ts';
 import { ExternalIdTracker, type MemoryAttributes, type MemoryItem, memoryItemSchema, onExistingModes, type OnExisting, tenantConflict, validateMemoryItem } from '../../domain/memory.ts';
 import { type FailureLimits, parseFailureLimits } from '../../domain/failure-limits.ts';
@@ -30,6 +38,8 @@ export interface SubmitOptions {
   /** As sent: checked here (domain/failure-limits.ts). */
   maxFailedItems?: unknown;
   maxFailedPercent?: unknown;
+  /** As sent: checked here ("reject" or "record"). */
+  invalidItems?: unknown;
 }
 
 export interface SubmitInput {
@@ -39,6 +49,14 @@ export interface SubmitInput {
   items: AsyncIterable<unknown>;
   /** Called once the items are consumed: a JSON body may carry its options after the memories. */
   options: () => SubmitOptions;
+  /**
+   * The options are known before the first item (NDJSON: query and headers), so that with `invalid_items: "record"`
+   * the batch is recorded and started with its first stored segment. A JSON body's options may follow its memories:
+   * it is processed once read.
+   */
+  optionsUpFront?: boolean;
+  /** Where the item just read sits in the body, for its per-item failure (`line 17`); default `memories.<index>`. */
+  position?: () => string | undefined;
 }
 
 export interface SubmitOutcome {
@@ -98,9 +116,24 @@ export async function submitBatch(services: OrchestratedServices, input: SubmitI
   const prefix = `${encodeURIComponent(input.tenant.organization)}/${uploadId}`;
   const schema = memoryItemSchema(settings.memoryLimits);
   const segmenter = new Segmenter({ maxItems: settings.segmentMaxItems, maxRawBytes: settings.segmentMaxRawBytes });
-  let segments = 0;
-  let rawBytes = 0;
-  let storedBytes = 0;
+  const stored: StoredUpload = { segments: 0, rawBytes: 0, storedBytes: 0, received: 0 };
+
+  // `invalid_items` as far as it is known: up front for NDJSON; for JSON only once the body is read. Until then an
+  // invalid item is kept as `record` would keep it, and `firstRejection` is what `reject` answers (the same answer
+  // as stopping at that item: whatever came after it in the body is not looked at).
+  let mode: InvalidItems | undefined;
+  if (input.optionsUpFront) {
+    const upFront = resolveInvalidItems(input.options().invalidItems);
+    if (!upFront.ok) return err(upFront.error);
+    mode = upFront.value;
+  }
+  let firstRejection: AppError | undefined;
+  /** While the mode is undecided, an error after an invalid item is answered as `reject` would: with that item. */
+  const rejectionOr = (error: AppError) => (mode === undefined && firstRejection ? firstRejection : error);
+  /** Set once a streamed (`record`, options up front) batch is recorded: its segments are processed as they land. */
+  let live: Batch | undefined;
+  /** The upload stopped because the batch did (its client cancelled it while it streamed). */
+  let closed = false;
 
   const store = async (raw: RawSegment) => {
     const body = encodeSegment(raw.ndjson, {
@@ -109,17 +142,45 @@ export async function submitBatch(services: OrchestratedServices, input: SubmitI
       firstIndex: raw.firstIndex,
       itemCount: raw.itemCount,
     });
-    await services.payloads.put(segmentKey(prefix, segments, settings.codec), body, {
+    await services.payloads.put(segmentKey(prefix, stored.segments, settings.codec), body, {
       sha256Hex: createHash('sha256').update(body).digest('hex'),
       contentType: 'application/x-ndjson',
       contentEncoding: codecContentEncoding[settings.codec],
     });
-    segments += 1;
-    rawBytes += raw.ndjson.byteLength;
-    storedBytes += body.byteLength;
+    stored.segments += 1;
+    stored.rawBytes += raw.ndjson.byteLength;
+    stored.storedBytes += body.byteLength;
+    stored.received += raw.itemCount;
+    if (mode === 'record' && input.optionsUpFront) await publish();
+  };
+  /** Makes the stored segments known to the runner: records and starts the batch with the first, then grows it. */
+  const publish = async () => {
+    if (!live) {
+      const recorded = await recordStreamed(services, input, prefix, uploadId, stored);
+      if (!recorded.ok) throw new AppFailure(recorded.error);
+      live = recorded.value;
+      return;
+    }
+    let refused = false;
+    live = (await changeBatch(services.batches, live.key, (current) => {
+      const step = uploadProgress(current, stored);
+      refused = !step.ok;
+      return step.ok ? step.value : undefined;
+    })) ?? live;
+    if (refused) closed = true;
   };
   const discard = async (error: AppError) => {
+    if (live) return abandon(live, error);
     await services.payloads.deletePrefix(prefix);
+    return err(error);
+  };
+  /** A streamed batch whose body failed part-way: it is cancelled with what it processed (its segments stay). */
+  const abandon = async (batch: Batch, error: AppError) => {
+    await changeBatch(services.batches, batch.key, (current) => {
+      const step = abandonUpload(current, stored, error.detail);
+      return step.ok ? step.value : undefined;
+    });
+    await services.orchestrator.cancel(batch.key);
     return err(error);
   };
 
@@ -130,32 +191,54 @@ export async function submitBatch(services: OrchestratedServices, input: SubmitI
     let index = 0;
     for await (const raw of input.items) {
       if (index >= settings.maxMemoriesPerBatch) {
-        return discard({ kind: 'too_large', detail: `a batch holds at most ${settings.maxMemoriesPerBatch} memories` });
+        return discard(rejectionOr({ kind: 'too_large', detail: `a batch holds at most ${settings.maxMemoriesPerBatch} memories` }));
       }
-      const item = validateMemoryItem(schema, raw, index);
-      if (!item.ok) {
-        const issues = item.error.issues.map((issue) => ({
-          path: ['memories', index, issue.path].filter((part) => part !== '').join('.'),
-          message: issue.message,
-        }));
-        return discard(validation(`memory ${index} is invalid: ${issues.map((i) => `${i.path} ${i.message}`).join('; ')}`, issues));
+      const checked = checkItem(schema, input.tenant, externalIds, raw, index);
+      let line: string;
+      if (checked.ok) line = JSON.stringify(checked.value);
+      else if (mode === 'reject') return discard(checked.error);
+      else {
+        firstRejection ??= checked.error;
+        const where = input.position?.() ?? `memories.${index}`;
+        line = invalidItemLine({ externalId: readableExternalId(raw), error: describeInvalidItem(where, checked.issues) });
       }
-      const conflict = tenantConflict(input.tenant, item.value);
-      if (conflict) return discard(otherTenant(`memories.${index}.${conflict.path} ${conflict.message}`));
-      const repeated = duplicateExternalId(externalIds, item.value, index);
-      if (repeated) return discard(validation(`memories.${repeated.path} ${repeated.message}`, [repeated]));
-      const line = JSON.stringify(item.value);
       fingerprint.addMemory(line);
-      for (const full of segmenter.add(line)) await store(full);
+      for (const full of segmenter.add(line)) {
+        await store(full);
+        if (closed) break;
+      }
+      if (closed) break;
       index += 1;
+    }
+    if (closed && live) {
+      // Cancelled while it streamed: the rest of the body is not read; the batch ends cancelled by itself.
+      return ok({ batch: live, created: true, replayed: false });
+    }
+    if (firstRejection && mode === undefined) {
+      const chosen = resolveInvalidItems(input.options().invalidItems);
+      if (!chosen.ok || chosen.value !== 'record') return discard(firstRejection);
     }
     const last = segmenter.finish();
     if (last) await store(last);
     options = input.options();
   } catch (cause) {
-    if (cause instanceof AppFailure) return discard(cause.error);
+    if (cause instanceof AppFailure) return discard(rejectionOr(cause.error));
+    if (live) {
+      await abandon(live, { kind: 'backend_unavailable', detail: 'the upload could not be stored' }).catch(() => undefined);
+      throw cause;
+    }
     await services.payloads.deletePrefix(prefix).catch(() => undefined);
     throw cause;
+  }
+
+  if (live) {
+    const streamed: Batch = live;
+    // Refused when the batch was cancelled meanwhile: it then ends cancelled as asked, with the total it had.
+    const ended = await changeBatch(services.batches, streamed.key, (current) => {
+      const step = endUpload(current, stored);
+      return step.ok ? step.value : undefined;
+    });
+    return ok({ batch: ended ?? streamed, created: true, replayed: false });
   }
 
   const total = segmenter.itemCount;
@@ -177,6 +260,7 @@ export async function submitBatch(services: OrchestratedServices, input: SubmitI
     metadata: extras.value.metadata,
     on_existing: extras.value.onExisting,
     failure_limits: extras.value.failureLimits ?? undefined,
+    ...(extras.value.invalidItems ? { invalid_items: extras.value.invalidItems } : {}),
   });
 
   let id = batchIdFor(input.tenant, options, uploadId);
@@ -194,29 +278,9 @@ export async function submitBatch(services: OrchestratedServices, input: SubmitI
     }
     id = ids.current;
   }
-  const key = batchKey(input.tenant.organization, id);
   const candidate: Batch = {
-    key,
-    id,
-    requestId: input.requestId,
-    tenant: input.tenant,
-    status: initialStatus,
-    version: 1,
-    createdAt: createdAt.toISOString(),
-    startedAt: null,
-    completedAt: null,
-    counts: { total, processed: 0, succeeded: 0, failed: 0 },
-    payload: { codec: settings.codec, prefix, segments, rawBytes, storedBytes },
-    workflowId: null,
-    webhook: { url: webhook.value.url, secret: webhook.value.secret, delivered: false, attempts: 0, lastError: null },
-    error: null,
-    memoryDefaults: defaults ?? null,
+    ...batchRecord(input, options, { id, prefix, codec: settings.codec, createdAt, total, webhook: webhook.value, extras: extras.value, stored }),
     fingerprint: bodySha256,
-    completionWindow: extras.value.window?.text ?? null,
-    expiresAt: extras.value.window ? new Date(createdAt.getTime() + extras.value.window.ms).toISOString() : null,
-    metadata: extras.value.metadata,
-    ...(extras.value.onExisting ? { onExisting: extras.value.onExisting } : {}),
-    ...(extras.value.failureLimits ? { failureLimits: extras.value.failureLimits } : {}),
   };
   let recorded: Awaited<ReturnType<typeof services.batches.create>>;
   try {
@@ -242,6 +306,114 @@ export async function submitBatch(services: OrchestratedServices, input: SubmitI
   return ok(outcome);
 }
 
+type CheckedItem = { ok: true; value: MemoryItem } | { ok: false; error: AppError; issues: FieldIssue[] };
+
+/** One raw item through every per-item rule: the schema, the tenant's own fields, external ids named once. */
+function checkItem(schema: ReturnType<typeof memoryItemSchema>, tenant: Tenant, externalIds: ExternalIdTracker, raw: unknown, index: number): CheckedItem {
+  if (raw instanceof UnreadableItem) {
+    return { ok: false, error: validation(raw.issues.map((i) => `${i.path} ${i.message}`).join('; '), raw.issues), issues: raw.issues };
+  }
+  const item = validateMemoryItem(schema, raw, index);
+  if (!item.ok) {
+    const issues = item.error.issues.map((issue) => ({
+      path: ['memories', index, issue.path].filter((part) => part !== '').join('.'),
+      message: issue.message,
+    }));
+    return { ok: false, error: validation(`memory ${index} is invalid: ${issues.map((i) => `${i.path} ${i.message}`).join('; ')}`, issues), issues };
+  }
+  const conflict = tenantConflict(tenant, item.value);
+  if (conflict) {
+    const path = `memories.${index}.${conflict.path}`;
+    return { ok: false, error: otherTenant(`${path} ${conflict.message}`), issues: [{ path, message: conflict.message }] };
+  }
+  const repeated = duplicateExternalId(externalIds, item.value, index);
+  if (repeated) return { ok: false, error: validation(`memories.${repeated.path} ${repeated.message}`, [repeated]), issues: [repeated] };
+  return { ok: true, value: item.value };
+}
+
+interface RecordParts {
+  id: string;
+  prefix: string;
+  codec: Codec;
+  createdAt: Date;
+  total: number;
+  webhook: { url: string | null; secret: string | null };
+  extras: Extras;
+  stored: StoredUpload;
+}
+
+/** The new batch record (without its body fingerprint) from the checked options and what was stored. */
+function batchRecord(input: SubmitInput, options: SubmitOptions, parts: RecordParts): Batch {
+  const { extras, stored } = parts;
+  return {
+    key: batchKey(input.tenant.organization, parts.id),
+    id: parts.id,
+    requestId: input.requestId,
+    tenant: input.tenant,
+    status: initialStatus,
+    version: 1,
+    createdAt: parts.createdAt.toISOString(),
+    startedAt: null,
+    completedAt: null,
+    counts: { total: parts.total, processed: 0, succeeded: 0, failed: 0 },
+    payload: { codec: parts.codec, prefix: parts.prefix, segments: stored.segments, rawBytes: stored.rawBytes, storedBytes: stored.storedBytes },
+    workflowId: null,
+    webhook: { url: parts.webhook.url, secret: parts.webhook.secret, delivered: false, attempts: 0, lastError: null },
+    error: null,
+    memoryDefaults: options.memoryDefaults ?? null,
+    fingerprint: null,
+    completionWindow: extras.window?.text ?? null,
+    expiresAt: extras.window ? new Date(parts.createdAt.getTime() + extras.window.ms).toISOString() : null,
+    metadata: extras.metadata,
+    ...(extras.onExisting ? { onExisting: extras.onExisting } : {}),
+    ...(extras.failureLimits ? { failureLimits: extras.failureLimits } : {}),
+    ...(extras.invalidItems ? { invalidItems: extras.invalidItems } : {}),
+  };
+}
+
+/**
+ * Records and starts a streamed batch with its first stored segment: its upload open, its total what was stored.
+ * Its options are all known (they came before the body); its body fingerprint is not (the body is still arriving),
+ * so a repeat is recognised by its batch id or Idempotency-Key only, not by its body.
+ */
+async function recordStreamed(
+  services: OrchestratedServices,
+  input: SubmitInput,
+  prefix: string,
+  uploadId: string,
+  stored: StoredUpload,
+): Promise<Result<Batch, AppError>> {
+  const options = input.options();
+  const webhook = resolveWebhook(services, options);
+  if (!webhook.ok) return webhook;
+  const extras = resolveExtras(options);
+  if (!extras.ok) return extras;
+  const defaults = options.memoryDefaults;
+  const conflict = defaults ? tenantConflict(input.tenant, defaults) : undefined;
+  if (conflict) return err(otherTenant(`${conflict.path} ${conflict.message}`));
+  const id = batchIdFor(input.tenant, options, uploadId);
+  const parts = { id, prefix, codec: services.settings.codec, createdAt: services.clock.now(), total: stored.received, webhook: webhook.value, extras: extras.value, stored };
+  const candidate: Batch = { ...batchRecord(input, options, parts), upload: { complete: false, received: stored.received } };
+  let recorded: Awaited<ReturnType<typeof services.batches.create>>;
+  try {
+    recorded = await services.batches.create(candidate);
+  } catch (cause) {
+    throw new AppFailure({ kind: 'backend_unavailable', detail: 'the batch store could not record the batch; nothing was kept, retry later' }, cause);
+  }
+  if (!recorded.created) {
+    return err({ kind: 'wrong_state', detail: `batch ${id} exists already; a streamed upload cannot be repeated into it` });
+  }
+  return ok(await ensureStarted(services, recorded.batch));
+}
+
+/** `invalid_items` checked: absent is `reject`. */
+function resolveInvalidItems(value: unknown): Result<InvalidItems, AppError> {
+  if (value === undefined) return ok('reject');
+  if ((invalidItemsModes as readonly unknown[]).includes(value)) return ok(value as InvalidItems);
+  const message = `must be one of ${invalidItemsModes.map((mode) => `"${mode}"`).join(', ')}`;
+  return err(validation(`invalid_items ${message}`, [{ path: 'invalid_items', message }]));
+}
+
 /** The issue for an item repeating an earlier item's external id, naming both indexes; undefined when it does not. */
 function duplicateExternalId(tracker: ExternalIdTracker, item: MemoryItem, index: number): FieldIssue | undefined {
   const earlier = tracker.see(item.external_id, index);
@@ -255,23 +427,28 @@ function emptyBatch(): AppError {
 
 const reservedKeys = new Set(['__proto__', 'constructor', 'prototype']);
 
-/** The completion window and the metadata, checked; the first problem found is the error (as for items). */
-function resolveExtras(
-  options: SubmitOptions,
-): Result<
-  {
-    window: { text: string; ms: number } | undefined;
-    metadata: Record<string, string>;
-    onExisting: OnExisting | undefined;
-    failureLimits: FailureLimits | null;
-  },
-  AppError
-> {
+interface Extras {
+  window: { text: string; ms: number } | undefined;
+  metadata: Record<string, string>;
+  onExisting: OnExisting | undefined;
+  failureLimits: FailureLimits | null;
+  /** Absent when not given (the default, `reject`), so that earlier bodies keep their fingerprint. */
+  invalidItems: InvalidItems | undefined;
+}
+
+/** The batch options other than the webhook, checked; the first problem found is the error (as for items). */
+function resolveExtras(options: SubmitOptions): Result<Extras, AppError> {
   let window: { text: string; ms: number } | undefined;
   let onExisting: OnExisting | undefined;
   const limits = parseFailureLimits(options);
   if (!limits.ok) return err(validation(limits.issues.map((i) => `${i.path} ${i.message}`).join('; '), limits.issues));
   const failureLimits = limits.limits;
+  let invalidItems: InvalidItems | undefined;
+  if (options.invalidItems !== undefined) {
+    const mode = resolveInvalidItems(options.invalidItems);
+    if (!mode.ok) return mode;
+    invalidItems = mode.value;
+  }
   if (options.onExisting !== undefined) {
     if (!(onExistingModes as readonly unknown[]).includes(options.onExisting)) {
       const message = `must be one of ${onExistingModes.map((mode) => `"${mode}"`).join(', ')}`;
@@ -284,14 +461,14 @@ function resolveExtras(
     if (!parsed.ok) return err(validation(`completion_window ${parsed.message}`, [{ path: 'completion_window', message: parsed.message }]));
     window = { text: options.completionWindow as string, ms: parsed.ms };
   }
-  if (options.metadata === undefined) return ok({ window, metadata: {}, onExisting, failureLimits });
+  if (options.metadata === undefined) return ok({ window, metadata: {}, onExisting, failureLimits, invalidItems });
   const issues = batchMetadataIssues(options.metadata);
   for (const key of Object.keys(options.metadata as object)) {
     if (reservedKeys.has(key)) issues.unshift({ path: `metadata.${key}`, message: 'is a reserved name' });
   }
   if (issues.length > 0) return err(validation(`metadata is invalid: ${issues.map((i) => `${i.path} ${i.message}`).join('; ')}`, issues));
   // Own string pairs copied into a fresh object: nothing of the parsed value's prototype comes along.
-  return ok({ window, metadata: Object.fromEntries(Object.entries(options.metadata as Record<string, string>)), onExisting, failureLimits });
+  return ok({ window, metadata: Object.fromEntries(Object.entries(options.metadata as Record<string, string>)), onExisting, failureLimits, invalidItems });
 }
 
 /** One problem a dry run found: the item's 0-based index or the NDJSON line (1-based) when it has one, and the path. */
@@ -328,7 +505,7 @@ function issuesOf(error: AppError, index?: number): DryRunIssue[] {
  */
 export async function validateBatch(
   services: OrchestratedServices,
-  input: Pick<SubmitInput, 'tenant' | 'items' | 'options'>,
+  input: Pick<SubmitInput, 'tenant' | 'items' | 'options' | 'position'>,
 ): Promise<Result<DryRunReport, AppError>> {
   const { settings } = services;
   const schema = memoryItemSchema(settings.memoryLimits);
@@ -342,8 +519,12 @@ export async function validateBatch(
       if (total >= settings.maxMemoriesPerBatch) {
         return err({ kind: 'too_large', detail: `a batch holds at most ${settings.maxMemoriesPerBatch} memories` });
       }
-      const item = validateMemoryItem(schema, raw, total);
-      if (!item.ok) {
+      const item = raw instanceof UnreadableItem ? undefined : validateMemoryItem(schema, raw, total);
+      if (!item) {
+        // With invalid_items: record, the reader hands over a line it could not parse instead of refusing the body.
+        const at = input.position?.();
+        note((raw as UnreadableItem).issues.map((issue) => ({ index: total, ...(at ? { line: Number(at.replace('line ', '')) } : {}), ...issue, path: issue.path || at || '' })));
+      } else if (!item.ok) {
         note(item.error.issues.map((issue) => ({
           index: total,
           path: ['memories', total, issue.path].filter((part) => part !== '').join('.'),

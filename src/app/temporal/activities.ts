@@ -6,6 +6,7 @@ import { beginBatch } from '../processing/begin-batch.ts';
 import { deliverWebhook } from '../processing/deliver-webhook.ts';
 import { expireBatch } from '../processing/expire-batch.ts';
 import { finalizeBatch } from '../processing/finalize-batch.ts';
+import { awaitSegments, type SegmentsKnown } from '../processing/await-segments.ts';
 import { processSegment } from '../processing/process-segment.ts';
 import type { BatchStatus } from '../../domain/batch.ts';
 import type { FailureLimits } from '../../domain/failure-limits.ts';
@@ -35,6 +36,8 @@ export interface Tuning {
 export interface RunPlan {
   status: BatchStatus | 'missing';
   segments: number;
+  /** More segments may come: the upload is still streaming. Absent in histories recorded before streamed uploads. */
+  uploadOpen?: boolean;
   counts: Counts;
   /** Segments of this run's window whose outcome is already recorded. */
   doneSegments: number[];
@@ -61,6 +64,9 @@ export const failureTypes = {
   webhookNotDelivered: 'WebhookNotDelivered',
 } as const;
 
+/** One `awaitSegments` activity waits at most this long; well inside its start-to-close timeout. */
+const awaitSegmentsMaxMs = 5_000;
+
 const noCounts: Counts = { total: 0, processed: 0, succeeded: 0, failed: 0 };
 
 export interface ActivityOptions {
@@ -77,7 +83,15 @@ export function createActivities(services: Services, options: ActivityOptions) {
       if (!plan) return { status: 'missing', segments: 0, counts: noCounts, doneSegments: [], tuning };
       const end = input.fromSegment + tuning.segmentsPerRun;
       const doneSegments = plan.doneSegments.filter((segment) => segment >= input.fromSegment && segment < end);
-      return { status: plan.status, segments: plan.segments, counts: plan.counts, doneSegments, tuning, expiresAt: plan.expiresAt, failureLimits: plan.failureLimits };
+      return { status: plan.status, segments: plan.segments, uploadOpen: plan.uploadOpen, counts: plan.counts, doneSegments, tuning, expiresAt: plan.expiresAt, failureLimits: plan.failureLimits };
+    },
+
+    /**
+     * Waits (a few seconds at most, so the workflow stays responsive to cancel) for an open upload to store more than
+     * `known` segments or to end; the workflow calls it again while the upload stays open.
+     */
+    async awaitSegments(input: { batchKey: string; known: number }): Promise<SegmentsKnown> {
+      return awaitSegments(services, input.batchKey, input.known, { maxWaitMs: awaitSegmentsMaxMs });
     },
 
     async processSegment(input: { batchKey: string; segment: number }): Promise<SegmentStep> {

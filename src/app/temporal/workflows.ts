@@ -133,23 +133,33 @@ export async function processBatch(input: ProcessBatchInput): Promise<ProcessBat
     };
 
     const done = new Set(plan.doneSegments);
-    const windowEnd = Math.min(plan.segments, firstSegment + tuning.segmentsPerRun);
+    const runEnd = firstSegment + tuning.segmentsPerRun;
+    // An upload still streaming (invalid_items: record) adds segments while the run goes: the record's count is read
+    // again (an activity) whenever the run has scheduled every segment stored so far.
+    let uploadOpen = plan.uploadOpen === true;
     // The server may suggest continuing as new early (history size); a run always makes some progress first.
     const suggestedToContinue = () => workflowInfo().continueAsNewSuggested && progress.nextSegment > firstSegment;
-    while (progress.nextSegment < windowEnd && !stopping() && !suggestedToContinue()) {
-      const segment = progress.nextSegment;
-      progress.nextSegment += 1;
-      if (done.has(segment)) continue;
-      progress.runningSegments += 1;
-      void runSegment(segment);
-      await condition(() => progress.runningSegments < tuning.parallelism || stopping());
+    for (;;) {
+      while (progress.nextSegment < Math.min(progress.segments, runEnd) && !stopping() && !suggestedToContinue()) {
+        const segment = progress.nextSegment;
+        progress.nextSegment += 1;
+        if (done.has(segment)) continue;
+        progress.runningSegments += 1;
+        void runSegment(segment);
+        await condition(() => progress.runningSegments < tuning.parallelism || stopping());
+      }
+      if (!uploadOpen || stopping() || suggestedToContinue() || progress.nextSegment >= runEnd) break;
+      const known = await storage.awaitSegments({ batchKey, known: progress.segments });
+      progress.segments = Math.max(progress.segments, known.segments);
+      uploadOpen = known.uploadOpen;
+      if (!known.schedules) halted = true;
     }
     // Running segments finish, also on cancel: their outcomes are recorded and counted.
     progress.phase = 'draining';
     await condition(() => progress.runningSegments === 0 || expired);
     // Past the deadline, segments writing now get a short grace to be counted (domain/lifecycle.ts).
     if (expired && progress.runningSegments > 0) await condition(() => progress.runningSegments === 0, expiryGraceMs);
-    if (!stopping() && progress.nextSegment < plan.segments) {
+    if (!stopping() && (progress.nextSegment < progress.segments || uploadOpen)) {
       // Starting afresh keeps every run's history bounded, whatever the batch size.
       await continueAsNew<typeof processBatch>({ batchKey, nextSegment: progress.nextSegment });
     }

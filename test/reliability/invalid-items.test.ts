@@ -1,0 +1,164 @@
+// `invalid_items: "record"` on embedded defaults: invalid lines become per-item failures naming their line, the rest
+// are stored, and processing overlaps the upload. The client streams its body and, part-way, holds the rest back
+// until the batch resource shows processed items while its upload is still open: the overlap is observed, not
+// inferred from timings. A client that disconnects mid-upload leaves a cancelled batch with its processed items kept.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { apiClient, type BatchJson, memory } from '../support/api-client.ts';
+import { tempDir } from '../support/local-context.ts';
+import { serverProcess, type ServerProcess } from '../support/server-process.ts';
+import { commonEnv, testKeys } from '../e2e/http.suite.ts';
+
+type StreamedBatch = BatchJson & { upload: { complete: boolean; received: number }; invalid_items: string };
+
+const lines = 100_000;
+// 37 invalid lines spread through the file (1-based line numbers), each broken in a different way.
+const badLines = Array.from({ length: 37 }, (_, k) => 1 + Math.floor(((k + 0.5) * lines) / 37));
+const breakages: ((i: number) => string)[] = [
+  () => '{"content": "cut off',
+  (i) => JSON.stringify({ type: 'note', external_id: `ext-${i}` }),
+  (i) => JSON.stringify({ content: 42, external_id: `ext-${i}` }),
+  (i) => JSON.stringify({ content: 'unknown field', colour: 'red', external_id: `ext-${i}` }),
+];
+
+/**
+ * An NDJSON body of `count` lines built by `line(i)` (0-based), sent in chunks of 500 lines. After `holdAfter` lines
+ * it waits for `release` before sending more, and it errors (a dropped connection) instead of ending when `cut`.
+ */
+function slowBody(count: number, line: (i: number) => string, holdAfter: number, release: Promise<void>, cut = false) {
+  const encoder = new TextEncoder();
+  let next = 0;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (next === holdAfter) await release;
+      if (next >= count) {
+        if (cut) controller.error(new Error('client went away'));
+        else controller.close();
+        return;
+      }
+      const chunk: string[] = [];
+      for (let end = Math.min(count, next + 500, next < holdAfter ? holdAfter : count); next < end; next += 1) chunk.push(line(next));
+      controller.enqueue(encoder.encode(chunk.join('\n') + '\n'));
+    },
+  });
+}
+
+/** Polls the batch until `predicate` holds; a 404 is "not recorded yet" (the first segment is not stored yet). */
+async function waitForStreamed(client: ReturnType<typeof apiClient>, id: string, predicate: (batch: StreamedBatch) => boolean, timeoutMs: number) {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    const response = await client.request(`/v1/batch/${id}`);
+    if (response.status !== 404) {
+      expect(response.status).toBe(200);
+      const batch = (await response.json()) as StreamedBatch;
+      if (predicate(batch)) return batch;
+      last = batch;
+    } else await response.body?.cancel();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`batch ${id} never matched; last seen ${JSON.stringify(last)}`);
+}
+
+describe('invalid_items: record on embedded defaults', () => {
+  const keys = testKeys();
+  const dir = tempDir();
+  let server: ServerProcess;
+  let client: ReturnType<typeof apiClient>;
+
+  beforeAll(async () => {
+    server = await serverProcess({ ...commonEnv(keys), BATCHMEM_DATA_DIR: dir.path, BATCHMEM_MAX_MEMORIES: String(lines) });
+    await server.start();
+    client = apiClient(server.url, keys[0]!.key);
+  });
+  afterAll(async () => {
+    await server?.stop();
+    dir.remove();
+  });
+
+  it('stores 99,963 of 100,000 lines, fails the 37 invalid ones with their line numbers, and processes while the upload streams', async () => {
+    const bad = new Map(badLines.map((line, k) => [line, breakages[k % breakages.length]!]));
+    const line = (i: number) => bad.get(i + 1)?.(i) ?? JSON.stringify(memory(i));
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => { release = resolve; });
+    const submitted = client.submitNdjson(slowBody(lines, line, 30_000, released), '?batch_id=record-100k&invalid_items=record');
+    submitted.catch(() => undefined); // awaited below; a failure there is the test's
+
+    // The body is held back after 30,000 lines: the batch must be processing what it has while the upload is open.
+    let during: StreamedBatch;
+    try {
+      during = await waitForStreamed(client, 'record-100k', (batch) => batch.request_counts.processed > 0, 60_000);
+    } finally {
+      release();
+    }
+    expect(during.upload.complete).toBe(false);
+    expect(during.upload.received).toBeLessThanOrEqual(30_000);
+    expect(during.request_counts.total).toBe(during.upload.received);
+    expect(during.status).toBe('processing');
+    expect(during.invalid_items).toBe('record');
+
+    const response = await submitted;
+    expect(response.status, await response.clone().text()).toBe(202);
+    const final = (await client.waitForFinal('record-100k', 120_000)) as StreamedBatch;
+    expect(final.status).toBe('completed');
+    expect(final.upload).toEqual({ complete: true, received: lines });
+    expect(final.request_counts).toMatchObject({ total: lines, processed: lines, succeeded: lines - 37, failed: 37, created: lines - 37 });
+
+    const errors = await client.all<{ index: number; external_id: string | null; error: string }>('/v1/batch/record-100k/errors');
+    expect(errors.map((e) => e.index)).toEqual(badLines.map((line) => line - 1));
+    for (const [k, error] of errors.entries()) {
+      expect(error.error).toMatch(new RegExp(`^line ${badLines[k]} is invalid: `));
+      // The external id is kept when it could be read (every breakage but the cut-off JSON has one).
+      expect(error.external_id).toBe(k % breakages.length === 0 ? null : `ext-${badLines[k]! - 1}`);
+    }
+    expect(errors[1]!.error).toContain('content');
+    expect(errors[3]!.error).toMatch(/colour|unrecognized/i);
+  }, 180_000);
+
+  it('cancels a batch whose client disconnects mid-upload, keeping the items it processed', async () => {
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => { release = resolve; });
+    const controller = new AbortController();
+    const submitted = client
+      .request('/v1/memory/batch?batch_id=record-cut&invalid_items=record', {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-ndjson' },
+        body: slowBody(20_000, (i) => JSON.stringify(memory(i, 'cut')), 5_000, released, true),
+        duplex: 'half',
+        signal: controller.signal,
+      } as RequestInit)
+      .catch((error: unknown) => error);
+    try {
+      await waitForStreamed(client, 'record-cut', (batch) => batch.request_counts.processed > 0, 60_000);
+    } finally {
+      controller.abort();
+      release();
+    }
+    await submitted;
+    const final = (await client.waitForFinal('record-cut', 60_000)) as StreamedBatch;
+    expect(final.status).toBe('cancelled');
+    expect(final.error).toMatch(/upload ended before the body was complete/);
+    expect(final.upload.complete).toBe(false);
+    expect(final.request_counts.total).toBe(final.upload.received);
+    expect(final.request_counts.processed).toBeGreaterThan(0);
+    expect(final.request_counts.succeeded).toBe(final.request_counts.processed);
+    // What was processed is stored and listed.
+    const results = await client.all<{ index: number; status: string }>('/v1/batch/record-cut/results');
+    expect(results.filter((r) => r.status === 'succeeded').length).toBe(final.request_counts.succeeded);
+  }, 120_000);
+
+  it('records invalid memories of a JSON body whose invalid_items follows the memories; reject (default) still refuses', async () => {
+    const memories = Array.from({ length: 50 }, (_, i) => (i % 20 === 7 ? { content: '' , external_id: `json-${i}` } : memory(i, 'json')));
+    const recorded = await client.submitJson({ memories, batch_id: 'record-json', invalid_items: 'record' });
+    expect(recorded.status, await recorded.clone().text()).toBe(202);
+    const final = (await client.waitForFinal('record-json', 60_000)) as StreamedBatch;
+    expect(final.request_counts).toMatchObject({ total: 50, succeeded: 47, failed: 3 });
+    const errors = await client.all<{ index: number; external_id: string | null; error: string }>('/v1/batch/record-json/errors');
+    expect(errors.map((e) => [e.index, e.external_id])).toEqual([[7, 'json-7'], [27, 'json-27'], [47, 'json-47']]);
+    expect(errors[0]!.error).toMatch(/^memories\.7 is invalid: .*content/);
+
+    const rejected = await client.submitJson({ memories, batch_id: 'reject-json' });
+    expect(rejected.status).toBe(400);
+    expect(((await rejected.json()) as { errors: { path: string }[] }).errors[0]!.path).toBe('memories.7.content');
+    expect((await client.request('/v1/batch/reject-json')).status).toBe(404);
+  }, 60_000);
+});
