@@ -1,5 +1,5 @@
 // 7. The HTTP pipeline sink (BATCHMEM_SINK=http): end-to-end throughput of `batchmem serve` forwarding every memory to
-// a loopback NDJSON receiver, divided by that receiver's raw accept rate measured in the same run (a plain client
+// a loopback NDJSON receiver (submitted with `invalid_items: record`, so delivery overlaps the upload), divided by that receiver's raw accept rate measured in the same run (a plain client
 // sending the same memories, pre-built and signed, in the same chunks and with the same concurrency).
 import { randomBytes } from 'node:crypto';
 import { Agent, request } from 'undici';
@@ -88,7 +88,8 @@ async function endToEnd(
   try {
     const chunks = ndjsonChunks(memories);
     const start = performance.now();
-    const response = await server.api.submitNdjson(streamOf(chunks));
+    // invalid_items: record, so that delivery starts with the first stored segment and overlaps the upload.
+    const response = await server.api.submitNdjson(streamOf(chunks), '?invalid_items=record');
     if (response.status !== 202) throw new Error(`submit answered ${response.status}: ${(await response.text()).slice(0, 500)}`);
     const { id } = (await response.json()) as { id: string };
     const acceptedAt = performance.now();

@@ -87,6 +87,20 @@ function throughput(section: Section<ThroughputResult>, temporal: Section<Tempor
       `**${t.ratio.toFixed(2)}** (${t.ratioRange[0].toFixed(2)}–${t.ratioRange[1].toFixed(2)})`,
       `≥ ${t.target}: ${met(t.ratio >= t.target)}`,
     ]);
+    if (t.record) {
+      const r = t.record;
+      rows.push([
+        'embedded defaults, `invalid_items: record` (processing overlaps the upload)',
+        int(t.memories),
+        int(r.memoriesPerSecond),
+        int(t.sinkMemoriesPerSecond),
+        `**${r.ratio.toFixed(2)}** (${r.ratioRange[0].toFixed(2)}–${r.ratioRange[1].toFixed(2)})`,
+        `≥ ${r.target}: ${met(r.ratio >= r.target)}`,
+      ]);
+      notes.push(
+        `With \`invalid_items: record\`, median of ${r.runs.length} runs: the upload takes ${median(r.runs.map((run) => run.submitSeconds)).toFixed(1)} s (POST until 202) and processing ends ${median(r.runs.map((run) => run.processSeconds)).toFixed(1)} s after it; segments are processed as they are stored.`,
+      );
+    }
     notes.push(
       `Embedded, median of ${t.repeats} runs: submit (POST until 202: stream, validate, compress, store segments) ${median(e2e.map((r) => r.submitSeconds)).toFixed(1)} s, ` +
         `processing (202 until \`completed\`) ${median(e2e.map((r) => r.processSeconds)).toFixed(1)} s; the processing phase alone runs at ${t.processOnlyRatio.toFixed(2)} of the sink's raw rate.`,
@@ -241,7 +255,7 @@ function httpSink(section: Section<HttpSinkResult> | undefined): string {
     `≥ ${h.target}: ${met(r.ratio >= h.target)}`,
   ]);
   return [
-    `Memories per second from the start of the submit request to \`completed\`, through \`batchmem serve\` with \`BATCHMEM_SINK=http\` (signed NDJSON, ${h.chunkSize} memories a request, ${h.concurrency} in flight, no rate limit) to a loopback receiver, divided by the same receiver's raw accept rate: a plain client sending the same memories, pre-built and signed, in the same chunks with the same concurrency. Measured in turns, ${h.repeats} times each; the ratio is of the medians (the range is of each pair).`,
+    `Memories per second from the start of the submit request to \`completed\`, through \`batchmem serve\` with \`BATCHMEM_SINK=http\`, submitted with \`invalid_items: record\` so that delivery starts with the first stored segment while the upload streams (signed NDJSON, ${h.chunkSize} memories a request, ${h.concurrency} in flight, no rate limit) to a loopback receiver, divided by the same receiver's raw accept rate: a plain client sending the same memories, pre-built and signed, in the same chunks with the same concurrency. Measured in turns, ${h.repeats} times each; the ratio is of the medians (the range is of each pair).`,
     '',
     table(['receiver', 'N', 'end to end /s', 'receiver raw /s', 'ratio (range)', 'delivery only (202 to completed)', 'target'], rows),
   ].join('\n');

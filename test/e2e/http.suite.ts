@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectCounts, apiClient, type ApiClient, memory, ndjsonStream } from '../support/api-client.ts';
 import { serverProcess, type ServerProcess } from '../support/server-process.ts';
+import { gate, heldBody, type StreamedBatch, waitForStreamed } from '../support/streamed-upload.ts';
 import { webhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.ts';
 
 export interface E2eBackend {
@@ -112,6 +113,33 @@ export function httpEndToEndSuite(name: string, openBackend: () => Promise<E2eBa
       const results = await a.all<{ index: number; status: string }>(`/v1/batch/${id}/results`, 77);
       expect(results.map((r) => r.index)).toEqual(Array.from({ length: 500 }, (_, i) => i));
       expect(results.filter((r) => r.status === 'failed')).toHaveLength(10);
+    });
+
+    it('with invalid_items record, processes while the upload streams and fails the invalid lines by line number', async () => {
+      const count = 12_000;
+      const badLines = [5, 3_001, 6_500, 9_999, 12_000];
+      const line = (i: number) => (badLines.includes(i + 1) ? JSON.stringify({ content: '', external_id: `streamed-${i}` }) : JSON.stringify(memory(i, 'streamed')));
+      const { opened, open } = gate();
+      const submitted = a.submitNdjson(heldBody(count, line, 4_000, opened), '?batch_id=streamed-record&invalid_items=record');
+      submitted.catch(() => undefined); // awaited below
+      let during: StreamedBatch;
+      try {
+        during = await waitForStreamed(a, 'streamed-record', (batch) => batch.request_counts.processed > 0, 60_000);
+      } finally {
+        open();
+      }
+      expect(during).toMatchObject({ status: 'processing', invalid_items: 'record', upload: { complete: false } });
+      expect(during.request_counts.total).toBe(during.upload.received);
+      expect(during.upload.received).toBeLessThanOrEqual(4_000);
+      const response = await submitted;
+      expect(response.status, await response.clone().text()).toBe(202);
+      const done = (await a.waitForFinal('streamed-record', 120_000)) as StreamedBatch;
+      expect(done.status).toBe('completed');
+      expect(done.upload).toEqual({ complete: true, received: count });
+      expectCounts(done.request_counts, { total: count, processed: count, succeeded: count - badLines.length, failed: badLines.length, expired: 0 });
+      const errors = await a.all<{ index: number; external_id: string | null; error: string }>('/v1/batch/streamed-record/errors');
+      expect(errors.map((e) => [e.index, e.external_id])).toEqual(badLines.map((n) => [n - 1, `streamed-${n - 1}`]));
+      expect(errors.every((e, k) => e.error.startsWith(`line ${badLines[k]} is invalid: `) && e.error.includes('content'))).toBe(true);
     });
 
     it('follows progress over Server-Sent Events until a final done event', async () => {

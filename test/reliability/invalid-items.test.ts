@@ -3,12 +3,11 @@
 // until the batch resource shows processed items while its upload is still open: the overlap is observed, not
 // inferred from timings. A client that disconnects mid-upload leaves a cancelled batch with its processed items kept.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { apiClient, type BatchJson, memory } from '../support/api-client.ts';
+import { apiClient, memory } from '../support/api-client.ts';
+import { gate, heldBody, type StreamedBatch, waitForStreamed } from '../support/streamed-upload.ts';
 import { tempDir } from '../support/local-context.ts';
 import { serverProcess, type ServerProcess } from '../support/server-process.ts';
 import { commonEnv, testKeys } from '../e2e/http.suite.ts';
-
-type StreamedBatch = BatchJson & { upload: { complete: boolean; received: number }; invalid_items: string };
 
 const lines = 100_000;
 // 37 invalid lines spread through the file (1-based line numbers), each broken in a different way.
@@ -19,45 +18,6 @@ const breakages: ((i: number) => string)[] = [
   (i) => JSON.stringify({ content: 42, external_id: `ext-${i}` }),
   (i) => JSON.stringify({ content: 'unknown field', colour: 'red', external_id: `ext-${i}` }),
 ];
-
-/**
- * An NDJSON body of `count` lines built by `line(i)` (0-based), sent in chunks of 500 lines. After `holdAfter` lines
- * it waits for `release` before sending more, and it errors (a dropped connection) instead of ending when `cut`.
- */
-function slowBody(count: number, line: (i: number) => string, holdAfter: number, release: Promise<void>, cut = false) {
-  const encoder = new TextEncoder();
-  let next = 0;
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      if (next === holdAfter) await release;
-      if (next >= count) {
-        if (cut) controller.error(new Error('client went away'));
-        else controller.close();
-        return;
-      }
-      const chunk: string[] = [];
-      for (let end = Math.min(count, next + 500, next < holdAfter ? holdAfter : count); next < end; next += 1) chunk.push(line(next));
-      controller.enqueue(encoder.encode(chunk.join('\n') + '\n'));
-    },
-  });
-}
-
-/** Polls the batch until `predicate` holds; a 404 is "not recorded yet" (the first segment is not stored yet). */
-async function waitForStreamed(client: ReturnType<typeof apiClient>, id: string, predicate: (batch: StreamedBatch) => boolean, timeoutMs: number) {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    const response = await client.request(`/v1/batch/${id}`);
-    if (response.status !== 404) {
-      expect(response.status).toBe(200);
-      const batch = (await response.json()) as StreamedBatch;
-      if (predicate(batch)) return batch;
-      last = batch;
-    } else await response.body?.cancel();
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(`batch ${id} never matched; last seen ${JSON.stringify(last)}`);
-}
 
 describe('invalid_items: record on embedded defaults', () => {
   const keys = testKeys();
@@ -78,9 +38,8 @@ describe('invalid_items: record on embedded defaults', () => {
   it('stores 99,963 of 100,000 lines, fails the 37 invalid ones with their line numbers, and processes while the upload streams', async () => {
     const bad = new Map(badLines.map((line, k) => [line, breakages[k % breakages.length]!]));
     const line = (i: number) => bad.get(i + 1)?.(i) ?? JSON.stringify(memory(i));
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => { release = resolve; });
-    const submitted = client.submitNdjson(slowBody(lines, line, 30_000, released), '?batch_id=record-100k&invalid_items=record');
+    const { opened: released, open: release } = gate();
+    const submitted = client.submitNdjson(heldBody(lines, line, 30_000, released), '?batch_id=record-100k&invalid_items=record');
     submitted.catch(() => undefined); // awaited below; a failure there is the test's
 
     // The body is held back after 30,000 lines: the batch must be processing what it has while the upload is open.
@@ -115,14 +74,13 @@ describe('invalid_items: record on embedded defaults', () => {
   }, 180_000);
 
   it('cancels a batch whose client disconnects mid-upload, keeping the items it processed', async () => {
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => { release = resolve; });
+    const { opened: released, open: release } = gate();
     const controller = new AbortController();
     const submitted = client
       .request('/v1/memory/batch?batch_id=record-cut&invalid_items=record', {
         method: 'POST',
         headers: { 'content-type': 'application/x-ndjson' },
-        body: slowBody(20_000, (i) => JSON.stringify(memory(i, 'cut')), 5_000, released, true),
+        body: heldBody(20_000, (i) => JSON.stringify(memory(i, 'cut')), 5_000, released, true),
         duplex: 'half',
         signal: controller.signal,
       } as RequestInit)
