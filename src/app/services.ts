@@ -9,6 +9,7 @@ import type { Orchestrator } from '../ports/orchestrator.ts';
 import type { PayloadStore } from '../ports/payload-store.ts';
 import type { WebhookNotifier } from '../ports/webhook-notifier.ts';
 import type { Observer } from './observer.ts';
+import type { LeftoverPayloads } from './processing/payload-leftovers.ts';
 
 export interface Ports {
   batches: BatchRepository;
@@ -44,6 +45,8 @@ export interface Settings {
 export interface Services extends Ports {
   settings: Settings;
   observer?: Observer | undefined;
+  /** Where uploads that could not be deleted at once wait for a later sweep; without it they are only dropped. */
+  leftovers?: LeftoverPayloads | undefined;
 }
 
 /** Use cases that start or stop work also need the orchestrator. */

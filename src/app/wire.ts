@@ -21,6 +21,7 @@ import type { Logger } from './logger.ts';
 import { expiryIntervalMs, scheduleExpiry } from './processing/expire-payloads.ts';
 import type { Observer } from './observer.ts';
 import type { Telemetry } from './telemetry.ts';
+import { LeftoverPayloads, scheduleLeftoverSweep } from './processing/payload-leftovers.ts';
 
 export function settingsFrom(config: Config): Settings {
   return {
@@ -217,6 +218,9 @@ async function orchestrator(
   }
 }
 
+/** How often the API process retries deleting the segments of refused uploads it could not delete at once. */
+const leftoverSweepIntervalMs = 60_000;
+
 /** Everything the API process needs. */
 export async function buildRuntime(
   config: Config,
@@ -225,10 +229,16 @@ export async function buildRuntime(
   telemetry?: Telemetry,
   decorate?: AdapterDecorators,
 ): Promise<Runtime> {
-  const services = await buildContext(config, observer, decorate);
+  const leftovers = new LeftoverPayloads({
+    // The error names the keys still there; the segments of a refused upload hold no secret.
+    left: (prefix, error) => logger.warn({ prefix, err: error }, 'could not delete the segments of a refused upload; a sweep will retry'),
+    removed: (prefix, objects) => logger.info({ prefix, objects }, 'deleted the segments of a refused upload left behind earlier'),
+  });
+  const services: Services = { ...(await buildContext(config, observer, decorate)), leftovers };
   const retentionMs = config.BATCHMEM_PAYLOAD_RETENTION;
   const orchestration = await orchestrator(config, services, logger, telemetry);
   let expiry: { stop(): Promise<void> } | undefined;
+  const leftoverSweep = scheduleLeftoverSweep(leftovers, services.payloads, leftoverSweepIntervalMs);
   return {
     services: { ...services, orchestrator: orchestration.orchestrator },
     async startBackground() {
@@ -245,6 +255,7 @@ export async function buildRuntime(
       });
     },
     async close() {
+      await leftoverSweep.stop();
       await expiry?.stop();
       await orchestration.orchestrator.close();
       await Promise.allSettled([services.batches.close(), services.payloads.close(), services.sink.close()]);

@@ -10,6 +10,11 @@
 // a FULL_OBJECT checksum. Stores that reject conditional writes with 501 NotImplemented are handled by a HEAD-first
 // fallback (racy between two writers of the same key, which the app never has: a segment has one writer).
 //
+// DeleteObjects carries `Content-MD5`: the SDK's default integrity protection sends a CRC32 checksum instead, and
+// several S3-compatible stores refuse a multi-object delete without the MD5 (400 InvalidRequest). A store that refuses
+// the batch delete anyway (some do not implement it: 501) gets one DeleteObject per key; keys that could not be
+// removed either way are named in the error, for the caller to log and sweep later.
+//
 // Segments are single PutObjects: they are bounded by BATCHMEM_SEGMENT_MAX_BYTES (at most 64 MiB raw), far below
 // the 5 GiB single-request limit, and a single request keeps If-None-Match and the full-object checksum simple.
 import { createHash } from 'node:crypto';
@@ -17,6 +22,7 @@ import {
   ChecksumAlgorithm,
   ChecksumMode,
   CreateBucketCommand,
+  DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadBucketCommand,
@@ -69,6 +75,12 @@ function code(error: unknown): string | undefined {
   return failure?.Code ?? (failure?.name === 'Error' ? undefined : failure?.name);
 }
 
+/** A refusal of the request itself (not of access, not an outage): worth trying the same deletes one key at a time. */
+const refusesBatchDelete = (error: unknown) => {
+  const answered = status(error);
+  return answered === 501 || (answered !== undefined && answered >= 400 && answered < 500 && answered !== 403 && answered !== 404);
+};
+
 const isNotFound = (error: unknown) => status(error) === 404 || code(error) === 'NoSuchKey' || code(error) === 'NotFound';
 
 export class S3PayloadStore implements PayloadStore {
@@ -100,6 +112,17 @@ export class S3PayloadStore implements PayloadStore {
     });
     // Readiness answers now, with the real reason, instead of waiting out an outage.
     this.#checkClient = new S3Client({ ...config, maxAttempts: 1 });
+    this.#client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const request = args.request as { headers?: Record<string, string>; body?: unknown };
+        if (context.commandName === 'DeleteObjectsCommand' && request.headers && typeof request.body === 'string') {
+          request.headers['content-md5'] = createHash('md5').update(request.body).digest('base64');
+        }
+        return next(args);
+      },
+      // After the body is serialised, before the request is signed.
+      { step: 'build', name: 'batchmemDeleteObjectsContentMd5' },
+    );
   }
 
   async put(key: string, body: Uint8Array, info: PayloadObjectInfo): Promise<void> {
@@ -209,17 +232,14 @@ export class S3PayloadStore implements PayloadStore {
           ...(continuationToken ? { ContinuationToken: continuationToken } : {}),
         }),
       );
-      const keys = (page.Contents ?? []).flatMap((object) => (object.Key ? [{ Key: object.Key }] : []));
+      const keys = (page.Contents ?? []).flatMap((object) => (object.Key ? [object.Key] : []));
       if (keys.length > 0) {
-        const result = await this.#client.send(
-          new DeleteObjectsCommand({ Bucket: this.#bucket, Delete: { Objects: keys, Quiet: true } }),
-        );
-        const failures = result.Errors ?? [];
-        if (failures.length > 0) {
-          const first = failures[0]!;
+        const left = await this.#deleteKeys(keys);
+        if (left.length > 0) {
+          const named = left.slice(0, 5).map(({ key, reason }) => `${key}: ${reason}`).join('; ');
           throw new Error(
-            `could not delete ${failures.length} of ${keys.length} objects under ${this.#where}/${folder}: ` +
-              `${first.Key}: ${first.Code} ${first.Message ?? ''}`.trim(),
+            `could not delete ${left.length} of ${keys.length} objects under ${this.#where}/${folder} ` +
+              `(${named}${left.length > 5 ? '; ...' : ''})`,
           );
         }
         removed += keys.length;
@@ -227,6 +247,32 @@ export class S3PayloadStore implements PayloadStore {
       continuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (continuationToken);
     return removed;
+  }
+
+  /** Deletes `keys` (at most one page); returns the ones still there, with why. */
+  async #deleteKeys(keys: string[]): Promise<Array<{ key: string; reason: string }>> {
+    try {
+      const result = await this.#client.send(
+        new DeleteObjectsCommand({ Bucket: this.#bucket, Delete: { Objects: keys.map((Key) => ({ Key })), Quiet: true } }),
+      );
+      return (result.Errors ?? []).map((failure) => ({ key: failure.Key ?? '?', reason: `${failure.Code ?? ''} ${failure.Message ?? ''}`.trim() }));
+    } catch (error) {
+      if (!refusesBatchDelete(error)) throw error;
+    }
+    // The store refused the multi-object delete: one request per key, a few at a time.
+    const left: Array<{ key: string; reason: string }> = [];
+    const queue = [...keys];
+    const worker = async () => {
+      for (let key = queue.shift(); key !== undefined; key = queue.shift()) {
+        try {
+          await this.#client.send(new DeleteObjectCommand({ Bucket: this.#bucket, Key: key }));
+        } catch (error) {
+          if (!isNotFound(error)) left.push({ key, reason: this.#describe(error) });
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: 8 }, worker));
+    return left;
   }
 
   async check(): Promise<void> {

@@ -16,6 +16,7 @@ import { BodyFingerprint, dedupeBatchIds, withinWindow } from '../../domain/idem
 import { ExternalIdTracker, type MemoryAttributes, type MemoryItem, memoryItemSchema, onExistingModes, type OnExisting, tenantConflict, validateMemoryItem } from '../../domain/memory.ts';
 import { type FailureLimits, parseFailureLimits } from '../../domain/failure-limits.ts';
 import { checkWebhookUrl } from '../../domain/webhook-address.ts';
+import { discardUpload } from '../processing/payload-leftovers.ts';
 import type { OrchestratedServices } from '../services.ts';
 import { changeBatch } from '../change-batch.ts';
 import { withSpan } from '../tracing.ts';
@@ -169,9 +170,11 @@ export async function submitBatch(services: OrchestratedServices, input: SubmitI
     })) ?? live;
     if (refused) closed = true;
   };
+  // The client's answer is the outcome of its request: a cleanup that fails is reported and swept later, not answered.
+  const removeUpload = () => discardUpload(services.payloads, services.leftovers, prefix);
   const discard = async (error: AppError) => {
     if (live) return abandon(live, error);
-    await services.payloads.deletePrefix(prefix);
+    await removeUpload();
     return err(error);
   };
   /** A streamed batch whose body failed part-way: it is cancelled with what it processed (its segments stay). */
@@ -227,7 +230,7 @@ export async function submitBatch(services: OrchestratedServices, input: SubmitI
       await abandon(live, { kind: 'backend_unavailable', detail: 'the upload could not be stored' }).catch(() => undefined);
       throw cause;
     }
-    await services.payloads.deletePrefix(prefix).catch(() => undefined);
+    await removeUpload();
     throw cause;
   }
 
@@ -272,7 +275,7 @@ export async function submitBatch(services: OrchestratedServices, input: SubmitI
     for (const candidateId of [ids.current, ids.previous]) {
       const earlier = await services.batches.get(batchKey(input.tenant.organization, candidateId));
       if (earlier && withinWindow(earlier.createdAt, nowMs, windowMs)) {
-        await services.payloads.deletePrefix(prefix);
+        await removeUpload();
         return ok({ batch: await ensureStarted(services, earlier), created: false, replayed: true });
       }
     }
@@ -287,13 +290,13 @@ export async function submitBatch(services: OrchestratedServices, input: SubmitI
     recorded = await services.batches.create(candidate);
   } catch (cause) {
     // The batch store failed (locked, down): no record points at these segments, so they must not stay behind.
-    await services.payloads.deletePrefix(prefix).catch(() => undefined);
+    await removeUpload();
     throw new AppFailure({ kind: 'backend_unavailable', detail: 'the batch store could not record the batch; nothing was kept, retry later' }, cause);
   }
   const { created, batch } = recorded;
   if (!created) {
     // A repeated submission: the first one's payload is the batch; this copy is not needed.
-    await services.payloads.deletePrefix(prefix);
+    await removeUpload();
     if (options.idempotencyKey && !options.batchId && batch.fingerprint && batch.fingerprint !== bodySha256) {
       // Answering the old batch would tell the client its new request was done.
       return err({ kind: 'idempotency_key_reused', detail: 'this Idempotency-Key was used for a different request body; use a new key for a new batch' });
