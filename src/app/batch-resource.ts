@@ -27,7 +27,7 @@ export const MetadataDoc = z
  */
 const BatchStatusDoc = z.enum(batchStatuses).openapi({
   description:
-    'pending -> processing -> completed | failed; pending or processing -> cancelling -> cancelled; pending or processing -> expired (the completion window passed)',
+    'pending -> processing -> completed | failed; pending or processing -> cancelling -> cancelled; pending or processing -> expired (the completion window passed); completed or failed -> processing again on a retry (POST /v1/batch/{id}/retry)',
   'x-final': [...finalStatuses],
   'x-unfinished': [...unfinishedStatuses],
   'x-cancellable': [...cancellableStatuses],
@@ -85,6 +85,7 @@ export const batchResourceSchema = z
         received: z.number().int().openapi({ description: 'Memories stored so far (invalid ones recorded included)' }),
       })
       .openapi({ description: 'The upload: with invalid_items record, processing starts while it still streams; request_counts.total is final once complete' }),
+    redrives: z.number().int().openapi({ description: 'Times the batch was retried (POST /v1/batch/{id}/retry); 0 for none' }),
     progress_version: z.number().int().openapi({ description: 'Grows with every status change and item outcome: the SSE event id of this state' }),
     batch_id: z.string().openapi({ description: 'Papr: the same as id' }),
     code: z.number().int().openapi({ description: 'Papr: 202 while unfinished, 200 once final' }),
@@ -152,6 +153,7 @@ export function batchResource(batch: Batch, written: WriteCounts, errors: PaprIt
     max_failed_percent: batch.failureLimits?.maxFailedPercent ?? null,
     invalid_items: batch.invalidItems ?? defaultInvalidItems,
     upload: batch.upload ? { ...batch.upload } : { complete: true, received: batch.counts.total },
+    redrives: batch.redrives ?? 0,
     /** The SSE event id of this state (see `progressVersion`). */
     progress_version: progressVersion(batch),
   };

@@ -29,6 +29,8 @@ export class LocalOrchestrator implements Orchestrator {
   readonly #options: LocalOrchestratorOptions;
   readonly #running = new Map<string, AbortController>();
   readonly #scheduler: FairShareScheduler;
+  /** Started again while running (a redrive of a batch whose run was still returning). */
+  readonly #again = new Set<string>();
   readonly #shutdown = new AbortController();
   readonly #deliveries = new Set<Promise<void>>();
   /** Runs that threw (a backend failing for a while), waiting to be tried again. */
@@ -54,9 +56,11 @@ export class LocalOrchestrator implements Orchestrator {
     return keys.length;
   }
 
-  async start(batchKey: string): Promise<{ workflowId: string }> {
-    if (!this.#running.has(batchKey) && !this.#shutdown.signal.aborted) this.#run(batchKey);
-    return { workflowId: workflowIdFor(batchKey) };
+  async start(batchKey: string, options: { redrive?: number } = {}): Promise<{ workflowId: string }> {
+    // A redrive may come while the run that just ended is still returning: it runs again right after.
+    if (this.#running.has(batchKey)) this.#again.add(batchKey);
+    else if (!this.#shutdown.signal.aborted) this.#run(batchKey);
+    return { workflowId: workflowIdFor(batchKey, options.redrive) };
   }
 
   async cancel(batchKey: string): Promise<void> {
@@ -125,6 +129,9 @@ export class LocalOrchestrator implements Orchestrator {
         if (end === 'finished') this.#deliver(key);
       })
       .catch((error: unknown) => this.#failed(key, error))
-      .finally(() => this.#running.delete(key));
+      .finally(() => {
+        this.#running.delete(key);
+        if (this.#again.delete(key) && !this.#shutdown.signal.aborted) this.#run(key);
+      });
   }
 }

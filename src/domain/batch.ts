@@ -66,6 +66,8 @@ export interface Batch {
   invalidItems?: InvalidItems | null | undefined;
   /** Present while (and after) an upload that processing overlaps: whether it ended, and the items stored so far. */
   upload?: UploadState | null | undefined;
+  /** Redrives (`POST /v1/batch/{id}/retry`) this batch has had; absent means none. */
+  redrives?: number | undefined;
 }
 
 /**
@@ -118,8 +120,9 @@ export function batchKey(organization: string, id: string): string {
   return createHash('sha256').update(organization).update('\0').update(id).digest('hex').slice(0, 32);
 }
 
-export function workflowIdFor(key: string): string {
-  return `batch-${key}`;
+/** The orchestrator's id of a batch's run: one per batch, and a new one for each redrive (a run is never reopened). */
+export function workflowIdFor(key: string, redrive = 0): string {
+  return redrive > 0 ? `batch-${key}-redrive-${redrive}` : `batch-${key}`;
 }
 
 export function compressionRatio(payload: PayloadInfo): number {

@@ -7,6 +7,8 @@
 //      │                   │
 //      └──expire─────────> expired        (the completion window passed first)
 //
+//   completed | failed ──reopen──> processing   (a redrive: POST /v1/batch/{id}/retry; see `reopen`)
+//
 // `completed` means every item reached an outcome (some may have failed); `failed` means the batch itself could not
 // be processed; `expired` means its completion window ended first: the items processed by then keep their outcome,
 // the others count as expired. Adding a status is a change here: the list, its transitions, and the step that enters it.
@@ -96,14 +98,56 @@ const statusDepth: Record<BatchStatus, number> = (() => {
   return depth;
 })();
 
+const maxStatusDepth = Math.max(...Object.values(statusDepth));
+
 /**
  * The batch's progress version: a number that grows with every change a watcher can see (a status change or an item
  * outcome) and with nothing else, so the same state gives the same number on every connection and every replica. It
  * is the SSE event id: a client resuming with `Last-Event-ID: n` has seen every state up to n. Stable once the batch
  * is final (its counts no longer move), so a final event id keeps meaning "final state seen".
+ *
+ * A redrive (`reopen`) moves the status back and then moves items from failed to succeeded without changing
+ * `processed`: each redrive adds a step larger than anything one run can add (`total` items plus the deepest status),
+ * and within a redrive `succeeded` counts too. Batches never redriven keep the numbers they always had.
  */
-export function progressVersion(batch: { status: BatchStatus; counts: Counts }): number {
-  return statusDepth[batch.status] + batch.counts.processed;
+export function progressVersion(batch: { status: BatchStatus; counts: Counts; redrives?: number | null | undefined }): number {
+  const base = statusDepth[batch.status] + batch.counts.processed;
+  const redrives = batch.redrives ?? 0;
+  if (redrives === 0) return base;
+  return base + redrives * (batch.counts.total + maxStatusDepth + 1) + batch.counts.succeeded;
+}
+
+/** A redrive may reopen a batch whose run ended with failed items (or items without an outcome) in these statuses. */
+const reopenableStatuses: readonly BatchStatus[] = ['completed', 'failed'];
+
+/** Why a batch cannot be redriven, typed: a status other than completed/failed, or nothing left to process. */
+export type ReopenRefusal =
+  | { kind: 'not_redrivable'; status: BatchStatus }
+  | { kind: 'nothing_to_redrive'; status: BatchStatus };
+
+/** The patch of a redrive: the status, the cleared end, the redrive's number and a webhook owed anew. */
+export interface ReopenPatch {
+  status: BatchStatus;
+  completedAt: null;
+  error: null;
+  redrives: number;
+}
+
+/**
+ * A redrive reopens a final batch: completed or failed -> processing, with `redrives` one more. Only the items whose
+ * outcome is `failed` (and those a stopped run never reached) are processed again; the others keep their outcome.
+ * Refused for a batch that is not final yet (it is still running: nothing to reopen), for cancelled or expired
+ * batches (the client ended them, or their window did), and when every item succeeded.
+ */
+export function reopen(batch: { status: BatchStatus; counts: Counts; redrives?: number | null | undefined }): Result<ReopenPatch, ReopenRefusal> {
+  if (!reopenableStatuses.includes(batch.status)) return err({ kind: 'not_redrivable', status: batch.status });
+  if (batch.counts.succeeded >= batch.counts.total) return err({ kind: 'nothing_to_redrive', status: batch.status });
+  return ok({ status: 'processing', completedAt: null, error: null, redrives: (batch.redrives ?? 0) + 1 });
+}
+
+/** A patch that is a redrive's reopen: from a reopenable status to processing with exactly the next redrive number. */
+function isReopen(current: { status: BatchStatus; redrives?: number | null | undefined }, patch: { status?: BatchStatus; redrives?: unknown }): boolean {
+  return reopenableStatuses.includes(current.status) && patch.status === 'processing' && patch.redrives === (current.redrives ?? 0) + 1;
 }
 
 /** The fields a status change writes besides the status. */
@@ -240,15 +284,19 @@ export function abandonUpload(
 
 /**
  * What a repository stores for `patch` applied to `current`: the record with the patch and the next version, or the
- * typed refusal when the patch changes the status in a way the lifecycle does not allow. Every adapter applies
+ * typed refusal when the patch changes the status in a way the lifecycle does not allow (a final status is left only
+ * by a redrive's `reopen`, whose patch carries the next redrive number). Every adapter applies
  * patches through this, under its compare-and-set on the version, so the status it checks is the status it replaces.
  * `total` (only an upload step writes it) sets `counts.total`; the other counters move only with segment outcomes.
  */
-export function applyPatch<B extends { status: BatchStatus; version: number; counts: Counts }>(
+export function applyPatch<B extends { status: BatchStatus; version: number; counts: Counts; redrives?: number | null | undefined }>(
   current: B,
   patch: Partial<Omit<B, 'version' | 'counts'>> & { total?: number },
 ): Result<B, IllegalTransition> {
-  if (patch.status !== undefined && patch.status !== current.status && !canTransition(current.status, patch.status)) {
+  if (
+    patch.status !== undefined && patch.status !== current.status && !canTransition(current.status, patch.status) &&
+    !isReopen(current, patch)
+  ) {
     return err({ kind: 'illegal_transition', from: current.status, to: patch.status });
   }
   const { total, ...fields } = patch;

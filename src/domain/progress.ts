@@ -79,6 +79,11 @@ export function addOutcome(counts: Counts, outcome: SegmentOutcome): Counts {
   };
 }
 
+/** A redrive's segment outcome: `recovered` items move from failed to succeeded; `processed` does not change. */
+export function addRecovered(counts: Counts, recovered: number): Counts {
+  return { ...counts, succeeded: counts.succeeded + recovered, failed: counts.failed - recovered };
+}
+
 export function progressFraction(counts: Counts): number {
   return counts.total === 0 ? 1 : Math.min(1, counts.processed / counts.total);
 }

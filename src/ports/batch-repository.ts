@@ -9,8 +9,19 @@ import type { Preparable } from './preparable.ts';
  * arrive. A status change comes from a lifecycle step (`begin`, `requestCancel`, `finish` in domain/lifecycle.ts).
  */
 export type BatchPatch = Partial<
-  Pick<Batch, 'status' | 'startedAt' | 'completedAt' | 'workflowId' | 'webhook' | 'error' | 'payload' | 'upload'>
+  Pick<Batch, 'status' | 'startedAt' | 'completedAt' | 'workflowId' | 'webhook' | 'error' | 'payload' | 'upload' | 'redrives'>
 > & { total?: number };
+
+/** One segment's outcome in a redrive: which of its failed items now succeeded, which failed again (and why). */
+export interface RedriveOutcome {
+  /** The redrive's number (`Batch.redrives` when it was reopened), 1 for the first. */
+  redrive: number;
+  segment: number;
+  /** Indexes of items that failed before and succeeded now. */
+  recovered: number[];
+  /** Items that failed again, with the error of this attempt. */
+  failedAgain: ItemError[];
+}
 
 /** A per-item failure kept for `GET /v1/batch/{id}/errors` and the results listing. */
 export interface ItemError {
@@ -76,6 +87,8 @@ export interface Page<T> {
  *   An outcome arriving once the batch is final (a segment still running when the batch expired) is not recorded
  *   either (`applied: false`): a final batch's counts never move.
  * - `list` pages newest first, filtered by organization and optionally status and metadata pairs; cursors are opaque.
+ * - A final batch is reopened only by a redrive (`reopen` in domain/lifecycle.ts, a patch carrying the next `redrives`);
+ *   its redrive outcomes then move items from failed to succeeded through `recordRedrive`.
  * - `delete` removes the record with its ledger and item errors; deleting a missing key is a no-op returning false.
  */
 export interface BatchRepository extends Preparable {
@@ -89,6 +102,15 @@ export interface BatchRepository extends Preparable {
     workerId: string,
   ): Promise<{ applied: boolean; counts: Counts }>;
   listSegments(key: string): Promise<SegmentRecord[]>;
+  /**
+   * A redrive's outcome for one segment, idempotent per (key, redrive, segment) like `recordSegment`: the first is
+   * applied atomically (each recovered item that had an item error loses it and moves from failed to succeeded,
+   * counted by the errors actually removed so the counts stay exact; an item failing again keeps its error with the
+   * new text); a repeat, or one arriving once the batch is final again, returns `applied: false` and changes nothing.
+   */
+  recordRedrive(key: string, outcome: RedriveOutcome, workerId: string): Promise<{ applied: boolean; counts: Counts }>;
+  /** Segments whose outcome in redrive `redrive` is recorded, ascending. */
+  listRedriveSegments(key: string, redrive: number): Promise<number[]>;
   listErrors(key: string, afterIndex: number, limit: number): Promise<ItemError[]>;
   list(organization: string, query: BatchListQuery): Promise<Page<Batch>>;
   /** Removes the batch record, its ledger and its item errors. True when something was removed. */

@@ -7,7 +7,11 @@
  *   Cancelling a batch that is not running is a no-op.
  */
 export interface Orchestrator {
-  start(batchKey: string): Promise<{ workflowId: string }>;
+  /**
+   * `redrive` (from 1) starts the run of a reopened batch under a workflow id of its own (`workflowIdFor`), since
+   * the first run's id is taken by a closed run; the input is still only the key.
+   */
+  start(batchKey: string, options?: { redrive?: number }): Promise<{ workflowId: string }>;
   cancel(batchKey: string): Promise<void>;
   check(): Promise<void>;
   close(): Promise<void>;

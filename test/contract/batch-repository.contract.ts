@@ -128,6 +128,40 @@ export function batchRepositoryContract(adapter: string, open: () => Promise<Rep
       expect((await repo.listErrors(batch.key, 4, 2)).map((e) => e.index)).toEqual([6, 8]);
     });
 
+    it('reopens a final batch only through a redrive, whose outcomes move failed items to succeeded exactly once', async () => {
+      const batch = newBatch({ status: 'processing', counts: { total: 50, processed: 0, succeeded: 0, failed: 0 } });
+      await repo.create(batch);
+      const errors = [1, 3, 5, 7].map((index) => ({ index, externalId: `r${index}`, error: 'store unavailable' }));
+      await repo.recordSegment(batch.key, { segment: 0, succeeded: 21, failed: 4 }, errors, 'w1');
+      await repo.recordSegment(batch.key, { segment: 1, succeeded: 25, failed: 0 }, [], 'w1');
+      const final = await changeBatch(repo, batch.key, (current) => finish(current, '2026-01-01T00:00:00.000Z').ok ? { status: 'completed', completedAt: '2026-01-01T00:00:00.000Z' } : undefined);
+      expect(final).toMatchObject({ status: 'completed' });
+      // Not a redrive (no next redrive number): refused as before.
+      expect(await repo.update(batch.key, final!.version, { status: 'processing' })).toMatchObject({ kind: 'illegal_transition' });
+      const reopened = await repo.update(batch.key, final!.version, { status: 'processing', completedAt: null, error: null, redrives: 1 });
+      expect(reopened).toMatchObject({ status: 'processing', redrives: 1, completedAt: null });
+      expect(await repo.get(batch.key)).toMatchObject({ status: 'processing', redrives: 1 });
+
+      // Items 1 and 5 succeed now, 3 and 7 fail again; 9 never failed and moves nothing. Delivered three times at once.
+      const outcome = { redrive: 1, segment: 0, recovered: [1, 5, 9], failedAgain: [3, 7].map((index) => ({ index, externalId: `r${index}`, error: 'still down' })) };
+      const deliveries = await Promise.all([1, 2, 3].map(() => repo.recordRedrive(batch.key, outcome, 'w2')));
+      expect(deliveries.filter((d) => d.applied)).toHaveLength(1);
+      expect((await repo.get(batch.key))?.counts).toEqual({ total: 50, processed: 50, succeeded: 48, failed: 2 });
+      expect(await repo.listErrors(batch.key, -1, 100)).toEqual([3, 7].map((index) => ({ index, externalId: `r${index}`, error: 'still down' })));
+      expect(await repo.listRedriveSegments(batch.key, 1)).toEqual([0]);
+      expect(await repo.listRedriveSegments(batch.key, 2)).toEqual([]);
+      // The first run's ledger is as it was.
+      expect((await repo.listSegments(batch.key)).map((s) => [s.segment, s.succeeded, s.failed])).toEqual([[0, 21, 4], [1, 25, 0]]);
+
+      // Final again: a late redrive outcome is not recorded.
+      const ended = await changeBatch(repo, batch.key, () => ({ status: 'completed', completedAt: '2026-01-02T00:00:00.000Z' }));
+      expect(ended).toMatchObject({ status: 'completed', redrives: 1 });
+      const late = await repo.recordRedrive(batch.key, { redrive: 1, segment: 1, recovered: [3, 7], failedAgain: [] }, 'w3');
+      expect(late).toEqual({ applied: false, counts: { total: 50, processed: 50, succeeded: 48, failed: 2 } });
+      expect(await repo.delete(batch.key)).toBe(true);
+      expect(await repo.listRedriveSegments(batch.key, 1)).toEqual([]);
+    });
+
     it("keeps the ledger's counts under any order and duplication of segment outcomes", async () => {
       // Segment outcomes, then a delivery order in which each appears at least once and any may repeat (a retried
       // or duplicated activity; a repeat may even carry other numbers, as a re-run against a changed sink could).
@@ -262,6 +296,12 @@ export function batchRepositoryContract(adapter: string, open: () => Promise<Rep
       const batch = newBatch({ completionWindow: '24h', expiresAt: '2026-01-02T00:00:00.000Z', metadata: { job: 'nightly-sync', source: 'crm' } });
       await repo.create(batch);
       expect(await repo.get(batch.key)).toMatchObject({ completionWindow: '24h', expiresAt: '2026-01-02T00:00:00.000Z', metadata: { job: 'nightly-sync', source: 'crm' } });
+    });
+
+    it('keeps the failure limits as given', async () => {
+      const limited = newBatch({ failureLimits: { maxFailedItems: 10, maxFailedPercent: 2.5 } });
+      await repo.create(limited);
+      expect((await repo.get(limited.key))?.failureLimits).toEqual({ maxFailedItems: 10, maxFailedPercent: 2.5 });
     });
 
     it('keeps the batch option on_existing as given, and reads a batch without it back without it', async () => {

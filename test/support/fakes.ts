@@ -3,7 +3,7 @@ import type { Batch, BatchStatus } from '../../src/domain/batch.ts';
 import type { IllegalTransition } from '../../src/domain/errors.ts';
 import { applyPatch, finalStatuses, isFinal, unfinishedStatuses } from '../../src/domain/lifecycle.ts';
 import type { MemoryRecord } from '../../src/domain/memory.ts';
-import { addOutcome, type Counts, emptyWriteCounts, type SegmentOutcome, type WriteCounts, writeOutcome, type WriteOutcomeName } from '../../src/domain/progress.ts';
+import { addOutcome, addRecovered, type Counts, emptyWriteCounts, type SegmentOutcome, type WriteCounts, writeOutcome, type WriteOutcomeName } from '../../src/domain/progress.ts';
 import {
   type BatchListQuery,
   type BatchPatch,
@@ -11,6 +11,7 @@ import {
   InvalidCursorError,
   type ItemError,
   type Page,
+  type RedriveOutcome,
   type SegmentRecord,
 } from '../../src/ports/batch-repository.ts';
 import type { ItemOutcome, MemorySink, StoredMemoryRef } from '../../src/ports/memory-sink.ts';
@@ -59,6 +60,26 @@ export class MemoryBatchRepository implements BatchRepository {
     batch.counts = addOutcome(batch.counts, outcome);
     return { applied: true, counts: { ...batch.counts } };
   }
+  /** `${key}\0${redrive}` -> segments recorded in that redrive. */
+  readonly redrives = new Map<string, Set<number>>();
+  async recordRedrive(key: string, outcome: RedriveOutcome, _workerId: string): Promise<{ applied: boolean; counts: Counts }> {
+    const batch = this.batches.get(key);
+    if (!batch) throw new Error(`batch ${key} does not exist`);
+    if (isFinal(batch.status)) return { applied: false, counts: { ...batch.counts } };
+    const done = this.redrives.get(`${key}\0${outcome.redrive}`) ?? new Set<number>();
+    this.redrives.set(`${key}\0${outcome.redrive}`, done);
+    if (done.has(outcome.segment)) return { applied: false, counts: { ...batch.counts } };
+    done.add(outcome.segment);
+    const errors = this.errors.get(key) ?? new Map<number, ItemError>();
+    let recovered = 0;
+    for (const index of outcome.recovered) if (errors.delete(index)) recovered += 1;
+    for (const e of outcome.failedAgain) if (errors.has(e.index)) errors.set(e.index, { ...e });
+    batch.counts = addRecovered(batch.counts, recovered);
+    return { applied: true, counts: { ...batch.counts } };
+  }
+  async listRedriveSegments(key: string, redrive: number) {
+    return [...(this.redrives.get(`${key}\0${redrive}`) ?? [])].sort((a, b) => a - b);
+  }
   async listSegments(key: string) {
     return [...(this.segments.get(key)?.values() ?? [])].sort((a, b) => a.segment - b.segment).map(copy);
   }
@@ -81,6 +102,7 @@ export class MemoryBatchRepository implements BatchRepository {
   }
   async delete(key: string) {
     this.segments.delete(key);
+    for (const redrive of [...this.redrives.keys()]) if (redrive.startsWith(`${key}\0`)) this.redrives.delete(redrive);
     this.errors.delete(key);
     this.expired.delete(key);
     return this.batches.delete(key);

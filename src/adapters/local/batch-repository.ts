@@ -3,7 +3,7 @@ import type { DatabaseSync } from 'node:sqlite';
 import type { Batch, BatchStatus } from '../../domain/batch.ts';
 import type { IllegalTransition } from '../../domain/errors.ts';
 import { applyPatch, finalStatuses, isFinal, unfinishedStatuses } from '../../domain/lifecycle.ts';
-import { addOutcome, type Counts, type SegmentOutcome } from '../../domain/progress.ts';
+import { addOutcome, addRecovered, type Counts, type SegmentOutcome } from '../../domain/progress.ts';
 import {
   type Backlog,
   type BatchListQuery,
@@ -13,6 +13,7 @@ import {
   InvalidCursorError,
   type ItemError,
   type Page,
+  type RedriveOutcome,
   type SegmentRecord,
 } from '../../ports/batch-repository.ts';
 import { inTransaction, openDatabase, whenUnlocked } from './sqlite.ts';
@@ -40,6 +41,16 @@ CREATE TABLE IF NOT EXISTS segments (
   worker_id TEXT NOT NULL,
   recorded_at TEXT NOT NULL,
   PRIMARY KEY (batch_key, segment)
+);
+CREATE TABLE IF NOT EXISTS segment_redrives (
+  batch_key TEXT NOT NULL,
+  redrive INTEGER NOT NULL,
+  segment INTEGER NOT NULL,
+  recovered INTEGER NOT NULL,
+  failed_again INTEGER NOT NULL,
+  worker_id TEXT NOT NULL,
+  recorded_at TEXT NOT NULL,
+  PRIMARY KEY (batch_key, redrive, segment)
 );
 CREATE TABLE IF NOT EXISTS payload_expiry (
   batch_key TEXT PRIMARY KEY,
@@ -185,6 +196,41 @@ export class SqliteBatchRepository implements BatchRepository {
     });
   }
 
+  async recordRedrive(key: string, outcome: RedriveOutcome, workerId: string): Promise<{ applied: boolean; counts: Counts }> {
+    return inTransaction(this.#db, () => {
+      const row = this.#db.prepare('SELECT * FROM batches WHERE key = ?').get(key) as BatchRow | undefined;
+      if (!row) throw new Error(`batch ${key} does not exist`);
+      const counts = toBatch(row).counts;
+      if (isFinal(row.status as BatchStatus)) return { applied: false, counts };
+      const inserted = this.#db
+        .prepare(
+          `INSERT INTO segment_redrives (batch_key, redrive, segment, recovered, failed_again, worker_id, recorded_at)
+           VALUES (?, ?, ?, 0, ?, ?, ?) ON CONFLICT DO NOTHING`,
+        )
+        .run(key, outcome.redrive, outcome.segment, outcome.failedAgain.length, workerId, new Date().toISOString());
+      if (inserted.changes === 0) return { applied: false, counts };
+      // Counted by the errors actually removed: an index that had none (never failed) moves nothing.
+      const removeError = this.#db.prepare('DELETE FROM item_errors WHERE batch_key = ? AND idx = ?');
+      let recovered = 0;
+      for (const index of outcome.recovered) recovered += Number(removeError.run(key, index).changes);
+      const updateError = this.#db.prepare('UPDATE item_errors SET error = ? WHERE batch_key = ? AND idx = ?');
+      for (const item of outcome.failedAgain) updateError.run(item.error, key, item.index);
+      this.#db
+        .prepare('UPDATE segment_redrives SET recovered = ? WHERE batch_key = ? AND redrive = ? AND segment = ?')
+        .run(recovered, key, outcome.redrive, outcome.segment);
+      const next = addRecovered(counts, recovered);
+      this.#db.prepare('UPDATE batches SET succeeded = ?, failed = ? WHERE key = ?').run(next.succeeded, next.failed, key);
+      return { applied: true, counts: next };
+    });
+  }
+
+  async listRedriveSegments(key: string, redrive: number): Promise<number[]> {
+    const rows = this.#db
+      .prepare('SELECT segment FROM segment_redrives WHERE batch_key = ? AND redrive = ? ORDER BY segment')
+      .all(key, redrive) as { segment: number }[];
+    return rows.map((r) => r.segment);
+  }
+
   async listSegments(key: string): Promise<SegmentRecord[]> {
     const rows = this.#db
       .prepare('SELECT segment, succeeded, failed, worker_id, recorded_at FROM segments WHERE batch_key = ? ORDER BY segment')
@@ -234,7 +280,7 @@ export class SqliteBatchRepository implements BatchRepository {
   async delete(key: string): Promise<boolean> {
     return inTransaction(this.#db, () => {
       const removed = this.#db.prepare('DELETE FROM batches WHERE key = ?').run(key);
-      for (const table of ['segments', 'item_errors', 'payload_expiry']) {
+      for (const table of ['segments', 'segment_redrives', 'item_errors', 'payload_expiry']) {
         this.#db.prepare(`DELETE FROM ${table} WHERE batch_key = ?`).run(key);
       }
       return removed.changes > 0;

@@ -32,6 +32,7 @@ import {
   InvalidCursorError,
   type ItemError,
   type Page,
+  type RedriveOutcome,
   type SegmentRecord,
 } from '../../ports/batch-repository.ts';
 import { OrganizationRoles, tenantAcl } from './acl.ts';
@@ -67,6 +68,8 @@ interface MutableState {
    * compare-and-set as the status. Absent for a batch whose upload was complete when it was created.
    */
   upload?: UploadState & { segments: number; rawBytes: number; storedBytes: number };
+  /** Absent in versions written before redrives existed (none). */
+  redrives?: number;
 }
 
 function mutableState(batch: Batch): MutableState {
@@ -79,6 +82,7 @@ function mutableState(batch: Batch): MutableState {
     webhook: { ...batch.webhook },
     error: batch.error,
     ...(batch.upload ? { upload: { ...batch.upload, segments, rawBytes, storedBytes } } : {}),
+    ...(batch.redrives ? { redrives: batch.redrives } : {}),
   };
 }
 
@@ -109,6 +113,7 @@ function stateOfRow(row: ParseObject): MutableState {
     },
     error: text(row.get('failureReason')),
     ...uploadOfRow(row),
+    ...(number(row.get('redrives')) > 0 ? { redrives: number(row.get('redrives')) } : {}),
   };
 }
 
@@ -167,6 +172,7 @@ function toBatch(row: ParseObject, version: number, state: MutableState, storedC
     workflowId: state.workflowId,
     webhook: state.webhook,
     error: state.error,
+    ...(state.redrives ? { redrives: state.redrives } : {}),
     // Absent on batches stored before these fields existed (and when unset): left out, not null.
     ...(row.get('memoryDefaults') ? { memoryDefaults: row.get('memoryDefaults') as Batch['memoryDefaults'] } : {}),
     ...(text(row.get('bodySha256')) ? { fingerprint: text(row.get('bodySha256')) } : {}),
@@ -204,6 +210,7 @@ function writeState(row: ParseObject, version: number, state: MutableState): voi
     row.set('storedBytes', state.upload.storedBytes);
     row.set('totalMemories', state.upload.received);
   }
+  put(row, 'redrives', state.redrives ?? null);
 }
 
 function encodeCursor(createdAt: string, key: string): string {
@@ -361,6 +368,78 @@ export class ParseBatchRepository implements BatchRepository {
     return { applied, counts: { total: number(row.get('totalMemories')), ...sums } };
   }
 
+  async recordRedrive(key: string, outcome: RedriveOutcome, workerId: string): Promise<{ applied: boolean; counts: Counts }> {
+    const row = await this.#row(key);
+    if (!row) throw new Error(`batch ${key} does not exist`);
+    const current = await this.get(key);
+    if (current && isFinal(current.status)) return { applied: false, counts: current.counts };
+    const total = number(row.get('totalMemories'));
+    // The recovered items are those that still have an item error; the ledger row (unique per redrive and segment)
+    // is the record and carries their indexes, then their errors go. A crash between the two is repaired by the
+    // repeat, which finds the row and removes the errors it names (counts come from the rows, so they are exact).
+    const errorRows = outcome.recovered.length === 0
+      ? []
+      : await new this.#Parse.Query(parseClasses.itemError)
+        .equalTo('batchId', key)
+        .containedIn('index', outcome.recovered)
+        .limit(outcome.recovered.length)
+        .find(useMasterKey);
+    const recoveredIndexes = errorRows.map((r) => number(r.get('index'))).sort((a, b) => a - b);
+    const entry = new this.#Parse.Object(parseClasses.redrive);
+    entry.set({
+      batchId: key,
+      redrive: outcome.redrive,
+      segment: outcome.segment,
+      recovered: recoveredIndexes.length,
+      recoveredIndexes,
+      failedAgain: outcome.failedAgain.length,
+      workerId,
+      recordedAt: new Date(),
+    });
+    entry.setACL(new this.#Parse.ACL(tenantAcl(tenantOfRow(row))));
+    let applied = true;
+    try {
+      await entry.save(null, useMasterKey);
+    } catch (error) {
+      if (!isParseError(error, ParseErrorCode.duplicateValue)) throw error;
+      applied = false;
+    }
+    const recorded = applied
+      ? entry
+      : await new this.#Parse.Query(parseClasses.redrive)
+        .equalTo('batchId', key).equalTo('redrive', outcome.redrive).equalTo('segment', outcome.segment)
+        .first(useMasterKey);
+    const gone = new Set((recorded?.get('recoveredIndexes') as number[] | undefined) ?? []);
+    const stale = applied ? errorRows : errorRows.filter((r) => gone.has(number(r.get('index'))));
+    if (stale.length > 0) await this.#Parse.Object.destroyAll(stale, useMasterKey);
+    if (applied) {
+      for (const item of outcome.failedAgain) {
+        const again = await new this.#Parse.Query(parseClasses.itemError).equalTo('batchId', key).equalTo('index', item.index).first(useMasterKey);
+        if (again) {
+          again.set('message', item.error);
+          await again.save(null, useMasterKey);
+        }
+      }
+    }
+    const sums = await this.#sums(key);
+    if (applied) await this.#projectCounts(row, key, sums, []).catch(() => undefined);
+    return { applied, counts: { total, ...sums } };
+  }
+
+  async listRedriveSegments(key: string, redrive: number): Promise<number[]> {
+    const segments: number[] = [];
+    let after = -1;
+    for (;;) {
+      const page = await new this.#Parse.Query(parseClasses.redrive)
+        .equalTo('batchId', key).equalTo('redrive', redrive).greaterThan('segment', after)
+        .ascending('segment').limit(pageSize).select('segment')
+        .find(useMasterKey);
+      segments.push(...page.map((r) => number(r.get('segment'))));
+      if (page.length < pageSize) return segments;
+      after = segments.at(-1)!;
+    }
+  }
+
   async listSegments(key: string): Promise<SegmentRecord[]> {
     const rows = await this.#findAll(parseClasses.segment, key, 'segment');
     return rows.map((row) => ({
@@ -416,7 +495,7 @@ export class ParseBatchRepository implements BatchRepository {
 
   async delete(key: string): Promise<boolean> {
     // The dependent rows first: a crash half-way leaves a batch that can be deleted again, never orphans without one.
-    for (const className of [parseClasses.itemError, parseClasses.segment, parseClasses.version]) {
+    for (const className of [parseClasses.itemError, parseClasses.segment, parseClasses.redrive, parseClasses.version]) {
       for (;;) {
         const rows = await new this.#Parse.Query(className).equalTo('batchId', key).limit(pageSize).find(useMasterKey);
         if (rows.length === 0) break;
@@ -530,8 +609,17 @@ export class ParseBatchRepository implements BatchRepository {
       ],
       useMasterKey,
     )) as { succeeded?: number | string | null; failed?: number | string | null }[];
-    const succeeded = number(result?.succeeded);
-    const failed = number(result?.failed);
+    const [redriven] = (await new this.#Parse.Query(parseClasses.redrive).aggregate(
+      [
+        { $match: { batchId: key } },
+        { $group: { _id: '$batchId', recovered: { $sum: '$recovered' } } },
+      ],
+      useMasterKey,
+    )) as { recovered?: number | string | null }[];
+    // Redriven items moved from failed to succeeded; `processed` is what the first runs recorded.
+    const recovered = number(redriven?.recovered);
+    const succeeded = number(result?.succeeded) + recovered;
+    const failed = number(result?.failed) - recovered;
     return { processed: succeeded + failed, succeeded, failed };
   }
 

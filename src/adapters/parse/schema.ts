@@ -5,6 +5,7 @@ export const parseClasses = {
   batch: 'BatchMemoryRequest',
   version: 'BatchVersion',
   segment: 'BatchSegment',
+  redrive: 'BatchRedrive',
   itemError: 'BatchItemError',
   payloadFile: 'BatchPayloadFile',
   memory: 'Memory',
@@ -76,6 +77,7 @@ export const classDefinitions: ClassDefinition[] = [
       failureLimits: 'Object',
       invalidItems: 'String',
       upload: 'Object',
+      redrives: 'Number',
     },
     indexes: {
       status_createdAt: { status: 1, createdAt: 1 },
@@ -101,6 +103,14 @@ export const classDefinitions: ClassDefinition[] = [
     fields: { batchId: 'String', segment: 'Number', succeeded: 'Number', failed: 'Number', workerId: 'String', recordedAt: 'Date' },
     indexes: {},
     unique: [['batchId', 'segment']],
+    access: 'master-only',
+  },
+  {
+    // A redrive's ledger: one row per (redrive, segment); `recovered` items moved from failed to succeeded.
+    className: parseClasses.redrive,
+    fields: { batchId: 'String', redrive: 'Number', segment: 'Number', recovered: 'Number', recoveredIndexes: 'Array', failedAgain: 'Number', workerId: 'String', recordedAt: 'Date' },
+    indexes: {},
+    unique: [['batchId', 'redrive', 'segment']],
     access: 'master-only',
   },
   {

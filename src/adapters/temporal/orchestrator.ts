@@ -50,8 +50,8 @@ export class TemporalOrchestrator implements Orchestrator {
     return new TemporalOrchestrator(await connectClient(target), { taskQueue: target.taskQueue, ownsConnection: true });
   }
 
-  async start(batchKey: string): Promise<{ workflowId: string }> {
-    const workflowId = workflowIdFor(batchKey);
+  async start(batchKey: string, options: { redrive?: number } = {}): Promise<{ workflowId: string }> {
+    const workflowId = workflowIdFor(batchKey, options.redrive);
     try {
       const input: ProcessBatchInput = { batchKey };
       await this.#client.workflow.start(processBatchWorkflowType, {

@@ -1,4 +1,4 @@
-// The batch resource: read one, list, delete, cancel, and page through its per-item results and errors. Its live
+// The batch resource: read one, list, delete, cancel, retry, and page through its per-item results and errors. Its live
 // progress (events.ts) and its result files (result-files.ts) are routers of their own.
 import { createRoute, z } from '@hono/zod-openapi';
 import { batchMetadataIssues } from '../../domain/batch.ts';
@@ -6,6 +6,7 @@ import { batchResource, outcomesOf } from '../batch-resource.ts';
 import { validation } from '../errors.ts';
 import { cancelBatch } from '../requests/cancel-batch.ts';
 import { deleteBatch } from '../requests/delete-batch.ts';
+import { retryBatch } from '../requests/retry-batch.ts';
 import { getBatch, listBatches, listErrors, listResults } from '../requests/read-batches.ts';
 import type { OrchestratedServices } from '../services.ts';
 import { batchResourceWithErrors } from './papr.ts';
@@ -32,6 +33,11 @@ const routes = {
   cancel: createRoute({
     method: 'post', path: '/v1/batch/{id}/cancel', security, request: { params: doc.BatchIdParam },
     responses: { 202: json('Cancelling', doc.BatchDoc), ...guarded, ...problemDocs('not_found', 'wrong_state') },
+  }),
+  retry: createRoute({
+    method: 'post', path: '/v1/batch/{id}/retry', security, request: { params: doc.BatchIdParam },
+    summary: 'Redrive a final batch: process again only the memories whose outcome is failed (and any a stopped run never reached)',
+    responses: { 202: json('Processing again', doc.BatchDoc), ...guarded, ...problemDocs('not_found', 'wrong_state') },
   }),
   results: createRoute({
     method: 'get', path: '/v1/batch/{id}/results', security, request: { params: doc.BatchIdParam, query: doc.PageQuery },
@@ -76,6 +82,13 @@ export function batchRoutes(services: OrchestratedServices) {
   app.openapi(routes.cancel, async (c) => {
     const { id } = c.req.valid('param');
     const result = await cancelBatch(services, c.get('tenant'), id);
+    if (!result.ok) return appErrorResponse(c, result.error);
+    return c.json(batchResource(result.value, await outcomesOf(services, result.value)), 202);
+  });
+
+  app.openapi(routes.retry, async (c) => {
+    const { id } = c.req.valid('param');
+    const result = await retryBatch(services, c.get('tenant'), id);
     if (!result.ok) return appErrorResponse(c, result.error);
     return c.json(batchResource(result.value, await outcomesOf(services, result.value)), 202);
   });

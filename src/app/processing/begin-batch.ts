@@ -21,6 +21,8 @@ export interface BatchPlan {
   expiresAt: string | null;
   /** Tolerated failures: past them the runner starts no new segment and finishes the batch failed. */
   failureLimits: FailureLimits | null;
+  /** 0 for the first run, else the redrive this run does (`Batch.redrives`). */
+  redrive: number;
 }
 
 export async function beginBatch(services: Services, key: string): Promise<BatchPlan | undefined> {
@@ -33,6 +35,29 @@ export async function beginBatch(services: Services, key: string): Promise<Batch
   });
   if (!batch) return undefined;
   if (began) services.observer?.batchStarted(batch.status);
-  const done = schedulesSegments(batch.status) ? (await services.batches.listSegments(key)).map((s) => s.segment) : [];
-  return { status: batch.status, tenant: batch.tenant, segments: batch.payload.segments, uploadOpen: uploadOpen(batch), doneSegments: done, counts: batch.counts, expiresAt: batch.expiresAt ?? null, failureLimits: batch.failureLimits ?? null };
+  const redrive = batch.redrives ?? 0;
+  const done = schedulesSegments(batch.status) ? await doneSegments(services, key, redrive) : [];
+  return {
+    status: batch.status,
+    tenant: batch.tenant,
+    segments: batch.payload.segments,
+    uploadOpen: uploadOpen(batch),
+    doneSegments: done,
+    counts: batch.counts,
+    // A redrive runs after the first run ended: the completion window and the failure limits were the first run's.
+    expiresAt: redrive > 0 ? null : (batch.expiresAt ?? null),
+    failureLimits: redrive > 0 ? null : (batch.failureLimits ?? null),
+    redrive,
+  };
+}
+
+/**
+ * Segments with nothing left to do. In the first run: those with a recorded outcome. In a redrive: those whose first
+ * outcome had no failed item, and those this redrive has recorded; a segment the first run never reached is to do.
+ */
+async function doneSegments(services: Services, key: string, redrive: number): Promise<number[]> {
+  const recorded = await services.batches.listSegments(key);
+  if (redrive === 0) return recorded.map((s) => s.segment);
+  const redriven = new Set(await services.batches.listRedriveSegments(key, redrive));
+  return recorded.filter((s) => s.failed === 0 || redriven.has(s.segment)).map((s) => s.segment);
 }

@@ -23,8 +23,9 @@ export async function deliverWebhook(services: Services, key: string): Promise<W
     services.webhooks.send({
       url,
       secret,
-      // One logical event per batch and final status: every retry carries the same id.
-      messageId: `msg_${batch.key}_${batch.status}`,
+      // One logical event per batch, run and final status: every retry carries the same id; a redrive's end is a
+      // new event with an id of its own.
+      messageId: batch.redrives ? `msg_${batch.key}_redrive${batch.redrives}_${batch.status}` : `msg_${batch.key}_${batch.status}`,
       payload: {
         type,
         timestamp: batch.completedAt ?? services.clock.now().toISOString(),

@@ -7,6 +7,7 @@ import { type MemoryItem, type MemoryRecord, toMemoryRecord } from '../../domain
 import type { Counts } from '../../domain/progress.ts';
 import { err, ok, type Result } from '../../domain/result.ts';
 import type { ItemError } from '../../ports/batch-repository.ts';
+import type { ItemOutcome } from '../../ports/memory-sink.ts';
 import { PayloadChecksumError } from '../../ports/payload-store.ts';
 import type { Services } from '../services.ts';
 import { withSpan } from '../tracing.ts';
@@ -23,7 +24,7 @@ export interface SegmentRef {
 
 /**
  * Safe to run any number of times for the same segment: memory ids are derived from batch and index, and the
- * ledger keeps the first outcome. A corrupt segment is a typed error (not retryable); a backend failure throws.
+ * ledger keeps the first outcome (per redrive, in a redrive: then only the segment's failed items are written again). A corrupt segment is a typed error (not retryable); a backend failure throws.
  */
 export function processSegment(services: Services, ref: SegmentRef): Promise<Result<SegmentResult, SegmentCorrupt>> {
   return withSpan('batchmem.segment', { 'batchmem.batch_key': ref.key, 'batchmem.segment': ref.segment }, async () => {
@@ -62,24 +63,33 @@ async function processOnce(services: Services, ref: SegmentRef): Promise<Result<
   const { firstIndex } = decoded.value.header;
   // Invalid items recorded at upload (`invalid_items: "record"`) are failures in their place; the rest are written.
   const itemErrors: ItemError[] = [];
-  const records: MemoryRecord[] = [];
+  let records: MemoryRecord[] = [];
   items.value.forEach((item, offset) => {
     const invalid = asInvalidItem(item);
     if (invalid) itemErrors.push({ index: firstIndex + offset, externalId: invalid.externalId, error: invalid.error });
     else records.push(toMemoryRecord(batch.key, batch.tenant, firstIndex + offset, item as MemoryItem, batch.memoryDefaults, batch.onExisting ?? undefined));
   });
+  // In a redrive a segment the first run recorded is processed again for its failed items only (an invalid item
+  // stays failed: it is not written, and keeps its error).
+  const redrive = batch.redrives ?? 0;
+  const redriving = redrive > 0 && (await services.batches.listSegments(ref.key)).some((s) => s.segment === ref.segment);
+  if (redriving) {
+    const failed = new Set((await services.batches.listErrors(ref.key, firstIndex - 1, items.value.length)).map((e) => e.index));
+    records = records.filter((r) => failed.has(r.index));
+  }
   const byIndex = new Map(records.map((record) => [record.index, record]));
-  const outcomes = records.length === 0 ? [] : await withSpan('batchmem.sink.write', { 'batchmem.items': records.length }, async () => {
-    const writeStartedAt = performance.now();
-    try {
-      const written = await services.sink.writeSegment(records);
-      services.observer?.sinkWritten(performance.now() - writeStartedAt, records.length, true);
-      return written;
-    } catch (error) {
-      services.observer?.sinkWritten(performance.now() - writeStartedAt, records.length, false);
-      throw error;
+  const outcomes = records.length === 0 ? [] : await writeToSink(services, records);
+  if (redriving) {
+    const failedAgain: ItemError[] = [];
+    const recovered: number[] = [];
+    for (const outcome of outcomes) {
+      if (outcome.ok) recovered.push(outcome.index);
+      else failedAgain.push({ index: outcome.index, externalId: byIndex.get(outcome.index)?.externalId ?? null, error: outcome.error });
     }
-  });
+    const recorded = await services.batches.recordRedrive(batch.key, { redrive, segment: ref.segment, recovered, failedAgain }, ref.workerId);
+    services.observer?.segmentProcessed(performance.now() - startedAt, recovered.length, failedAgain.length, recorded.applied);
+    return ok({ status: 'recorded', applied: recorded.applied, succeeded: recovered.length, failed: failedAgain.length, counts: recorded.counts });
+  }
   let refused = 0;
   for (const outcome of outcomes) {
     if (!outcome.ok) {
@@ -96,4 +106,19 @@ async function processOnce(services: Services, ref: SegmentRef): Promise<Result<
   );
   services.observer?.segmentProcessed(performance.now() - startedAt, succeeded, itemErrors.length, recorded.applied);
   return ok({ status: 'recorded', applied: recorded.applied, succeeded, failed: itemErrors.length, counts: recorded.counts });
+}
+
+/** One sink call for the segment's records, traced and measured. */
+function writeToSink(services: Services, records: MemoryRecord[]): Promise<ItemOutcome[]> {
+  return withSpan('batchmem.sink.write', { 'batchmem.items': records.length }, async () => {
+    const writeStartedAt = performance.now();
+    try {
+      const written = await services.sink.writeSegment(records);
+      services.observer?.sinkWritten(performance.now() - writeStartedAt, records.length, true);
+      return written;
+    } catch (error) {
+      services.observer?.sinkWritten(performance.now() - writeStartedAt, records.length, false);
+      throw error;
+    }
+  });
 }
