@@ -365,7 +365,7 @@ export interface LatencyResult {
   acceptedPerSecond: number;
 }
 
-function stats(samples: number[]): LatencyStats {
+export function stats(samples: number[]): LatencyStats {
   const sorted = [...samples].sort((a, b) => a - b);
   const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
   return { requests: sorted.length, p50Ms: at(0.5), p99Ms: at(0.99), maxMs: sorted.at(-1)! };

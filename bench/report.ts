@@ -2,6 +2,7 @@
 import type { CompressionResult } from './compression.ts';
 import type { CorpusStats } from './corpus.ts';
 import type { LatencyResult, RssResult, ThroughputResult } from './embedded.ts';
+import type { FairnessResult } from './fairness.ts';
 import type { HttpSinkResult } from './http-sink.ts';
 import type { DesignName, DesignRun, TemporalResult } from './temporal/designs.ts';
 
@@ -30,6 +31,8 @@ export interface BenchResults {
   temporal: Section<TemporalResult>;
   /** Absent in results written before the HTTP sink existed. */
   httpSink?: Section<HttpSinkResult>;
+  /** Absent in results written before the fairness benchmark existed. */
+  fairness?: Section<FairnessResult>;
   seconds: number;
 }
 
@@ -261,6 +264,34 @@ function httpSink(section: Section<HttpSinkResult> | undefined): string {
   ].join('\n');
 }
 
+function fairness(section: Section<FairnessResult> | undefined): string {
+  if (!section) return '_Not measured: these results predate the fairness benchmark._';
+  if (section.status !== 'measured') return notMeasured(section);
+  const f = section.result;
+  const rows = f.runs.map((r) => {
+    const ratio = r.underBacklog.p99Ms / r.alone.p99Ms;
+    return [
+      r.orchestrator,
+      r.mechanism,
+      `${r.backlogBatches} × ${int(r.backlogMemoriesPerBatch)}`,
+      String(r.underBacklog.requests),
+      `${r.underBacklog.p50Ms.toFixed(0)} ms`,
+      `**${r.underBacklog.p99Ms.toFixed(0)} ms**`,
+      `${r.alone.p50Ms.toFixed(0)} / ${r.alone.p99Ms.toFixed(0)} ms`,
+      x(ratio, 1),
+      `${r.backlogUnfinishedAtEnd} of ${r.backlogBatches}`,
+      `${r.backlogSeconds.toFixed(1)} s`,
+      `p99 ≤ 1 s: ${met(r.underBacklog.p99Ms <= 1000)}; ≤ 20× alone: ${met(ratio <= 20)}`,
+    ];
+  });
+  for (const missing of f.notMeasured) rows.push([missing.orchestrator, `_not measured: ${missing.reason.replace(/\|/g, '/')}_`, '', '', '', '', '', '', '', '', '']);
+  return [
+    'Another tenant\'s small batch, from its POST until `completed`, submitted one after another (100 ms apart) once one tenant\'s backlog of large batches has been accepted and is processing. Baseline: the same small batch on the same server before the backlog. "Still running" counts the backlog batches unfinished when the last small batch completed (if 0, the last tries did not meet the backlog).',
+    '',
+    table(['orchestrator', 'how work is shared', 'backlog', 'tries', 'p50', 'p99', 'alone p50 / p99', 'p99 vs alone p99', 'backlog still running', 'backlog took', 'target'], rows),
+  ].join('\n');
+}
+
 export function renderMarkdown(results: BenchResults): string {
   const m = results.machine;
   const noisy = Math.max(...m.loadAverageBefore.slice(0, 1), ...m.loadAverageAfter.slice(0, 1)) > m.cores;
@@ -303,6 +334,10 @@ export function renderMarkdown(results: BenchResults): string {
     '### 7. HTTP pipeline sink against the receiver\'s raw accept rate (embedded)',
     '',
     httpSink(results.httpSink),
+    '',
+    '### 8. Fair share: another tenant\'s small batch behind one tenant\'s backlog',
+    '',
+    fairness(results.fairness),
     '',
   ].join('\n');
 }

@@ -1,6 +1,6 @@
 // `npm run bench` (quick profile, a few minutes) and `npm run bench -- --full`: runs every measurement, prints the
 // table, and writes bench/results/latest.json and bench/results/latest.md.
-// `--only=compression,throughput,rss,latency,temporal,httpsink` runs a subset and writes nothing (for working on one part).
+// `--only=compression,throughput,rss,latency,temporal,httpsink,fairness` runs a subset and writes nothing (for working on one part).
 // `--docs` also puts the table into docs/benchmarks.md, between its bench:results markers.
 // `--render` measures nothing: it renders bench/results/latest.json again (after a change to the report's layout).
 import './temporal/protobufjs-dedupe.ts';
@@ -12,11 +12,12 @@ import { parseArgs } from 'node:util';
 import { runCompression } from './compression.ts';
 import { defaultSeed, describeCorpus } from './corpus.ts';
 import { runEmbeddedThroughput, runLatency, runRss } from './embedded.ts';
+import { runFairness } from './fairness.ts';
 import { runHttpSink } from './http-sink.ts';
 import { type BenchResults, renderMarkdown, type Section } from './report.ts';
 import { runTemporal } from './temporal/designs.ts';
 
-const sections = ['compression', 'throughput', 'rss', 'latency', 'temporal', 'httpsink'] as const;
+const sections = ['compression', 'throughput', 'rss', 'latency', 'temporal', 'httpsink', 'fairness'] as const;
 type SectionName = (typeof sections)[number];
 
 const { values } = parseArgs({
@@ -45,6 +46,7 @@ const plan = values.full
         parseMemories: 50_000,
       },
       httpSink: { memories: 100_000, repeats: 3, serviceTimesMs: [0, 50] },
+      fairness: { backlogBatches: 5, backlogMemoriesPerBatch: 150_000, smallMemories: 10, tries: 20 },
     }
   : {
       corpusSample: 20_000,
@@ -59,6 +61,7 @@ const plan = values.full
         parseMemories: 5000,
       },
       httpSink: { memories: 30_000, repeats: 3, serviceTimesMs: [0, 50] },
+      fairness: { backlogBatches: 5, backlogMemoriesPerBatch: 30_000, smallMemories: 10, tries: 10 },
     };
 
 const log = (line: string) => process.stdout.write(line + '\n');
@@ -144,6 +147,7 @@ const results: BenchResults = {
   latency: await section('latency', () => runLatency({ ...plan.latency, log })),
   temporal: await section('temporal', () => runTemporal({ ...plan.temporal, log })),
   httpSink: await section('httpsink', () => runHttpSink({ ...plan.httpSink, log })),
+  fairness: await section('fairness', () => runFairness({ ...plan.fairness, log })),
   seconds: 0,
 };
 results.seconds = (Date.now() - startedAt.getTime()) / 1000;

@@ -1,5 +1,6 @@
 // The activities of `processBatch`. Each one calls one use case with the worker's context; the processing rules
 // live in the use cases, shared with the embedded orchestrator. Inputs and results are a few dozen bytes.
+import { createHash } from 'node:crypto';
 import { ApplicationFailure, Context as ActivityContext } from '@temporalio/activity';
 import type { Services } from '../services.ts';
 import { beginBatch } from '../processing/begin-batch.ts';
@@ -46,6 +47,11 @@ export interface RunPlan {
   expiresAt?: string | null;
   /** Tolerated failures; absent in histories recorded before they existed (no limit). */
   failureLimits?: FailureLimits | null;
+  /**
+   * The task-queue fairness key the segment activities carry: the batch's organization (its SHA-256 when longer than
+   * Temporal's 64-byte limit). Absent in histories recorded before fair share (no key).
+   */
+  fairnessKey?: string;
 }
 
 export type SegmentStep = { status: 'recorded'; counts: Counts } | { status: 'skipped'; reason: string };
@@ -83,7 +89,17 @@ export function createActivities(services: Services, options: ActivityOptions) {
       if (!plan) return { status: 'missing', segments: 0, counts: noCounts, doneSegments: [], tuning };
       const end = input.fromSegment + tuning.segmentsPerRun;
       const doneSegments = plan.doneSegments.filter((segment) => segment >= input.fromSegment && segment < end);
-      return { status: plan.status, segments: plan.segments, uploadOpen: plan.uploadOpen, counts: plan.counts, doneSegments, tuning, expiresAt: plan.expiresAt, failureLimits: plan.failureLimits };
+      return {
+        status: plan.status,
+        segments: plan.segments,
+        uploadOpen: plan.uploadOpen,
+        counts: plan.counts,
+        doneSegments,
+        tuning,
+        expiresAt: plan.expiresAt,
+        failureLimits: plan.failureLimits,
+        fairnessKey: fairnessKeyFor(plan.tenant.organization),
+      };
     },
 
     /**
@@ -142,3 +158,8 @@ export function createActivities(services: Services, options: ActivityOptions) {
 }
 
 export type BatchActivities = ReturnType<typeof createActivities>;
+
+/** Temporal limits fairness keys to 64 bytes; a longer organization is keyed by its SHA-256 (64 hex characters). */
+export function fairnessKeyFor(organization: string): string {
+  return Buffer.byteLength(organization) <= 64 ? organization : createHash('sha256').update(organization).digest('hex');
+}

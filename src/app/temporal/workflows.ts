@@ -101,7 +101,7 @@ export async function processBatch(input: ProcessBatchInput): Promise<ProcessBat
 
   if (schedulesSegments(plan.status)) {
     progress.phase = 'processing'; // literal: a workflow phase, not a batch status
-    const { processSegment } = segmentActivities(tuning);
+    const { processSegment } = segmentActivities(tuning, plan.fairnessKey);
     const stopping = () => progress.cancelRequested || progress.failure !== null || halted || expired;
     const policy = segmentRetryPolicy(tuning);
     const runSegment = async (segment: number) => {
@@ -202,11 +202,16 @@ export async function processBatch(input: ProcessBatchInput): Promise<ProcessBat
 // runner uses, space and stop the attempts (workflow timers; jitter from the workflow's deterministic Math.random).
 const once = { maximumAttempts: 1 };
 
-function segmentActivities(tuning: Tuning) {
+/**
+ * With a fairness key (the organization), a server with task-queue fairness enabled dispatches the segments of
+ * different organizations in turn instead of first come, first served (docs/operations.md, fair share).
+ */
+function segmentActivities(tuning: Tuning, fairnessKey: string | undefined) {
   return proxyActivities<BatchActivities>({
     startToCloseTimeout: tuning.segmentStartToCloseMs,
     heartbeatTimeout: tuning.segmentHeartbeatTimeoutMs,
     retry: once,
+    ...(fairnessKey ? { priority: { fairnessKey } } : {}),
   });
 }
 

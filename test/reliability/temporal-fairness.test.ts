@@ -1,0 +1,66 @@
+// Fair share on Temporal is task-queue fairness keys: the Temporal dev server the tests run (CLI 1.5.1, server
+// 1.29.1) supports them once `matching.enableFairness` is on, and the TypeScript SDK (1.24) sets them per activity.
+// Each batch's segment activities carry its organization as the key, so the server dispatches one organization's
+// backlog and another's small batch in turn. Checked here on the recorded histories and by order of completion.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { submitBatch } from '../../src/app/requests/submit-batch.ts';
+import { type Batch, type Tenant, workflowIdFor } from '../../src/domain/batch.ts';
+import { tenantA, tenantB, uniqueId } from '../support/batches.ts';
+import { printLogsOnFailure, startTemporal, stopAllBackends, type TemporalBackend } from '../support/containers.ts';
+import { runHistories, settle, temporalFixture, type TemporalFixture } from '../support/temporal.ts';
+
+let temporal: TemporalBackend;
+let fixture: TemporalFixture;
+
+beforeAll(async () => {
+  temporal = await startTemporal({ extraArgs: ['--dynamic-config-value', 'matching.enableFairness=true'] });
+  fixture = await temporalFixture(temporal, { settings: { segmentMaxItems: 20 } });
+});
+afterAll(async () => {
+  await fixture?.close();
+  await stopAllBackends();
+});
+printLogsOnFailure(() => [temporal]);
+
+async function submitFor(tenant: Tenant, count: number): Promise<Batch> {
+  async function* items() {
+    for (let i = 0; i < count; i += 1) yield { content: `${tenant.organization} memory ${i}` };
+  }
+  const batchId = uniqueId();
+  const result = await submitBatch(fixture.services, { tenant, requestId: uniqueId('req'), items: items(), options: () => ({ batchId }) });
+  if (!result.ok) throw new Error(result.error.detail);
+  return result.value.batch;
+}
+
+/** The fairness key of every segment activity the workflow's runs scheduled. */
+async function segmentFairnessKeys(batch: Batch): Promise<string[]> {
+  const runs = await runHistories(fixture.client, workflowIdFor(batch.key));
+  return runs.flatMap((run) =>
+    (run.history.events ?? [])
+      .map((event) => event.activityTaskScheduledEventAttributes)
+      .filter((scheduled) => scheduled?.activityType?.name === 'processSegment')
+      .map((scheduled) => scheduled?.priority?.fairnessKey ?? ''),
+  );
+}
+
+describe('fair share on Temporal through task-queue fairness keys', () => {
+  it("gives every segment activity its organization's fairness key, and another organization's small batch completes while one organization's backlog runs", async () => {
+    // Organization A: three batches of 60 segments each; then organization B: one batch of one segment.
+    const backlog = [];
+    for (let i = 0; i < 3; i += 1) backlog.push(await submitFor(tenantA, 1200));
+    const small = await submitFor(tenantB, 10);
+
+    const smallFinal = await settle(fixture.services, small.key, 120_000);
+    expect(smallFinal.status).toBe('completed');
+    const backlogWhenSmallDone = await Promise.all(backlog.map((b) => fixture.services.batches.get(b.key)));
+    expect(backlogWhenSmallDone.filter((b) => b?.status !== 'completed').length).toBeGreaterThan(0);
+
+    for (const batch of backlog) expect((await settle(fixture.services, batch.key, 240_000)).status).toBe('completed');
+    expect(await segmentFairnessKeys(small)).toEqual([tenantB.organization]);
+    for (const batch of backlog) {
+      const keys = await segmentFairnessKeys(batch);
+      expect(keys).toHaveLength(60);
+      expect(new Set(keys)).toEqual(new Set([tenantA.organization]));
+    }
+  });
+});
