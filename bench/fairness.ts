@@ -108,10 +108,11 @@ export async function measureFairness(options: {
   log(`  ${options.orchestrator}: ${smallMemories}-memory batch alone: p50 ${stats(alone).p50Ms.toFixed(0)} ms, p99 ${stats(alone).p99Ms.toFixed(0)} ms`);
 
   const chunks = backlogChunks(backlogMemoriesPerBatch);
-  // All backlog batches are uploaded at once, and the small batches start once every one has been accepted: the
-  // backlog is then all processing, as long as possible.
+  // The backlog's batches are uploaded one after another (five concurrent uploads of this size sometimes lost their
+  // connection, EPIPE, on the loaded 2-core machine), and the small batches start once every one has been accepted.
   const backlogStart = performance.now();
-  const backlogIds = (await Promise.all(Array.from({ length: backlogBatches }, () => submit(busy, streamOf(chunks))))).map((b) => b.id);
+  const backlogIds: string[] = [];
+  for (let b = 0; b < backlogBatches; b++) backlogIds.push((await submit(busy, streamOf(chunks))).id);
   log(`  ${options.orchestrator}: backlog of ${backlogBatches} × ${backlogMemoriesPerBatch} accepted after ${((performance.now() - backlogStart) / 1000).toFixed(1)} s`);
   const backlogDone = Promise.all(backlogIds.map((id) => waitForFinal(busy, id, 1_800_000, 500))).then(() => performance.now());
 
@@ -143,10 +144,10 @@ export async function measureFairness(options: {
 }
 
 /** The embedded measurement: a fresh `batchmem serve` on default settings with the two tenants' keys. */
-export async function runEmbeddedFairness(options: { backlogBatches: number; backlogMemoriesPerBatch: number; smallMemories: number; tries: number; log: Log }): Promise<FairnessRun> {
+export async function runEmbeddedFairness(options: { backlogBatches: number; backlogMemoriesPerBatch: number; smallMemories: number; tries: number; log: Log; env?: Record<string, string> }): Promise<FairnessRun> {
   const dir = mkdtempSync(join(tmpdir(), 'batchmem-bench-'));
   const keys = tenantKeys();
-  const proc = await startProcess({ env: { BATCHMEM_DATA_DIR: dir, BATCHMEM_API_KEYS: JSON.stringify([keys.busy, keys.small]), BATCHMEM_LOG_LEVEL: 'warn' } });
+  const proc = await startProcess({ env: { BATCHMEM_DATA_DIR: dir, BATCHMEM_API_KEYS: JSON.stringify([keys.busy, keys.small]), BATCHMEM_LOG_LEVEL: 'warn', ...options.env } });
   try {
     return await measureFairness({
       ...options,
@@ -155,6 +156,8 @@ export async function runEmbeddedFairness(options: { backlogBatches: number; bac
       orchestrator: 'embedded',
       mechanism: 'segments round-robin across tenants, then batches; per-tenant cap (src/app/fair-share.ts)',
     });
+  } catch (error) {
+    throw new Error(`${(error as Error).message}; the server's last output: ${proc.output().slice(-1500)}`);
   } finally {
     await proc.stop();
     rmSync(dir, { recursive: true, force: true });

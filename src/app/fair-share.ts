@@ -34,16 +34,17 @@ interface TenantQueue {
 }
 
 /**
- * Default limits from the two settings operators already know: `batchConcurrency × segmentConcurrency` segments in
- * flight (what the runner allowed before, when it admitted `batchConcurrency` batches of `segmentConcurrency`
- * segments each), at most `segmentConcurrency` per batch, and one tenant at most three quarters of the slots
- * (rounded up, at least one), unless `perTenant` is given.
+ * The limits from the settings: `batchConcurrency` segments in flight in the whole process (the work in flight, not
+ * the batches admitted: every batch is admitted), at most `segmentConcurrency` of them for one batch, and one tenant
+ * at most three quarters of them (rounded up, at least one) unless `perTenant` is given. On embedded defaults every
+ * segment's CPU work shares the one thread that also serves HTTP, so more segments in flight do not write faster;
+ * they only make every other request wait longer (docs/benchmarks.md, measurement 8).
  */
 export function fairShareLimits(batchConcurrency: number, segmentConcurrency: number, perTenant?: number): FairShareLimits {
-  const inFlight = batchConcurrency * segmentConcurrency;
+  const inFlight = batchConcurrency;
   return {
     inFlight,
-    perBatch: segmentConcurrency,
+    perBatch: Math.min(segmentConcurrency, inFlight),
     perTenant: Math.min(inFlight, perTenant ?? Math.max(1, Math.ceil((inFlight * 3) / 4))),
   };
 }

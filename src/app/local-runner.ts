@@ -11,8 +11,8 @@ import { FairShareScheduler, fairShareLimits } from './fair-share.ts';
 export interface LocalOrchestratorOptions {
   workerId: string;
   /**
-   * With the settings' `segmentConcurrency`, sizes the work in flight: `batchConcurrency × segmentConcurrency`
-   * segments at once in the process (src/app/fair-share.ts), however many batches are running.
+   * The work in flight: segments at once in the whole process, however many batches are running, each batch at most
+   * the settings' `segmentConcurrency` of them (src/app/fair-share.ts).
    */
   batchConcurrency: number;
   /** Segments one tenant (organization) may have in flight; default three quarters of the total, rounded up. */

@@ -33,11 +33,12 @@ function gatedTasks() {
 }
 
 describe('fair-share scheduler', () => {
-  it('defaults to batch × segment concurrency in flight, segment concurrency per batch, three quarters per tenant', () => {
-    expect(fairShareLimits(4, 4)).toEqual({ inFlight: 16, perBatch: 4, perTenant: 12 });
-    expect(fairShareLimits(1, 1)).toEqual({ inFlight: 1, perBatch: 1, perTenant: 1 });
-    expect(fairShareLimits(1, 4, 2)).toEqual({ inFlight: 4, perBatch: 4, perTenant: 2 });
-    expect(fairShareLimits(1, 4, 99).perTenant).toBe(4);
+  it('takes batch concurrency as the segments in flight, segment concurrency per batch, three quarters per tenant', () => {
+    expect(fairShareLimits(4, 4)).toEqual({ inFlight: 4, perBatch: 4, perTenant: 3 });
+    expect(fairShareLimits(16, 4)).toEqual({ inFlight: 16, perBatch: 4, perTenant: 12 });
+    expect(fairShareLimits(1, 4)).toEqual({ inFlight: 1, perBatch: 1, perTenant: 1 });
+    expect(fairShareLimits(8, 4, 2)).toEqual({ inFlight: 8, perBatch: 4, perTenant: 2 });
+    expect(fairShareLimits(4, 4, 99).perTenant).toBe(4);
   });
 
   it("starts a tenant that arrives later before the next of a tenant already holding slots, and takes turns between one tenant's batches", async () => {
@@ -133,8 +134,8 @@ describe('the embedded runner shares segment slots between tenants', () => {
       settings: { ...defaultSettings, segmentMaxItems: 10, segmentConcurrency: 4, dedupeWindowMs: 0 },
     };
     const starts: { key: string; segment: number }[] = [];
-    // One batch's worth of slots: before fair share, a second batch waited for the first to finish.
-    const orchestrator = new LocalOrchestrator(base, { workerId: 'w', batchConcurrency: 1, onSegmentStart: (key, segment) => starts.push({ key, segment }) });
+    // Four segments in flight: before fair share, this admitted four batches first come, first served.
+    const orchestrator = new LocalOrchestrator(base, { workerId: 'w', batchConcurrency: 4, onSegmentStart: (key, segment) => starts.push({ key, segment }) });
     closers.push(() => {
       sink.release();
       return orchestrator.close();
