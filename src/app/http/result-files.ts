@@ -1,6 +1,6 @@
 // GET /v1/batch/{id}/results.ndjson and /errors.ndjson: a batch's outcomes as one download of any size, streamed
 // page by page (flat memory), gzip when the client accepts it, resumable with `?from_index=` or a byte `Range`.
-import { createRoute, z } from '@hono/zod-openapi';
+import { createRoute, type RouteConfig, z } from '@hono/zod-openapi';
 import type { Context as HonoContext } from 'hono';
 import type { Batch } from '../../domain/batch.ts';
 import { isFinal } from '../../domain/lifecycle.ts';
@@ -26,6 +26,16 @@ const FileQuery = z.object({
 });
 
 function fileRoute(kind: ResultFileKind) {
+  // Typed as plain route responses: @hono/zod-openapi gives JSON and text bodies a typed form and an NDJSON (or gzip)
+  // body none, so the handler answers with a Response; the document still shows each response's schema.
+  const responses: RouteConfig['responses'] = {
+    200: { description: 'One ResultLine per line, by index', content: { 'application/x-ndjson': { schema: doc.ResultLineDoc } } },
+    206: { description: 'The requested byte range of a final batch\'s file', content: { 'application/x-ndjson': { schema: z.string() } } },
+    400: { description: 'Invalid request', content: { 'application/problem+json': { schema: doc.ProblemDoc } } },
+    401: { description: 'Missing or unknown API key', content: { 'application/problem+json': { schema: doc.ProblemDoc } } },
+    404: { description: 'No such batch for this tenant', content: { 'application/problem+json': { schema: doc.ProblemDoc } } },
+    416: { description: 'The range starts after the end of the file', content: { 'application/problem+json': { schema: doc.ProblemDoc } } },
+  };
   return createRoute({
     method: 'get',
     path: `/v1/batch/{id}/${kind}.ndjson`,
@@ -40,14 +50,7 @@ function fileRoute(kind: ResultFileKind) {
         'accept-encoding': z.string().optional().openapi({ description: 'gzip for a compressed answer (not with Range)' }),
       }),
     },
-    responses: {
-      200: { description: 'One ResultLine per line, by index', content: { 'application/x-ndjson': { schema: doc.ResultLineDoc } } },
-      206: { description: 'The requested byte range of a final batch\'s file', content: { 'application/x-ndjson': { schema: z.string() } } },
-      400: { description: 'Invalid request', content: { 'application/problem+json': { schema: doc.ProblemDoc } } },
-      401: { description: 'Missing or unknown API key', content: { 'application/problem+json': { schema: doc.ProblemDoc } } },
-      404: { description: 'No such batch for this tenant', content: { 'application/problem+json': { schema: doc.ProblemDoc } } },
-      416: { description: 'The range starts after the end of the file', content: { 'application/problem+json': { schema: doc.ProblemDoc } } },
-    },
+    responses,
   });
 }
 
@@ -130,8 +133,7 @@ export function createResultFilesApp(services: Services) {
       const { id } = c.req.valid('param');
       const found = await getBatch(services, c.get('tenant'), id);
       if (!found.ok) return appErrorResponse(c, found.error);
-      // An NDJSON (or gzip) body has no typed form in the route's declared responses.
-      return (await answer(c, services, found.value, kind, c.req.valid('query').from_index)) as never;
+      return answer(c, services, found.value, kind, c.req.valid('query').from_index);
     });
   }
   return app;
