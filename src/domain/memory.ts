@@ -24,7 +24,7 @@ export const defaultMemoryLimits: MemoryLimits = {
  */
 export interface MemoryAttributes {
   context?: { role: 'user' | 'assistant'; content: string }[] | undefined;
-  relationships_json?: Record<string, unknown>[] | undefined;
+  relationships_json?: { relation_type: string; [key: string]: unknown }[] | undefined;
   external_user_id?: string | undefined;
   user_id?: string | undefined;
   namespace_id?: string | undefined;
@@ -107,7 +107,10 @@ function jsonField<T>(limits: MemoryLimits, base: z.ZodType<T>) {
   });
 }
 
-const plainObject = z.custom<Record<string, unknown>>(isPlainObject, 'must be a JSON object');
+// A custom check has no shape of its own; `meta` says what it accepts in JSON Schema terms (the API document is
+// generated from these schemas).
+const jsonObjectShape = { type: 'object', additionalProperties: {} } as const;
+const plainObject = z.custom<Record<string, unknown>>(isPlainObject, 'must be a JSON object').meta(jsonObjectShape);
 const identifier = z.string().min(1).max(256);
 
 /**
@@ -184,6 +187,7 @@ export function memoryItemSchema(limits: MemoryLimits = defaultMemoryLimits) {
     type: z.string().min(1).max(64).optional(),
     metadata: z
       .custom<Record<string, unknown>>()
+      .meta(jsonObjectShape)
       .superRefine((value, ctx) => {
         const problem = metadataProblem(value, limits);
         if (problem) ctx.addIssue({ code: 'custom', message: problem });

@@ -4,7 +4,7 @@ import { batchIdPattern, batchIdRule } from '../../domain/batch.ts';
 import { batchStatuses } from '../../domain/lifecycle.ts';
 import { failureLimitBounds } from '../../domain/failure-limits.ts';
 import { invalidItemsModes } from '../../domain/invalid-items.ts';
-import { onExistingModes } from '../../domain/memory.ts';
+import { memoryAttributesSchema, memoryItemSchema, onExistingModes } from '../../domain/memory.ts';
 import { itemOutcome, itemOutcomes, writeOutcomes } from '../../domain/progress.ts';
 import { batchResourceSchema, MetadataDoc } from '../batch-resource.ts';
 
@@ -39,38 +39,38 @@ const CompletionWindowDoc = z
   .regex(/^[1-9][0-9]{0,6}(s|m|h|d)$/)
   .openapi({ description: 'Deadline after submit, 5s to 7d. Items not processed by then are counted `expired` and the batch ends `expired`.', example: '24h' });
 
-/** Papr's memory fields (docs/api.md, "Papr clients"): kept with the memory, returned in results, no effect. */
+const attributes = memoryAttributesSchema().shape;
+// A JSON-object field's type comes from its check's `meta` (domain/memory.ts), which hides the null `nullable` adds.
+const objectOrNull: { type: ('object' | 'null')[] } = { type: ['object', 'null'] };
+const item = memoryItemSchema().shape;
+
+/**
+ * Papr's memory fields (docs/api.md, "Papr clients"): kept with the memory, returned in results, no effect. Each is
+ * the domain's own schema for the field (domain/memory.ts), annotated, and also takes null: clients generated from
+ * Papr's spec send null for an unset field, which the edge reads as absent (`withoutNulls`).
+ */
 const paprMemoryFields = {
-  context: z
-    .array(z.object({ role: z.enum(['user', 'assistant']), content: z.string() }))
-    .max(100)
-    .nullish()
-    .openapi({ description: 'Papr: conversation history for this memory' }),
-  relationships_json: z
-    .array(z.record(z.string(), z.unknown()))
-    .max(100)
-    .nullish()
+  context: attributes.context.nullable().openapi({ description: 'Papr: conversation history for this memory' }),
+  relationships_json: attributes.relationships_json
+    .nullable()
     .openapi({ description: 'Papr: relationships to other memories, each an object with a relation_type' }),
-  external_user_id: z.string().min(1).max(256).nullish().openapi({ description: "Papr: your application's user id (an attribute, not a tenant)" }),
-  user_id: z.string().min(1).max(256).nullish().openapi({ description: 'Papr: an internal user id (an attribute, not a tenant)' }),
-  namespace_id: z.string().min(1).max(256).nullish().openapi({ description: "The API key's namespace, or absent; another is 403" }),
-  organization_id: z.string().min(1).max(256).nullish().openapi({ description: "The API key's organization, or absent; another is 403" }),
-  graph_generation: z.record(z.string(), z.unknown()).nullish().openapi({ description: 'Papr: graph generation settings (stored as sent)' }),
-  link_to: z
-    .union([z.string(), z.array(z.string()).max(100), z.record(z.string(), z.unknown())])
-    .nullish()
-    .openapi({ description: 'Papr: link shorthand (stored as sent)' }),
-  memory_policy: z.record(z.string(), z.unknown()).nullish().openapi({ description: 'Papr: memory policy (stored as sent)' }),
-  policy: z.record(z.string(), z.unknown()).nullish().openapi({ description: 'Papr: ingestion policy (stored as sent)' }),
+  external_user_id: attributes.external_user_id.nullable().openapi({ description: "Papr: your application's user id (an attribute, not a tenant)" }),
+  user_id: attributes.user_id.nullable().openapi({ description: 'Papr: an internal user id (an attribute, not a tenant)' }),
+  namespace_id: attributes.namespace_id.nullable().openapi({ description: "The API key's namespace, or absent; another is 403" }),
+  organization_id: attributes.organization_id.nullable().openapi({ description: "The API key's organization, or absent; another is 403" }),
+  graph_generation: attributes.graph_generation.nullable().openapi({ ...objectOrNull, description: 'Papr: graph generation settings (stored as sent)' }),
+  link_to: attributes.link_to.nullable().openapi({ description: 'Papr: link shorthand (stored as sent)' }),
+  memory_policy: attributes.memory_policy.nullable().openapi({ ...objectOrNull, description: 'Papr: memory policy (stored as sent)' }),
+  policy: attributes.policy.nullable().openapi({ ...objectOrNull, description: 'Papr: ingestion policy (stored as sent)' }),
 };
 
-export const MemoryItemDoc = z
-  .object({
+/** The memory item: the domain's schema (`memoryItemSchema`, default limits) with the annotations above. */
+export const MemoryItemDoc = memoryItemSchema()
+  .extend({
     ...paprMemoryFields,
-    content: z.string().openapi({ example: 'The user prefers dark mode.' }),
-    type: z.string().optional().openapi({ example: 'note' }),
-    metadata: z.record(z.string(), z.unknown()).optional(),
-    external_id: z.string().optional().openapi({
+    content: item.content.openapi({ example: 'The user prefers dark mode.' }),
+    type: item.type.openapi({ example: 'note' }),
+    external_id: item.external_id.openapi({
       description: "The client's id for the memory, unique in a batch: a tenant's memory with this id is updated in place (upsert)",
     }),
   })
