@@ -77,25 +77,25 @@ async function* items(values: unknown[]) {
 /** `count` memories, every 20th one rejected by the sink: 5% of the items, one per segment of 20. */
 const fivePercentBad = (count: number) => Array.from({ length: count }, (_, i) => ({ content: i % 20 === 7 ? `bad ${i}` : `good ${i}` }));
 
-async function submitAndRun(ctx: ReturnType<typeof context>, values: unknown[], options: SubmitOptions) {
-  const submitted = await submitBatch(ctx, { tenant: tenantA, requestId: 'r', items: items(values), options: () => options });
+async function submitAndRun(services: ReturnType<typeof context>, values: unknown[], options: SubmitOptions) {
+  const submitted = await submitBatch(services, { tenant: tenantA, requestId: 'r', items: items(values), options: () => options });
   if (!submitted.ok) throw new Error(submitted.error.detail);
-  await runBatch(ctx, submitted.value.batch.key, { workerId: 'w', signal: new AbortController().signal });
-  return (await ctx.batches.get(submitted.value.batch.key))!;
+  await runBatch(services, submitted.value.batch.key, { workerId: 'w', signal: new AbortController().signal });
+  return (await services.batches.get(submitted.value.batch.key))!;
 }
 
 describe('tolerated failures on the local runner', () => {
   it('a sink failing 5% with max_failed_percent 1 ends failed, having started no segment after the limit was passed', async () => {
-    const ctx = context();
+    const services = context();
     // 2,000 items in 100 segments of 20; 1% is 20 failures, so the 21st failed item (the 21st segment) passes it.
-    const batch = await submitAndRun(ctx, fivePercentBad(2000), { maxFailedPercent: 1 });
+    const batch = await submitAndRun(services, fivePercentBad(2000), { maxFailedPercent: 1 });
     expect(batch.status).toBe('failed');
     expect(batch.error).toMatch(/21 memories failed|memories failed \(1\.\d+% of 2000\), more than max_failed_percent 1/);
-    const segments = await ctx.batches.listSegments(batch.key);
+    const segments = await services.batches.listSegments(batch.key);
     // Segments in flight when the 21st was recorded: at most the concurrency (4), the crossing one among them.
-    expect(ctx.sink.calls).toBe(segments.length);
+    expect(services.sink.calls).toBe(segments.length);
     expect(segments.length).toBeGreaterThanOrEqual(21);
-    expect(segments.length).toBeLessThanOrEqual(21 + ctx.settings.segmentConcurrency - 1);
+    expect(segments.length).toBeLessThanOrEqual(21 + services.settings.segmentConcurrency - 1);
     expect(batch.counts).toEqual({ total: 2000, processed: segments.length * 20, succeeded: segments.length * 19, failed: segments.length });
   });
 
