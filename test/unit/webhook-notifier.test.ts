@@ -70,7 +70,7 @@ function standIn(publicHost: Receiver, dialled: string[]): buildConnector.connec
   };
 }
 
-function services(notifier: HttpWebhookNotifier, settings: Partial<OrchestratedServices['settings']> = {}) {
+function servicesWith(notifier: HttpWebhookNotifier, settings: Partial<OrchestratedServices['settings']> = {}) {
   return {
     batches: new MemoryBatchRepository(),
     payloads: new MemoryPayloadStore(),
@@ -84,13 +84,13 @@ function services(notifier: HttpWebhookNotifier, settings: Partial<OrchestratedS
 }
 
 /** A finished batch whose webhook is owed to `url`. */
-async function finishedBatch(ctx: ReturnType<typeof services>, url: string): Promise<string> {
+async function finishedBatch(services: ReturnType<typeof servicesWith>, url: string): Promise<string> {
   async function* items() {
     yield { content: 'one' };
   }
-  const submitted = await submitBatch(ctx, { tenant: tenantA, requestId: 'r', items: items(), options: () => ({ webhookUrl: url }) });
+  const submitted = await submitBatch(services, { tenant: tenantA, requestId: 'r', items: items(), options: () => ({ webhookUrl: url }) });
   if (!submitted.ok) throw new Error(`submit failed: ${submitted.error.detail}`);
-  await runBatch(ctx, submitted.value.batch.key, { workerId: 'w', signal: new AbortController().signal });
+  await runBatch(services, submitted.value.batch.key, { workerId: 'w', signal: new AbortController().signal });
   return submitted.value.batch.key;
 }
 
@@ -106,19 +106,19 @@ describe('the webhook notifier resolves once and connects to the address it chec
     };
     const dialled: string[] = [];
     const notifier = new HttpWebhookNotifier({ timeoutMs: 2_000, allowPrivate: false, resolve, dial: standIn(publicHost, dialled) });
-    const ctx = services(notifier);
+    const services = servicesWith(notifier);
     try {
-      const key = await finishedBatch(ctx, `http://rebind.example:${internal.port}/hook`);
+      const key = await finishedBatch(services, `http://rebind.example:${internal.port}/hook`);
 
       // First attempt: one lookup (the public answer), and the socket goes to that address, not to a second lookup's.
-      const first = await deliverWebhook(ctx, key);
+      const first = await deliverWebhook(services, key);
       expect(first).toMatchObject({ status: 'attempted', attempt: { delivered: false, retryable: true, error: 'receiver answered 503' } });
       expect(lookups).toEqual(['rebind.example']);
       expect(dialled).toEqual([publicAddress]);
       expect(publicHost.requests).toHaveLength(1);
 
       // Second attempt: the name now answers 127.0.0.1; the connection is refused before any socket opens.
-      const second = await deliverWebhook(ctx, key);
+      const second = await deliverWebhook(services, key);
       expect(second).toMatchObject({
         status: 'attempted',
         attempt: { delivered: false, retryable: false, error: 'refused: rebind.example resolves to 127.0.0.1 is a loopback address' },
@@ -127,14 +127,14 @@ describe('the webhook notifier resolves once and connects to the address it chec
       expect(dialled).toEqual([publicAddress]);
       expect(internal.connections).toBe(0);
       expect(internal.requests).toHaveLength(0);
-      expect((await ctx.batches.get(key))!.webhook).toMatchObject({
+      expect((await services.batches.get(key))!.webhook).toMatchObject({
         delivered: false,
         attempts: 2,
         lastError: 'refused: rebind.example resolves to 127.0.0.1 is a loopback address',
       });
 
       // The retry loop stops at the refusal: no third lookup, no connection.
-      await deliverWithRetries(ctx, key, new AbortController().signal);
+      await deliverWithRetries(services, key, new AbortController().signal);
       expect(internal.connections).toBe(0);
     } finally {
       await notifier.close();
@@ -166,12 +166,12 @@ describe('the webhook notifier resolves once and connects to the address it chec
     };
     const dialled: string[] = [];
     const notifier = new HttpWebhookNotifier({ timeoutMs: 2_000, allowPrivate: false, resolve, dial: standIn(internal, dialled) });
-    const ctx = services(notifier);
+    const services = servicesWith(notifier);
     try {
-      const key = await finishedBatch(ctx, `http://gone.example:${internal.port}/hook`);
-      const step = await deliverWebhook(ctx, key);
+      const key = await finishedBatch(services, `http://gone.example:${internal.port}/hook`);
+      const step = await deliverWebhook(services, key);
       expect(step).toMatchObject({ status: 'attempted', attempt: { delivered: false, retryable: true, error: 'could not resolve gone.example: ENOTFOUND' } });
-      expect((await ctx.batches.get(key))!.webhook).toMatchObject({ delivered: false, attempts: 1, lastError: 'could not resolve gone.example: ENOTFOUND' });
+      expect((await services.batches.get(key))!.webhook).toMatchObject({ delivered: false, attempts: 1, lastError: 'could not resolve gone.example: ENOTFOUND' });
       expect(dialled).toEqual([]);
       expect(internal.connections).toBe(0);
     } finally {
@@ -241,11 +241,11 @@ describe('Retry-After', () => {
       else response.writeHead(204).end();
     });
     const notifier = new HttpWebhookNotifier({ timeoutMs: 2_000, allowPrivate: true });
-    const ctx = services(notifier, { allowPrivateWebhooks: true, webhookBaseDelayMs: 10, webhookMaxDelayMs: 1_500 });
+    const services = servicesWith(notifier, { allowPrivateWebhooks: true, webhookBaseDelayMs: 10, webhookMaxDelayMs: 1_500 });
     try {
-      const key = await finishedBatch(ctx, `http://127.0.0.1:${busy.port}/hook`);
-      await deliverWithRetries(ctx, key, new AbortController().signal);
-      expect((await ctx.batches.get(key))!.webhook).toMatchObject({ delivered: true, attempts: 3 });
+      const key = await finishedBatch(services, `http://127.0.0.1:${busy.port}/hook`);
+      await deliverWithRetries(services, key, new AbortController().signal);
+      expect((await services.batches.get(key))!.webhook).toMatchObject({ delivered: true, attempts: 3 });
       const [first, second, third] = busy.requests.map((request) => request.at) as [number, number, number];
       expect(second - first).toBeGreaterThanOrEqual(990);
       expect(third - second).toBeGreaterThanOrEqual(1_490);
