@@ -140,9 +140,9 @@ describe('the embedded runner shares segment slots between tenants', () => {
       sink.release();
       return orchestrator.close();
     });
-    const ctx: OrchestratedServices = { ...base, orchestrator };
+    const services: OrchestratedServices = { ...base, orchestrator };
     const app = createHttpApp({
-      services: ctx,
+      services,
       keys: keyring([
         { key: keyA, organization: 'org-a', namespace: 'ns', user: 'user-a', workspace: 'ws' },
         { key: keyB, organization: 'org-b', namespace: 'ns', user: 'user-b', workspace: 'ws' },
