@@ -44,10 +44,10 @@ async function* items(values: unknown[]) {
 }
 
 const memories = (count: number) => Array.from({ length: count }, (_, i) => ({ content: `m${i}`, external_id: `e${i}` }));
-const run = (ctx: ReturnType<typeof context>, key: string) => runBatch(ctx, key, { workerId: 'w', signal: new AbortController().signal });
+const run = (services: ReturnType<typeof context>, key: string) => runBatch(services, key, { workerId: 'w', signal: new AbortController().signal });
 
-async function submitted(ctx: ReturnType<typeof context>, count: number, options: SubmitOptions = {}) {
-  const result = await submitBatch(ctx, { tenant: tenantA, requestId: 'r', items: items(memories(count)), options: () => options });
+async function submitted(services: ReturnType<typeof context>, count: number, options: SubmitOptions = {}) {
+  const result = await submitBatch(services, { tenant: tenantA, requestId: 'r', items: items(memories(count)), options: () => options });
   if (!result.ok) throw new Error(result.error.detail);
   return result.value.batch;
 }
@@ -78,76 +78,76 @@ describe('reopen (domain)', () => {
 
 describe('redrive on the local runner', () => {
   it('after an outage that failed 30%, processes only the failed items again and ends with 100% succeeded and exact counts', async () => {
-    const ctx = context();
-    const batch = await submitted(ctx, 200, { webhookUrl: 'https://example.com/h' });
-    await run(ctx, batch.key);
-    const first = (await ctx.batches.get(batch.key))!;
+    const services = context();
+    const batch = await submitted(services, 200, { webhookUrl: 'https://example.com/h' });
+    await run(services, batch.key);
+    const first = (await services.batches.get(batch.key))!;
     expect(first).toMatchObject({ status: 'completed', counts: { total: 200, processed: 200, succeeded: 140, failed: 60 } });
-    expect((await deliverWebhook(ctx, batch.key)).status).toBe('attempted');
-    expect(ctx.sink.writes).toBe(200);
+    expect((await deliverWebhook(services, batch.key)).status).toBe('attempted');
+    expect(services.sink.writes).toBe(200);
 
-    ctx.sink.outage = false;
-    const retried = await retryBatch(ctx, tenantA, batch.id);
+    services.sink.outage = false;
+    const retried = await retryBatch(services, tenantA, batch.id);
     expect(retried).toMatchObject({ ok: true, value: { status: 'processing', redrives: 1, completedAt: null, error: null } });
-    expect(ctx.orchestrator.started).toEqual([batch.key]);
-    await run(ctx, batch.key);
-    const done = (await ctx.batches.get(batch.key))!;
+    expect(services.orchestrator.started).toEqual([batch.key]);
+    await run(services, batch.key);
+    const done = (await services.batches.get(batch.key))!;
     expect(done).toMatchObject({ status: 'completed', redrives: 1, counts: { total: 200, processed: 200, succeeded: 200, failed: 0 } });
     // Only the 60 failed items were written again; every memory once.
-    expect(ctx.sink.writes).toBe(260);
-    expect(ctx.sink.memories.size).toBe(200);
-    expect(await ctx.batches.listErrors(batch.key, -1, 1000)).toEqual([]);
-    expect(await ctx.batches.listRedriveSegments(batch.key, 1)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
-    const results = await listResults(ctx, tenantA, batch.id, { limit: 1000 });
+    expect(services.sink.writes).toBe(260);
+    expect(services.sink.memories.size).toBe(200);
+    expect(await services.batches.listErrors(batch.key, -1, 1000)).toEqual([]);
+    expect(await services.batches.listRedriveSegments(batch.key, 1)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    const results = await listResults(services, tenantA, batch.id, { limit: 1000 });
     expect(results.ok && results.value.items.every((r) => r.status === 'succeeded')).toBe(true);
 
     // The redrive's end is a second event with an id of its own.
-    expect((await deliverWebhook(ctx, batch.key)).status).toBe('attempted');
-    const ids = ctx.webhooks.sent.map((m) => m.messageId);
+    expect((await deliverWebhook(services, batch.key)).status).toBe('attempted');
+    const ids = services.webhooks.sent.map((m) => m.messageId);
     expect(ids).toHaveLength(2);
     expect(new Set(ids).size).toBe(2);
-    expect(ctx.webhooks.sent[1]!.payload).toMatchObject({ status: 'completed', successful_memories: 200, failed_memories: 0 });
+    expect(services.webhooks.sent[1]!.payload).toMatchObject({ status: 'completed', successful_memories: 200, failed_memories: 0 });
     // Nothing left to retry: 409.
-    expect(await retryBatch(ctx, tenantA, batch.id)).toMatchObject({ ok: false, error: { kind: 'wrong_state', detail: expect.stringContaining('no failed memories') } });
+    expect(await retryBatch(services, tenantA, batch.id)).toMatchObject({ ok: false, error: { kind: 'wrong_state', detail: expect.stringContaining('no failed memories') } });
   });
 
   it('a store still failing leaves the items failed with the new error, counts unchanged; a second redrive can still fix them', async () => {
-    const ctx = context();
-    const batch = await submitted(ctx, 50);
-    await run(ctx, batch.key);
-    expect((await retryBatch(ctx, tenantA, batch.id)).ok).toBe(true);
-    await run(ctx, batch.key);
-    expect(await ctx.batches.get(batch.key)).toMatchObject({ status: 'completed', redrives: 1, counts: { processed: 50, succeeded: 35, failed: 15 } });
-    ctx.sink.outage = false;
-    expect((await retryBatch(ctx, tenantA, batch.id)).ok).toBe(true);
-    await run(ctx, batch.key);
-    expect(await ctx.batches.get(batch.key)).toMatchObject({ status: 'completed', redrives: 2, counts: { processed: 50, succeeded: 50, failed: 0 } });
+    const services = context();
+    const batch = await submitted(services, 50);
+    await run(services, batch.key);
+    expect((await retryBatch(services, tenantA, batch.id)).ok).toBe(true);
+    await run(services, batch.key);
+    expect(await services.batches.get(batch.key)).toMatchObject({ status: 'completed', redrives: 1, counts: { processed: 50, succeeded: 35, failed: 15 } });
+    services.sink.outage = false;
+    expect((await retryBatch(services, tenantA, batch.id)).ok).toBe(true);
+    await run(services, batch.key);
+    expect(await services.batches.get(batch.key)).toMatchObject({ status: 'completed', redrives: 2, counts: { processed: 50, succeeded: 50, failed: 0 } });
   });
 
   it('refuses a running batch and another tenant\'s batch; of two retries at once one reopens', async () => {
-    const ctx = context();
-    const batch = await submitted(ctx, 50);
+    const services = context();
+    const batch = await submitted(services, 50);
     // Not run yet: pending, then processing.
-    expect(await retryBatch(ctx, tenantA, batch.id)).toMatchObject({ ok: false, error: { kind: 'wrong_state', detail: expect.stringContaining('is pending') } });
-    await run(ctx, batch.key);
-    expect(await retryBatch(ctx, tenantB, batch.id)).toMatchObject({ ok: false, error: { kind: 'not_found' } });
-    const both = await Promise.all([retryBatch(ctx, tenantA, batch.id), retryBatch(ctx, tenantA, batch.id)]);
+    expect(await retryBatch(services, tenantA, batch.id)).toMatchObject({ ok: false, error: { kind: 'wrong_state', detail: expect.stringContaining('is pending') } });
+    await run(services, batch.key);
+    expect(await retryBatch(services, tenantB, batch.id)).toMatchObject({ ok: false, error: { kind: 'not_found' } });
+    const both = await Promise.all([retryBatch(services, tenantA, batch.id), retryBatch(services, tenantA, batch.id)]);
     expect(both.filter((r) => r.ok)).toHaveLength(1);
     expect(both.find((r) => !r.ok)).toMatchObject({ error: { kind: 'wrong_state', detail: expect.stringContaining('is processing') } });
-    expect(await ctx.batches.get(batch.key)).toMatchObject({ redrives: 1, status: 'processing' });
+    expect(await services.batches.get(batch.key)).toMatchObject({ redrives: 1, status: 'processing' });
   });
 
   it('a batch stopped by max_failed_items processes, on redrive, its failed items and the segments it never started', async () => {
-    const ctx = context();
-    const batch = await submitted(ctx, 200, { maxFailedItems: 5 });
-    await run(ctx, batch.key);
-    const stopped = (await ctx.batches.get(batch.key))!;
+    const services = context();
+    const batch = await submitted(services, 200, { maxFailedItems: 5 });
+    await run(services, batch.key);
+    const stopped = (await services.batches.get(batch.key))!;
     expect(stopped.status).toBe('failed');
     expect(stopped.counts.processed).toBeLessThan(200);
-    ctx.sink.outage = false;
-    expect((await retryBatch(ctx, tenantA, batch.id)).ok).toBe(true);
-    await run(ctx, batch.key);
-    expect(await ctx.batches.get(batch.key)).toMatchObject({ status: 'completed', error: null, counts: { total: 200, processed: 200, succeeded: 200, failed: 0 } });
-    expect(ctx.sink.memories.size).toBe(200);
+    services.sink.outage = false;
+    expect((await retryBatch(services, tenantA, batch.id)).ok).toBe(true);
+    await run(services, batch.key);
+    expect(await services.batches.get(batch.key)).toMatchObject({ status: 'completed', error: null, counts: { total: 200, processed: 200, succeeded: 200, failed: 0 } });
+    expect(services.sink.memories.size).toBe(200);
   });
 });
