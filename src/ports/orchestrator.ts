@@ -12,7 +12,8 @@ export interface Orchestrator {
    * the first run's id is taken by a closed run; the input is still only the key.
    */
   start(batchKey: string, options?: { redrive?: number }): Promise<{ workflowId: string }>;
-  cancel(batchKey: string): Promise<void>;
+  /** `redrive` names the run to stop when the batch was reopened (its run has an id of its own). */
+  cancel(batchKey: string, options?: { redrive?: number }): Promise<void>;
   check(): Promise<void>;
   close(): Promise<void>;
 }

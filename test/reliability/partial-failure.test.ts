@@ -80,16 +80,22 @@ async function segmentsRecorded(dataDir: string, id: string): Promise<number> {
 
 describe.each<Runner>(['local', 'temporal'])('tolerated failures (%s runner)', (runner) => {
   let s: Stack | undefined;
-  afterEach(async () => s?.close());
+  let hooks: WebhookReceiver | undefined;
+  afterEach(async () => {
+    await s?.close();
+    await hooks?.close();
+  });
 
   it('a store refusing 5% of items with max_failed_percent 1 ends failed, attempting no more than the segments in flight at the limit', async () => {
     s = await stack(runner);
+    const hookSecret = 'whsec_' + randomBytes(32).toString('base64');
+    hooks = await webhookReceiver(hookSecret);
     const api = apiClient(s.url, keys[0]!.key);
     const total = 20_000;
     // Every 20th memory carries the marker the store refuses: 25 per segment of 500, 5% of the batch.
     const make = (i: number) => (i % 20 === 3 ? { ...memory(i, `tf-${runner}`), content: `${rejectMarker} ${i}` } : memory(i, `tf-${runner}`));
     const id = `tolerated-${runner}`;
-    const submitted = await api.submitNdjson(ndjsonStream(total, (i) => ({ ...make(i), external_id: `${id}-${i}` })), `?batch_id=${id}&max_failed_percent=1`);
+    const submitted = await api.submitNdjson(ndjsonStream(total, (i) => ({ ...make(i), external_id: `${id}-${i}` })), `?batch_id=${id}&max_failed_percent=1&webhook_url=${encodeURIComponent(hooks.url)}`, { 'webhook-secret': hookSecret });
     expect(submitted.status).toBe(202);
     const done = await api.waitForFinal(id);
     expect(done.status).toBe('failed');
@@ -102,6 +108,11 @@ describe.each<Runner>(['local', 'temporal'])('tolerated failures (%s runner)', (
     expect(segments).toBeLessThanOrEqual(crossingSegment + concurrency - 1);
     expect(done.request_counts).toMatchObject({ total, processed: segments * segmentItems, failed: segments * 25, succeeded: segments * 475, expired: 0 });
     expect((done as unknown as { max_failed_percent: number | null }).max_failed_percent).toBe(1);
+    // The webhook says so: a batch.failed event whose batch carries the reason.
+    const event = await hooks.waitFor(id);
+    expect(event.payload.type).toBe('batch.failed');
+    expect(event.event).toBe('batch.failed');
+    expect((event.payload.data as unknown as { error: string }).error).toBe(done.error);
     console.log(`[tolerated ${runner}] failed after ${segments} of ${total / segmentItems} segments (limit passed at segment ${crossingSegment}, concurrency ${concurrency}): ${done.error}`);
   });
 });

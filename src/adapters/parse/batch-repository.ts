@@ -411,7 +411,10 @@ export class ParseBatchRepository implements BatchRepository {
         .first(useMasterKey);
     const gone = new Set((recorded?.get('recoveredIndexes') as number[] | undefined) ?? []);
     const stale = applied ? errorRows : errorRows.filter((r) => gone.has(number(r.get('index'))));
-    if (stale.length > 0) await this.#Parse.Object.destroyAll(stale, useMasterKey);
+    // A concurrent repeat may have removed some already: "not found" is the state wanted.
+    await Promise.all(stale.map((errorRow) => errorRow.destroy(useMasterKey).catch((error: unknown) => {
+      if (!isParseError(error, ParseErrorCode.objectNotFound)) throw error;
+    })));
     if (applied) {
       for (const item of outcome.failedAgain) {
         const again = await new this.#Parse.Query(parseClasses.itemError).equalTo('batchId', key).equalTo('index', item.index).first(useMasterKey);

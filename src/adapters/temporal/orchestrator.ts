@@ -67,9 +67,9 @@ export class TemporalOrchestrator implements Orchestrator {
     return { workflowId };
   }
 
-  async cancel(batchKey: string): Promise<void> {
+  async cancel(batchKey: string, options: { redrive?: number } = {}): Promise<void> {
     try {
-      await this.#client.workflow.getHandle(workflowIdFor(batchKey)).signal(cancelSignal);
+      await this.#client.workflow.getHandle(workflowIdFor(batchKey, options.redrive)).signal(cancelSignal);
     } catch (error) {
       // Not running (never started, or closed): nothing to stop.
       if (!(error instanceof WorkflowNotFoundError)) throw error;

@@ -16,6 +16,6 @@ export async function cancelBatch(services: OrchestratedServices, tenant: Tenant
   });
   if (!batch) return err(notFound(`batch ${id}`));
   if (isFinal(batch.status)) return err({ kind: 'wrong_state', detail: `batch ${id} is already ${batch.status}` });
-  await services.orchestrator.cancel(key);
+  await services.orchestrator.cancel(key, { redrive: batch.redrives ?? 0 });
   return ok((await services.batches.get(key)) ?? batch);
 }
