@@ -2,8 +2,9 @@
 // across batches: memories with external ids, then the same file again (0 new memories, all unchanged), then with 1%
 // of the contents changed (exactly those updated); Parse holds one Memory per external id throughout, guarded by the
 // unique index `batchmem migrate` made. Two batches with overlapping external ids submitted at once end with one
-// Memory per id. The default pass imports 1,000 three times (Parse answers a few hundred memories a second on a busy
-// two-core machine); BATCHMEM_SOAK=1 or BATCHMEM_REIMPORT_PARSE_MEMORIES=20000 runs the 20,000 of issue 16.
+// Memory per id. CI imports 1,000 three times (about a minute with Parse's start; Parse answers one to three hundred
+// memories a second on a busy two-core machine). BATCHMEM_REIMPORT_PARSE_MEMORIES=20000 runs the 20,000 of issue 16
+// (about 5 minutes: 135 s, 74 s and 71 s for the three imports when measured), kept out of CI's time budget.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseClasses } from '../../src/adapters/parse/schema.ts';
 import { apiClient, type BatchJson, memory, ndjsonStream } from '../support/api-client.ts';
@@ -13,8 +14,7 @@ import { startParseServer, type ParseServerHandle } from '../support/parse-serve
 import { serverProcess, type ServerProcess } from '../support/server-process.ts';
 import { commonEnv, testKeys } from '../e2e/http.suite.ts';
 
-const soak = process.env.BATCHMEM_SOAK === '1';
-const total = Number(process.env.BATCHMEM_REIMPORT_PARSE_MEMORIES ?? (soak ? 20_000 : 1_000));
+const total = Number(process.env.BATCHMEM_REIMPORT_PARSE_MEMORIES ?? 1_000);
 const changedEvery = 100; // 1% of the contents change in the third import
 
 type Counts = BatchJson['request_counts'] & { created: number; updated: number; unchanged: number };
