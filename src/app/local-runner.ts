@@ -102,6 +102,10 @@ export class LocalOrchestrator implements Orchestrator {
     this.#retries.set(key, timer);
   }
 
+  async redeliver(batchKey: string): Promise<void> {
+    if (!this.#shutdown.signal.aborted) this.#deliver(batchKey);
+  }
+
   async check(): Promise<void> {}
 
   /** Stops scheduling segments; running segments finish, unfinished batches resume on the next start. */

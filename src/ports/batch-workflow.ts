@@ -7,6 +7,14 @@ import type { Counts } from '../domain/progress.ts';
 /** The workflow type the worker registers (the name of the exported workflow function). */
 export const processBatchWorkflowType = 'processBatch';
 
+/** The workflow that sends a final batch's webhook again (POST /v1/batch/{id}/webhook/redeliver). */
+export const redeliverWebhookWorkflowType = 'redeliverWebhook';
+
+/** Its workflow id: one per batch, apart from the batch's own run (which has ended by then). */
+export function redeliveryWorkflowId(batchWorkflowId: string): string {
+  return `webhook-${batchWorkflowId}`;
+}
+
 /** Constant size whatever the batch: the key is 32 hex characters, the segment index a number. */
 export interface ProcessBatchInput {
   batchKey: string;

@@ -5,6 +5,8 @@
  * - `start` is idempotent: starting a batch that is already running or done returns its existing workflow id.
  * - `cancel` asks a running batch to stop scheduling segments; the batch ends `cancelled` with partial counts.
  *   Cancelling a batch that is not running is a no-op.
+ * - `redeliver` runs the webhook retry loop of a final batch again (its delivery state was reset by the caller), with
+ *   the same event and `webhook-id`; a loop already running for the batch may be joined instead of doubled.
  */
 export interface Orchestrator {
   /**
@@ -14,6 +16,7 @@ export interface Orchestrator {
   start(batchKey: string, options?: { redrive?: number }): Promise<{ workflowId: string }>;
   /** `redrive` names the run to stop when the batch was reopened (its run has an id of its own). */
   cancel(batchKey: string, options?: { redrive?: number }): Promise<void>;
+  redeliver(batchKey: string): Promise<void>;
   check(): Promise<void>;
   close(): Promise<void>;
 }

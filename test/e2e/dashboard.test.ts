@@ -265,6 +265,29 @@ describe('operator dashboard in Chromium', () => {
     expect(errorsDownload.suggestedFilename()).toBe('dash-expiring-errors.ndjson');
   });
 
+  it("sends a final batch's webhook again from its page after the receiver answered 410, under the same webhook-id", async () => {
+    receiver.setMode('gone');
+    const submitted = await api.submitJson({ memories: [memory(1), memory(2)], batch_id: 'dash-redeliver', webhook_url: receiver.url, webhook_secret: webhookSecret });
+    expect(submitted.status).toBe(202);
+    await api.waitForFinal('dash-redeliver');
+    await expect.poll(async () => ((await api.get('dash-redeliver')) as unknown as { webhook: { attempts: number } }).webhook.attempts, ui).toBe(1);
+    receiver.setMode('ok');
+
+    await page.setViewportSize({ width: 1280, height: 860 });
+    await page.getByRole('link', { name: '← All batches' }).click();
+    await page.getByRole('link', { name: 'dash-redeliver', exact: true }).click();
+    await expect.poll(async () => (await stats(page, 'Webhook'))['Last error'], ui).toBe('receiver answered 410');
+    const button = page.getByRole('button', { name: 'Send webhook again' });
+    await button.click();
+    await expect.poll(() => page.locator('#redeliver-status').textContent(), ui).toBe('Sending the webhook again.');
+    await expect.poll(async () => (await stats(page, 'Webhook')).Delivery, { timeout: 30_000 }).toBe('Delivered');
+    const sent = receiver.deliveries.filter((delivery) => delivery.payload.data.id === 'dash-redeliver');
+    expect(sent.map((delivery) => delivery.answeredWith)).toEqual([410, 204]);
+    expect(new Set(sent.map((delivery) => delivery.id)).size).toBe(1);
+    expect(sent.every((delivery) => delivery.verified)).toBe(true);
+    await shot('batch-redelivered');
+  });
+
   it('fits a narrow screen, never puts the key in a URL, and raises no script or CSP error', async () => {
     await page.setViewportSize({ width: 375, height: 812 });
     await page.getByRole('link', { name: '← All batches' }).click();

@@ -236,12 +236,16 @@ export class MemorySinkFake implements MemorySink {
 export class RecordingOrchestrator implements Orchestrator {
   readonly started: string[] = [];
   readonly cancelled: string[] = [];
+  readonly redelivered: string[] = [];
   async start(batchKey: string) {
     if (!this.started.includes(batchKey)) this.started.push(batchKey);
     return { workflowId: `batch-${batchKey}` };
   }
   async cancel(batchKey: string) {
     this.cancelled.push(batchKey);
+  }
+  async redeliver(batchKey: string) {
+    this.redelivered.push(batchKey);
   }
   async check() {}
   async close() {}

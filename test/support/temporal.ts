@@ -164,6 +164,7 @@ export function withoutStarting(services: OrchestratedServices): OrchestratedSer
     orchestrator: {
       start: async (key) => ({ workflowId: `batch-${key}` }),
       cancel: async () => undefined,
+      redeliver: async () => undefined,
       check: async () => undefined,
       close: async () => undefined,
     },

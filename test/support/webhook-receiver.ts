@@ -16,7 +16,8 @@ export interface Delivery {
   answeredWith: number | 'timeout';
 }
 
-export type ReceiverMode = 'ok' | 'fail' | 'hang';
+/** `gone` answers 410 Gone, which stops the retries. */
+export type ReceiverMode = 'ok' | 'fail' | 'hang' | 'gone';
 
 export interface WebhookReceiver {
   url: string;
@@ -53,7 +54,7 @@ export async function webhookReceiver(secret: string, host = '127.0.0.1'): Promi
       const expected = Buffer.from('sha256=' + createHmac('sha256', Buffer.from(secret, 'utf8')).update(Buffer.concat(chunks)).digest('hex'));
       const sent = Buffer.from(String(req.headers['x-webhook-signature'] ?? ''));
       const paprVerified = sent.length === expected.length && timingSafeEqual(sent, expected);
-      const answer = mode === 'hang' ? 'timeout' : mode === 'fail' ? 500 : verified ? 204 : 401;
+      const answer = mode === 'hang' ? 'timeout' : mode === 'fail' ? 500 : mode === 'gone' ? 410 : verified ? 204 : 401;
       deliveries.push({
         id: String(req.headers['webhook-id']),
         verified,

@@ -48,7 +48,7 @@ function setup(options: { start?: boolean; heartbeatMs?: number } = {}) {
     settings: { ...defaultSettings, segmentMaxItems: 10, allowPrivateWebhooks: true, watchIntervalMs: 10 },
   };
   const orchestrator = new LocalOrchestrator(base, { workerId: 'w', batchConcurrency: 2 });
-  const idle = { start: async (key: string) => ({ workflowId: `batch-${key}` }), cancel: async () => undefined, check: async () => undefined, close: async () => undefined };
+  const idle = { start: async (key: string) => ({ workflowId: `batch-${key}` }), cancel: async () => undefined, redeliver: async () => undefined, check: async () => undefined, close: async () => undefined };
   const services: OrchestratedServices = { ...base, orchestrator: options.start === false ? idle : orchestrator };
   const app = createHttpApp({
     services,
@@ -370,5 +370,55 @@ describe('OpenAPI document', () => {
     expect(Object.keys(batch)).toEqual(expect.arrayContaining(['completion_window', 'expires_at', 'metadata', 'progress_version']));
     expect(Object.keys(batch.request_counts.properties)).toContain('expired');
     expect(Object.keys(openapi.components.schemas)).toEqual(expect.arrayContaining(['DryRun', 'ResultLine']));
+  });
+});
+
+describe('POST /v1/batch/{id}/webhook/redeliver', () => {
+  it("sends a final batch's event again under the same webhook-id after a 410, with a fresh count of attempts", async () => {
+    const t = setup();
+    const notifier = t.base.webhooks as ScriptedNotifier;
+    notifier.answers.push({ delivered: false, retryable: false, error: 'receiver answered 410' });
+    const submitted = await t.submitJson({ memories: memories(3), batch_id: 'hooked', webhook_url: 'https://hooks.example.com/in' });
+    expect(submitted.status).toBe(202);
+    await t.waitFinal('hooked');
+    await t.orchestrator.idle();
+    expect(((await (await t.call('/v1/batch/hooked')).json()) as Record<string, any>).webhook).toMatchObject({
+      delivered: false, attempts: 1, last_error: 'receiver answered 410',
+    });
+
+    const response = await t.call('/v1/batch/hooked/webhook/redeliver', { method: 'POST' });
+    expect(response.status).toBe(202);
+    expect(((await response.json()) as Record<string, any>).webhook).toMatchObject({ delivered: false, attempts: 0, last_error: null });
+    await t.orchestrator.idle();
+    expect(((await (await t.call('/v1/batch/hooked')).json()) as Record<string, any>).webhook).toMatchObject({ delivered: true, attempts: 1, last_error: null });
+    expect(notifier.sent).toHaveLength(2);
+    expect(notifier.sent[1]!.messageId).toBe(notifier.sent[0]!.messageId);
+    expect(JSON.stringify(notifier.sent[1]!.payload)).toBe(JSON.stringify(notifier.sent[0]!.payload));
+
+    // Delivered already: sent once more on request, still the same event.
+    expect((await t.call('/v1/batch/hooked/webhook/redeliver', { method: 'POST' })).status).toBe(202);
+    await t.orchestrator.idle();
+    expect(notifier.sent).toHaveLength(3);
+    expect(notifier.sent[2]!.messageId).toBe(notifier.sent[0]!.messageId);
+  });
+
+  it('is 404 for an unknown batch, another tenant\'s, or one without a webhook, and 409 while the batch is not final', async () => {
+    const t = setup({ start: false });
+    await t.submitJson({ memories: memories(2), batch_id: 'waiting', webhook_url: 'https://hooks.example.com/in' });
+    await t.submitJson({ memories: memories(2), batch_id: 'silent' });
+    await runBatch(t.services, batchKey(tenantA.organization, 'silent'), { workerId: 'w', signal: new AbortController().signal });
+    const problem = async (path: string, key?: string) => {
+      const response = await t.call(path, { method: 'POST' }, key);
+      expect(response.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+      return { status: response.status, detail: ((await response.json()) as { detail: string }).detail };
+    };
+    expect(await problem('/v1/batch/nothing-here/webhook/redeliver')).toEqual({ status: 404, detail: 'batch nothing-here was not found' });
+    expect((await problem('/v1/batch/waiting/webhook/redeliver', keyB)).status).toBe(404);
+    expect(await problem('/v1/batch/silent/webhook/redeliver')).toEqual({ status: 404, detail: 'a webhook for batch silent was not found' });
+    expect(await problem('/v1/batch/waiting/webhook/redeliver')).toEqual({
+      status: 409, detail: 'batch waiting is pending; its webhook is sent once it is final',
+    });
+    const openapi = (await (await t.app.request('/openapi.json')).json()) as { paths: Record<string, Record<string, { responses: Record<string, unknown> }>> };
+    expect(Object.keys(openapi.paths['/v1/batch/{id}/webhook/redeliver']!.post!.responses)).toEqual(expect.arrayContaining(['202', '404', '409']));
   });
 });

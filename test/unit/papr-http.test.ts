@@ -30,6 +30,7 @@ class RunningOrchestrator implements Orchestrator {
     return { workflowId: `batch-${batchKey}` };
   }
   async cancel() {}
+  async redeliver() {}
   async describe() {
     return undefined;
   }

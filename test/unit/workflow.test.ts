@@ -6,7 +6,8 @@ import { ApplicationFailure } from '@temporalio/activity';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Runtime, Worker, type WorkflowBundle } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cancelSignal, processBatchWorkflowType } from '../../src/ports/batch-workflow.ts';
+import { cancelSignal, processBatchWorkflowType, redeliveryWorkflowId } from '../../src/ports/batch-workflow.ts';
+import { TemporalOrchestrator } from '../../src/adapters/temporal/orchestrator.ts';
 import type { BatchActivities, FinalState, RunPlan, SegmentStep, Tuning } from '../../src/app/temporal/activities.ts';
 import { workflowsPath } from '../../src/app/temporal/worker.ts';
 import type { ProcessBatchResult } from '../../src/app/temporal/workflows.ts';
@@ -234,5 +235,21 @@ describe.concurrent('processBatch on a local dev server, activities mocked', { t
     expect(second - first).toBeGreaterThanOrEqual(800);
     expect(third - second).toBeGreaterThanOrEqual(1_200);
     expect(third - second).toBeLessThan(10_000);
+  });
+
+  it("redelivers a final batch's webhook through the orchestrator: the same loop, and again after the last redelivery ended", async () => {
+    const batch = new FakeBatch(1);
+    const batchKey = randomUUID().replaceAll('-', '');
+    const busy = (attempts: number) => ApplicationFailure.create({ message: 'receiver answered 503', type: 'WebhookNotDelivered', details: [attempts] });
+    batches.set(batchKey, { batch, script: { webhook: (call) => (call === 1 ? busy(1) : 'delivered') } });
+    const orchestrator = new TemporalOrchestrator(env.client, { taskQueue });
+    await orchestrator.redeliver(batchKey);
+    const handle = env.client.workflow.getHandle(redeliveryWorkflowId(`batch-${batchKey}`));
+    expect(await handle.result()).toBe('delivered');
+    expect(batch.webhookCalls).toBe(2);
+    await orchestrator.redeliver(batchKey);
+    // The first redelivery has ended, so this one is a new run under the same id.
+    expect(await env.client.workflow.getHandle(redeliveryWorkflowId(`batch-${batchKey}`)).result()).toBe('delivered');
+    expect(batch.webhookCalls).toBe(3);
   });
 });

@@ -7,7 +7,7 @@ import {
 } from '@temporalio/client';
 import { workflowIdFor } from '../../domain/batch.ts';
 import type { Orchestrator } from '../../ports/orchestrator.ts';
-import { cancelSignal, type ProcessBatchInput, processBatchWorkflowType } from '../../ports/batch-workflow.ts';
+import { cancelSignal, type ProcessBatchInput, processBatchWorkflowType, redeliverWebhookWorkflowType, redeliveryWorkflowId } from '../../ports/batch-workflow.ts';
 
 export interface TemporalTarget {
   /** gRPC frontend, `host:port`. */
@@ -65,6 +65,25 @@ export class TemporalOrchestrator implements Orchestrator {
       if (!(error instanceof WorkflowExecutionAlreadyStartedError)) throw error;
     }
     return { workflowId };
+  }
+
+  /**
+   * Starts `redeliverWebhook` (the batch's own run has ended, and its id cannot be started again): a redelivery
+   * still running is joined (USE_EXISTING), an ended one is started afresh (ALLOW_DUPLICATE).
+   */
+  async redeliver(batchKey: string): Promise<void> {
+    const input: ProcessBatchInput = { batchKey };
+    try {
+      await this.#client.workflow.start(redeliverWebhookWorkflowType, {
+        taskQueue: this.#taskQueue,
+        workflowId: redeliveryWorkflowId(workflowIdFor(batchKey)),
+        args: [input],
+        workflowIdConflictPolicy: 'USE_EXISTING',
+        workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+      });
+    } catch (error) {
+      if (!(error instanceof WorkflowExecutionAlreadyStartedError)) throw error;
+    }
   }
 
   async cancel(batchKey: string, options: { redrive?: number } = {}): Promise<void> {

@@ -1,5 +1,5 @@
-// The batch resource: read one, list, delete, cancel, retry, and page through its per-item results and errors. Its live
-// progress (events.ts) and its result files (result-files.ts) are routers of their own.
+// The batch resource: read one, list, delete, cancel, retry, redeliver its webhook, and page through its per-item
+// results and errors. Its live progress (events.ts) and its result files (result-files.ts) are routers of their own.
 import { createRoute, z } from '@hono/zod-openapi';
 import { batchMetadataIssues } from '../../domain/batch.ts';
 import { batchResource, outcomesOf } from '../batch-resource.ts';
@@ -7,6 +7,7 @@ import { validation } from '../errors.ts';
 import { cancelBatch } from '../requests/cancel-batch.ts';
 import { deleteBatch } from '../requests/delete-batch.ts';
 import { retryBatch } from '../requests/retry-batch.ts';
+import { redeliverWebhook } from '../requests/redeliver-webhook.ts';
 import { getBatch, listBatches, listErrors, listResults } from '../requests/read-batches.ts';
 import type { OrchestratedServices } from '../services.ts';
 import { batchResourceWithErrors } from './papr.ts';
@@ -38,6 +39,15 @@ const routes = {
     method: 'post', path: '/v1/batch/{id}/retry', security, request: { params: doc.BatchIdParam },
     summary: 'Redrive a final batch: process again only the memories whose outcome is failed (and any a stopped run never reached)',
     responses: { 202: json('Processing again', doc.BatchDoc), ...guarded, ...problemDocs('not_found', 'wrong_state') },
+  }),
+  redeliver: createRoute({
+    method: 'post', path: '/v1/batch/{id}/webhook/redeliver', security, request: { params: doc.BatchIdParam },
+    summary: "Send a final batch's webhook again: the same event and webhook-id, with a fresh count of attempts",
+    description:
+      'For a receiver that was down past the last attempt, answered 410 Gone, or lost the event. 404 when the batch ' +
+      'has no webhook, 409 while it is not final (its webhook goes out when it is). The delivery state on the batch ' +
+      '(`webhook.delivered`, `attempts`, `last_error`) starts again and follows the new attempts.',
+    responses: { 202: json('Redelivering', doc.BatchDoc), ...guarded, ...problemDocs('not_found', 'wrong_state') },
   }),
   results: createRoute({
     method: 'get', path: '/v1/batch/{id}/results', security, request: { params: doc.BatchIdParam, query: doc.PageQuery },
@@ -89,6 +99,13 @@ export function batchRoutes(services: OrchestratedServices) {
   app.openapi(routes.retry, async (c) => {
     const { id } = c.req.valid('param');
     const result = await retryBatch(services, c.get('tenant'), id);
+    if (!result.ok) return appErrorResponse(c, result.error);
+    return c.json(batchResource(result.value, await outcomesOf(services, result.value)), 202);
+  });
+
+  app.openapi(routes.redeliver, async (c) => {
+    const { id } = c.req.valid('param');
+    const result = await redeliverWebhook(services, c.get('tenant'), id);
     if (!result.ok) return appErrorResponse(c, result.error);
     return c.json(batchResource(result.value, await outcomesOf(services, result.value)), 202);
   });

@@ -172,9 +172,16 @@ export async function processBatch(input: ProcessBatchInput): Promise<ProcessBat
   observe(final.counts);
 
   progress.phase = 'notifying';
+  const webhook = await notify(batchKey, tuning);
+  progress.phase = 'done';
+  return { status: final.status, counts: final.counts, webhook };
+}
+
+/** The webhook retry loop (domain/retry-policy.ts, shared with the local runner), one activity per attempt. */
+async function notify(batchKey: string, tuning: Tuning): Promise<DeliveryEnd> {
   const { deliverWebhook } = webhookActivities(tuning);
   let tries = 0;
-  const webhook = await retryDelivery(webhookRetryPolicy(tuning), async (): Promise<DeliveryStep> => {
+  return retryDelivery(webhookRetryPolicy(tuning), async (): Promise<DeliveryStep> => {
     tries += 1;
     try {
       return { status: await deliverWebhook({ batchKey }) };
@@ -194,8 +201,16 @@ export async function processBatch(input: ProcessBatchInput): Promise<ProcessBat
       };
     }
   }, { sleep, stopped: () => false });
-  progress.phase = 'done';
-  return { status: final.status, counts: final.counts, webhook };
+}
+
+/**
+ * Sends a final batch's webhook again (POST /v1/batch/{id}/webhook/redeliver reset its delivery state first): the
+ * same loop, the same event and `webhook-id`. The plan of beginBatch (a no-op on a final batch) brings the tuning.
+ */
+export async function redeliverWebhook(input: ProcessBatchInput): Promise<DeliveryEnd> {
+  const plan = await storage.beginBatch({ batchKey: input.batchKey, fromSegment: 0 });
+  if (plan.status === 'missing') return 'nothing_to_send';
+  return notify(input.batchKey, plan.tuning);
 }
 
 // Segment and webhook activities run once per call: the retry loops of domain/retry-policy.ts, the same the local

@@ -564,6 +564,8 @@ function showBatch(id, focus) {
   $('batch-error').hidden = true;
   $('batch-failure').hidden = true;
   $('cancel-open').hidden = true;
+  $('redeliver-webhook').hidden = true;
+  $('redeliver-status').textContent = '';
   $('batch-status').textContent = '';
   const bar = progressBar(`Progress of batch ${id}`);
   $('batch-progress').replaceChildren(bar.root);
@@ -643,6 +645,8 @@ function showBatch(id, focus) {
       ['Attempts', integer.format(webhook.attempts)],
       ['Last error', webhook.last_error ?? '—'],
     ]);
+    // A final batch's event can be sent again (same webhook-id), e.g. after the receiver was fixed.
+    $('redeliver-webhook').hidden = !webhook.url || !finalStatuses.has(batch.status);
     $('batch-failure').hidden = !batch.error;
     $('batch-failure').textContent = batch.error ? `The batch ${batch.status}: ${batch.error}` : '';
     renderThroughput();
@@ -704,6 +708,27 @@ function showBatch(id, focus) {
 
   $('errors-prev').onclick = () => loadErrors(Math.max(0, errorPage - 1));
   $('errors-next').onclick = () => loadErrors(errorPage + 1);
+
+  $('redeliver-webhook').onclick = async () => {
+    const button = $('redeliver-webhook');
+    button.disabled = true;
+    $('redeliver-status').textContent = '';
+    try {
+      const next = await api(`/v1/batch/${encodeURIComponent(id)}/webhook/redeliver`, { method: 'POST' });
+      if (stopped) return;
+      // The delivery state starts again (0 attempts), which `newer` would take for an older answer.
+      batch = next;
+      record(batch);
+      render();
+      $('redeliver-status').textContent = 'Sending the webhook again.';
+      clearTimeout(webhookTimer);
+      pollWebhook(webhookPollLimit);
+    } catch (error) {
+      if (!(error instanceof Unauthorized)) $('redeliver-status').textContent = `Could not send the webhook again: ${error.message}`;
+    } finally {
+      button.disabled = false;
+    }
+  };
 
   const dialog = $('cancel-dialog');
   $('cancel-open').onclick = () => {

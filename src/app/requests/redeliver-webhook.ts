@@ -1,0 +1,34 @@
+// Redeliver: a final batch's webhook is sent again (the receiver was down past the last attempt, answered 410, or
+// lost the event), as the same event under the same `webhook-id`, with a fresh count of attempts.
+import { batchIdPattern, batchKey, type Batch, type Tenant } from '../../domain/batch.ts';
+import { isFinal } from '../../domain/lifecycle.ts';
+import { err, ok, type Result } from '../../domain/result.ts';
+import { changeBatch } from '../change-batch.ts';
+import { type ErrorOf, notFound } from '../errors.ts';
+import type { OrchestratedServices } from '../services.ts';
+
+/**
+ * Resets the batch's delivery state (not delivered, 0 attempts, no last error) and has the orchestrator run the
+ * webhook loop again. `not_found`: no such batch for this tenant, or a batch submitted without a webhook;
+ * `wrong_state`: the batch is not final yet (its webhook goes out when it is).
+ */
+export async function redeliverWebhook(
+  services: OrchestratedServices,
+  tenant: Tenant,
+  id: string,
+): Promise<Result<Batch, ErrorOf<'not_found' | 'wrong_state'>>> {
+  if (!batchIdPattern.test(id)) return err(notFound(`batch ${id.slice(0, 64)}`));
+  const key = batchKey(tenant.organization, id);
+  const batch = await services.batches.get(key);
+  if (!batch) return err(notFound(`batch ${id}`));
+  if (!batch.webhook.url || !batch.webhook.secret) return err(notFound(`a webhook for batch ${id}`));
+  if (!isFinal(batch.status)) {
+    return err({ kind: 'wrong_state', detail: `batch ${id} is ${batch.status}; its webhook is sent once it is final` });
+  }
+  const reset = await changeBatch(services.batches, key, (current) => ({
+    webhook: { ...current.webhook, delivered: false, attempts: 0, lastError: null },
+  }));
+  if (!reset) return err(notFound(`batch ${id}`));
+  await services.orchestrator.redeliver(key);
+  return ok(reset);
+}
