@@ -1,6 +1,6 @@
 // The public shape of a batch, shared by the HTTP API and the webhook payload: its schema (the OpenAPI `Batch`) and
 // the mapping from the record, typed by that schema. It never carries the secret.
-import { type Batch, compressionRatio } from '../domain/batch.ts';
+import { type Batch, compressionRatio, metadataKeyPattern } from '../domain/batch.ts';
 import { z } from '@hono/zod-openapi';
 import {
   batchStatuses,
@@ -17,7 +17,7 @@ import { progressFraction, type WriteCounts } from '../domain/progress.ts';
 import type { Services } from './services.ts';
 
 export const MetadataDoc = z
-  .record(z.string().regex(/^[A-Za-z0-9_-]{1,64}$/), z.string().max(512))
+  .record(z.string().regex(metadataKeyPattern), z.string().max(512))
   .openapi({ description: 'Up to 16 string pairs of your own (keys [A-Za-z0-9_-]{1,64}, values up to 512 characters)', example: { job: 'nightly-sync', source: 'crm' } });
 
 /**
