@@ -137,6 +137,9 @@ const body = fc.oneof(
   anyJson.map((value) => encoder.encode(JSON.stringify(value))),
   fc.string({ maxLength: 500 }).map((text) => encoder.encode(text)),
   fc.constant(undefined),
+  // Past the NDJSON limits of this server (issue 15): blank lines beyond the body limit, a line longer than any memory.
+  fc.constant(encoder.encode('{"content":"first"}\n' + '\n'.repeat(300 * 1024))),
+  fc.constant(encoder.encode('{"content":"' + 'a'.repeat(200 * 1024) + '"}\n')),
 );
 
 const submitPath = '/v1/memory/batch';
@@ -145,7 +148,10 @@ const path = fc.oneof(
   { arbitrary: fc.constantFrom('/v1/batch', '/healthz', '/readyz', '/metrics', '/openapi.json', '/', '/v1', '/v1/', '/v2/batch'), weight: 1 },
   {
     arbitrary: fc
-      .tuple(batchId, fc.constantFrom('', '/results', '/errors', '/events', '/cancel', '/unknown'))
+      .tuple(
+        fc.oneof(batchId, fc.constant('fuzz-hooked')),
+        fc.constantFrom('', '/results', '/errors', '/events', '/cancel', '/unknown', '/webhook/redeliver', '/webhook'),
+      )
       .map(([id, tail]) => `/v1/batch/${encodeURIComponent(id)}${tail}`),
     weight: 4,
   },
@@ -229,10 +235,17 @@ describe(`fuzz: ${numRuns} arbitrary requests against the server on embedded def
       BATCHMEM_ALLOW_PRIVATE_WEBHOOKS: 'false',
       BATCHMEM_MAX_JSON_BODY_BYTES: String(64 * 1024),
       BATCHMEM_MAX_MEMORIES: '1000',
+      // Small NDJSON limits, so that bodies past them stay small: 256 KiB in all, and lines of at most
+      // 6 × (1 KiB + 8 × 2 KiB) + 64 KiB = 166 KiB.
+      BATCHMEM_MAX_NDJSON_BODY_BYTES: String(256 * 1024),
+      BATCHMEM_MAX_CONTENT_BYTES: '1024',
+      BATCHMEM_MAX_METADATA_BYTES: '2048',
     });
     await server.start();
     const api = apiClient(server.url, keys[0]!.key);
     expect((await api.submitJson({ memories: [memory(1)], batch_id: 'fuzz-existing' })).status).toBe(202);
+    // A batch with a webhook (to a name that never resolves), for the redeliver route.
+    expect((await api.submitJson({ memories: [memory(2)], batch_id: 'fuzz-hooked', webhook_url: 'https://fuzz.invalid/hook' })).status).toBe(202);
   });
   afterAll(async () => {
     await server?.stop();
