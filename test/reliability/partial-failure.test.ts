@@ -149,7 +149,7 @@ describe.each<Runner>(['local', 'temporal'])('redrive after a memory-service out
       BATCHMEM_SINK_TIMEOUT_MS: '2000',
     });
     const api = apiClient(s.url, keys[0]!.key);
-    const total = 10_000;
+    const total = 5000;
     const id = `redrive-${runner}`;
     const query = `?batch_id=${id}&webhook_url=${encodeURIComponent(hooks.url)}`;
     const submitted = await api.submitNdjson(ndjsonStream(total, (i) => ({ ...memory(i, id), external_id: `${id}-${i}` })), query, { 'webhook-secret': hookSecret });
