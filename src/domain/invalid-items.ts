@@ -24,6 +24,8 @@ export function streamsProcessing(mode: InvalidItems | null | undefined): boolea
 export interface UploadState {
   complete: boolean;
   received: number;
+  /** When the last segment was stored (ISO 8601): a runner waiting for more tells a live upload from a dead one. */
+  storedAt?: string | undefined;
 }
 
 /**

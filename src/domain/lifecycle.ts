@@ -233,12 +233,32 @@ export interface UploadClosed {
 
 type Uploading = { status: BatchStatus; payload: PayloadInfo };
 
-function uploadFields(batch: Uploading, stored: StoredUpload, complete: boolean): UploadPatch {
+function uploadFields(batch: Uploading, stored: StoredUpload, complete: boolean, now?: string): UploadPatch {
   return {
     payload: { ...batch.payload, segments: stored.segments, rawBytes: stored.rawBytes, storedBytes: stored.storedBytes },
-    upload: { complete, received: stored.received },
+    upload: { complete, received: stored.received, ...(now ? { storedAt: now } : {}) },
     total: stored.received,
   };
+}
+
+/**
+ * An open upload that stored no segment for this long is taken as abandoned: the process reading its body is gone
+ * (it crashed or restarted), since a live one would have been cut off by the HTTP server's own request timeout
+ * (Node's default, 5 minutes) by then. Without this a runner would wait forever for segments that cannot come.
+ */
+export const uploadStallMs = 5 * 60_000;
+
+/** True when `batch`'s upload is open and stored nothing since `uploadStallMs` before `nowMs`. */
+export function uploadStalled(batch: { upload?: UploadState | null | undefined; createdAt: string }, nowMs: number): boolean {
+  if (!uploadOpen(batch)) return false;
+  const since = Date.parse(batch.upload?.storedAt ?? batch.createdAt);
+  return nowMs - since > uploadStallMs;
+}
+
+/** What the record says was stored: for steps taken by a runner, which has no count of its own. */
+export function storedSoFar(batch: { payload: PayloadInfo; counts: Counts; upload?: UploadState | null | undefined }): StoredUpload {
+  const { segments, rawBytes, storedBytes } = batch.payload;
+  return { segments, rawBytes, storedBytes, received: batch.upload?.received ?? batch.counts.total };
 }
 
 /**
@@ -253,9 +273,9 @@ export function uploadOpen(batch: { upload?: UploadState | null | undefined }): 
  * A segment of an open upload is stored (`invalid_items: "record"` processes while the body streams): the payload and
  * the total grow. Refused once the batch is cancelling or final, so that the upload stops reading.
  */
-export function uploadProgress(batch: Uploading, stored: StoredUpload): Result<UploadPatch, UploadClosed> {
+export function uploadProgress(batch: Uploading, stored: StoredUpload, now?: string): Result<UploadPatch, UploadClosed> {
   if (batch.status === 'cancelling' || isFinal(batch.status)) return err({ kind: 'upload_closed', status: batch.status });
-  return ok(uploadFields(batch, stored, false));
+  return ok(uploadFields(batch, stored, false, now));
 }
 
 /** The last segment is stored: the total is final. Refused, like a progress step, once the batch stopped. */

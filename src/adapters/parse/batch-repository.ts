@@ -121,7 +121,8 @@ function uploadOfRow(row: ParseObject): Pick<MutableState, 'upload'> {
   const upload = row.get('upload') as UploadState | undefined;
   if (!upload || typeof upload !== 'object') return {};
   const growth = { segments: number(row.get('segmentCount')), rawBytes: number(row.get('rawBytes')), storedBytes: number(row.get('storedBytes')) };
-  return { upload: { complete: upload.complete === true, received: number(upload.received), ...growth } };
+  const storedAt = typeof upload.storedAt === 'string' ? { storedAt: upload.storedAt } : {};
+  return { upload: { complete: upload.complete === true, received: number(upload.received), ...storedAt, ...growth } };
 }
 
 function countsOfRow(row: ParseObject): Counts {
@@ -167,7 +168,7 @@ function toBatch(row: ParseObject, version: number, state: MutableState, storedC
       rawBytes: upload ? upload.rawBytes : number(row.get('rawBytes')),
       storedBytes: upload ? upload.storedBytes : number(row.get('storedBytes')),
     },
-    ...(upload ? { upload: { complete: upload.complete, received: upload.received } } : {}),
+    ...(upload ? { upload: { complete: upload.complete, received: upload.received, ...(upload.storedAt ? { storedAt: upload.storedAt } : {}) } } : {}),
     ...(text(row.get('invalidItems')) ? { invalidItems: text(row.get('invalidItems')) as Batch['invalidItems'] } : {}),
     workflowId: state.workflowId,
     webhook: state.webhook,
@@ -204,7 +205,7 @@ function writeState(row: ParseObject, version: number, state: MutableState): voi
   put(row, 'failureReason', state.error);
   if (state.upload) {
     // The projection of an open upload's growth, for list pages and Parse Dashboard; `get` reads the version row.
-    row.set('upload', { complete: state.upload.complete, received: state.upload.received });
+    row.set('upload', { complete: state.upload.complete, received: state.upload.received, ...(state.upload.storedAt ? { storedAt: state.upload.storedAt } : {}) });
     row.set('segmentCount', state.upload.segments);
     row.set('rawBytes', state.upload.rawBytes);
     row.set('storedBytes', state.upload.storedBytes);

@@ -164,7 +164,7 @@ export async function submitBatch(services: OrchestratedServices, input: SubmitI
     }
     let refused = false;
     live = (await changeBatch(services.batches, live.key, (current) => {
-      const step = uploadProgress(current, stored);
+      const step = uploadProgress(current, stored, services.clock.now().toISOString());
       refused = !step.ok;
       return step.ok ? step.value : undefined;
     })) ?? live;
@@ -396,7 +396,7 @@ async function recordStreamed(
   if (conflict) return err(otherTenant(`${conflict.path} ${conflict.message}`));
   const id = batchIdFor(input.tenant, options, uploadId);
   const parts = { id, prefix, codec: services.settings.codec, createdAt: services.clock.now(), total: stored.received, webhook: webhook.value, extras: extras.value, stored };
-  const candidate: Batch = { ...batchRecord(input, options, parts), upload: { complete: false, received: stored.received } };
+  const candidate: Batch = { ...batchRecord(input, options, parts), upload: { complete: false, received: stored.received, storedAt: parts.createdAt.toISOString() } };
   let recorded: Awaited<ReturnType<typeof services.batches.create>>;
   try {
     recorded = await services.batches.create(candidate);
