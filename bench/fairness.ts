@@ -4,10 +4,12 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Agent, request } from 'undici';
 import { apiClient, type ApiClient, type BatchJson } from '../test/support/api-client.ts';
 import { corpusMemory } from './corpus.ts';
-import { type LatencyStats, stats, streamOf, waitForFinal } from './embedded.ts';
+import { type LatencyStats, stats, waitForFinal } from './embedded.ts';
 import { startProcess } from './server.ts';
 
 type Log = (line: string) => void;
@@ -63,6 +65,27 @@ function backlogChunks(count: number): Uint8Array[] {
 }
 
 /** Each submit carries its own Idempotency-Key: the backlog's batches have equal bodies, which a key-less submit would dedupe. */
+/**
+ * Each large upload on a connection of its own: building the body keeps this process busy for seconds, during which
+ * the server closes the idle keep-alive connections of the earlier requests (after 5 s); writing a POST body to such
+ * a connection fails with EPIPE before the close is noticed.
+ */
+async function submitLarge(url: string, key: string, chunks: Uint8Array[]): Promise<string> {
+  const dispatcher = new Agent();
+  const response = await request(`${url}/v1/memory/batch`, {
+    dispatcher,
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/x-ndjson', 'idempotency-key': randomBytes(12).toString('hex') },
+    body: Readable.from(chunks),
+    headersTimeout: 0,
+    bodyTimeout: 0,
+  });
+  const text = await response.body.text();
+  await dispatcher.close();
+  if (response.statusCode !== 202) throw new Error(`submit answered ${response.statusCode}: ${text.slice(0, 2000)}`);
+  return (JSON.parse(text) as { id: string }).id;
+}
+
 async function submit(api: ApiClient, body: ReadableStream<Uint8Array> | string): Promise<BatchJson> {
   const response = await api.submitNdjson(body, '', { 'idempotency-key': randomBytes(12).toString('hex') }).catch((error: unknown) => {
     throw new Error(`submit failed: ${(error as Error).message}: ${String((error as Error).cause)}`);
@@ -78,6 +101,9 @@ async function submit(api: ApiClient, body: ReadableStream<Uint8Array> | string)
 export async function measureFairness(options: {
   busy: ApiClient;
   small: ApiClient;
+  /** The busy tenant's server address and key, for the large uploads. */
+  busyUrl: string;
+  busyKey: string;
   orchestrator: FairnessRun['orchestrator'];
   mechanism: string;
   backlogBatches: number;
@@ -108,11 +134,11 @@ export async function measureFairness(options: {
   log(`  ${options.orchestrator}: ${smallMemories}-memory batch alone: p50 ${stats(alone).p50Ms.toFixed(0)} ms, p99 ${stats(alone).p99Ms.toFixed(0)} ms`);
 
   const chunks = backlogChunks(backlogMemoriesPerBatch);
-  // The backlog's batches are uploaded one after another (five concurrent uploads of this size sometimes lost their
-  // connection, EPIPE, on the loaded 2-core machine), and the small batches start once every one has been accepted.
+  // The backlog's batches are uploaded one after another, and the small batches start once every one has been
+  // accepted.
   const backlogStart = performance.now();
   const backlogIds: string[] = [];
-  for (let b = 0; b < backlogBatches; b++) backlogIds.push((await submit(busy, streamOf(chunks))).id);
+  for (let b = 0; b < backlogBatches; b++) backlogIds.push(await submitLarge(options.busyUrl, options.busyKey, chunks));
   log(`  ${options.orchestrator}: backlog of ${backlogBatches} × ${backlogMemoriesPerBatch} accepted after ${((performance.now() - backlogStart) / 1000).toFixed(1)} s`);
   const backlogDone = Promise.all(backlogIds.map((id) => waitForFinal(busy, id, 1_800_000, 500))).then(() => performance.now());
 
@@ -153,6 +179,8 @@ export async function runEmbeddedFairness(options: { backlogBatches: number; bac
       ...options,
       busy: apiClient(proc.url, keys.busy.key),
       small: apiClient(proc.url, keys.small.key),
+      busyUrl: proc.url,
+      busyKey: keys.busy.key,
       orchestrator: 'embedded',
       mechanism: 'segments round-robin across tenants, then batches; per-tenant cap (src/app/fair-share.ts)',
     });
@@ -203,6 +231,8 @@ export async function runTemporalFairness(options: { backlogBatches: number; bac
       ...options,
       busy: apiClient(api.url, keys.busy.key),
       small: apiClient(api.url, keys.small.key),
+      busyUrl: api.url,
+      busyKey: keys.busy.key,
       orchestrator: 'temporal',
       mechanism: 'task-queue fairness key = organization on every segment activity; server with matching.enableFairness',
     });
