@@ -2,7 +2,7 @@
 // problem+json, nothing new is stored, and the server serves the next request.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiClient, type ApiClient, memory } from '../support/api-client.ts';
-import { type BadInputCase, loadCorpus, sendAndAbort, sendCase, unsafeWebhookTargets } from '../support/bad-input.ts';
+import { type BadInputCase, holdMarker, loadCorpus, sendAndAbort, sendCase, setupBatches, setupMemories, unsafeWebhookTargets } from '../support/bad-input.ts';
 import { memoryRowCount, payloadFileCount, serverErrorCounts } from '../support/data-folder.ts';
 import { tempDir } from '../support/local-context.ts';
 import { serverProcess, type ServerProcess } from '../support/server-process.ts';
@@ -35,15 +35,26 @@ describe('bad-input corpus against the server on embedded defaults', () => {
       BATCHMEM_MAX_JSON_BODY_BYTES: String(64 * 1024),
       BATCHMEM_MAX_NDJSON_BODY_BYTES: String(300 * 1024),
       BATCHMEM_MAX_MEMORIES: String(maxMemories),
+      // The corpus's `processing` setup batch stays running: its marked memory's write is held (test support only).
+      BATCHMEM_FAULT_HOLD_MARKER: holdMarker,
     });
     await server.start();
     clients = { a: apiClient(server.url, keys[0]!.key), b: apiClient(server.url, keys[1]!.key) };
     // The batches the cases refer to, made once and finished before the snapshot.
-    const setups = new Map(corpus.flatMap((c) => (c.setup ? [[`${c.setup.batch.tenant}/${c.setup.batch.id}`, c.setup.batch] as const] : [])));
-    for (const { tenant, id } of setups.values()) {
-      const response = await clients[tenant].submitJson({ memories: [memory(1), memory(2)], batch_id: id });
-      expect(response.status, `setup batch ${id}`).toBe(202);
-      expect((await clients[tenant].waitForFinal(id)).status).toBe('completed');
+    for (const batch of setupBatches(corpus)) {
+      const client = clients[batch.tenant];
+      const response = await client.submitJson({ memories: setupMemories(batch), batch_id: batch.id });
+      expect(response.status, `setup batch ${batch.id}`).toBe(202);
+      if (batch.state === 'processing') {
+        // expect.poll works inside tests only: a plain wait, bounded.
+        let status = '';
+        for (let tries = 0; tries < 300 && status !== 'processing'; tries += 1) {
+          status = (await client.get(batch.id)).status;
+          if (status !== 'processing') await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+        expect(status, `setup batch ${batch.id} kept running`).toBe('processing');
+      }
+      else expect((await client.waitForFinal(batch.id)).status).toBe('completed');
     }
     initial = await snapshot();
     expect(initial.payloadFiles).toBeGreaterThan(0);

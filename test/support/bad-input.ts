@@ -25,7 +25,8 @@ const badInputCase = z
     bodyParts: z.array(bodyPart).optional(),
     chunked: z.boolean().optional(),
     abortAfterBytes: z.number().int().positive().optional(),
-    setup: z.strictObject({ batch: z.strictObject({ tenant: z.enum(['a', 'b']), id: z.string() }) }).optional(),
+    // `state: "processing"`: the batch is kept running (its sink write is held) instead of finished.
+    setup: z.strictObject({ batch: z.strictObject({ tenant: z.enum(['a', 'b']), id: z.string(), state: z.enum(['completed', 'processing']).optional() }) }).optional(),
     expectedStatus: z.number().int().min(400).max(499).nullable(),
     detailIncludes: z.string().optional(),
   })
@@ -33,6 +34,19 @@ const badInputCase = z
   .refine((c) => (c.expectedStatus === null) === (c.abortAfterBytes !== undefined), 'expectedStatus is null exactly when the client aborts');
 
 export type BadInputCase = z.infer<typeof badInputCase>;
+
+/** The text that makes the corpus runs' sink hold a segment's write: the content of a `processing` setup batch. */
+export const holdMarker = 'corpus: keep this batch running';
+
+/** The setup batches the corpus refers to, each once. */
+export function setupBatches(corpus: BadInputCase[]) {
+  return [...new Map(corpus.flatMap((c) => (c.setup ? [[`${c.setup.batch.tenant}/${c.setup.batch.id}`, c.setup.batch] as const] : []))).values()];
+}
+
+/** A setup batch's memories: a held one carries the marker. */
+export function setupMemories(batch: { state?: 'completed' | 'processing' | undefined }) {
+  return batch.state === 'processing' ? [{ content: `one ${holdMarker}` }, { content: 'two' }] : [{ content: 'one' }, { content: 'two' }];
+}
 
 export const corpusDir = join(import.meta.dirname, '..', 'fixtures', 'bad-input');
 

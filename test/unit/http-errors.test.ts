@@ -11,8 +11,9 @@ import { createLogger } from '../../src/app/logger.ts';
 import { createMetrics } from '../../src/app/metrics.ts';
 import { defaultSettings, type OrchestratedServices, type Services } from '../../src/app/services.ts';
 import { systemClock } from '../../src/ports/clock.ts';
-import { type BadInputCase, caseBody, loadCorpus, requestHeaders, unsafeWebhookTargets } from '../support/bad-input.ts';
+import { type BadInputCase, caseBody, holdMarker, loadCorpus, requestHeaders, setupBatches, setupMemories, unsafeWebhookTargets } from '../support/bad-input.ts';
 import { MemoryBatchRepository, MemoryPayloadStore, MemorySinkFake, ScriptedNotifier } from '../support/fakes.ts';
+import { FaultySink } from '../support/faults/memory-sink.ts';
 
 const corpus = loadCorpus();
 const keys = [
@@ -24,10 +25,13 @@ const auth = (tenant: 'a' | 'b') => ({ authorization: `Bearer ${keyOf[tenant]}` 
 
 function inProcessApp(overrides: Partial<Services> = {}) {
   const output: string[] = [];
+  const memories = new MemorySinkFake();
+  // The corpus's `processing` setup batch is held running by its marked memory (test/support/bad-input.ts holdMarker).
+  const held = new FaultySink(memories, { segmentFailureRate: 0, holdMarker });
   const base: Services = {
     batches: new MemoryBatchRepository(),
     payloads: new MemoryPayloadStore(),
-    sink: new MemorySinkFake(),
+    sink: held,
     webhooks: new ScriptedNotifier(),
     clock: systemClock,
     // The limits of the e2e corpus run, so the oversize cases stay small.
@@ -45,7 +49,11 @@ function inProcessApp(overrides: Partial<Services> = {}) {
     maxJsonBodyBytes: 64 * 1024,
     maxNdjsonBodyBytes: 300 * 1024,
   });
-  return { app, services, orchestrator, output: () => output.join('') };
+  const close = async () => {
+    held.releaseHeld();
+    await orchestrator.close();
+  };
+  return { app, services, memories, orchestrator, close, output: () => output.join('') };
 }
 
 type InProcess = ReturnType<typeof inProcessApp>;
@@ -82,7 +90,7 @@ async function stored(env: InProcess) {
   return {
     batches: [...batches.batches.values()].map((b) => `${b.tenant.organization}/${b.id}`).sort(),
     payloads: (env.services.payloads as MemoryPayloadStore).objects.size,
-    memories: (env.services.sink as MemorySinkFake).memories.size,
+    memories: env.memories.memories.size,
   };
 }
 
@@ -97,10 +105,10 @@ async function expectProblem(response: Response, status: number): Promise<{ titl
   return problem;
 }
 
-async function waitForFinal(env: InProcess, tenant: 'a' | 'b', id: string): Promise<{ status: string }> {
+async function waitForStatus(env: InProcess, tenant: 'a' | 'b', id: string, statuses: string[]): Promise<{ status: string }> {
   for (;;) {
     const batch = (await (await env.app.request(`/v1/batch/${id}`, { headers: auth(tenant) })).json()) as { status: string };
-    if (['completed', 'failed', 'cancelled'].includes(batch.status)) return batch;
+    if (statuses.includes(batch.status)) return batch;
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
@@ -110,21 +118,20 @@ describe('the bad-input corpus, in process', () => {
   let initial: Awaited<ReturnType<typeof stored>>;
 
   beforeAll(async () => {
-    const setups = new Map(corpus.flatMap((c) => (c.setup ? [[`${c.setup.batch.tenant}/${c.setup.batch.id}`, c.setup.batch] as const] : [])));
-    for (const { tenant, id } of setups.values()) {
+    for (const batch of setupBatches(corpus)) {
       const response = await env.app.request('/v1/memory/batch', {
         method: 'POST',
-        headers: { ...auth(tenant), 'content-type': 'application/json' },
-        body: JSON.stringify({ memories: [{ content: 'one' }, { content: 'two' }], batch_id: id }),
+        headers: { ...auth(batch.tenant), 'content-type': 'application/json' },
+        body: JSON.stringify({ memories: setupMemories(batch), batch_id: batch.id }),
       });
-      expect(response.status, `setup batch ${id}`).toBe(202);
-      expect((await waitForFinal(env, tenant, id)).status).toBe('completed');
+      expect(response.status, `setup batch ${batch.id}`).toBe(202);
+      if (batch.state === 'processing') expect((await waitForStatus(env, batch.tenant, batch.id, ['processing'])).status).toBe('processing');
+      else expect((await waitForStatus(env, batch.tenant, batch.id, ['completed', 'failed', 'cancelled'])).status).toBe('completed');
     }
-    await env.orchestrator.idle();
     initial = await stored(env);
     expect(initial.payloads).toBeGreaterThan(0);
   });
-  afterAll(() => env.orchestrator.close());
+  afterAll(() => env.close());
 
   it.each(corpus.map((c) => [c.name, c] as const))('%s: answers its 4xx and stores nothing', async (_name, c: BadInputCase) => {
     expect(unsafeWebhookTargets(c), 'webhook targets the address check would allow').toEqual([]);
@@ -151,7 +158,7 @@ describe('the bad-input corpus, in process', () => {
 
 describe('the other error paths, in process', () => {
   const env = inProcessApp();
-  afterAll(() => env.orchestrator.close());
+  afterAll(() => env.close());
   const submit = (tenant: 'a' | 'b', body: unknown, headers: Record<string, string> = {}) =>
     env.app.request('/v1/memory/batch', {
       method: 'POST',
@@ -176,7 +183,7 @@ describe('the other error paths, in process', () => {
 
   it('409: cancelling a batch that is already final', async () => {
     expect((await submit('a', { memories: [{ content: 'x' }], batch_id: 'done-already' })).status).toBe(202);
-    expect((await waitForFinal(env, 'a', 'done-already')).status).toBe('completed');
+    expect((await waitForStatus(env, 'a', 'done-already', ['completed', 'failed', 'cancelled'])).status).toBe('completed');
     const problem = await expectProblem(await env.app.request('/v1/batch/done-already/cancel', { method: 'POST', headers: auth('a') }), 409);
     expect(problem.detail).toContain('already completed');
   });

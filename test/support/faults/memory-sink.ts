@@ -11,6 +11,8 @@ export interface FaultPlan {
   itemMarker?: string | undefined;
   /** After this many writeSegment calls the sink stops answering: later calls never settle (a hung pipeline). */
   stallAfterCalls?: number | undefined;
+  /** A write of a segment holding an item whose content contains this text waits until `releaseHeld()` (a batch kept running). */
+  holdMarker?: string | undefined;
   random?: () => number;
 }
 
@@ -18,6 +20,7 @@ export class FaultySink implements MemorySink {
   readonly #inner: MemorySink;
   readonly #plan: FaultPlan;
   #calls = 0;
+  readonly #held = new Set<(error: Error) => void>();
 
   constructor(inner: MemorySink, plan: FaultPlan) {
     this.#inner = inner;
@@ -29,6 +32,10 @@ export class FaultySink implements MemorySink {
     if (this.#plan.stallAfterCalls !== undefined && this.#calls > this.#plan.stallAfterCalls) {
       await new Promise<never>(() => undefined);
     }
+    const hold = this.#plan.holdMarker;
+    if (hold && records.some((r) => r.content.includes(hold))) {
+      await new Promise<never>((_resolve, reject) => this.#held.add(reject));
+    }
     if ((this.#plan.random ?? Math.random)() < this.#plan.segmentFailureRate) {
       throw new Error('injected fault: the memory sink is unavailable');
     }
@@ -39,6 +46,12 @@ export class FaultySink implements MemorySink {
     return records.map(
       (r) => byIndex.get(r.index) ?? { index: r.index, ok: false as const, error: 'rejected by the memory store (injected fault)' },
     );
+  }
+
+  /** Ends every held write with an error, so a runner waiting on one can stop (the test's shutdown). */
+  releaseHeld(): void {
+    for (const reject of this.#held) reject(new Error('injected fault: a held write was released'));
+    this.#held.clear();
   }
 
   listByBatch(batchKey: string, afterIndex: number, limit: number): Promise<StoredMemoryRef[]> {
