@@ -1,6 +1,6 @@
 // The batch record and its identity. Its lifecycle (statuses and the legal changes between them) is lifecycle.ts.
 import { createHash } from 'node:crypto';
-import type { Codec } from './codec.ts';
+import type { PayloadInfo } from './codec.ts';
 import type { FailureLimits } from './failure-limits.ts';
 import type { InvalidItems, UploadState } from './invalid-items.ts';
 import type { BatchStatus } from './lifecycle.ts';
@@ -9,17 +9,9 @@ import type { Counts } from './progress.ts';
 import type { Tenant } from './tenant.ts';
 
 export type { Tenant } from './tenant.ts';
+export type { PayloadInfo } from './codec.ts';
 export { batchStatuses, type BatchStatus, canTransition, isFinal, transition } from './lifecycle.ts';
 
-
-export interface PayloadInfo {
-  codec: Codec;
-  /** Where the segments live in the payload store; segment names are appended by `segmentKey`. */
-  prefix: string;
-  segments: number;
-  rawBytes: number;
-  storedBytes: number;
-}
 
 export interface WebhookState {
   url: string | null;

@@ -10,6 +10,16 @@ import { err, ok, type Result } from './result.ts';
 export const codecs = ['zstd', 'gzip', 'brotli'] as const;
 export type Codec = (typeof codecs)[number];
 
+/** A batch's claim check: where its segments are and their sizes in bytes (raw NDJSON and as stored). */
+export interface PayloadInfo {
+  codec: Codec;
+  /** Where the segments live in the payload store; segment names are appended by `segmentKey`. */
+  prefix: string;
+  segments: number;
+  rawBytes: number;
+  storedBytes: number;
+}
+
 export const codecExtension: Record<Codec, string> = { zstd: 'zst', gzip: 'gz', brotli: 'br' };
 export const codecContentEncoding: Record<Codec, string> = { zstd: 'zstd', gzip: 'gzip', brotli: 'br' };
 export const defaultLevel: Record<Codec, number> = { zstd: 3, gzip: 6, brotli: 4 };

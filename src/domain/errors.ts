@@ -1,8 +1,5 @@
 // The typed errors of the domain. Each names what went wrong in terms a caller can act on.
 
-/** The lifecycle's refusal of a status change; defined beside the lifecycle (lifecycle.ts), listed here with the rest. */
-export type { IllegalTransition } from './lifecycle.ts';
-
 /** A stored segment that cannot be trusted: bad magic, bad header, undecodable body or checksum mismatch. */
 export interface SegmentCorrupt {
   kind: 'segment_corrupt';

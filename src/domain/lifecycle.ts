@@ -12,7 +12,7 @@
 // `completed` means every item reached an outcome (some may have failed); `failed` means the batch itself could not
 // be processed; `expired` means its completion window ended first: the items processed by then keep their outcome,
 // the others count as expired. Adding a status is a change here: the list, its transitions, and the step that enters it.
-import type { PayloadInfo } from './batch.ts';
+import type { PayloadInfo } from './codec.ts';
 import type { UploadState } from './invalid-items.ts';
 import type { Counts } from './progress.ts';
 import { err, ok, type Result } from './result.ts';

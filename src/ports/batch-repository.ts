@@ -1,5 +1,5 @@
 import type { Batch, BatchStatus } from '../domain/batch.ts';
-import type { IllegalTransition } from '../domain/errors.ts';
+import type { IllegalTransition } from '../domain/lifecycle.ts';
 import type { Counts, SegmentOutcome } from '../domain/progress.ts';
 import type { Preparable } from './preparable.ts';
 

@@ -1,7 +1,6 @@
 // In-memory adapters for unit tests of use cases. They keep the port guarantees (the contract suites prove it).
 import type { Batch, BatchStatus } from '../../src/domain/batch.ts';
-import type { IllegalTransition } from '../../src/domain/errors.ts';
-import { applyPatch, finalStatuses, isFinal, unfinishedStatuses } from '../../src/domain/lifecycle.ts';
+import { applyPatch, finalStatuses, type IllegalTransition, isFinal, unfinishedStatuses } from '../../src/domain/lifecycle.ts';
 import type { MemoryRecord } from '../../src/domain/memory.ts';
 import { addOutcome, addRecovered, type Counts, emptyWriteCounts, type SegmentOutcome, type WriteCounts, writeOutcome, type WriteOutcomeName } from '../../src/domain/progress.ts';
 import {

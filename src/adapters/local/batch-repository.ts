@@ -1,8 +1,7 @@
 // BatchRepository on SQLite: one row per batch (counters in columns, the rest as JSON), one per recorded segment.
 import type { DatabaseSync } from 'node:sqlite';
 import type { Batch, BatchStatus } from '../../domain/batch.ts';
-import type { IllegalTransition } from '../../domain/errors.ts';
-import { applyPatch, finalStatuses, isFinal, unfinishedStatuses } from '../../domain/lifecycle.ts';
+import { applyPatch, finalStatuses, type IllegalTransition, isFinal, unfinishedStatuses } from '../../domain/lifecycle.ts';
 import { addOutcome, addRecovered, type Counts, type SegmentOutcome } from '../../domain/progress.ts';
 import {
   type Backlog,

@@ -19,8 +19,7 @@
 //   stored before the ledger row (idempotent per item), so a recorded segment always has its errors.
 import type { Codec } from '../../domain/codec.ts';
 import { type Batch, type BatchStatus, isFinal, type Tenant, type WebhookState } from '../../domain/batch.ts';
-import type { IllegalTransition } from '../../domain/errors.ts';
-import { applyPatch, finalStatuses, unfinishedStatuses } from '../../domain/lifecycle.ts';
+import { applyPatch, finalStatuses, type IllegalTransition, unfinishedStatuses } from '../../domain/lifecycle.ts';
 import type { UploadState } from '../../domain/invalid-items.ts';
 import type { Counts, SegmentOutcome } from '../../domain/progress.ts';
 import {
