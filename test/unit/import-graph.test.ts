@@ -58,4 +58,29 @@ describe('import graph', () => {
   it('has a domain that imports nothing outside itself', () => {
     expect(arrows('src/domain').filter((arrow) => !into('src/domain/')(arrow))).toEqual([]);
   });
+
+  it('has no circle of imports inside the domain (each module can be read after the ones it names)', () => {
+    expect(circles(arrows('src/domain'))).toEqual([]);
+    expect(circles(['a.ts -> b.ts', 'b.ts -> c.ts', 'c.ts -> a.ts', 'c.ts -> d.ts'])).toEqual([['a.ts', 'b.ts', 'c.ts']]);
+  });
 });
+
+/** The import circles among `arrows` ("from -> to"), each as its files in the order found (depth-first). */
+function circles(arrowList: string[]): string[][] {
+  const next = new Map<string, string[]>();
+  for (const arrow of arrowList) {
+    const [from, to] = arrow.split(' -> ') as [string, string];
+    next.set(from, [...(next.get(from) ?? []), to]);
+  }
+  const found: string[][] = [];
+  const done = new Set<string>();
+  const visit = (file: string, path: string[]) => {
+    const at = path.indexOf(file);
+    if (at >= 0) return void found.push(path.slice(at));
+    if (done.has(file)) return;
+    for (const to of next.get(file) ?? []) visit(to, [...path, file]);
+    done.add(file);
+  };
+  for (const file of [...next.keys()].sort()) visit(file, []);
+  return found;
+}
