@@ -19,6 +19,20 @@ export interface WebhookState {
   delivered: boolean;
   attempts: number;
   lastError: string | null;
+  /**
+   * Set when the retry loop stopped without delivering (out of attempts, or the receiver refused for good); cleared
+   * when a redelivery starts a new loop. Absent on records written before it existed.
+   */
+  gaveUp?: boolean | undefined;
+}
+
+/**
+ * Whether a delivery of the batch's webhook event is still going on: a final batch whose event is not delivered and
+ * whose retry loop has not given up (`maxAttempts`: the webhook retry policy's, so records that predate `gaveUp`
+ * count as ended once out of attempts). A redelivery then would run a second loop beside it (docs/api.md, redeliver).
+ */
+export function webhookDeliveryInProgress(webhook: WebhookState, maxAttempts: number): boolean {
+  return webhook.url !== null && !webhook.delivered && webhook.gaveUp !== true && webhook.attempts < maxAttempts;
 }
 
 export interface Batch {

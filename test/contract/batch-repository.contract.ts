@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { changeBatch } from '../../src/app/change-batch.ts';
 import { begin, endUpload, finish, isFinal, requestCancel, uploadProgress } from '../../src/domain/lifecycle.ts';
 import { countsOf, emptyLedger, recordOutcome, type SegmentOutcome } from '../../src/domain/progress.ts';
-import type { Batch } from '../../src/domain/batch.ts';
+import { type Batch, webhookDeliveryInProgress } from '../../src/domain/batch.ts';
 import { InvalidCursorError, type BatchRepository } from '../../src/ports/batch-repository.ts';
 import { newBatch, tenantA, tenantB, uniqueId } from '../support/batches.ts';
 
@@ -76,6 +76,21 @@ export function batchRepositoryContract(adapter: string, open: () => Promise<Rep
       expect(await repo.get(batch.key)).toMatchObject({ status: 'completed', version: 1, completedAt: batch.completedAt });
       // Fields other than the status may still change on a final batch (the webhook's attempts, say).
       expect(await repo.update(batch.key, 1, { error: 'noted' })).toMatchObject({ status: 'completed', version: 2, error: 'noted' });
+    });
+
+    it("keeps the webhook loop's gave-up flag, and lets one of two concurrent redeliveries reset it", async () => {
+      const webhook = { url: 'https://example.com/h', secret: 'whsec_x', delivered: false, attempts: 3, lastError: 'answered 500' };
+      const batch = newBatch({ status: 'completed', completedAt: '2026-01-01T00:00:00.000Z', webhook });
+      await repo.create(batch);
+      const failed = await changeBatch(repo, batch.key, (current) => ({ webhook: { ...current.webhook, attempts: 4, gaveUp: true } }));
+      expect((await repo.get(batch.key))!.webhook).toEqual({ ...webhook, attempts: 4, gaveUp: true });
+      expect(webhookDeliveryInProgress(failed!.webhook, 8)).toBe(false);
+      // Two redeliveries decide from the same record: the store lets one reset through, the other sees it in progress.
+      const redeliver = () => changeBatch(repo, batch.key, (current) =>
+        webhookDeliveryInProgress(current.webhook, 8) ? undefined : { webhook: { ...current.webhook, attempts: 0, lastError: null, gaveUp: false } });
+      const [a, b] = await Promise.all([redeliver(), redeliver()]);
+      expect([a!.version, b!.version]).toEqual([failed!.version + 1, failed!.version + 1]);
+      expect((await repo.get(batch.key))!.webhook).toEqual({ ...webhook, attempts: 0, lastError: null, gaveUp: false });
     });
 
     it('leaves exactly one legal final state when finalize and cancel race', async () => {

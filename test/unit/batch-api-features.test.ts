@@ -37,7 +37,7 @@ class StallingSink extends MemorySinkFake {
   }
 }
 
-function setup(options: { start?: boolean; heartbeatMs?: number } = {}) {
+function setup(options: { start?: boolean; heartbeatMs?: number; settings?: Partial<typeof defaultSettings> } = {}) {
   const sink = new StallingSink();
   const base = {
     batches: new MemoryBatchRepository(),
@@ -45,7 +45,7 @@ function setup(options: { start?: boolean; heartbeatMs?: number } = {}) {
     sink,
     webhooks: new ScriptedNotifier(),
     clock: systemClock,
-    settings: { ...defaultSettings, segmentMaxItems: 10, allowPrivateWebhooks: true, watchIntervalMs: 10 },
+    settings: { ...defaultSettings, segmentMaxItems: 10, allowPrivateWebhooks: true, watchIntervalMs: 10, ...options.settings },
   };
   const orchestrator = new LocalOrchestrator(base, { workerId: 'w', batchConcurrency: 2 });
   const idle = { start: async (key: string) => ({ workflowId: `batch-${key}` }), cancel: async () => undefined, redeliver: async () => undefined, check: async () => undefined, close: async () => undefined };
@@ -400,6 +400,35 @@ describe('POST /v1/batch/{id}/webhook/redeliver', () => {
     await t.orchestrator.idle();
     expect(notifier.sent).toHaveLength(3);
     expect(notifier.sent[2]!.messageId).toBe(notifier.sent[0]!.messageId);
+  });
+
+  it('is 409 while a delivery of the event is still being retried: two redelivers start one loop, attempts stay within the maximum', async () => {
+    const t = setup({ settings: { webhookMaxAttempts: 4, webhookBaseDelayMs: 20, webhookMaxDelayMs: 20 } });
+    const notifier = t.base.webhooks as ScriptedNotifier;
+    const failing = { delivered: false as const, retryable: true, status: 500, error: 'receiver answered 500' };
+    notifier.answers.push(...Array.from({ length: 8 }, () => ({ ...failing })));
+    await t.submitJson({ memories: memories(2), batch_id: 'retrying', webhook_url: 'https://hooks.example.com/in' });
+    await t.waitFinal('retrying');
+    for (let i = 0; i < 500 && notifier.sent.length === 0; i += 1) await new Promise((r) => setTimeout(r, 5));
+
+    // The first loop is between attempts: both redelivers (sent together) are refused, none starts a loop.
+    const during = await Promise.all([1, 2].map(() => t.call('/v1/batch/retrying/webhook/redeliver', { method: 'POST' })));
+    expect(during.map((r) => r.status)).toEqual([409, 409]);
+    expect(during[0]!.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+    expect(((await during[0]!.json()) as { detail: string }).detail).toBe('batch retrying: a delivery is in progress');
+    await t.orchestrator.idle();
+    const gaveUp = ((await (await t.call('/v1/batch/retrying')).json()) as Record<string, any>).webhook;
+    expect(gaveUp).toMatchObject({ delivered: false, attempts: 4, last_error: 'receiver answered 500' });
+    expect(notifier.sent).toHaveLength(4);
+
+    // The loop gave up: two concurrent redelivers start exactly one new loop (compare-and-set), the other is 409.
+    const after = await Promise.all([1, 2].map(() => t.call('/v1/batch/retrying/webhook/redeliver', { method: 'POST' })));
+    expect(after.map((r) => r.status).sort()).toEqual([202, 409]);
+    const during2 = await t.call('/v1/batch/retrying/webhook/redeliver', { method: 'POST' });
+    expect(during2.status).toBe(409);
+    await t.orchestrator.idle();
+    expect(notifier.sent).toHaveLength(8);
+    expect(((await (await t.call('/v1/batch/retrying')).json()) as Record<string, any>).webhook).toMatchObject({ delivered: false, attempts: 4 });
   });
 
   it('is 404 for an unknown batch, another tenant\'s, or one without a webhook, and 409 while the batch is not final', async () => {

@@ -109,6 +109,8 @@ function stateOfRow(row: ParseObject): MutableState {
       delivered: row.get('webhookSent') === true,
       attempts: number(row.get('webhookAttempts')),
       lastError: text(row.get('webhookLastError')),
+      // Absent on rows written before the field existed (and on those that never set it): read back as absent.
+      ...(typeof row.get('webhookGaveUp') === 'boolean' ? { gaveUp: row.get('webhookGaveUp') as boolean } : {}),
     },
     error: text(row.get('failureReason')),
     ...uploadOfRow(row),
@@ -201,6 +203,7 @@ function writeState(row: ParseObject, version: number, state: MutableState): voi
   row.set('webhookSent', state.webhook.delivered);
   row.set('webhookAttempts', state.webhook.attempts);
   put(row, 'webhookLastError', state.webhook.lastError);
+  put(row, 'webhookGaveUp', state.webhook.gaveUp);
   put(row, 'failureReason', state.error);
   if (state.upload) {
     // The projection of an open upload's growth, for list pages and Parse Dashboard; `get` reads the version row.

@@ -65,6 +65,7 @@ export const classDefinitions: ClassDefinition[] = [
       webhookSent: 'Boolean',
       webhookAttempts: 'Number',
       webhookLastError: 'String',
+      webhookGaveUp: 'Boolean',
       failureReason: 'String',
       errors: 'Array',
       payloadExpiredAt: 'Date',

@@ -1,6 +1,6 @@
 // One delivery attempt of a batch's final webhook, recorded on the batch. The caller owns the retry policy.
 import { isFinal } from '../../domain/lifecycle.ts';
-import { backoffMs } from '../../domain/retry-policy.ts';
+import { backoffMs, mayRetry } from '../../domain/retry-policy.ts';
 import type { DeliveryAttempt } from '../../ports/webhook-notifier.ts';
 import { batchResource, outcomesOf } from '../batch-resource.ts';
 import type { Services } from '../services.ts';
@@ -43,14 +43,21 @@ export async function deliverWebhook(services: Services, key: string): Promise<W
     }),
   );
   services.observer?.webhookAttempted(attempt.delivered ? 'delivered' : attempt.retryable ? 'failed' : 'rejected'); // literal: delivery results
-  const updated = await changeBatch(services.batches, key, (current) => ({
-    webhook: {
-      ...current.webhook,
-      delivered: current.webhook.delivered || attempt.delivered,
-      attempts: current.webhook.attempts + 1,
-      lastError: attempt.delivered ? null : attempt.error,
-    },
-  }));
+  const updated = await changeBatch(services.batches, key, (current) => {
+    const attempts = current.webhook.attempts + 1;
+    const delivered = current.webhook.delivered || attempt.delivered;
+    return {
+      webhook: {
+        ...current.webhook,
+        delivered,
+        attempts,
+        lastError: attempt.delivered ? null : attempt.error,
+        // The retry loop (retryDelivery) stops after this attempt by the same rule: the record says so, which is what
+        // lets a redelivery tell a loop still retrying from one that ended.
+        gaveUp: !delivered && !mayRetry({ maxAttempts: services.settings.webhookMaxAttempts }, attempts, attempt.retryable),
+      },
+    };
+  });
   return { status: 'attempted', attempt, attempts: updated?.webhook.attempts ?? 0 };
 }
 
