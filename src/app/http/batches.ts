@@ -45,7 +45,8 @@ const routes = {
     summary: "Send a final batch's webhook again: the same event and webhook-id, with a fresh count of attempts",
     description:
       'For a receiver that was down past the last attempt, answered 410 Gone, or lost the event. 404 when the batch ' +
-      'has no webhook, 409 while it is not final (its webhook goes out when it is). The delivery state on the batch ' +
+      'has no webhook, 409 while it is not final (its webhook goes out when it is) or while a delivery of its event is ' +
+      'in progress (not delivered, retry loop not given up). The delivery state on the batch ' +
       '(`webhook.delivered`, `attempts`, `last_error`) starts again and follows the new attempts.',
     responses: { 202: json('Redelivering', doc.BatchDoc), ...guarded, ...problemDocs('not_found', 'wrong_state') },
   }),
