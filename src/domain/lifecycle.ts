@@ -123,7 +123,8 @@ const reopenableStatuses: readonly BatchStatus[] = ['completed', 'failed'];
 /** Why a batch cannot be redriven, typed: a status other than completed/failed, or nothing left to process. */
 export type ReopenRefusal =
   | { kind: 'not_redrivable'; status: BatchStatus }
-  | { kind: 'nothing_to_redrive'; status: BatchStatus };
+  | { kind: 'nothing_to_redrive'; status: BatchStatus }
+  | { kind: 'upload_open'; status: BatchStatus };
 
 /** The patch of a redrive: the status, the cleared end, the redrive's number and a webhook owed anew. */
 export interface ReopenPatch {
@@ -137,10 +138,15 @@ export interface ReopenPatch {
  * A redrive reopens a final batch: completed or failed -> processing, with `redrives` one more. Only the items whose
  * outcome is `failed` (and those a stopped run never reached) are processed again; the others keep their outcome.
  * Refused for a batch that is not final yet (it is still running: nothing to reopen), for cancelled or expired
- * batches (the client ended them, or their window did), and when every item succeeded.
+ * batches (the client ended them, or their window did), when every item succeeded, and while the batch's upload is
+ * still open (`invalid_items: "record"`: it ended before its body did).
  */
-export function reopen(batch: { status: BatchStatus; counts: Counts; redrives?: number | null | undefined }): Result<ReopenPatch, ReopenRefusal> {
+export function reopen(
+  batch: { status: BatchStatus; counts: Counts; redrives?: number | null | undefined; upload?: UploadState | null | undefined },
+): Result<ReopenPatch, ReopenRefusal> {
   if (!reopenableStatuses.includes(batch.status)) return err({ kind: 'not_redrivable', status: batch.status });
+  // Its total is not known yet: a run now would wait for segments of an upload that may never end.
+  if (uploadOpen(batch)) return err({ kind: 'upload_open', status: batch.status });
   if (batch.counts.succeeded >= batch.counts.total) return err({ kind: 'nothing_to_redrive', status: batch.status });
   return ok({ status: 'processing', completedAt: null, error: null, redrives: (batch.redrives ?? 0) + 1 });
 }
@@ -270,17 +276,27 @@ export function uploadOpen(batch: { upload?: UploadState | null | undefined }): 
 }
 
 /**
+ * True when the batch takes no more of its body: its client cancelled it or its completion window ended. A batch that
+ * ended `failed` or `completed` while its body streamed (a failure limit tripped, or its run gave up) still takes the
+ * rest, as a JSON body's batch has all of it: the items never reached stay counted (processed < total) and a redrive
+ * (`reopen`) processes them.
+ */
+function takesNoMoreItems(status: BatchStatus): boolean {
+  return status === 'cancelling' || (isFinal(status) && !reopenableStatuses.includes(status));
+}
+
+/**
  * A segment of an open upload is stored (`invalid_items: "record"` processes while the body streams): the payload and
- * the total grow. Refused once the batch is cancelling or final, so that the upload stops reading.
+ * the total grow. Refused once the batch is cancelling, cancelled or expired, so that the upload stops reading.
  */
 export function uploadProgress(batch: Uploading, stored: StoredUpload, now?: string): Result<UploadPatch, UploadClosed> {
-  if (batch.status === 'cancelling' || isFinal(batch.status)) return err({ kind: 'upload_closed', status: batch.status });
+  if (takesNoMoreItems(batch.status)) return err({ kind: 'upload_closed', status: batch.status });
   return ok(uploadFields(batch, stored, false, now));
 }
 
-/** The last segment is stored: the total is final. Refused, like a progress step, once the batch stopped. */
+/** The last segment is stored: the total is final. Refused, like a progress step, once the batch stopped taking items. */
 export function endUpload(batch: Uploading, stored: StoredUpload): Result<UploadPatch, UploadClosed> {
-  if (batch.status === 'cancelling' || isFinal(batch.status)) return err({ kind: 'upload_closed', status: batch.status });
+  if (takesNoMoreItems(batch.status)) return err({ kind: 'upload_closed', status: batch.status });
   return ok(uploadFields(batch, stored, true));
 }
 

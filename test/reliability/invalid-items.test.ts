@@ -104,6 +104,43 @@ describe('invalid_items: record on embedded defaults', () => {
     expect(results.filter((r) => r.status === 'succeeded').length).toBe(final.request_counts.succeeded);
   }, 120_000);
 
+  it('keeps storing the body after max_failed_items trips mid-upload; a retry then processes the rest with exact counts', async () => {
+    // The trial's body: 4,000 lines, every line i % 100 == 7 cut off, at most 5 failed items tolerated.
+    const count = 4_000;
+    const line = (i: number) => (i % 100 === 7 ? '{bad' : JSON.stringify(memory(i, 'limit')));
+    const { opened: released, open: release } = gate();
+    const submitted = client.submitNdjson(heldBody(count, line, 2_000, released), '?batch_id=record-limit&invalid_items=record&max_failed_items=5');
+    submitted.catch(() => undefined); // awaited below
+    let stopped: StreamedBatch;
+    try {
+      // The first segment's 10 invalid lines trip the limit while the rest of the body is held back.
+      stopped = await waitForStreamed(client, 'record-limit', (batch) => batch.status === 'failed', 60_000);
+      expect(stopped.upload.complete).toBe(false);
+      // Its total is not known yet: a redrive now would wait on the upload, so it is refused.
+      const early = await client.request('/v1/batch/record-limit/retry', { method: 'POST' });
+      expect(early.status, await early.clone().text()).toBe(409);
+      expect(((await early.json()) as { detail: string }).detail).toMatch(/upload is still open/);
+    } finally {
+      release();
+    }
+    const response = await submitted;
+    expect(response.status, await response.clone().text()).toBe(202);
+    const ended = await waitForStreamed(client, 'record-limit', (batch) => batch.upload.complete, 30_000);
+    expect(ended.status).toBe('failed');
+    expect(ended.error).toMatch(/max_failed_items 5/);
+    expect(ended.upload).toEqual({ complete: true, received: count });
+    expect(ended.request_counts.total).toBe(count);
+    expect(ended.request_counts.processed).toBeLessThan(count);
+
+    const retried = await client.request('/v1/batch/record-limit/retry', { method: 'POST' });
+    expect(retried.status, await retried.clone().text()).toBe(202);
+    const final = (await client.waitForFinal('record-limit', 60_000)) as StreamedBatch;
+    expect(final.status).toBe('completed');
+    expect(final.request_counts).toMatchObject({ total: count, processed: count, succeeded: count - 40, failed: 40 });
+    const errors = await client.all<{ index: number }>('/v1/batch/record-limit/errors');
+    expect(errors.map((e) => e.index)).toEqual(Array.from({ length: 40 }, (_, k) => k * 100 + 7));
+  }, 120_000);
+
   it('records invalid memories of a JSON body whose invalid_items follows the memories; reject (default) still refuses', async () => {
     const memories = Array.from({ length: 50 }, (_, i) => (i % 20 === 7 ? { content: '' , external_id: `json-${i}` } : memory(i, 'json')));
     const recorded = await client.submitJson({ memories, batch_id: 'record-json', invalid_items: 'record' });

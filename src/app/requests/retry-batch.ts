@@ -42,7 +42,9 @@ export async function retryBatch(
   if (!reopened || refusal) {
     const detail = refusal?.kind === 'nothing_to_redrive'
       ? `batch ${id} has no failed memories to retry`
-      : `batch ${id} is ${batch.status}; only a completed or failed batch can be retried`;
+      : refusal?.kind === 'upload_open'
+        ? `batch ${id} is ${batch.status} but its upload is still open; retry once the whole body is stored`
+        : `batch ${id} is ${batch.status}; only a completed or failed batch can be retried`;
     return err({ kind: 'wrong_state', detail });
   }
   await services.orchestrator.start(key, { redrive: batch.redrives ?? 0 });
