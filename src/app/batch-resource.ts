@@ -13,6 +13,7 @@ import {
   unfinishedStatuses,
 } from '../domain/lifecycle.ts';
 import { defaultInvalidItems, invalidItemsModes } from '../domain/invalid-items.ts';
+import { defaultOnExisting, onExistingModes } from '../domain/memory.ts';
 import { progressFraction, type WriteCounts } from '../domain/progress.ts';
 import type { Services } from './services.ts';
 
@@ -78,6 +79,7 @@ export const batchResourceSchema = z
     metadata: MetadataDoc,
     max_failed_items: z.number().int().nullable().openapi({ description: 'Failed memories tolerated before the batch stops (as submitted), or null' }),
     max_failed_percent: z.number().nullable().openapi({ description: 'Failed memories tolerated as a percentage of the total (as submitted), or null' }),
+    on_existing: z.enum(onExistingModes).openapi({ description: 'What a memory whose external_id is already stored does: update it, or skip it (unchanged)' }),
     invalid_items: z.enum(invalidItemsModes).openapi({ description: 'What an invalid memory does: reject refuses the batch, record makes it a failed item' }),
     upload: z
       .object({
@@ -94,14 +96,14 @@ export const batchResourceSchema = z
     total_successful: z.number().int(),
     total_failed: z.number().int().openapi({ description: 'Papr: failed items, plus in an expired batch those never processed' }),
     errors: z
-      .array(z.object({ index: z.number().int(), error: z.string(), code: z.number().int() }))
+      .array(z.object({ index: z.number().int(), error: z.string(), code: z.number().int().openapi({ description: '400 for an invalid memory, 500 for a failed write' }) }))
       .openapi({ description: 'Papr: the first 100 item errors on a single batch; empty in the submit answer, lists and events' }),
     webhook_secret: z.string().optional().openapi({ description: 'Only in the submit answer, once, when the server generated it' }),
   })
   .openapi('Batch');
 
 
-/** An item error as Papr clients read it: `code` is the HTTP-like status of that item (always 500 here). */
+/** An item error as Papr clients read it: `code` is the HTTP-like status of that item (400 for an invalid item, 500 for a failed write). */
 export interface PaprItemError {
   index: number;
   error: string;
@@ -152,7 +154,9 @@ export function batchResource(batch: Batch, written: WriteCounts, errors: PaprIt
     max_failed_items: batch.failureLimits?.maxFailedItems ?? null,
     max_failed_percent: batch.failureLimits?.maxFailedPercent ?? null,
     invalid_items: batch.invalidItems ?? defaultInvalidItems,
-    upload: batch.upload ? { ...batch.upload } : { complete: true, received: batch.counts.total },
+    on_existing: batch.onExisting ?? defaultOnExisting,
+    // Only what the docs promise: `storedAt` is the runner's stall clock, not part of the resource.
+    upload: batch.upload ? { complete: batch.upload.complete, received: batch.upload.received } : { complete: true, received: batch.counts.total },
     redrives: batch.redrives ?? 0,
     /** The SSE event id of this state (see `progressVersion`). */
     progress_version: progressVersion(batch),

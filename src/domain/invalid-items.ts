@@ -47,6 +47,14 @@ export function describeInvalidItem(where: string, issues: readonly FieldIssue[]
   return `${where} is invalid: ${problems.join('; ')}`;
 }
 
+/**
+ * True when a per-item failure's text is a recorded invalid item's (`describeInvalidItem`): the client's mistake, not
+ * a failed write, so Papr's `errors[].code` says 400 for it.
+ */
+export function isInvalidItemError(error: string): boolean {
+  return /^(line \d+|memories\.\d+) is invalid: /.test(error);
+}
+
 /** The external id of a raw item when it has a readable one (a string of 1 to 256 characters), else null. */
 export function readableExternalId(raw: unknown): string | null {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return null;

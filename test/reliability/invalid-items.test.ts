@@ -115,7 +115,9 @@ describe('invalid_items: record on embedded defaults', () => {
     try {
       // The first segment's 10 invalid lines trip the limit while the rest of the body is held back.
       stopped = await waitForStreamed(client, 'record-limit', (batch) => batch.status === 'failed', 60_000);
-      expect(stopped.upload.complete).toBe(false);
+      // The resource shows the upload as documented, nothing more (the record's stall clock stays inside).
+      expect(stopped.upload).toEqual({ complete: false, received: stopped.request_counts.total });
+      expect((stopped as unknown as { on_existing: string }).on_existing).toBe('update');
       // Its total is not known yet: a redrive now would wait on the upload, so it is refused.
       const early = await client.request('/v1/batch/record-limit/retry', { method: 'POST' });
       expect(early.status, await early.clone().text()).toBe(409);
@@ -139,6 +141,10 @@ describe('invalid_items: record on embedded defaults', () => {
     expect(final.request_counts).toMatchObject({ total: count, processed: count, succeeded: count - 40, failed: 40 });
     const errors = await client.all<{ index: number }>('/v1/batch/record-limit/errors');
     expect(errors.map((e) => e.index)).toEqual(Array.from({ length: 40 }, (_, k) => k * 100 + 7));
+    // Papr's errors[].code: an invalid memory is the client's error (400), not a server error.
+    const single = (await (await client.request('/v1/batch/record-limit')).json()) as { errors: { index: number; code: number }[] };
+    expect(single.errors.length).toBe(40);
+    expect(new Set(single.errors.map((e) => e.code))).toEqual(new Set([400]));
   }, 120_000);
 
   it('records invalid memories of a JSON body whose invalid_items follows the memories; reject (default) still refuses', async () => {

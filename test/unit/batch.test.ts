@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { batchKey, batchStatuses, canTransition, isFinal, transition, type BatchStatus } from '../../src/domain/batch.ts';
 import { asInvalidItem, describeInvalidItem, invalidItemLine, readableExternalId } from '../../src/domain/invalid-items.ts';
-import { abandonUpload, applyPatch, endUpload, uploadOpen, uploadProgress } from '../../src/domain/lifecycle.ts';
+import { abandonUpload, applyPatch, endUpload, uploadOpen, reopen, uploadProgress } from '../../src/domain/lifecycle.ts';
 import { memoryItemSchema } from '../../src/domain/memory.ts';
 
 const legal: [BatchStatus, BatchStatus][] = [
@@ -45,13 +45,27 @@ describe('streamed upload steps (invalid_items: record)', () => {
   const payload = { codec: 'zstd' as const, prefix: 'org/u1', segments: 1, rawBytes: 10, storedBytes: 5 };
   const stored = { segments: 2, rawBytes: 30, storedBytes: 12, received: 1500 };
 
-  it('grows the payload and the total while the upload is open, and stops once the batch is cancelling or final', () => {
+  it('grows the payload and the total while the upload is open, and stops once the batch is cancelling, cancelled or expired', () => {
     const step = uploadProgress({ status: 'processing', payload }, stored);
     expect(step).toEqual({ ok: true, value: { payload: { ...payload, segments: 2, rawBytes: 30, storedBytes: 12 }, upload: { complete: false, received: 1500 }, total: 1500 } });
-    for (const status of ['cancelling', 'cancelled', 'completed', 'expired'] as const) {
+    for (const status of ['cancelling', 'cancelled', 'expired'] as const) {
       expect(uploadProgress({ status, payload }, stored)).toEqual({ ok: false, error: { kind: 'upload_closed', status } });
       expect(endUpload({ status, payload }, stored).ok).toBe(false);
     }
+    // A batch that ended failed (a failure limit) or completed while its body streamed takes the rest of it: the
+    // items never reached stay counted, for a redrive, as with a JSON body.
+    for (const status of ['failed', 'completed'] as const) {
+      expect(uploadProgress({ status, payload }, stored).ok).toBe(true);
+      const ended = endUpload({ status, payload }, stored);
+      expect(ended.ok && ended.value).toMatchObject({ upload: { complete: true, received: 1500 }, total: 1500 });
+      expect(ended.ok && ended.value.status).toBeUndefined();
+    }
+  });
+
+  it('refuses a redrive while the upload is open: the run would wait on segments that may never come', () => {
+    const counts = { total: 1000, processed: 1000, succeeded: 990, failed: 10 };
+    expect(reopen({ status: 'failed', counts, upload: { complete: false, received: 1000 } })).toEqual({ ok: false, error: { kind: 'upload_open', status: 'failed' } });
+    expect(reopen({ status: 'failed', counts: { ...counts, total: 4000 }, upload: { complete: true, received: 4000 } }).ok).toBe(true);
   });
 
   it('ends the upload with the final total', () => {

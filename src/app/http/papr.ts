@@ -5,6 +5,7 @@ import { z } from '@hono/zod-openapi';
 import { bodyLimit } from 'hono/body-limit';
 import { batchIdPattern, batchIdRule } from '../../domain/batch.ts';
 import { type MemoryAttributes, type MemoryLimits, memoryAttributeNames, memoryAttributesSchema, withoutNulls } from '../../domain/memory.ts';
+import { isInvalidItemError } from '../../domain/invalid-items.ts';
 import { batchResource, outcomesOf, type PaprItemError } from '../batch-resource.ts';
 import type { Batch } from '../../domain/batch.ts';
 import type { OrchestratedServices } from '../services.ts';
@@ -69,7 +70,7 @@ export async function batchResourceWithErrors(services: OrchestratedServices, ba
   const written = await outcomesOf(services, batch);
   if (batch.counts.failed === 0) return batchResource(batch, written);
   const errors = await services.batches.listErrors(batch.key, -1, errorsOnResource);
-  const paprErrors: PaprItemError[] = errors.map((e) => ({ index: e.index, error: e.error, code: 500 }));
+  const paprErrors: PaprItemError[] = errors.map((e) => ({ index: e.index, error: e.error, code: isInvalidItemError(e.error) ? 400 : 500 }));
   return batchResource(batch, written, paprErrors);
 }
 
