@@ -122,6 +122,9 @@ describe('invalid_items: record on embedded defaults', () => {
       const early = await client.request('/v1/batch/record-limit/retry', { method: 'POST' });
       expect(early.status, await early.clone().text()).toBe(409);
       expect(((await early.json()) as { detail: string }).detail).toMatch(/upload is still open/);
+      // A resubmit racing the open upload is 409 (not a replay of a batch whose body is not all stored).
+      const racing = await client.submitNdjson(JSON.stringify(memory(0, 'limit')) + '\n', '?batch_id=record-limit&invalid_items=record');
+      expect(racing.status, await racing.clone().text()).toBe(409);
     } finally {
       release();
     }

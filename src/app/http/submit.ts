@@ -116,7 +116,12 @@ export function submitRoutes(deps: SubmitRouteDeps) {
       if (!report.ok) return appErrorResponse(c, report.error);
       return c.json(report.value, 200);
     }
-    const existing = await findExisting(services, tenant, early);
+    const found = await findExisting(services, tenant, early);
+    if (!found.ok) {
+      await body.cancel().catch(() => undefined);
+      return appErrorResponse(c, found.error);
+    }
+    const existing = found.value;
     if (existing) {
       await body.cancel().catch(() => undefined);
       c.header('idempotent-replayed', 'true');

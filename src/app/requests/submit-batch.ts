@@ -2,7 +2,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { type Batch, batchKey, batchMetadataIssues, parseCompletionWindow, type Tenant } from '../../domain/batch.ts';
 import type { FieldIssue } from '../../domain/errors.ts';
-import { abandonUpload, awaitsStart, endUpload, initialStatus, type StoredUpload, uploadProgress } from '../../domain/lifecycle.ts';
+import { abandonUpload, awaitsStart, endUpload, initialStatus, type StoredUpload, uploadOpen, uploadProgress } from '../../domain/lifecycle.ts';
 import {
   describeInvalidItem,
   type InvalidItems,
@@ -102,13 +102,22 @@ export function batchIdFor(tenant: Tenant, options: SubmitOptions, uploadId: str
 /**
  * Looks up the batch a repeated submission refers to, before its body is read. A batch made under an
  * Idempotency-Key with a recorded fingerprint is not returned: the new body must be read and compared first.
+ * A repeat that races a streamed (`invalid_items: "record"`) upload still open under that id is refused (409): the
+ * first body is not all stored, so the repeat can be neither compared with it nor answered with its batch.
  */
-export async function findExisting(services: OrchestratedServices, tenant: Tenant, options: SubmitOptions) {
-  if (!options.batchId && !options.idempotencyKey) return undefined;
+export async function findExisting(
+  services: OrchestratedServices,
+  tenant: Tenant,
+  options: SubmitOptions,
+): Promise<Result<Batch | undefined, AppError>> {
+  if (!options.batchId && !options.idempotencyKey) return ok(undefined);
   const batch = await services.batches.get(batchKey(tenant.organization, batchIdFor(tenant, options, '')));
-  if (batch && !options.batchId && batch.fingerprint) return undefined;
+  if (batch && uploadOpen(batch)) {
+    return err({ kind: 'wrong_state', detail: `batch ${batch.id} is still receiving its body; repeat the request once its upload has ended` });
+  }
+  if (batch && !options.batchId && batch.fingerprint) return ok(undefined);
   if (batch) await ensureStarted(services, batch);
-  return batch;
+  return ok(batch);
 }
 
 export async function submitBatch(services: OrchestratedServices, input: SubmitInput): Promise<Result<SubmitOutcome, AppError>> {
