@@ -117,7 +117,8 @@ export interface BatchRepository extends Preparable {
   delete(key: string): Promise<boolean>;
   /**
    * Keys of batches with work left after a restart: status pending, processing or cancelling, or a final status
-   * with a webhook URL whose delivery has not succeeded and has had fewer than `maxWebhookAttempts` attempts.
+   * with a webhook URL whose delivery has not succeeded, has not given up (`webhook.gaveUp`), and has had fewer than
+   * `maxWebhookAttempts` attempts.
    */
   listNeedingWork(maxWebhookAttempts: number): Promise<string[]>;
   /** Counts of batches in each unfinished status (all tenants) and the oldest one's creation time. */

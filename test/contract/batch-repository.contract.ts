@@ -253,12 +253,18 @@ export function batchRepositoryContract(adapter: string, open: () => Promise<Rep
         status: 'failed',
         webhook: { url: 'https://example.com/h', secret: 'whsec_x', delivered: false, attempts: 8, lastError: 'boom' },
       });
-      for (const batch of [pending, done, owed, exhausted]) await repo.create(batch);
+      // The receiver refused for good (410): the loop gave up before running out of attempts.
+      const refused = newBatch({
+        status: 'completed',
+        webhook: { url: 'https://example.com/h', secret: 'whsec_x', delivered: false, attempts: 1, lastError: '410', gaveUp: true },
+      });
+      for (const batch of [pending, done, owed, exhausted, refused]) await repo.create(batch);
       const keys = await repo.listNeedingWork(8);
       expect(keys).toContain(pending.key);
       expect(keys).toContain(owed.key);
       expect(keys).not.toContain(done.key);
       expect(keys).not.toContain(exhausted.key);
+      expect(keys).not.toContain(refused.key);
     });
 
     it('counts unfinished batches by status and finds the oldest one', async () => {

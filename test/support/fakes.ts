@@ -110,7 +110,7 @@ export class MemoryBatchRepository implements BatchRepository {
     return [...this.batches.values()]
       .filter((b) =>
         unfinishedStatuses.includes(b.status) ||
-        (b.webhook.url !== null && !b.webhook.delivered && b.webhook.attempts < maxWebhookAttempts))
+        (b.webhook.url !== null && !b.webhook.delivered && b.webhook.gaveUp !== true && b.webhook.attempts < maxWebhookAttempts))
       .map((b) => b.key);
   }
   async backlog() {

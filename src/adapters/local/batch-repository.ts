@@ -295,7 +295,8 @@ export class SqliteBatchRepository implements BatchRepository {
         `SELECT key FROM batches WHERE status IN (${placeholders(finalStatuses)})
            AND json_extract(record, '$.webhook.url') IS NOT NULL
            AND json_extract(record, '$.webhook.delivered') = 0
-           AND json_extract(record, '$.webhook.attempts') < ?`,
+           AND json_extract(record, '$.webhook.attempts') < ?
+           AND coalesce(json_extract(record, '$.webhook.gaveUp'), 0) = 0`,
       )
       .all(...finalStatuses, maxWebhookAttempts) as { key: string }[];
     return [...unfinished, ...undelivered].map((r) => r.key);

@@ -523,7 +523,8 @@ export class ParseBatchRepository implements BatchRepository {
       .containedIn('status', [...finalStatuses])
       .exists('webhookUrl')
       .notEqualTo('webhookSent', true)
-      .lessThan('webhookAttempts', maxWebhookAttempts);
+      .lessThan('webhookAttempts', maxWebhookAttempts)
+      .notEqualTo('webhookGaveUp', true);
     const keys: string[] = [];
     let skip = 0;
     for (;;) {
