@@ -65,6 +65,22 @@ export function envelopeOptions(raw: Record<string, unknown>, limits: MemoryLimi
   };
 }
 
+/**
+ * The webhook secret of a request that may give it both in the `Webhook-Secret` header and elsewhere (`where`, e.g.
+ * the JSON body): either one, or both when they are equal. Throws AppFailure (400 naming both) when they differ.
+ */
+export function webhookSecretOf(header: string | undefined, other: string | undefined, where: string): string | undefined {
+  if (header !== undefined && other !== undefined && header !== other) {
+    throw new AppFailure(
+      validation(`the Webhook-Secret header and ${where} differ; give the secret once`, [
+        { path: 'Webhook-Secret', message: `differs from ${where}` },
+        { path: 'webhook_secret', message: 'differs from the Webhook-Secret header' },
+      ]),
+    );
+  }
+  return header ?? other;
+}
+
 /** The batch resource with the first page of its item errors in Papr's `errors` shape. */
 export async function batchResourceWithErrors(services: OrchestratedServices, batch: Batch) {
   const written = await outcomesOf(services, batch);
@@ -119,7 +135,15 @@ export function paprRoutes(deps: PaprRouteDeps) {
       }
       // Papr's single add takes its webhook as query parameters; its other flags (format, skip_background_processing)
       // have no effect here.
-      const query = { webhookUrl: nonEmpty(c.req.query('webhook_url')), webhookSecret: nonEmpty(c.req.query('webhook_secret')) };
+      // The secret may also come in the Webhook-Secret header, as on a batch submit.
+      let query: { webhookUrl: string | undefined; webhookSecret: string | undefined };
+      try {
+        const webhookSecret = webhookSecretOf(c.req.header('webhook-secret'), nonEmpty(c.req.query('webhook_secret')), 'the webhook_secret query parameter');
+        query = { webhookUrl: nonEmpty(c.req.query('webhook_url')), webhookSecret };
+      } catch (error) {
+        if (error instanceof AppFailure) return appErrorResponse(c, error.error);
+        throw error;
+      }
       const added = await addMemory(
         services,
         { tenant: c.get('tenant'), requestId: c.get('requestId'), item, options: () => query },
@@ -176,6 +200,7 @@ export function paprRoutes(deps: PaprRouteDeps) {
         enable_holographic: z.string().optional().openapi({ description: 'Accepted, no effect' }),
         frequency_schema_id: z.string().optional().openapi({ description: 'Accepted, no effect' }),
       }),
+      headers: z.object({ 'webhook-secret': z.string().optional() }),
       body: { content: { 'application/json': { schema: doc.MemoryItemDoc } } },
     },
     responses: {

@@ -15,6 +15,8 @@ interface KnownRoute {
   pattern: RegExp;
   /** Query parameter names; `name[key]` parameters are checked by `name`. */
   params: Set<string>;
+  /** Whether the route reads a request body at all; one sent to a route that does not is refused, not ignored. */
+  takesBody: boolean;
 }
 
 /** The query parameters each route declares in the OpenAPI document: the document and the check cannot disagree. */
@@ -25,9 +27,31 @@ function knownRoutes(registry: Registry): KnownRoute[] {
     const { method, path, request } = definition.route;
     const query = request?.query as { shape?: Record<string, unknown> } | undefined;
     const source = '^' + path.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\{[^}]+\}/g, '[^/]+') + '$';
-    routes.push({ method: method.toUpperCase(), pattern: new RegExp(source), params: new Set(Object.keys(query?.shape ?? {})) });
+    routes.push({ method: method.toUpperCase(), pattern: new RegExp(source), params: new Set(Object.keys(query?.shape ?? {})), takesBody: request?.body !== undefined });
   }
   return routes;
+}
+
+/**
+ * Whether a request carries body bytes: by its Content-Length, or else by reading its stream until the first
+ * non-empty chunk or the end (only on routes that take no body, so nothing reads it after this).
+ */
+async function sentBody(request: Request): Promise<boolean> {
+  const length = request.headers.get('content-length');
+  if (length !== null) return Number(length) > 0;
+  if (!request.body) return false;
+  const reader = request.body.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return false;
+      if (value.byteLength > 0) return true;
+    }
+  } catch {
+    return false;
+  } finally {
+    await reader.cancel().catch(() => undefined);
+  }
 }
 
 export function checkRequest(registry: Registry): MiddlewareHandler<AuthEnv> {
@@ -40,6 +64,21 @@ export function checkRequest(registry: Registry): MiddlewareHandler<AuthEnv> {
       for (const name of new URL(c.req.url).searchParams.keys()) {
         const base = /^([^[\]]+)\[[^\]]*\]$/.exec(name)?.[1] ?? name;
         if (!route.params.has(base)) unknown.add(name.slice(0, 64));
+      }
+      // A parameter given twice has no single meaning (a framework would silently keep one): none is repeatable.
+      const seen = new Set<string>();
+      const repeated = new Set<string>();
+      for (const name of new URL(c.req.url).searchParams.keys()) {
+        if (seen.has(name)) repeated.add(name.slice(0, 64));
+        seen.add(name);
+      }
+      if (unknown.size === 0 && repeated.size > 0) {
+        const names = [...repeated].slice(0, 10);
+        const errors = names.map((name) => ({ path: name, message: 'is given more than once' }));
+        return appErrorResponse(c, validation(`query parameter${names.length > 1 ? 's' : ''} ${names.map((n) => JSON.stringify(n)).join(', ')} given more than once; give each once`, errors));
+      }
+      if (unknown.size === 0 && !route.takesBody && c.req.method === 'POST' && (await sentBody(c.req.raw))) {
+        return appErrorResponse(c, validation(`${c.req.method} ${c.req.path} takes no body; send the request without one`, [{ path: '', message: 'a body is not accepted here' }]));
       }
       if (unknown.size > 0) {
         const names = [...unknown].slice(0, 10);

@@ -17,7 +17,7 @@ import {
 } from '../requests/submit-batch.ts';
 import type { OrchestratedServices } from '../services.ts';
 import { jsonBatch, maxItemLineBytes, ndjsonItems } from './body.ts';
-import { envelopeOptions } from './papr.ts';
+import { envelopeOptions, webhookSecretOf } from './papr.ts';
 import { appErrorResponse, problemDocs } from './problem.ts';
 import { bracketParams, guarded, router, security } from './router.ts';
 import * as doc from './schemas.ts';
@@ -37,6 +37,11 @@ function mediaType(header: string | undefined): { type: string; charset?: string
   const charset = params.find((p) => p.startsWith('charset='))?.slice('charset='.length).replace(/"/g, '');
   return { type, charset };
 }
+
+/** The query options the NDJSON route reads (a JSON body gives them in the body). */
+const ndjsonQueryOptions = new Set([
+  'batch_id', 'webhook_url', 'completion_window', 'metadata', 'on_existing', 'max_failed_items', 'max_failed_percent', 'invalid_items',
+]);
 
 const idempotencyKeyPattern = /^[\x21-\x7e]{1,255}$/;
 
@@ -83,9 +88,25 @@ export function submitRoutes(deps: SubmitRouteDeps) {
     let options: () => SubmitOptions;
     let position: (() => string | undefined) | undefined;
     if (isJson) {
+      // A JSON body carries its batch options itself; the same options in the query would be ignored or race the body's.
+      const searchParams = new URL(c.req.url).searchParams;
+      const queryOptions = [...new Set([...searchParams.keys()].filter((name) => ndjsonQueryOptions.has(name.replace(/\[.*$/, ''))))];
+      if (queryOptions.length > 0) {
+        const names = queryOptions.slice(0, 10);
+        return refuse(
+          validation(
+            `query parameter${names.length > 1 ? 's' : ''} ${names.map((n) => JSON.stringify(n.slice(0, 64))).join(', ')} only apply to an NDJSON body; give batch options in the JSON body`,
+            names.map((name) => ({ path: name.slice(0, 64), message: 'is an NDJSON option; give it in the JSON body' })),
+          ),
+        );
+      }
+      const headerSecret = c.req.header('webhook-secret');
       const parsed = jsonBatch(body, deps.maxJsonBodyBytes);
       items = parsed.items;
-      options = () => ({ ...early, ...envelopeOptions(parsed.envelope, services.settings.memoryLimits) });
+      options = () => {
+        const fromBody = envelopeOptions(parsed.envelope, services.settings.memoryLimits);
+        return { ...early, ...fromBody, webhookSecret: webhookSecretOf(headerSecret, fromBody.webhookSecret, 'webhook_secret in the JSON body') };
+      };
     } else {
       const query = {
         batchId: c.req.query('batch_id'),
