@@ -51,12 +51,12 @@ export function failureLimitExceeded(counts: Counts, limits: FailureLimits | nul
   if (!limits) return undefined;
   const { failed, total } = counts;
   if (limits.maxFailedItems !== null && failed > limits.maxFailedItems) {
-    return `${failed} memories failed, more than max_failed_items ${limits.maxFailedItems}; no new segment was started`;
+    return `${failed} ${failed === 1 ? 'memory' : 'memories'} failed, more than max_failed_items ${limits.maxFailedItems}; no new segment was started`;
   }
   // Compared in whole numbers of ten-thousandths of a percent, so 1% of 20,000 is exactly 200 (no float rounding).
   if (limits.maxFailedPercent !== null && failed * 1_000_000 > Math.round(limits.maxFailedPercent * 10_000) * total) {
     const share = total === 0 ? 0 : Math.round((failed / total) * 10_000) / 100;
-    return `${failed} memories failed (${share}% of ${total}), more than max_failed_percent ${limits.maxFailedPercent}; no new segment was started`;
+    return `${failed} ${failed === 1 ? 'memory' : 'memories'} failed (${share}% of ${total}), more than max_failed_percent ${limits.maxFailedPercent}; no new segment was started`;
   }
   return undefined;
 }

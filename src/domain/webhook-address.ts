@@ -23,7 +23,10 @@ export function privateAddressReason(address: string): string | undefined {
   if (range === publicRange && parsed.kind() === 'ipv6' && parsed.match(ipv4CompatibleBlock)) {
     return `${address} is an IPv4-compatible address`;
   }
-  return range === publicRange ? undefined : `${address} is a ${range} address`;
+  if (range === publicRange) return undefined;
+  // ipaddr.js names its ranges in camelCase (linkLocal, uniqueLocal): a client reads words.
+  const words = range.replace(/([a-z])([A-Z])/g, '$1 $2').toLowerCase();
+  return `${address} is ${/^[aeiou]/.test(words) ? 'an' : 'a'} ${words} address`;
 }
 
 export function checkWebhookUrl(raw: string, policy: WebhookUrlPolicy): Result<URL, string> {

@@ -34,6 +34,7 @@ describe('failure limits (domain)', () => {
     expect(failureLimitExceeded(counts(201, 20_000), percent)).toMatch(/201 memories failed \(1\.01% of 20000\), more than max_failed_percent 1/);
     expect(failureLimitExceeded(counts(1, 3), { maxFailedItems: null, maxFailedPercent: 33.3334 })).toBeUndefined();
     expect(failureLimitExceeded(counts(1, 3), { maxFailedItems: null, maxFailedPercent: 33.3333 })).toBeDefined();
+    expect(failureLimitExceeded(counts(1, 3), { maxFailedItems: 0, maxFailedPercent: null })).toMatch(/^1 memory failed, more than max_failed_items 0/);
     expect(failureLimitExceeded(counts(0, 5), { maxFailedItems: 0, maxFailedPercent: 0 })).toBeUndefined();
     expect(failureLimitExceeded(counts(1, 5), { maxFailedItems: 0, maxFailedPercent: null })).toBeDefined();
     expect(failureLimitExceeded(counts(5000, 5000), null)).toBeUndefined();

@@ -158,7 +158,9 @@ describe('privateAddressReason', () => {
   it('names the range of a private address and says nothing of a public one', () => {
     expect(privateAddressReason('10.1.2.3')).toMatch(/private/);
     expect(privateAddressReason('127.0.0.1')).toMatch(/loopback/);
-    expect(privateAddressReason('169.254.169.254')).toMatch(/linkLocal/);
+    // In words, with the right article (not "linkLocal", "a unspecified").
+    expect(privateAddressReason('169.254.169.254')).toBe('169.254.169.254 is a link local address');
+    expect(privateAddressReason('0.0.0.0')).toBe('0.0.0.0 is an unspecified address');
     expect(privateAddressReason('::ffff:192.168.0.1')).toMatch(/private/);
     expect(privateAddressReason('93.184.216.34')).toBeUndefined();
     expect(privateAddressReason('2606:4700:4700::1111')).toBeUndefined();

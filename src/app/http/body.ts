@@ -110,6 +110,16 @@ async function* utf8Chunks(body: ReadableStream<Uint8Array>, maxBytes: number): 
         const before = new TextDecoder('utf-8').decode(joined.subarray(0, at));
         throw notUtf8(lines + countNewlines(before), total - chunk.byteLength - (tail.length - skip) + at);
       }
+      // JSON text starts with an ASCII character, so UTF-16 sent without a byte-order mark has a NUL in its first two
+      // bytes (the detection of RFC 4627, section 3). A UTF-8 JSON or NDJSON body never does: a raw NUL is not JSON.
+      // A NUL later on is left to the JSON reading (400, or a recorded item with invalid_items=record).
+      const nul = total === chunk.byteLength ? chunk.subarray(0, 2).indexOf(0) : -1;
+      if (nul >= 0) {
+        throw new AppFailure({
+          kind: 'unsupported_format',
+          detail: `the body is not valid UTF-8: it has a NUL byte (UTF-16 without a byte-order mark?) at line 1, byte offset ${nul}; send UTF-8`,
+        });
+      }
       lines += countNewlines(text);
       tail = chunk.slice(Math.max(0, chunk.byteLength - 3));
       yield text;
@@ -156,7 +166,9 @@ export function decodedBody(body: ReadableStream<Uint8Array>, contentEncoding: s
         if (done) controller.close();
         else controller.enqueue(value);
       } catch (error) {
-        controller.error(new AppFailure(validation(`the body is not valid ${coding}: ${(error as Error).message}`, [{ path: '', message: `not valid ${coding}` }])));
+        // The decoders' messages are often empty ("TypeError: "): name what failed in any case.
+        const reason = (error as Error).message?.trim() || (error as Error).name || 'the data could not be decoded';
+        controller.error(new AppFailure(validation(`the body is not valid ${coding}: ${reason}`, [{ path: '', message: `not valid ${coding}` }])));
       }
     },
     async cancel(reason) {

@@ -339,7 +339,7 @@ function checkItem(schema: ReturnType<typeof memoryItemSchema>, tenant: Tenant, 
     return { ok: false, error: otherTenant(`${path} ${conflict.message}`), issues: [{ path, message: conflict.message }] };
   }
   const repeated = duplicateExternalId(externalIds, item.value, index);
-  if (repeated) return { ok: false, error: validation(`memories.${repeated.path} ${repeated.message}`, [repeated]), issues: [repeated] };
+  if (repeated) return { ok: false, error: validation(`${repeated.path} ${repeated.message}`, [repeated]), issues: [repeated] };
   return { ok: true, value: item.value };
 }
 
