@@ -6,6 +6,7 @@ import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { keyring } from '../../src/app/api-keys.ts';
 import { createHttpApp } from '../../src/app/http/app.ts';
+import { batchKey } from '../../src/domain/batch.ts';
 import { LocalOrchestrator } from '../../src/app/local-runner.ts';
 import { createLogger } from '../../src/app/logger.ts';
 import { createMetrics } from '../../src/app/metrics.ts';
@@ -203,6 +204,40 @@ describe('the other error paths, in process', () => {
     // Another tenant's same key is its own batch.
     const other = await submit('b', { memories: [{ content: 'x' }] }, { 'idempotency-key': 'order-7' });
     expect(other.status).toBe(202);
+  });
+
+  it('the Webhook-Secret header is the secret of a JSON submit and of a single add (none generated in its place)', async () => {
+    const secret = `whsec_${Buffer.alloc(32, 7).toString('base64')}`;
+    const hook = 'https://example.invalid/hook';
+    const json = await submit('a', { memories: [{ content: 'x' }], batch_id: 'header-secret', webhook_url: hook }, { 'webhook-secret': secret });
+    expect(json.status).toBe(202);
+    expect(await json.json()).not.toHaveProperty('webhook_secret');
+    expect((await env.services.batches.get(batchKey('org-a', 'header-secret')))?.webhook?.secret).toBe(secret);
+    // The same secret in the header and the body is one secret, not a conflict.
+    const both = await submit('a', { memories: [{ content: 'y' }], batch_id: 'header-and-body', webhook_url: hook, webhook_secret: secret }, { 'webhook-secret': secret });
+    expect(both.status).toBe(202);
+    const single = await env.app.request(`/v1/memory?webhook_url=${encodeURIComponent(hook)}`, {
+      method: 'POST',
+      headers: { ...auth('a'), 'content-type': 'application/json', 'webhook-secret': secret },
+      body: JSON.stringify({ content: 'one' }),
+    });
+    expect([200, 202]).toContain(single.status);
+    const { batch_id: singleId } = (await single.json()) as { batch_id: string };
+    expect((await env.services.batches.get(batchKey('org-a', singleId)))?.webhook?.secret).toBe(secret);
+  });
+
+  it('the edge checks let legitimate requests through: an empty POST to cancel, the JSON route\'s own query, one of each parameter', async () => {
+    expect((await submit('a', { memories: [{ content: 'x' }], batch_id: 'plain-cancel' })).status).toBe(202);
+    const cancel = await env.app.request('/v1/batch/plain-cancel/cancel', { method: 'POST', headers: { ...auth('a'), 'content-length': '0' } });
+    expect([202, 409]).toContain(cancel.status);
+    const dry = await env.app.request('/v1/memory/batch?validate_only=true&skip_background_processing=true', {
+      method: 'POST',
+      headers: { ...auth('a'), 'content-type': 'application/json' },
+      body: JSON.stringify({ memories: [{ content: 'x' }] }),
+    });
+    expect(dry.status).toBe(200);
+    expect(await dry.json()).toMatchObject({ valid: true, total: 1 });
+    expect((await env.app.request('/v1/batch?limit=2&status=completed', { headers: auth('a') })).status).toBe(200);
   });
 
   it('400: a bad query on the list and result routes names the parameter', async () => {
