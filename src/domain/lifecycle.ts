@@ -315,7 +315,9 @@ export function abandonUpload(
   if (batch.status === 'cancelling') return ok(fields);
   const cancel = requestCancel(batch);
   if (!cancel.ok) return err({ kind: 'upload_closed', status: batch.status });
-  return ok({ ...fields, status: cancel.value.status, error: `the upload ended before the body was complete: ${reason}` });
+  // The body reader's own reason for a dropped connection already says so: not twice.
+  const ended = 'the upload ended before the body was complete';
+  return ok({ ...fields, status: cancel.value.status, error: reason.startsWith(ended) ? reason : `${ended}: ${reason}` });
 }
 
 /**

@@ -80,6 +80,8 @@ describe('streamed upload steps (invalid_items: record)', () => {
     const step = abandonUpload({ status: 'processing', payload }, stored, 'the client went away');
     expect(step.ok && step.value).toMatchObject({ status: 'cancelling', total: 1500, upload: { complete: false, received: 1500 } });
     expect(step.ok && step.value.error).toMatch(/upload ended before the body was complete: the client went away/);
+    const dropped = abandonUpload({ status: 'processing', payload }, stored, 'the upload ended before the body was complete');
+    expect(dropped.ok && dropped.value.error).toBe('the upload ended before the body was complete');
     const already = abandonUpload({ status: 'cancelling', payload }, stored, 'x');
     expect(already.ok && already.value.status).toBeUndefined();
     expect(abandonUpload({ status: 'completed', payload }, stored, 'x').ok).toBe(false);
