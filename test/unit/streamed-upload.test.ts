@@ -101,7 +101,8 @@ describe('a streamed upload with invalid_items: record', () => {
     expect(s.orchestrator.cancelled).toEqual([key]);
     const batch = await s.batches.get(key);
     expect(batch).toMatchObject({ status: 'cancelling', upload: { complete: false, received: 20 }, counts: { total: 20 }, payload: { segments: 2 } });
-    expect(batch?.error).toMatch(/^the upload ended before the body was complete: /);
+    // Said once (the reader's reason is the same words, not repeated after a colon).
+    expect(batch?.error).toBe('the upload ended before the body was complete');
     expect(s.payloads.objects.size).toBe(2);
     await runBatch(s, key, { workerId: 'w', signal: new AbortController().signal });
     expect((await s.batches.get(key))?.status).toBe('cancelled');
