@@ -208,7 +208,11 @@ export async function submitBatch(services: OrchestratedServices, input: SubmitI
       const checked = checkItem(schema, input.tenant, externalIds, raw, index);
       let line: string;
       if (checked.ok) line = JSON.stringify(checked.value);
-      else if (mode === 'reject') return discard(checked.error);
+      else if (mode === 'reject') {
+        // An NDJSON body names its lines (as its unreadable lines do): "line 3: memory 2 is invalid: ...".
+        const at = input.position?.();
+        return discard(at && checked.error.kind === 'validation' ? { ...checked.error, detail: `${at}: ${checked.error.detail}` } : checked.error);
+      }
       else {
         firstRejection ??= checked.error;
         const where = input.position?.() ?? `memories.${index}`;
