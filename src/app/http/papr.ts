@@ -9,7 +9,7 @@ import { isInvalidItemError } from '../../domain/invalid-items.ts';
 import { batchResource, outcomesOf, type PaprItemError } from '../batch-resource.ts';
 import type { Batch } from '../../domain/batch.ts';
 import type { OrchestratedServices } from '../services.ts';
-import { type AppError, AppFailure, notFound, validation } from '../errors.ts';
+import { type AppError, AppFailure, validation } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
 import { addMemory } from '../requests/add-memory.ts';
 import { getBatch } from '../requests/read-batches.ts';
@@ -104,7 +104,6 @@ export function paprRoutes(deps: PaprRouteDeps) {
 
   app.get('/v1/memory/batch/status/:batch_id', async (c) => {
     const id = c.req.param('batch_id');
-    if (!batchIdPattern.test(id)) return appErrorResponse(c, notFound(`batch ${id.slice(0, 64)}`));
     const found = await getBatch(services, c.get('tenant'), id);
     if (!found.ok) return appErrorResponse(c, found.error);
     return c.json(await batchResourceWithErrors(services, found.value), 200);

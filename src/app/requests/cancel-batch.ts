@@ -1,5 +1,6 @@
 // Cancel: a pending or processing batch moves to cancelling; the orchestrator stops scheduling its segments.
-import { batchIdPattern, batchKey, type Batch, type Tenant } from '../../domain/batch.ts';
+import type { Batch, Tenant } from '../../domain/batch.ts';
+import { tenantBatchKey } from './batch-key.ts';
 import { isFinal, requestCancel } from '../../domain/lifecycle.ts';
 import { err, ok, type Result } from '../../domain/result.ts';
 import type { OrchestratedServices } from '../services.ts';
@@ -7,8 +8,9 @@ import { type ErrorOf, notFound } from '../errors.ts';
 import { changeBatch } from '../change-batch.ts';
 
 export async function cancelBatch(services: OrchestratedServices, tenant: Tenant, id: string): Promise<Result<Batch, ErrorOf<'not_found' | 'wrong_state'>>> {
-  if (!batchIdPattern.test(id)) return err(notFound(`batch ${id.slice(0, 64)}`));
-  const key = batchKey(tenant.organization, id);
+  const ref = tenantBatchKey(tenant, id);
+  if (!ref.ok) return err(ref.error);
+  const key = ref.value;
   // Cancelling already, or final: nothing to write; a final batch is answered with a conflict below.
   const batch = await changeBatch(services.batches, key, (current) => {
     const step = requestCancel(current);

@@ -1,5 +1,6 @@
 // Delete: a final batch's payload segments and record go; the memories it stored stay in the memory store.
-import { batchIdPattern, batchKey, type Tenant } from '../../domain/batch.ts';
+import type { Tenant } from '../../domain/batch.ts';
+import { tenantBatchKey } from './batch-key.ts';
 import { isFinal } from '../../domain/lifecycle.ts';
 import { err, ok, type Result } from '../../domain/result.ts';
 import { type ErrorOf, notFound } from '../errors.ts';
@@ -10,8 +11,9 @@ import type { Services } from '../services.ts';
  * in between leaves a record whose delete can be repeated, never segments that no record points to.
  */
 export async function deleteBatch(services: Services, tenant: Tenant, id: string): Promise<Result<{ payloadObjects: number }, ErrorOf<'not_found' | 'wrong_state'>>> {
-  if (!batchIdPattern.test(id)) return err(notFound(`batch ${id.slice(0, 64)}`));
-  const key = batchKey(tenant.organization, id);
+  const ref = tenantBatchKey(tenant, id);
+  if (!ref.ok) return err(ref.error);
+  const key = ref.value;
   const batch = await services.batches.get(key);
   if (!batch || batch.tenant.organization !== tenant.organization) return err(notFound(`batch ${id}`));
   if (!isFinal(batch.status)) {

@@ -1,5 +1,6 @@
 // Queries a tenant may make: one batch, its list, its per-item results and errors. Another tenant's batch is "not found".
-import { type Batch, batchIdPattern, batchKey, type Tenant } from '../../domain/batch.ts';
+import type { Batch, Tenant } from '../../domain/batch.ts';
+import { tenantBatchKey } from './batch-key.ts';
 import { itemOutcome, type WriteOutcomeName } from '../../domain/progress.ts';
 import type { MemoryAttributes } from '../../domain/memory.ts';
 import { err, ok, type Result } from '../../domain/result.ts';
@@ -8,9 +9,9 @@ import type { Services } from '../services.ts';
 import { type ErrorOf, notFound, validation } from '../errors.ts';
 
 export async function getBatch(services: Services, tenant: Tenant, id: string): Promise<Result<Batch, ErrorOf<'not_found'>>> {
-  // An id that breaks the batch-id rule can name no batch.
-  if (!batchIdPattern.test(id)) return err(notFound(`batch ${id.slice(0, 64)}`));
-  const batch = await services.batches.get(batchKey(tenant.organization, id));
+  const ref = tenantBatchKey(tenant, id);
+  if (!ref.ok) return err(ref.error);
+  const batch = await services.batches.get(ref.value);
   // The key is derived from the organization, so another tenant's id can never resolve; the check is belt and braces.
   if (!batch || batch.tenant.organization !== tenant.organization) return err(notFound(`batch ${id}`));
   return ok(batch);

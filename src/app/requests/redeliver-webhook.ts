@@ -1,6 +1,7 @@
 // Redeliver: a final batch's webhook is sent again (the receiver was down past the last attempt, answered 410, or
 // lost the event), as the same event under the same `webhook-id`, with a fresh count of attempts.
-import { batchIdPattern, batchKey, type Batch, type Tenant, webhookDeliveryInProgress } from '../../domain/batch.ts';
+import { type Batch, type Tenant, webhookDeliveryInProgress } from '../../domain/batch.ts';
+import { tenantBatchKey } from './batch-key.ts';
 import { isFinal } from '../../domain/lifecycle.ts';
 import { err, ok, type Result } from '../../domain/result.ts';
 import { changeBatch } from '../change-batch.ts';
@@ -19,8 +20,9 @@ export async function redeliverWebhook(
   tenant: Tenant,
   id: string,
 ): Promise<Result<Batch, ErrorOf<'not_found' | 'wrong_state'>>> {
-  if (!batchIdPattern.test(id)) return err(notFound(`batch ${id.slice(0, 64)}`));
-  const key = batchKey(tenant.organization, id);
+  const ref = tenantBatchKey(tenant, id);
+  if (!ref.ok) return err(ref.error);
+  const key = ref.value;
   const batch = await services.batches.get(key);
   if (!batch) return err(notFound(`batch ${id}`));
   if (!batch.webhook.url || !batch.webhook.secret) return err(notFound(`a webhook for batch ${id}`));

@@ -1,5 +1,6 @@
 // Redrive: a final batch is reopened and its failed items (and any a stopped run never reached) are processed again.
-import { batchIdPattern, batchKey, type Batch, type Tenant, workflowIdFor } from '../../domain/batch.ts';
+import { type Batch, type Tenant, workflowIdFor } from '../../domain/batch.ts';
+import { tenantBatchKey } from './batch-key.ts';
 import { reopen, type ReopenRefusal } from '../../domain/lifecycle.ts';
 import { err, ok, type Result } from '../../domain/result.ts';
 import type { OrchestratedServices } from '../services.ts';
@@ -18,8 +19,9 @@ export async function retryBatch(
   tenant: Tenant,
   id: string,
 ): Promise<Result<Batch, ErrorOf<'not_found' | 'wrong_state'>>> {
-  if (!batchIdPattern.test(id)) return err(notFound(`batch ${id.slice(0, 64)}`));
-  const key = batchKey(tenant.organization, id);
+  const ref = tenantBatchKey(tenant, id);
+  if (!ref.ok) return err(ref.error);
+  const key = ref.value;
   let refusal: ReopenRefusal | undefined;
   let reopened = false;
   const batch = await changeBatch(services.batches, key, (current) => {
