@@ -210,7 +210,11 @@ async function orchestrator(
           // A batch whose workflow could not be started (Temporal unreachable at submit) or whose run failed is
           // started now; for every other batch the start is a no-op (same workflow id, existing run).
           const keys = await services.batches.listNeedingWork(config.BATCHMEM_WEBHOOK_MAX_ATTEMPTS);
-          for (const key of keys) await temporal.start(key);
+          for (const key of keys) {
+            // From the record: the organization (the start's fairness key) and the redrive (its run's workflow id).
+            const batch = await services.batches.get(key);
+            await temporal.start(key, { organization: batch?.tenant.organization, redrive: batch?.redrives });
+          }
           if (keys.length > 0) logger.info({ batches: keys.length }, 'checked unfinished batches have a workflow');
         },
       };

@@ -1,6 +1,7 @@
 // Fair share on Temporal is task-queue fairness keys: the Temporal dev server the tests run (CLI 1.5.1, server
-// 1.29.1) supports them once `matching.enableFairness` is on, and the TypeScript SDK (1.24) sets them per activity.
-// Each batch's segment activities carry its organization as the key, so the server dispatches one organization's
+// 1.29.1) supports them once `matching.enableFairness` is on, and the TypeScript SDK (1.24) sets them per workflow
+// start and per activity. Each batch's workflow is started with its organization as the key, and its segment
+// activities carry the same key, so the server dispatches the workflow and activity tasks of one organization's
 // backlog and another's small batch in turn. Checked here on the recorded histories and by order of completion.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { submitBatch } from '../../src/app/requests/submit-batch.ts';
@@ -43,8 +44,14 @@ async function segmentFairnessKeys(batch: Batch): Promise<string[]> {
   );
 }
 
+/** The fairness key each run of the batch's workflow was started with, first run first ('' for none). */
+async function startFairnessKeys(batch: Batch): Promise<string[]> {
+  const runs = await runHistories(fixture.client, workflowIdFor(batch.key));
+  return runs.map((run) => run.history.events?.[0]?.workflowExecutionStartedEventAttributes?.priority?.fairnessKey ?? '');
+}
+
 describe('fair share on Temporal through task-queue fairness keys', () => {
-  it("gives every segment activity its organization's fairness key, and another organization's small batch completes while one organization's backlog runs", async () => {
+  it("starts every batch's workflow and its segment activities with its organization's fairness key, and another organization's small batch completes while one organization's backlog runs", async () => {
     // Organization A: three batches of 60 segments each; then organization B: one batch of one segment.
     const backlog = [];
     for (let i = 0; i < 3; i += 1) backlog.push(await submitFor(tenantA, 1200));
@@ -56,8 +63,10 @@ describe('fair share on Temporal through task-queue fairness keys', () => {
     expect(backlogWhenSmallDone.filter((b) => b?.status !== 'completed').length).toBeGreaterThan(0);
 
     for (const batch of backlog) expect((await settle(fixture.services, batch.key, 240_000)).status).toBe('completed');
+    expect(await startFairnessKeys(small)).toEqual([tenantB.organization]);
     expect(await segmentFairnessKeys(small)).toEqual([tenantB.organization]);
     for (const batch of backlog) {
+      expect(await startFairnessKeys(batch)).toEqual([tenantA.organization]);
       const keys = await segmentFairnessKeys(batch);
       expect(keys).toHaveLength(60);
       expect(new Set(keys)).toEqual(new Set([tenantA.organization]));

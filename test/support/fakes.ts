@@ -14,7 +14,7 @@ import {
   type SegmentRecord,
 } from '../../src/ports/batch-repository.ts';
 import type { ItemOutcome, MemorySink, StoredMemoryRef } from '../../src/ports/memory-sink.ts';
-import type { Orchestrator } from '../../src/ports/orchestrator.ts';
+import type { Orchestrator, RunOptions } from '../../src/ports/orchestrator.ts';
 import { createHash } from 'node:crypto';
 import { PayloadChecksumError, PayloadConflictError, type PayloadObjectInfo, type PayloadStore } from '../../src/ports/payload-store.ts';
 import type { DeliveryAttempt, WebhookMessage, WebhookNotifier } from '../../src/ports/webhook-notifier.ts';
@@ -236,14 +236,18 @@ export class RecordingOrchestrator implements Orchestrator {
   readonly started: string[] = [];
   readonly cancelled: string[] = [];
   readonly redelivered: string[] = [];
-  async start(batchKey: string) {
+  /** Every start and redelivery in order, with the options it was given (the organization it is scheduled by). */
+  readonly runs: { method: 'start' | 'redeliver'; batchKey: string; options: RunOptions & { redrive?: number } }[] = [];
+  async start(batchKey: string, options: RunOptions & { redrive?: number } = {}) {
+    this.runs.push({ method: 'start', batchKey, options });
     if (!this.started.includes(batchKey)) this.started.push(batchKey);
     return { workflowId: `batch-${batchKey}` };
   }
   async cancel(batchKey: string) {
     this.cancelled.push(batchKey);
   }
-  async redeliver(batchKey: string) {
+  async redeliver(batchKey: string, options: RunOptions = {}) {
+    this.runs.push({ method: 'redeliver', batchKey, options });
     this.redelivered.push(batchKey);
   }
   async check() {}

@@ -6,6 +6,7 @@ import type { MemoryRecord } from '../../src/domain/memory.ts';
 import { defaultSettings, type OrchestratedServices } from '../../src/app/services.ts';
 import { deliverWebhook } from '../../src/app/processing/deliver-webhook.ts';
 import { runBatch } from '../../src/app/processing/run-batch.ts';
+import { redeliverWebhook } from '../../src/app/requests/redeliver-webhook.ts';
 import { retryBatch } from '../../src/app/requests/retry-batch.ts';
 import { listResults } from '../../src/app/requests/read-batches.ts';
 import { submitBatch, type SubmitOptions } from '../../src/app/requests/submit-batch.ts';
@@ -90,6 +91,8 @@ describe('redrive on the local runner', () => {
     const retried = await retryBatch(services, tenantA, batch.id);
     expect(retried).toMatchObject({ ok: true, value: { status: 'processing', redrives: 1, completedAt: null, error: null } });
     expect(services.orchestrator.started).toEqual([batch.key]);
+    // The redrive's run is scheduled by the batch's organization, as the first run was.
+    expect(services.orchestrator.runs.at(-1)).toEqual({ method: 'start', batchKey: batch.key, options: { redrive: 1, organization: tenantA.organization } });
     await run(services, batch.key);
     const done = (await services.batches.get(batch.key))!;
     expect(done).toMatchObject({ status: 'completed', redrives: 1, counts: { total: 200, processed: 200, succeeded: 200, failed: 0 } });
@@ -109,6 +112,9 @@ describe('redrive on the local runner', () => {
     expect(services.webhooks.sent[1]!.payload).toMatchObject({ status: 'completed', successful_memories: 200, failed_memories: 0 });
     // Nothing left to retry: 409.
     expect(await retryBatch(services, tenantA, batch.id)).toMatchObject({ ok: false, error: { kind: 'wrong_state', detail: expect.stringContaining('no failed memories') } });
+    // Its event sent again: the redelivery is scheduled by the organization too.
+    expect((await redeliverWebhook(services, tenantA, batch.id)).ok).toBe(true);
+    expect(services.orchestrator.runs.at(-1)).toEqual({ method: 'redeliver', batchKey: batch.key, options: { organization: tenantA.organization } });
   });
 
   it('a store still failing leaves the items failed with the new error, counts unchanged; a second redrive can still fix them', async () => {

@@ -43,6 +43,8 @@ describe('submitBatch', () => {
     expect(result.value.batch).toMatchObject({ id: 'b1', status: 'pending', counts: { total: 25 }, payload: { segments: 3 } });
     expect(services.payloads.objects.size).toBe(3);
     expect(services.orchestrator.started).toEqual([result.value.batch.key]);
+    // Scheduled by its organization (Temporal's fairness key); the run's input is still the key alone.
+    expect(services.orchestrator.runs).toEqual([{ method: 'start', batchKey: result.value.batch.key, options: { organization: tenantA.organization } }]);
     expect(result.value.batch.workflowId).toBe(`batch-${result.value.batch.key}`);
   });
 

@@ -1,12 +1,14 @@
 // The batch workflow's logic, on a local Temporal dev server (the CLI binary the test images are built with) with
 // mocked activities: continue-as-new windows, cancel, a corrupt segment, and the segment and webhook retry loops.
 // The activities and storage behind them are covered elsewhere (contract and reliability suites).
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/activity';
+import type { WorkflowHandle } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Runtime, Worker, type WorkflowBundle } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cancelSignal, processBatchWorkflowType, redeliveryWorkflowId } from '../../src/ports/batch-workflow.ts';
+import { workflowIdFor } from '../../src/domain/batch.ts';
 import { TemporalOrchestrator } from '../../src/adapters/temporal/orchestrator.ts';
 import type { BatchActivities, FinalState, RunPlan, SegmentStep, Tuning } from '../../src/app/temporal/activities.ts';
 import { workflowsPath } from '../../src/app/temporal/worker.ts';
@@ -251,5 +253,50 @@ describe.concurrent('processBatch on a local dev server, activities mocked', { t
     // The first redelivery has ended, so this one is a new run under the same id.
     expect(await env.client.workflow.getHandle(redeliveryWorkflowId(`batch-${batchKey}`)).result()).toBe('delivered');
     expect(batch.webhookCalls).toBe(3);
+  });
+
+  /** The fairness key each run of a workflow id was started with, first run first ('' for none), read from history. */
+  async function startedFairnessKeys(workflowId: string): Promise<string[]> {
+    const keys: string[] = [];
+    let runId: string | undefined = (await env.client.workflow.getHandle(workflowId).describe()).runId;
+    while (runId) {
+      const history: Awaited<ReturnType<WorkflowHandle['fetchHistory']>> = await env.client.workflow.getHandle(workflowId, runId).fetchHistory();
+      const started = history.events?.[0]?.workflowExecutionStartedEventAttributes;
+      keys.unshift(started?.priority?.fairnessKey ?? '');
+      runId = started?.continuedExecutionRunId || undefined;
+    }
+    return keys;
+  }
+
+  it("starts every run of a batch with its organization's fairness key: the runs continued as new, a redrive and a redelivery; a long organization by its SHA-256", async () => {
+    const orchestrator = new TemporalOrchestrator(env.client, { taskQueue });
+    const organization = `org-${randomUUID()}`;
+    const batchKey = randomUUID().replaceAll('-', '');
+    const batch = new FakeBatch(10);
+    batches.set(batchKey, { batch, script: { webhook: () => 'delivered' } });
+
+    const { workflowId } = await orchestrator.start(batchKey, { organization });
+    expect(((await env.client.workflow.getHandle(workflowId).result()) as ProcessBatchResult).status).toBe('completed');
+    // Three windows of segmentsPerRun (4): the first run and two continued as new.
+    expect(batch.begun).toEqual([0, 4, 8]);
+    expect(await startedFairnessKeys(workflowId)).toEqual([organization, organization, organization]);
+
+    const redrive = await orchestrator.start(batchKey, { organization, redrive: 1 });
+    expect(redrive.workflowId).toBe(workflowIdFor(batchKey, 1));
+    await env.client.workflow.getHandle(redrive.workflowId).result();
+    expect(new Set(await startedFairnessKeys(redrive.workflowId))).toEqual(new Set([organization]));
+
+    await orchestrator.redeliver(batchKey, { organization });
+    const redelivery = redeliveryWorkflowId(workflowId);
+    expect(await env.client.workflow.getHandle(redelivery).result()).toBe('delivered');
+    expect(await startedFairnessKeys(redelivery)).toEqual([organization]);
+
+    // Temporal takes keys of at most 64 bytes: a longer organization (here 65 bytes) is keyed by its SHA-256.
+    const longOrganization = 'o'.repeat(65);
+    const longKey = randomUUID().replaceAll('-', '');
+    batches.set(longKey, { batch: new FakeBatch(1), script: {} });
+    const long = await orchestrator.start(longKey, { organization: longOrganization });
+    await env.client.workflow.getHandle(long.workflowId).result();
+    expect(await startedFairnessKeys(long.workflowId)).toEqual([createHash('sha256').update(longOrganization).digest('hex')]);
   });
 });

@@ -1,4 +1,5 @@
 // The Orchestrator port on Temporal, the client side: connect, start `processBatch` by reference, signal cancel.
+import { createHash } from 'node:crypto';
 import {
   Client,
   Connection,
@@ -6,7 +7,7 @@ import {
   WorkflowNotFoundError,
 } from '@temporalio/client';
 import { workflowIdFor } from '../../domain/batch.ts';
-import type { Orchestrator } from '../../ports/orchestrator.ts';
+import type { Orchestrator, RunOptions } from '../../ports/orchestrator.ts';
 import { cancelSignal, type ProcessBatchInput, processBatchWorkflowType, redeliverWebhookWorkflowType, redeliveryWorkflowId } from '../../ports/batch-workflow.ts';
 
 export interface TemporalTarget {
@@ -34,6 +35,11 @@ export async function connectClient(target: Pick<TemporalTarget, 'address' | 'na
  * - a start after the batch's workflow completed is refused by the server and answered with the same id
  *   (reuse policy ALLOW_DUPLICATE_FAILED_ONLY), while a run that failed, timed out or was terminated may be
  *   started again: the use cases pick the batch up where its ledger stands.
+ *
+ * With the batch's organization, the start carries it as the task-queue fairness key (`fairnessKeyFor`), so a server
+ * with fairness enabled dispatches workflow tasks of different organizations in turn; the runs continued as new keep
+ * the key (the server carries a run's priority over), and the segment activities carry the same key (the workflow's
+ * `beginBatch` plan derives it with the same function).
  */
 export class TemporalOrchestrator implements Orchestrator {
   readonly #client: Client;
@@ -50,7 +56,7 @@ export class TemporalOrchestrator implements Orchestrator {
     return new TemporalOrchestrator(await connectClient(target), { taskQueue: target.taskQueue, ownsConnection: true });
   }
 
-  async start(batchKey: string, options: { redrive?: number } = {}): Promise<{ workflowId: string }> {
+  async start(batchKey: string, options: RunOptions & { redrive?: number } = {}): Promise<{ workflowId: string }> {
     const workflowId = workflowIdFor(batchKey, options.redrive);
     try {
       const input: ProcessBatchInput = { batchKey };
@@ -60,6 +66,7 @@ export class TemporalOrchestrator implements Orchestrator {
         args: [input],
         workflowIdConflictPolicy: 'USE_EXISTING',
         workflowIdReusePolicy: 'ALLOW_DUPLICATE_FAILED_ONLY',
+        ...fairness(options),
       });
     } catch (error) {
       if (!(error instanceof WorkflowExecutionAlreadyStartedError)) throw error;
@@ -71,7 +78,7 @@ export class TemporalOrchestrator implements Orchestrator {
    * Starts `redeliverWebhook` (the batch's own run has ended, and its id cannot be started again): a redelivery
    * still running is joined (USE_EXISTING), an ended one is started afresh (ALLOW_DUPLICATE).
    */
-  async redeliver(batchKey: string): Promise<void> {
+  async redeliver(batchKey: string, options: RunOptions = {}): Promise<void> {
     const input: ProcessBatchInput = { batchKey };
     try {
       await this.#client.workflow.start(redeliverWebhookWorkflowType, {
@@ -80,6 +87,7 @@ export class TemporalOrchestrator implements Orchestrator {
         args: [input],
         workflowIdConflictPolicy: 'USE_EXISTING',
         workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+        ...fairness(options),
       });
     } catch (error) {
       if (!(error instanceof WorkflowExecutionAlreadyStartedError)) throw error;
@@ -102,4 +110,18 @@ export class TemporalOrchestrator implements Orchestrator {
   async close(): Promise<void> {
     if (this.#ownsConnection) await this.#client.connection.close();
   }
+}
+
+/**
+ * The task-queue fairness key of an organization's workflows and activities: the organization itself, or its SHA-256
+ * (64 hex characters) when it is longer than Temporal's limit of 64 bytes for a key. The one derivation for the
+ * workflow start (here) and the segment activities (the `beginBatch` plan, src/app/temporal/activities.ts).
+ */
+export function fairnessKeyFor(organization: string): string {
+  return Buffer.byteLength(organization) <= 64 ? organization : createHash('sha256').update(organization).digest('hex');
+}
+
+/** The start's priority: the fairness key when the organization is known, nothing otherwise (FIFO among those). */
+function fairness(options: RunOptions): { priority?: { fairnessKey: string } } {
+  return options.organization ? { priority: { fairnessKey: fairnessKeyFor(options.organization) } } : {};
 }

@@ -37,6 +37,6 @@ export async function redeliverWebhook(
   });
   if (!reset) return err(notFound(`batch ${id}`));
   if (inProgress) return err({ kind: 'wrong_state', detail: `batch ${id}: a delivery is in progress` });
-  await services.orchestrator.redeliver(key);
+  await services.orchestrator.redeliver(key, { organization: reset.tenant.organization });
   return ok(reset);
 }

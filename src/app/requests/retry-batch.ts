@@ -49,6 +49,6 @@ export async function retryBatch(
         : `batch ${id} is ${batch.status}; only a completed or failed batch can be retried`;
     return err({ kind: 'wrong_state', detail });
   }
-  await services.orchestrator.start(key, { redrive: batch.redrives ?? 0 });
+  await services.orchestrator.start(key, { redrive: batch.redrives ?? 0, organization: batch.tenant.organization });
   return ok(batch);
 }

@@ -602,7 +602,7 @@ function resolveWebhook(
 /** Starts (or re-starts, idempotently) the batch's run and records the workflow id. */
 async function ensureStarted(services: OrchestratedServices, batch: Batch): Promise<Batch> {
   if (!awaitsStart(batch.status)) return batch;
-  const { workflowId } = await withSpan('batchmem.orchestrator.start', { 'batchmem.batch_key': batch.key }, () => services.orchestrator.start(batch.key));
+  const { workflowId } = await withSpan('batchmem.orchestrator.start', { 'batchmem.batch_key': batch.key }, () => services.orchestrator.start(batch.key, { organization: batch.tenant.organization }));
   if (batch.workflowId === workflowId) return batch;
   return (await changeBatch(services.batches, batch.key, (current) => (current.workflowId ? undefined : { workflowId }))) ?? batch;
 }

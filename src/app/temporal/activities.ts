@@ -1,7 +1,7 @@
 // The activities of `processBatch`. Each one calls one use case with the worker's context; the processing rules
 // live in the use cases, shared with the embedded orchestrator. Inputs and results are a few dozen bytes.
-import { createHash } from 'node:crypto';
 import { ApplicationFailure, Context as ActivityContext } from '@temporalio/activity';
+import { fairnessKeyFor } from '../../adapters/temporal/orchestrator.ts';
 import type { Services } from '../services.ts';
 import { beginBatch } from '../processing/begin-batch.ts';
 import { deliverWebhook } from '../processing/deliver-webhook.ts';
@@ -49,7 +49,8 @@ export interface RunPlan {
   failureLimits?: FailureLimits | null;
   /**
    * The task-queue fairness key the segment activities carry: the batch's organization (its SHA-256 when longer than
-   * Temporal's 64-byte limit). Absent in histories recorded before fair share (no key).
+   * Temporal's 64-byte limit), derived by `fairnessKeyFor` as the workflow start's. Absent in histories recorded
+   * before fair share (no key).
    */
   fairnessKey?: string;
 }
@@ -158,8 +159,3 @@ export function createActivities(services: Services, options: ActivityOptions) {
 }
 
 export type BatchActivities = ReturnType<typeof createActivities>;
-
-/** Temporal limits fairness keys to 64 bytes; a longer organization is keyed by its SHA-256 (64 hex characters). */
-export function fairnessKeyFor(organization: string): string {
-  return Buffer.byteLength(organization) <= 64 ? organization : createHash('sha256').update(organization).digest('hex');
-}
