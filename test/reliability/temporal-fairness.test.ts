@@ -2,13 +2,19 @@
 // 1.29.1) supports them once `matching.enableFairness` is on, and the TypeScript SDK (1.24) sets them per workflow
 // start and per activity. Each batch's workflow is started with its organization as the key, and its segment
 // activities carry the same key, so the server dispatches the workflow and activity tasks of one organization's
-// backlog and another's small batch in turn. Checked here on the recorded histories and by order of completion.
+// backlog and another's small batch in turn. Checked here on the recorded histories and by order of completion, and
+// for the starts the API makes when it comes up (the composition root's check that unfinished batches have a workflow).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { changeBatch } from '../../src/app/change-batch.ts';
+import { loadConfig } from '../../src/app/config.ts';
+import { createLogger } from '../../src/app/logger.ts';
 import { submitBatch } from '../../src/app/requests/submit-batch.ts';
+import type { OrchestratedServices } from '../../src/app/services.ts';
+import { buildRuntime } from '../../src/app/wire.ts';
 import { type Batch, type Tenant, workflowIdFor } from '../../src/domain/batch.ts';
 import { tenantA, tenantB, uniqueId } from '../support/batches.ts';
 import { printLogsOnFailure, startTemporal, stopAllBackends, type TemporalBackend } from '../support/containers.ts';
-import { runHistories, settle, temporalFixture, type TemporalFixture } from '../support/temporal.ts';
+import { runHistories, settle, temporalFixture, type TemporalFixture, withoutStarting } from '../support/temporal.ts';
 
 let temporal: TemporalBackend;
 let fixture: TemporalFixture;
@@ -23,12 +29,12 @@ afterAll(async () => {
 });
 printLogsOnFailure(() => [temporal]);
 
-async function submitFor(tenant: Tenant, count: number): Promise<Batch> {
+async function submitFor(tenant: Tenant, count: number, services: OrchestratedServices = fixture.services): Promise<Batch> {
   async function* items() {
     for (let i = 0; i < count; i += 1) yield { content: `${tenant.organization} memory ${i}` };
   }
   const batchId = uniqueId();
-  const result = await submitBatch(fixture.services, { tenant, requestId: uniqueId('req'), items: items(), options: () => ({ batchId }) });
+  const result = await submitBatch(services, { tenant, requestId: uniqueId('req'), items: items(), options: () => ({ batchId }) });
   if (!result.ok) throw new Error(result.error.detail);
   return result.value.batch;
 }
@@ -44,9 +50,9 @@ async function segmentFairnessKeys(batch: Batch): Promise<string[]> {
   );
 }
 
-/** The fairness key each run of the batch's workflow was started with, first run first ('' for none). */
-async function startFairnessKeys(batch: Batch): Promise<string[]> {
-  const runs = await runHistories(fixture.client, workflowIdFor(batch.key));
+/** The fairness key each run of the batch's workflow (or of its redrive) was started with, first run first ('' for none). */
+async function startFairnessKeys(batch: Batch, redrive = 0): Promise<string[]> {
+  const runs = await runHistories(fixture.client, workflowIdFor(batch.key, redrive));
   return runs.map((run) => run.history.events?.[0]?.workflowExecutionStartedEventAttributes?.priority?.fairnessKey ?? '');
 }
 
@@ -71,5 +77,33 @@ describe('fair share on Temporal through task-queue fairness keys', () => {
       expect(keys).toHaveLength(60);
       expect(new Set(keys)).toEqual(new Set([tenantA.organization]));
     }
+  });
+
+  it("starts the batches the API finds without a workflow at its start with their organization's key, a reopened batch under its redrive's id", async () => {
+    // One batch never started (Temporal unreachable at submit), one reopened whose redrive run was never started.
+    const unstarted = await submitFor(tenantB, 10, withoutStarting(fixture.services));
+    const reopened = await submitFor(tenantA, 10);
+    expect((await settle(fixture.services, reopened.key, 60_000)).status).toBe('completed');
+    await changeBatch(fixture.services.batches, reopened.key, () => ({ status: 'processing', redrives: 1, completedAt: null, error: null }));
+
+    const runtime = await buildRuntime(
+      loadConfig({
+        BATCHMEM_ORCHESTRATOR: 'temporal',
+        TEMPORAL_ADDRESS: temporal.address,
+        TEMPORAL_NAMESPACE: temporal.namespace,
+        TEMPORAL_TASK_QUEUE: fixture.taskQueue,
+        BATCHMEM_DATA_DIR: fixture.dataDir,
+      }),
+      createLogger('silent'),
+    );
+    try {
+      await runtime.startBackground();
+    } finally {
+      await runtime.close();
+    }
+    expect((await settle(fixture.services, unstarted.key, 60_000)).status).toBe('completed');
+    expect(await startFairnessKeys(unstarted)).toEqual([tenantB.organization]);
+    expect(await settle(fixture.services, reopened.key, 60_000)).toMatchObject({ status: 'completed', redrives: 1 });
+    expect(await startFairnessKeys(reopened, 1)).toEqual([tenantA.organization]);
   });
 });
