@@ -3,6 +3,7 @@
 // The SHA-256 covers the header (without the digest) and the compressed body, so any flipped byte is detected,
 // even one in a field the decompressor ignores (a gzip timestamp), and before anything is decompressed.
 import { createHash } from 'node:crypto';
+import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import type { SegmentCorrupt } from './errors.ts';
 import { err, ok, type Result } from './result.ts';
@@ -59,6 +60,35 @@ export function compress(codec: Codec, raw: Uint8Array, level = defaultLevel[cod
   }
 }
 
+const zstdCompressAsync = promisify(zlib.zstdCompress);
+const gzipAsync = promisify(zlib.gzip);
+const brotliCompressAsync = promisify(zlib.brotliCompress);
+
+/**
+ * `compress` on libuv's thread pool: the same bytes (same codec, level and parameters), without holding the event
+ * loop while it runs, so that an upload's next segment is read and checked meanwhile.
+ */
+export function compressAsync(codec: Codec, raw: Uint8Array, level = defaultLevel[codec]): Promise<Uint8Array> {
+  // One output buffer for the whole segment: with the default 16 KiB, the event loop handles a callback per 16 KiB,
+  // a fifth of what compressing in line costs it (measured, 1 MiB zstd segments).
+  const chunkSize = Math.max(64 * 1024, raw.byteLength + 1024);
+  switch (codec) {
+    case 'zstd':
+      // The one-shot sync call writes the content size into the frame header; the streamed one only when pledged.
+      return zstdCompressAsync(raw, { chunkSize, params: { [zlib.constants.ZSTD_c_compressionLevel]: level }, pledgedSrcSize: raw.byteLength });
+    case 'gzip':
+      return gzipAsync(raw, { chunkSize, level });
+    case 'brotli':
+      return brotliCompressAsync(raw, {
+        chunkSize,
+        params: {
+          [zlib.constants.BROTLI_PARAM_QUALITY]: level,
+          [zlib.constants.BROTLI_PARAM_SIZE_HINT]: raw.byteLength,
+        },
+      });
+  }
+}
+
 export function decompress(codec: Codec, body: Uint8Array, maxBytes: number): Uint8Array {
   const options = { maxOutputLength: Math.max(1, maxBytes) };
   switch (codec) {
@@ -75,10 +105,8 @@ function digest(header: Uint8Array, body: Uint8Array): Buffer {
   return createHash('sha256').update(header.subarray(0, digestOffset)).update(body).digest();
 }
 
-export function encodeSegment(
-  raw: Uint8Array,
-  meta: { codec: Codec; firstIndex: number; itemCount: number; level?: number },
-): Uint8Array {
+/** The header of a segment holding `raw`, its digest still zero. */
+function segmentHeader(raw: Uint8Array, meta: { codec: Codec; firstIndex: number; itemCount: number }): Buffer {
   const header = Buffer.alloc(headerBytes);
   header.set(magic, 0);
   header.writeUInt8(formatVersion, 4);
@@ -86,7 +114,26 @@ export function encodeSegment(
   header.writeUInt32BE(meta.firstIndex, 8);
   header.writeUInt32BE(meta.itemCount, 12);
   header.writeUInt32BE(raw.byteLength, 16);
+  return header;
+}
+
+export function encodeSegment(
+  raw: Uint8Array,
+  meta: { codec: Codec; firstIndex: number; itemCount: number; level?: number },
+): Uint8Array {
+  const header = segmentHeader(raw, meta);
   const body = compress(meta.codec, raw, meta.level);
+  digest(header, body).copy(header, digestOffset);
+  return Buffer.concat([header, body]);
+}
+
+/** `encodeSegment` with its compression off the event loop (`compressAsync`); the same bytes. */
+export async function encodeSegmentAsync(
+  raw: Uint8Array,
+  meta: { codec: Codec; firstIndex: number; itemCount: number; level?: number },
+): Promise<Uint8Array> {
+  const header = segmentHeader(raw, meta);
+  const body = await compressAsync(meta.codec, raw, meta.level);
   digest(header, body).copy(header, digestOffset);
   return Buffer.concat([header, body]);
 }

@@ -30,6 +30,14 @@ export class BodyFingerprint {
     this.#hash.update(normalisedJson).update('\n');
   }
 
+  /**
+   * The same as `addMemory` for each line of a segment's NDJSON (every line ends with a newline): one hash update
+   * per segment over bytes already encoded, instead of one per memory over a string.
+   */
+  addLines(ndjson: Uint8Array): void {
+    this.#hash.update(ndjson);
+  }
+
   /** The hex digest; `options` are the batch-level fields (canonicalised here). Call once. */
   finish(options: Record<string, unknown>): string {
     return this.#hash.update('\0').update(canonicalJson(options)).digest('hex');

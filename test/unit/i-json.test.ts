@@ -24,7 +24,8 @@ describe('the I-JSON number rule', () => {
       { numRuns: 300 },
     );
     // The pre-screen sends texts that may hold a violation to the token pass, which finds it.
-    for (const text of ['{"a":1,"a":2}', '{"a":"\\ud800"}', '{"a":1e400}', '{"a":{"b":[{"c":1,"c":1}]}}', '{"a":"\\":","a":1}'])
+    for (const text of ['{"a":1,"a":2}', '{"a":"\\ud800"}', '{"a":1e400}', '{"a":{"b":[{"c":1,"c":1}]}}', '{"a":"\\":","a":1}',
+      '{"a" : 1, "a"\t: 2}', '1e400', '[1e400]', '{"a":[0, 12345678901234567891]}', '{"a":-1.0e-400}', '{"x":"1234567890123456","a": 0.30000000000000001}'])
       expect(parseIJsonLine(text).violation, text).toBeDefined();
   });
 });

@@ -195,10 +195,50 @@ export function dottedPath(prefix: (string | number)[], path: (string | number)[
 // Text in which no I-JSON violation can hide, tested before the token pass so that the common NDJSON line is read by
 // the native JSON.parse alone: a surrogate can only come from a \uD800-\uDFFF escape (the body is strict UTF-8);
 // a number that fails to round-trip has 16 or more significant digits or a three-digit exponent (any decimal of at
-// most 15 significant digits within 1e-99..1e99 reads back exactly, and 15-digit integers are below 2^53).
+// most 15 significant digits within 1e-99..1e99 reads back exactly, and 15-digit integers are below 2^53). The scans
+// are native (regular expressions, indexOf): a loop over character codes in JavaScript costs more than JSON.parse.
 const surrogateEscape = /\\u[dD][89a-fA-F]/;
-const longNumber = /[\d.]{16,}|[eE][+-]?\d{3}/;
-const keyEnd = /"\s*:/g;
+/** 16 digits and points from a digit on: where a number token holds one, its mantissa starts with that digit. */
+const longMantissa = /\d[\d.]{15}/g;
+/** A three-digit exponent; a number token's mantissa ends with a digit. */
+const longExponent = /\d[eE][+-]?\d{3}/g;
+/** A key's closing quote with whitespace before its colon (`"key" :`); the common `":` is counted with indexOf. */
+const spacedKeyEnd = /"\s+:/g;
+
+function isNumberChar(code: number): boolean {
+  return (code >= 0x30 && code <= 0x39) || code === 0x2e || code === 0x65 || code === 0x45 || code === 0x2b || code === 0x2d;
+}
+
+function isJsonSpace(code: number): boolean {
+  return code === 0x20 || code === 0x09 || code === 0x0a || code === 0x0d;
+}
+
+/**
+ * Whether a match of `pattern` may lie in a number token: walking back over number characters and whitespace reaches
+ * the start of the text or one of `: , [` (a number can stand nowhere else). Such runs in a string (ids, hashes, hex)
+ * usually do not, so those lines keep the fast path; a false alarm only costs the token pass, which decides.
+ */
+function numberMatch(text: string, pattern: RegExp): boolean {
+  pattern.lastIndex = 0;
+  for (let match = pattern.exec(text); match; match = pattern.exec(text)) {
+    let at = match.index - 1;
+    while (at >= 0 && isNumberChar(text.charCodeAt(at))) at -= 1;
+    while (at >= 0 && isJsonSpace(text.charCodeAt(at))) at -= 1;
+    if (at < 0) return true;
+    const before = text.charCodeAt(at);
+    if (before === 0x3a || before === 0x2c || before === 0x5b) return true;
+  }
+  return false;
+}
+
+/** How many `"` followed by optional whitespace and `:` the text holds: every key's end, and such text in strings. */
+function keyEnds(text: string): number {
+  let count = 0;
+  for (let at = text.indexOf('":'); at >= 0; at = text.indexOf('":', at + 2)) count += 1;
+  // Raw tabs and line breaks sit between tokens only; a serializer's output has none and no space after a key.
+  const spaced = text.includes('" ') || text.includes('"\t') || text.includes('"\n') || text.includes('"\r');
+  return spaced ? count + (text.match(spacedKeyEnd)?.length ?? 0) : count;
+}
 
 /** The keys of a parsed value at every depth; -1 past 64 levels (the token pass then reads it without recursion). */
 function countKeys(value: unknown, depth = 0): number {
@@ -223,11 +263,13 @@ function countKeys(value: unknown, depth = 0): number {
 
 /**
  * `parseIJson` for a line of NDJSON, fast where the text cannot hold a violation: JSON.parse, then the token pass only
- * when the text has a surrogate escape, a long number, or more `"...":` key ends than the parsed value has keys (a
- * duplicate key, or the same characters inside a string).
+ * when the text may have a surrogate escape or a long number, or has more `"...":` key ends than the parsed value has
+ * keys (a duplicate key, or the same characters inside a string).
  */
 export function parseIJsonLine(text: string): { value: unknown; violation?: IJsonViolation } {
   const value = JSON.parse(text) as unknown;
-  if (!surrogateEscape.test(text) && !longNumber.test(text) && (text.match(keyEnd)?.length ?? 0) === countKeys(value)) return { value };
+  if (!surrogateEscape.test(text) && !numberMatch(text, longMantissa) && !numberMatch(text, longExponent) && keyEnds(text) === countKeys(value)) {
+    return { value };
+  }
   return parseIJson(text);
 }

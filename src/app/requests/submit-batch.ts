@@ -11,9 +11,9 @@ import {
   readableExternalId,
   UnreadableItem,
 } from '../../domain/invalid-items.ts';
-import { type Codec, encodeSegment, type RawSegment, Segmenter, codecContentEncoding, segmentKey } from '../../domain/codec.ts';
+import { type Codec, encodeSegmentAsync, type RawSegment, Segmenter, codecContentEncoding, segmentKey } from '../../domain/codec.ts';
 import { BodyFingerprint, dedupeBatchIds, withinWindow } from '../../domain/idempotency.ts';
-import { ExternalIdTracker, type MemoryAttributes, type MemoryItem, memoryItemSchema, onExistingModes, type OnExisting, tenantConflict, validateMemoryItem } from '../../domain/memory.ts';
+import { ExternalIdTracker, type MemoryAttributes, type MemoryItem, memoryItemSchema, onExistingModes, type OnExisting, tenantConflict, validateMemoryItem, memoryItemValidator } from '../../domain/memory.ts';
 import { type FailureLimits, parseFailureLimits } from '../../domain/failure-limits.ts';
 import { checkWebhookUrl } from '../../domain/webhook-address.ts';
 import { discardUpload } from '../processing/payload-leftovers.ts';
@@ -68,6 +68,9 @@ export interface SubmitOutcome {
   /** Present once, when the server generated the webhook secret. */
   generatedSecret?: string;
 }
+
+/** Segments of one upload compressed and written while its next segment is read (each at most 1 MiB raw). */
+const maxSegmentsInFlight = 2;
 
 const webhookSecretPattern = /^whsec_[A-Za-z0-9+/]+={0,2}$/;
 const plainSecretPattern = /^[\x21-\x7e]{16,256}$/;
@@ -124,7 +127,7 @@ export async function submitBatch(services: OrchestratedServices, input: SubmitI
   const { settings } = services;
   const uploadId = generatedId();
   const prefix = `${encodeURIComponent(input.tenant.organization)}/${uploadId}`;
-  const schema = memoryItemSchema(settings.memoryLimits);
+  const schema = memoryItemValidator(settings.memoryLimits);
   const segmenter = new Segmenter({ maxItems: settings.segmentMaxItems, maxRawBytes: settings.segmentMaxRawBytes });
   const stored: StoredUpload = { segments: 0, rawBytes: 0, storedBytes: 0, received: 0 };
 
@@ -145,23 +148,51 @@ export async function submitBatch(services: OrchestratedServices, input: SubmitI
   /** The upload stopped because the batch did (its client cancelled it while it streamed). */
   let closed = false;
 
-  const store = async (raw: RawSegment) => {
-    const body = encodeSegment(raw.ndjson, {
+  const fingerprint = new BodyFingerprint();
+  // Segments are compressed on libuv's thread pool and written while the next ones are read (`maxSegmentsInFlight`
+  // at most, so memory stays bounded); they count as stored in body order, once written. A streamed batch
+  // (`record`, options up front) publishes each segment as it lands, so it writes one at a time.
+  const inFlight = mode === 'record' && input.optionsUpFront ? 0 : maxSegmentsInFlight;
+  const pending: { raw: RawSegment; written: Promise<number> }[] = [];
+  const write = async (raw: RawSegment, segment: number): Promise<number> => {
+    const body = await encodeSegmentAsync(raw.ndjson, {
       codec: settings.codec,
       level: settings.codecLevel,
       firstIndex: raw.firstIndex,
       itemCount: raw.itemCount,
     });
-    await services.payloads.put(segmentKey(prefix, stored.segments, settings.codec), body, {
+    await services.payloads.put(segmentKey(prefix, segment, settings.codec), body, {
       sha256Hex: createHash('sha256').update(body).digest('hex'),
       contentType: 'application/x-ndjson',
       contentEncoding: codecContentEncoding[settings.codec],
     });
+    return body.byteLength;
+  };
+  /** Waits for the oldest segment in flight and counts it as stored (throws what its write threw). */
+  const settleOldest = async () => {
+    const { raw, written } = pending.shift()!;
+    const storedBytes = await written;
     stored.segments += 1;
     stored.rawBytes += raw.ndjson.byteLength;
-    stored.storedBytes += body.byteLength;
+    stored.storedBytes += storedBytes;
     stored.received += raw.itemCount;
     if (mode === 'record' && input.optionsUpFront) await publish();
+  };
+  const store = async (raw: RawSegment) => {
+    fingerprint.addLines(raw.ndjson);
+    const written = write(raw, stored.segments + pending.length);
+    // Awaited in order by settleOldest; until then a failure must not count as unhandled.
+    written.catch(() => undefined);
+    pending.push({ raw, written });
+    while (pending.length > inFlight) await settleOldest();
+  };
+  const storeRest = async () => {
+    while (pending.length > 0) await settleOldest();
+  };
+  /** Before the upload's files are removed: no write may still be running (it would leave a file behind). */
+  const quiesce = async () => {
+    await Promise.allSettled(pending.map((segment) => segment.written));
+    pending.length = 0;
   };
   /** Makes the stored segments known to the runner: records and starts the batch with the first, then grows it. */
   const publish = async () => {
@@ -180,7 +211,10 @@ export async function submitBatch(services: OrchestratedServices, input: SubmitI
     if (refused) closed = true;
   };
   // The client's answer is the outcome of its request: a cleanup that fails is reported and swept later, not answered.
-  const removeUpload = () => discardUpload(services.payloads, services.leftovers, prefix);
+  const removeUpload = async () => {
+    await quiesce();
+    await discardUpload(services.payloads, services.leftovers, prefix);
+  };
   const discard = async (error: AppError) => {
     if (live) return abandon(live, error);
     await removeUpload();
@@ -197,7 +231,6 @@ export async function submitBatch(services: OrchestratedServices, input: SubmitI
   };
 
   let options: SubmitOptions;
-  const fingerprint = new BodyFingerprint();
   const externalIds = new ExternalIdTracker();
   try {
     let index = 0;
@@ -218,7 +251,6 @@ export async function submitBatch(services: OrchestratedServices, input: SubmitI
         const where = input.position?.() ?? `memories.${index}`;
         line = invalidItemLine({ externalId: readableExternalId(raw), error: describeInvalidItem(where, checked.issues) });
       }
-      fingerprint.addMemory(line);
       for (const full of segmenter.add(line)) {
         await store(full);
         if (closed) break;
@@ -236,6 +268,7 @@ export async function submitBatch(services: OrchestratedServices, input: SubmitI
     }
     const last = segmenter.finish();
     if (last) await store(last);
+    await storeRest();
     options = input.options();
   } catch (cause) {
     if (cause instanceof AppFailure) return discard(rejectionOr(cause.error));
@@ -524,7 +557,7 @@ export async function validateBatch(
   input: Pick<SubmitInput, 'tenant' | 'items' | 'options' | 'position'>,
 ): Promise<Result<DryRunReport, AppError>> {
   const { settings } = services;
-  const schema = memoryItemSchema(settings.memoryLimits);
+  const schema = memoryItemValidator(settings.memoryLimits);
   const errors: DryRunIssue[] = [];
   const note = (issues: DryRunIssue[]) => errors.push(...issues.slice(0, dryRunMaxErrors - errors.length));
   let total = 0;
