@@ -81,7 +81,15 @@ export async function startProcess(options: BenchServerOptions): Promise<BenchPr
     : [join(root, 'bin/batchmem.js'), [command]];
   const child: ChildProcess = spawn(file, args, {
     cwd: root,
-    env: { ...(process.env.NODE_OPTIONS ? { NODE_OPTIONS: process.env.NODE_OPTIONS } : {}), PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...options.env, BATCHMEM_PORT: String(port) },
+    env: {
+      ...(process.env.NODE_OPTIONS ? { NODE_OPTIONS: process.env.NODE_OPTIONS } : {}),
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '/tmp',
+      // A setting given to the bench (BATCHMEM_PROCESSING_THREAD=false, say) reaches every server it starts.
+      ...Object.fromEntries(Object.entries(process.env).filter(([name]) => name.startsWith('BATCHMEM_'))),
+      ...options.env,
+      BATCHMEM_PORT: String(port),
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child.stdout!.on('data', keep);

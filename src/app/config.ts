@@ -64,6 +64,8 @@ export const configSchema = z.object({
   BATCHMEM_SEGMENT_CONCURRENCY: int(1, 256).default(4),
   BATCHMEM_BATCH_CONCURRENCY: int(1, 256).default(4),
   BATCHMEM_TENANT_CONCURRENCY: int(1, 65536).optional(),
+  // Embedded orchestrator: process segments on a worker thread, off the thread that serves HTTP (src/app/processing-thread.ts).
+  BATCHMEM_PROCESSING_THREAD: bool.default(true),
   BATCHMEM_SEGMENT_MAX_ATTEMPTS: int(1, 100).default(5),
   BATCHMEM_WEBHOOK_TIMEOUT_MS: int(100).default(10_000),
   BATCHMEM_WEBHOOK_MAX_ATTEMPTS: int(1, 100).default(8),

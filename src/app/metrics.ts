@@ -5,6 +5,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { awaitsStart, batchStatuses, initialStatus, type BatchStatus } from '../domain/lifecycle.ts';
 import { itemOutcome, itemOutcomes } from '../domain/progress.ts';
 import type { Backlog } from '../ports/batch-repository.ts';
+import type { HttpSinkObserver } from '../adapters/http/memory-sink.ts';
 import { type Observer, webhookResults } from './observer.ts';
 
 export interface Metrics extends Observer {
@@ -94,8 +95,10 @@ export function createMetrics(): Metrics {
   for (const kind of ['error', 'corrupt']) segmentFailures.inc({ kind }, 0);
   for (const result of webhookResults) webhooks.inc({ result }, 0);
 
+  let sink: HttpSinkObserver | undefined;
   return {
     registry,
+    httpSink: () => (sink ??= httpSinkMetrics(registry)),
     batchSubmitted({ rawBytes, storedBytes, memories }) {
       batches.inc({ status: initialStatus });
       submittedMemories.inc(memories);
@@ -168,6 +171,47 @@ export function createMetrics(): Metrics {
           this.set(backlog.oldestCreatedAt ? Math.max(0, (now() - Date.parse(backlog.oldestCreatedAt)) / 1000) : 0);
         },
       });
+    },
+  };
+}
+
+/** The sink's Prometheus metrics; labels are HTTP statuses and reasons only. */
+function httpSinkMetrics(registry: Registry): HttpSinkObserver {
+  const requests = new Counter({
+    name: 'batchmem_sink_requests_total',
+    help: 'Requests to the pipeline sink target, by HTTP status (or timeout / network when no answer came)',
+    labelNames: ['status'],
+    registers: [registry],
+  });
+  const retries = new Counter({
+    name: 'batchmem_sink_retries_total',
+    help: 'Requests to the pipeline sink target sent again, by the reason of the failure before',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
+  const pauses = new Counter({
+    name: 'batchmem_sink_pauses_total',
+    help: 'Times new requests to the target were held back: retry_after (the target asked) or breaker (it kept failing)',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
+  const latency = new Histogram({
+    name: 'batchmem_sink_request_duration_seconds',
+    help: 'Time from sending a request to the pipeline sink target to its full answer',
+    labelNames: ['status'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [registry],
+  });
+  return {
+    requestFinished(status, durationMs) {
+      requests.inc({ status });
+      latency.observe({ status }, durationMs / 1000);
+    },
+    retried(reason) {
+      retries.inc({ reason });
+    },
+    paused(reason) {
+      pauses.inc({ reason });
     },
   };
 }

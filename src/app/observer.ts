@@ -1,4 +1,5 @@
 // What the use cases report as they work, for metrics. Optional: a context without an observer reports nothing.
+import type { HttpSinkObserver } from '../adapters/http/memory-sink.ts';
 
 /** The result of one webhook delivery attempt: delivered, failed (retried) or rejected (not retried). */
 export const webhookResults = ['delivered', 'failed', 'rejected'] as const; // literal: delivery results, not batch statuses
@@ -17,4 +18,6 @@ export interface Observer {
   batchFinished(status: string, expiredItems: number): void;
   /** One webhook delivery attempt: delivered, failed (retryable) or rejected (not retried). */
   webhookAttempted(result: WebhookResult): void;
+  /** The HTTP pipeline sink's own metrics (BATCHMEM_SINK=http): made on the first call, the same object after. */
+  httpSink?(): HttpSinkObserver;
 }

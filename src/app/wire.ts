@@ -144,6 +144,13 @@ export interface AdapterDecorators {
   batches?(batches: BatchRepository): BatchRepository;
   payloads?(payloads: PayloadStore): PayloadStore;
   sink?(sink: MemorySink): MemorySink;
+  /** Called as the process begins its graceful shutdown, before it waits for the work still running. */
+  closing?(): void;
+  /**
+   * Functions cannot cross into the processing thread (src/app/processing-thread.ts): it imports this module (a file
+   * URL) and wraps its own adapters with what the module's `adapterDecorators()` export returns.
+   */
+  module?: string;
 }
 
 /** The ports without an orchestrator: what a worker needs to process segments. */
@@ -171,22 +178,42 @@ export interface Runtime {
   close(): Promise<void>;
 }
 
+/** The embedded orchestrator, running batches on the calling thread with the configured limits; failures are logged. */
+export function localOrchestrator(config: Config, services: Services, logger: Logger, workerId: string): LocalOrchestrator {
+  return new LocalOrchestrator(services, {
+    workerId,
+    batchConcurrency: config.BATCHMEM_BATCH_CONCURRENCY,
+    tenantConcurrency: config.BATCHMEM_TENANT_CONCURRENCY,
+    onError: (key, error) => logger.error({ batch: key, err: error }, 'batch run failed'),
+    onSegmentError: (key, segment, attempt, error) =>
+      logger.warn({ batch: key, segment, attempt, err: error }, 'segment attempt failed; retrying'),
+  });
+}
+
+/** The embedded orchestrator on its own thread (src/app/processing-thread.ts), with this process's adapters' decorators. */
+async function processingThread(config: Config, logger: Logger, observer: Observer | undefined, decorate: AdapterDecorators | undefined) {
+  const hasDecorators = decorate && (decorate.batches || decorate.payloads || decorate.sink || decorate.closing);
+  if (hasDecorators && !decorate.module) throw new Error('adapter decorators need a `module` for the processing thread to load them from');
+  const { ProcessingThread } = await import('./processing-thread.ts');
+  return ProcessingThread.open({
+    data: { config, workerId: workerIdentity(config), decorators: decorate?.module, metrics: observer !== undefined },
+    logger,
+    observer,
+  });
+}
+
 async function orchestrator(
   config: Config,
   services: Services,
   logger: Logger,
   telemetry: Telemetry | undefined,
+  decorate: AdapterDecorators | undefined,
 ): Promise<{ orchestrator: Orchestrator; start(): Promise<void> }> {
   switch (config.BATCHMEM_ORCHESTRATOR) {
     case 'local': {
-      const local = new LocalOrchestrator(services, {
-        workerId: workerIdentity(config),
-        batchConcurrency: config.BATCHMEM_BATCH_CONCURRENCY,
-        tenantConcurrency: config.BATCHMEM_TENANT_CONCURRENCY,
-        onError: (key, error) => logger.error({ batch: key, err: error }, 'batch run failed'),
-        onSegmentError: (key, segment, attempt, error) =>
-          logger.warn({ batch: key, segment, attempt, err: error }, 'segment attempt failed; retrying'),
-      });
+      const local = config.BATCHMEM_PROCESSING_THREAD
+        ? await processingThread(config, logger, services.observer, decorate)
+        : localOrchestrator(config, services, logger, workerIdentity(config));
       return {
         orchestrator: local,
         async start() {
@@ -240,7 +267,7 @@ export async function buildRuntime(
   });
   const services: Services = { ...(await buildContext(config, observer, decorate)), leftovers };
   const retentionMs = config.BATCHMEM_PAYLOAD_RETENTION;
-  const orchestration = await orchestrator(config, services, logger, telemetry);
+  const orchestration = await orchestrator(config, services, logger, telemetry, decorate);
   let expiry: { stop(): Promise<void> } | undefined;
   const leftoverSweep = scheduleLeftoverSweep(leftovers, services.payloads, leftoverSweepIntervalMs);
   return {
@@ -259,6 +286,7 @@ export async function buildRuntime(
       });
     },
     async close() {
+      decorate?.closing?.();
       await leftoverSweep.stop();
       await expiry?.stop();
       await orchestration.orchestrator.close();

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { apiClient, type ApiClient, ndjsonStream } from '../support/api-client.ts';
+import { apiClient, type ApiClient, memory, ndjsonStream } from '../support/api-client.ts';
 import { payloadFileCount, serverErrorCounts, storedMemories } from '../support/data-folder.ts';
 import { tempDir } from '../support/local-context.ts';
 import { expectEveryMemoryOnce, expectNoSecrets, expectWebhookExactlyOnce, sleep, webhookSecretParts } from '../support/reliability.ts';
@@ -216,5 +216,46 @@ describe('embedded defaults: a webhook receiver that answers 500, then hangs, th
     expect(done.webhook).toEqual({ url: r.receiver.url, delivered: true, attempts: deliveries.length, last_error: null });
     await expectEveryMemoryOnce(r.api, r.dataDir, 'org-a', done, 1000);
     await expectCleanOutput(r);
+  });
+});
+
+describe('embedded defaults: the processing thread dies with an uncaught error', () => {
+  const marker = 'crash-the-processing-thread';
+  let r: Rig;
+  beforeAll(async () => {
+    r = await rig({ BATCHMEM_FAULT_CRASH_MARKER: marker, BATCHMEM_SEGMENT_MAX_ITEMS: '500' });
+  });
+  afterAll(async () => r?.close());
+
+  it('starts the thread again, which resumes the batch: each memory stored once, the webhook once, the API up throughout', async () => {
+    const total = 5000;
+    const make = (i: number) => (i === 2600 ? { ...memory(i), content: `${memory(i).content} ${marker}` } : memory(i));
+    const response = await r.api.submitNdjson(ndjsonStream(total, make), `?batch_id=thread-crash&webhook_url=${encodeURIComponent(r.receiver.url)}`, {
+      'webhook-secret': r.webhookSecret,
+    });
+    expect(response.status).toBe(202);
+    // The API thread answers while the processing thread is down and being started again.
+    const seen: string[] = [];
+    for (let polls = 0; polls < 600; polls += 1) {
+      const status = await fetch(`${r.server.url}/readyz`);
+      seen.push(String(status.status));
+      const batch = await r.api.get('thread-crash');
+      if (batch.status === 'completed') break;
+      await sleep(50);
+    }
+    const done = await r.api.waitForFinal('thread-crash');
+    await expectEveryMemoryOnce(r.api, r.dataDir, 'org-a', done, total);
+    await r.receiver.waitFor('thread-crash');
+    await sleep(1_000);
+    expectWebhookExactlyOnce(r.receiver, 'thread-crash');
+    const output = r.server.output();
+    expect(output).toContain('injected fault: the processing thread crashed');
+    expect(output.match(/the processing thread stopped; starting it again/g)?.length).toBe(1);
+    expect(seen).toContain('200');
+    // What the thread reported reached the API's metrics: one segment duration per segment at least.
+    const metrics = await (await fetch(`${r.server.url}/metrics`)).text();
+    const segments = Number(/^batchmem_segment_duration_seconds_count (\d+)/m.exec(metrics)?.[1]);
+    expect(segments).toBeGreaterThanOrEqual(total / 500);
+    expectNoSecrets(output, r.secrets);
   });
 });

@@ -1,5 +1,6 @@
 // A MemorySink decorator that injects faults, for reliability tests only (BATCHMEM_FAULT_* settings).
 // A failed call throws before writing, like a backend that is down; a marked item gets a per-item rejection.
+import { writeFileSync } from 'node:fs';
 import type { MemoryRecord } from '../../../src/domain/memory.ts';
 import type { WriteCounts } from '../../../src/domain/progress.ts';
 import type { ItemOutcome, MemorySink, StoredMemoryRef } from '../../../src/ports/memory-sink.ts';
@@ -13,6 +14,10 @@ export interface FaultPlan {
   stallAfterCalls?: number | undefined;
   /** A write of a segment holding an item whose content contains this text waits until `releaseHeld()` (a batch kept running). */
   holdMarker?: string | undefined;
+  /** The first write of a segment holding an item with this text ends the thread with an uncaught error. */
+  crashMarker?: string | undefined;
+  /** Made by the crash, so that the thread started again (and any later one) does not crash too. */
+  crashOnceFile?: string | undefined;
   random?: () => number;
 }
 
@@ -31,6 +36,19 @@ export class FaultySink implements MemorySink {
     this.#calls += 1;
     if (this.#plan.stallAfterCalls !== undefined && this.#calls > this.#plan.stallAfterCalls) {
       await new Promise<never>(() => undefined);
+    }
+    const crash = this.#plan.crashMarker;
+    if (crash && this.#plan.crashOnceFile && records.some((r) => r.content.includes(crash))) {
+      try {
+        writeFileSync(this.#plan.crashOnceFile, '', { flag: 'wx' });
+        // Thrown outside any promise, the way a bug in a callback would: nothing catches it.
+        setImmediate(() => {
+          throw new Error('injected fault: the processing thread crashed');
+        });
+        await new Promise<never>(() => undefined);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      }
     }
     const hold = this.#plan.holdMarker;
     if (hold && records.some((r) => r.content.includes(hold))) {
