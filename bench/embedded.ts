@@ -379,9 +379,12 @@ export async function runLatency(options: { submitters: number; memoriesPerReque
   });
   const server = await embeddedServer();
   try {
+    // Each submit names its batch: the same body sent again without a name would be answered from the dedupe window.
+    let submits = 0;
     const timedSubmit = async (body: string) => {
+      const query = `?batch_id=latency-${(submits += 1)}`;
       const start = performance.now();
-      await submitOrThrow(server.api, body);
+      await submitOrThrow(server.api, body, query);
       return performance.now() - start;
     };
     // Uncontended first: one submitter, the same number of requests as one concurrent submitter makes.

@@ -296,14 +296,26 @@ export const onExistingModes = ['update', 'skip'] as const;
 export type OnExisting = (typeof onExistingModes)[number];
 export const defaultOnExisting: OnExisting = 'update';
 
-/** JSON with object keys sorted at every level, so equal values give equal text whatever their key order. */
+/**
+ * JSON with object keys sorted at every level, so equal values give equal text whatever their key order. Written as
+ * plain loops: it runs for every memory processed, and the text must stay exactly what it has always been, since
+ * stored fingerprints are compared with new ones (`Array.prototype.sort` on strings orders by UTF-16 code units).
+ */
 function canonicalJson(value: unknown): string {
   if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  const entries = Object.entries(value as Record<string, unknown>)
-    .filter(([, field]) => field !== undefined)
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return `{${entries.map(([key, field]) => `${JSON.stringify(key)}:${canonicalJson(field)}`).join(',')}}`;
+  if (Array.isArray(value)) {
+    let text = '[';
+    for (let i = 0; i < value.length; i += 1) text += (i === 0 ? '' : ',') + canonicalJson(value[i]);
+    return text + ']';
+  }
+  const object = value as Record<string, unknown>;
+  let text = '{';
+  for (const key of Object.keys(object).sort()) {
+    const field = object[key];
+    if (field === undefined) continue;
+    text += (text.length === 1 ? '' : ',') + JSON.stringify(key) + ':' + canonicalJson(field);
+  }
+  return text + '}';
 }
 
 /**
