@@ -38,7 +38,8 @@ const observer: Observer | undefined = data.metrics
   : undefined;
 
 const telemetry = await startTelemetry('batchmem-api');
-const logger = createLogger(data.config.BATCHMEM_LOG_LEVEL, undefined, { traceIds: telemetry !== undefined }).child({ thread: 'processing' });
+const logger = createLogger(data.config.BATCHMEM_LOG_LEVEL, undefined, { traceIds: telemetry !== undefined })
+  .child({ thread: 'processing' }); // literal: the thread's name, not a batch status
 const decorate: AdapterDecorators = data.decorators
   ? ((await import(data.decorators)) as { adapterDecorators(): AdapterDecorators }).adapterDecorators()
   : {};
