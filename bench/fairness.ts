@@ -234,7 +234,7 @@ export async function runTemporalFairness(options: { backlogBatches: number; bac
       busyUrl: api.url,
       busyKey: keys.busy.key,
       orchestrator: 'temporal',
-      mechanism: 'task-queue fairness key = organization on every segment activity; server with matching.enableFairness',
+      mechanism: 'task-queue fairness key = organization on every workflow start and segment activity; server with matching.enableFairness',
     });
   } finally {
     await api.stop();
