@@ -85,6 +85,7 @@ export async function startProcess(options: BenchServerOptions): Promise<BenchPr
       ...(process.env.NODE_OPTIONS ? { NODE_OPTIONS: process.env.NODE_OPTIONS } : {}),
       PATH: process.env.PATH ?? '',
       HOME: process.env.HOME ?? '/tmp',
+      ...(process.env.MALLOC_ARENA_MAX ? { MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX } : {}),
       // A setting given to the bench (BATCHMEM_PROCESSING_THREAD=false, say) reaches every server it starts.
       ...Object.fromEntries(Object.entries(process.env).filter(([name]) => name.startsWith('BATCHMEM_'))),
       ...options.env,

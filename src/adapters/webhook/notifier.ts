@@ -9,7 +9,7 @@ import { createHmac } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { Webhook } from 'standardwebhooks';
-import { Agent, buildConnector, request } from 'undici';
+import type { Agent, buildConnector } from 'undici';
 import { privateAddressReason } from '../../domain/webhook-address.ts';
 import type { DeliveryAttempt, WebhookMessage, WebhookNotifier } from '../../ports/webhook-notifier.ts';
 
@@ -43,33 +43,43 @@ const systemResolver: Resolver = (hostname) => lookup(hostname, { all: true });
 
 export class HttpWebhookNotifier implements WebhookNotifier {
   readonly #options: HttpNotifierOptions;
-  readonly #agent: Agent;
+  /** Made on the first delivery: undici is loaded only by a process that delivers (about 20 MiB of heap). */
+  #client: Promise<{ agent: Agent; request: typeof import('undici').request }> | undefined;
 
   constructor(options: HttpNotifierOptions) {
     this.#options = options;
-    const resolve = options.resolve ?? systemResolver;
-    const dial = options.dial ?? buildConnector({ timeout: options.timeoutMs });
-    this.#agent = new Agent({
-      connect: (connectOptions, callback) => {
-        checkedAddresses(connectOptions.hostname, resolve, options.allowPrivate).then(
-          (addresses) => dialInTurn(dial, connectOptions, addresses, callback),
-          (error: Error) => callback(error, null),
-        );
-      },
-      // Idle connections stay pinned to the address checked when they opened; they are not kept for long.
-      keepAliveTimeout: 4_000,
+  }
+
+  #connect(): Promise<{ agent: Agent; request: typeof import('undici').request }> {
+    const options = this.#options;
+    this.#client ??= import('undici').then(({ Agent, buildConnector, request }) => {
+      const resolve = options.resolve ?? systemResolver;
+      const dial = options.dial ?? buildConnector({ timeout: options.timeoutMs });
+      const agent = new Agent({
+        connect: (connectOptions, callback) => {
+          checkedAddresses(connectOptions.hostname, resolve, options.allowPrivate).then(
+            (addresses) => dialInTurn(dial, connectOptions, addresses, callback),
+            (error: Error) => callback(error, null),
+          );
+        },
+        // Idle connections stay pinned to the address checked when they opened; they are not kept for long.
+        keepAliveTimeout: 4_000,
+      });
+      return { agent, request };
     });
+    return this.#client;
   }
 
   async send(message: WebhookMessage): Promise<DeliveryAttempt> {
     const body = JSON.stringify(message.payload);
     const sentAt = new Date();
     const signature = standardSigner(message.secret).sign(message.messageId, sentAt, body);
+    const { agent, request } = await this.#connect();
     try {
       const response = await request(message.url, {
         method: 'POST',
         body,
-        dispatcher: this.#agent,
+        dispatcher: agent,
         // `request` follows no redirects: a 3xx is an answer, not a second address to reach.
         signal: AbortSignal.timeout(this.#options.timeoutMs),
         headers: {
@@ -99,7 +109,7 @@ export class HttpWebhookNotifier implements WebhookNotifier {
   }
 
   async close(): Promise<void> {
-    await this.#agent.close();
+    if (this.#client) await (await this.#client).agent.close();
   }
 }
 
