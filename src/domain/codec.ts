@@ -207,7 +207,9 @@ export interface RawSegment {
 export class Segmenter {
   readonly #maxItems: number;
   readonly #maxRawBytes: number;
-  #lines: string[] = [];
+  /** The segment being filled, its lines encoded as they come (no joined string, no second copy). */
+  #buffer: Buffer | undefined;
+  #items = 0;
   #bytes = 0;
   #firstIndex = 0;
   #nextIndex = 0;
@@ -224,26 +226,30 @@ export class Segmenter {
   add(serializedItem: string): RawSegment[] {
     const full: RawSegment[] = [];
     const lineBytes = Buffer.byteLength(serializedItem) + 1;
-    if (this.#lines.length > 0 && this.#bytes + lineBytes > this.#maxRawBytes) full.push(this.#cut());
-    this.#lines.push(serializedItem);
-    this.#bytes += lineBytes;
+    if (this.#items > 0 && this.#bytes + lineBytes > this.#maxRawBytes) full.push(this.#cut());
+    // A line longer than a segment's bytes gets a segment of its own, sized for it.
+    this.#buffer ??= Buffer.allocUnsafe(Math.max(this.#maxRawBytes, lineBytes));
+    this.#bytes += this.#buffer.write(serializedItem, this.#bytes, 'utf8');
+    this.#buffer[this.#bytes++] = 0x0a;
+    this.#items += 1;
     this.#nextIndex += 1;
-    if (this.#lines.length >= this.#maxItems) full.push(this.#cut());
+    if (this.#items >= this.#maxItems) full.push(this.#cut());
     return full;
   }
 
   finish(): RawSegment | undefined {
-    return this.#lines.length > 0 ? this.#cut() : undefined;
+    return this.#items > 0 ? this.#cut() : undefined;
   }
 
   #cut(): RawSegment {
     const segment = {
       firstIndex: this.#firstIndex,
-      itemCount: this.#lines.length,
-      ndjson: Buffer.from(this.#lines.join('\n') + '\n', 'utf8'),
+      itemCount: this.#items,
+      ndjson: this.#buffer!.subarray(0, this.#bytes),
     };
     this.#firstIndex = this.#nextIndex;
-    this.#lines = [];
+    this.#buffer = undefined;
+    this.#items = 0;
     this.#bytes = 0;
     return segment;
   }

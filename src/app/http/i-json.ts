@@ -204,6 +204,8 @@ const longMantissa = /\d[\d.]{15}/g;
 const longExponent = /\d[eE][+-]?\d{3}/g;
 /** A key's closing quote with whitespace before its colon (`"key" :`); the common `":` is counted with indexOf. */
 const spacedKeyEnd = /"\s+:/g;
+/** Whether the text may hold one: a serializer's output has no whitespace after a quote outside its strings. */
+const quoteThenSpace = /"\s/;
 
 function isNumberChar(code: number): boolean {
   return (code >= 0x30 && code <= 0x39) || code === 0x2e || code === 0x65 || code === 0x45 || code === 0x2b || code === 0x2d;
@@ -235,9 +237,7 @@ function numberMatch(text: string, pattern: RegExp): boolean {
 function keyEnds(text: string): number {
   let count = 0;
   for (let at = text.indexOf('":'); at >= 0; at = text.indexOf('":', at + 2)) count += 1;
-  // Raw tabs and line breaks sit between tokens only; a serializer's output has none and no space after a key.
-  const spaced = text.includes('" ') || text.includes('"\t') || text.includes('"\n') || text.includes('"\r');
-  return spaced ? count + (text.match(spacedKeyEnd)?.length ?? 0) : count;
+  return quoteThenSpace.test(text) ? count + (text.match(spacedKeyEnd)?.length ?? 0) : count;
 }
 
 /** The keys of a parsed value at every depth; -1 past 64 levels (the token pass then reads it without recursion). */
