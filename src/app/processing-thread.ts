@@ -209,6 +209,10 @@ export class ProcessingThread implements Orchestrator {
       // Down already, or restarting: nothing is running in it.
       await this.#worker.terminate();
     }
+    // Its work is done and its stores are closed; an idle keep-alive connection (a webhook receiver's) may still
+    // hold the thread open for a few seconds, which shutdown need not wait for.
+    const grace = setTimeout(() => void this.#worker.terminate(), 1_000);
     await this.#exit;
+    clearTimeout(grace);
   }
 }
