@@ -227,10 +227,9 @@ export class Segmenter {
     const full: RawSegment[] = [];
     const lineBytes = Buffer.byteLength(serializedItem) + 1;
     if (this.#items > 0 && this.#bytes + lineBytes > this.#maxRawBytes) full.push(this.#cut());
-    // A line longer than a segment's bytes gets a segment of its own, sized for it.
-    this.#buffer ??= Buffer.allocUnsafe(Math.max(this.#maxRawBytes, lineBytes));
-    this.#bytes += this.#buffer.write(serializedItem, this.#bytes, 'utf8');
-    this.#buffer[this.#bytes++] = 0x0a;
+    const buffer = this.#reserve(lineBytes);
+    this.#bytes += buffer.write(serializedItem, this.#bytes, 'utf8');
+    buffer[this.#bytes++] = 0x0a;
     this.#items += 1;
     this.#nextIndex += 1;
     if (this.#items >= this.#maxItems) full.push(this.#cut());
@@ -239,6 +238,20 @@ export class Segmenter {
 
   finish(): RawSegment | undefined {
     return this.#items > 0 ? this.#cut() : undefined;
+  }
+
+  /**
+   * The segment's buffer with room for `lineBytes` more: it starts at 64 KiB and doubles up to a segment's bytes, so
+   * a small batch does not hold a whole segment's worth; a line longer than that gets a buffer sized for it.
+   */
+  #reserve(lineBytes: number): Buffer {
+    const needed = this.#bytes + lineBytes;
+    if (this.#buffer && needed <= this.#buffer.byteLength) return this.#buffer;
+    const size = Math.max(needed, Math.min(this.#maxRawBytes, Math.max(64 * 1024, 2 * (this.#buffer?.byteLength ?? 0))));
+    const grown = Buffer.allocUnsafe(size);
+    this.#buffer?.copy(grown, 0, 0, this.#bytes);
+    this.#buffer = grown;
+    return grown;
   }
 
   #cut(): RawSegment {

@@ -3,7 +3,7 @@
 // fed per segment the same digest as fed per memory.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { codecs, encodeSegment, encodeSegmentAsync } from '../../src/domain/codec.ts';
+import { codecs, encodeSegment, encodeSegmentAsync, Segmenter } from '../../src/domain/codec.ts';
 import { BodyFingerprint } from '../../src/domain/idempotency.ts';
 import { defaultMemoryLimits, memoryItemSchema, memoryItemValidator, validateMemoryItem } from '../../src/domain/memory.ts';
 
@@ -85,6 +85,40 @@ describe('the body fingerprint fed per segment', () => {
         }
         expect(perSegment.finish({ batch_id: 'b' })).toBe(perMemory.finish({ batch_id: 'b' }));
       }),
+    );
+  });
+});
+
+describe('segments filled in place', () => {
+  it('hold their lines joined by newlines, cut where the limits say, however the buffer grew', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.integer({ min: 0, max: 90_000 }), fc.constantFrom('a', 'é', '😀')), { minLength: 1, maxLength: 40 }),
+        fc.integer({ min: 1, max: 12 }),
+        (sizes, maxItems) => {
+          const maxRawBytes = 256 * 1024;
+          const lines = sizes.map(([n, unit], i) => JSON.stringify({ content: `${i}${unit.repeat(n / 4)}` }));
+          const segmenter = new Segmenter({ maxItems, maxRawBytes });
+          const segments = lines.flatMap((line) => segmenter.add(line));
+          const last = segmenter.finish();
+          if (last) segments.push(last);
+          // What the segments must be: lines in order, cut before a line that would pass the bytes, after maxItems.
+          const expected: string[][] = [[]];
+          let bytes = 0;
+          for (const line of lines) {
+            const lineBytes = Buffer.byteLength(line) + 1;
+            if (expected.at(-1)!.length > 0 && bytes + lineBytes > maxRawBytes) (expected.push([]), (bytes = 0));
+            expected.at(-1)!.push(line);
+            bytes += lineBytes;
+            if (expected.at(-1)!.length >= maxItems) (expected.push([]), (bytes = 0));
+          }
+          if (expected.at(-1)!.length === 0) expected.pop();
+          expect(segments.map((segment) => Buffer.from(segment.ndjson).toString('utf8'))).toEqual(expected.map((group) => group.join('\n') + '\n'));
+          expect(segments.map((segment) => segment.itemCount)).toEqual(expected.map((group) => group.length));
+          expect(segments.map((segment) => segment.firstIndex)).toEqual(expected.map((_, i) => expected.slice(0, i).flat().length));
+        },
+      ),
+      { numRuns: 60 },
     );
   });
 });
