@@ -7,6 +7,7 @@
 // its VmHWM is reset before each batch, so the worker's peak RSS is that batch's.
 import './protobufjs-dedupe.ts';
 import { execFile } from 'node:child_process';
+import { Agent, type BodyInit, fetch as undiciFetch } from 'undici';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -222,6 +223,31 @@ async function runNaive(backends: Backends, externalStorage: boolean, ladder: nu
 // ---------------------------------------------------------------------------------------------------------------
 // (c)
 
+/**
+ * Submits an NDJSON body on a connection of its own and returns the accepted batch. Building a large body keeps this
+ * process busy for seconds, during which the server closes the idle keep-alive connections of the earlier polls
+ * (after 5 s); writing a POST body to such a connection fails with EPIPE before the close is noticed (as in
+ * bench/fairness.ts).
+ */
+async function submitFresh(url: string, key: string, body: ReadableStream<Uint8Array>): Promise<unknown> {
+  const dispatcher = new Agent();
+  try {
+    const response = await undiciFetch(`${url}/v1/memory/batch`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/x-ndjson' },
+      // The web stream of Node's own fetch and undici's are the same class under two type declarations.
+      body: body as unknown as BodyInit,
+      duplex: 'half',
+      dispatcher,
+    });
+    const text = await response.text();
+    if (response.status !== 202) throw new Error(`submit answered ${response.status}: ${text.slice(0, 500)}`);
+    return JSON.parse(text);
+  } finally {
+    await dispatcher.close();
+  }
+}
+
 async function runBatchmem(backends: Backends, ladder: number[], log: Log): Promise<DesignRun[]> {
   const dir = tempDir();
   const key = benchApiKey();
@@ -259,9 +285,7 @@ async function runBatchmem(backends: Backends, ladder: number[], log: Log): Prom
       let error: string | null = null;
       let workflowId: string | null = null;
       try {
-        const response = await http.submitNdjson(body.open());
-        if (response.status !== 202) throw new Error(`submit answered ${response.status}: ${(await response.text()).slice(0, 500)}`);
-        const accepted = (await response.json()) as { id: string; workflow_id: string | null };
+        const accepted = (await submitFresh(api.url, key.key, body.open())) as { id: string; workflow_id: string | null };
         workflowId = accepted.workflow_id;
         const done = await waitForFinal(http, accepted.id, 30 * 60_000, 100);
         workflowId = done.workflow_id;
@@ -359,10 +383,8 @@ async function runParseStack(backends: Backends, count: number, log: Log): Promi
     const http = apiClient(api.url, key.key);
     const body = await preparedBody(count);
     const start = performance.now();
-    const response = await http.submitNdjson(body.open());
+    const accepted = (await submitFresh(api.url, key.key, body.open())) as { id: string };
     body.remove();
-    if (response.status !== 202) throw new Error(`submit answered ${response.status}: ${(await response.text()).slice(0, 500)}`);
-    const accepted = (await response.json()) as { id: string };
     const done = await waitForFinal(http, accepted.id, 60 * 60_000, 100);
     const seconds = (performance.now() - start) / 1000;
     if (done.status !== 'completed' || done.request_counts.succeeded !== count) {
