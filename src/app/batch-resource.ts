@@ -112,7 +112,7 @@ export interface PaprItemError {
 
 /**
  * `written` splits the succeeded items by write outcome (created, updated, unchanged), as the memory sink recorded
- * them (`withOutcomes`). `errors` is what the caller read of the batch's item errors (at most a page; the full list is at
+ * them (`outcomesOf`). `errors` is what the caller read of the batch's item errors (at most a page; the full list is at
  * /v1/batch/{id}/errors); answers that did not read them carry an empty list.
  */
 export function batchResource(batch: Batch, written: WriteCounts, errors: PaprItemError[] = []): BatchResource {
@@ -170,31 +170,9 @@ function paprMessage(batch: Batch): string {
   return batch.error ? `${base} (${batch.error})` : base;
 }
 
-/**
- * The batch with how its succeeded items were written (all zero before any was), as one consistent view: the sum of
- * `created`, `updated` and `unchanged` is `succeeded`. The two come from different stores, and a segment's writes
- * reach the sink a moment before the ledger counts the segment (the exactly-once order), so while a batch runs (on
- * another thread or process, several segments at once) a read often falls between the two for some segment: both
- * are then read again, 5 ms apart, until they agree (at most 40 times; a final batch agrees at once). `batch` may
- * thus come back newer than it was given.
- */
-export async function withOutcomes(services: Pick<Services, 'sink' | 'batches'>, batch: Batch): Promise<{ batch: Batch; written: WriteCounts }> {
-  let current = batch;
-  let written = await services.sink.countOutcomes(current.key);
-  for (let tries = 0; tries < 40 && !isFinal(current.status); tries += 1) {
-    if (written.created + written.updated + written.unchanged === current.counts.succeeded) break;
-    await new Promise((resolve) => setTimeout(resolve, 5));
-    // The ledger first: what it counts was written before, so the sink's answer that follows includes it.
-    current = (await services.batches.get(current.key)) ?? current;
-    written = await services.sink.countOutcomes(current.key);
-  }
-  return { batch: current, written };
-}
-
-/** `batchResource` of the batch as `withOutcomes` reads it. */
-export async function resourceOf(services: Pick<Services, 'sink' | 'batches'>, batch: Batch): Promise<BatchResource> {
-  const view = await withOutcomes(services, batch);
-  return batchResource(view.batch, view.written);
+/** How the batch's succeeded items were written, read from the memory sink (all zero before any was). */
+export function outcomesOf(services: Pick<Services, 'sink'>, batch: Batch): Promise<WriteCounts> {
+  return services.sink.countOutcomes(batch.key);
 }
 
 /** What the API and the webhook send: the schema's shape (the secret only ever added to the submit answer). */

@@ -2,7 +2,7 @@
 // results and errors. Its live progress (events.ts) and its result files (result-files.ts) are routers of their own.
 import { createRoute, z } from '@hono/zod-openapi';
 import { batchMetadataIssues } from '../../domain/batch.ts';
-import { resourceOf } from '../batch-resource.ts';
+import { batchResource, outcomesOf } from '../batch-resource.ts';
 import { validation } from '../errors.ts';
 import { cancelBatch } from '../requests/cancel-batch.ts';
 import { deleteBatch } from '../requests/delete-batch.ts';
@@ -79,7 +79,7 @@ export function batchRoutes(services: OrchestratedServices) {
     }
     const result = await listBatches(services, c.get('tenant'), { ...query, metadata });
     if (!result.ok) return appErrorResponse(c, result.error);
-    const data = await Promise.all(result.value.items.map((batch) => resourceOf(services, batch)));
+    const data = await Promise.all(result.value.items.map(async (batch) => batchResource(batch, await outcomesOf(services, batch))));
     return c.json({ data, next_cursor: result.value.nextCursor }, 200);
   });
 
@@ -94,21 +94,21 @@ export function batchRoutes(services: OrchestratedServices) {
     const { id } = c.req.valid('param');
     const result = await cancelBatch(services, c.get('tenant'), id);
     if (!result.ok) return appErrorResponse(c, result.error);
-    return c.json(await resourceOf(services, result.value), 202);
+    return c.json(batchResource(result.value, await outcomesOf(services, result.value)), 202);
   });
 
   app.openapi(routes.retry, async (c) => {
     const { id } = c.req.valid('param');
     const result = await retryBatch(services, c.get('tenant'), id);
     if (!result.ok) return appErrorResponse(c, result.error);
-    return c.json(await resourceOf(services, result.value), 202);
+    return c.json(batchResource(result.value, await outcomesOf(services, result.value)), 202);
   });
 
   app.openapi(routes.redeliver, async (c) => {
     const { id } = c.req.valid('param');
     const result = await redeliverWebhook(services, c.get('tenant'), id);
     if (!result.ok) return appErrorResponse(c, result.error);
-    return c.json(await resourceOf(services, result.value), 202);
+    return c.json(batchResource(result.value, await outcomesOf(services, result.value)), 202);
   });
 
   app.openapi(routes.results, async (c) => {

@@ -8,7 +8,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { streamSSE } from 'hono/streaming';
 import { batchKey } from '../../domain/batch.ts';
 import { isFinal, progressVersion } from '../../domain/lifecycle.ts';
-import { batchResource, withOutcomes } from '../batch-resource.ts';
+import { batchResource, outcomesOf } from '../batch-resource.ts';
 import { validation } from '../errors.ts';
 import { getBatch } from '../requests/read-batches.ts';
 import { watchBatch } from '../requests/watch-batch.ts';
@@ -77,14 +77,13 @@ export function createEventsApp(services: Services, timing: EventStreamTiming = 
       }, timing.heartbeatMs);
       try {
         await stream.write(`retry: ${timing.retryMs}\n\n`);
-        for await (const seenBatch of watchBatch(services, batchKey(tenant.organization, id), abort.signal)) {
-          const { batch, written } = await withOutcomes(services, seenBatch);
+        for await (const batch of watchBatch(services, batchKey(tenant.organization, id), abort.signal)) {
           const version = progressVersion(batch);
           // Already seen on an earlier connection, or a change no watcher counts (a webhook attempt).
           if (version <= seen) continue;
           seen = version;
           const final = isFinal(batch.status);
-          await stream.writeSSE({ event: final ? 'done' : 'progress', id: String(version), data: JSON.stringify(batchResource(batch, written)) });
+          await stream.writeSSE({ event: final ? 'done' : 'progress', id: String(version), data: JSON.stringify(batchResource(batch, await outcomesOf(services, batch))) });
           if (final) break;
         }
       } finally {

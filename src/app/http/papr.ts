@@ -6,7 +6,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { batchIdPattern, batchIdRule } from '../../domain/batch.ts';
 import { type MemoryAttributes, type MemoryLimits, memoryAttributeNames, memoryAttributesSchema, withoutNulls } from '../../domain/memory.ts';
 import { isInvalidItemError } from '../../domain/invalid-items.ts';
-import { batchResource, type PaprItemError, withOutcomes } from '../batch-resource.ts';
+import { batchResource, outcomesOf, type PaprItemError } from '../batch-resource.ts';
 import type { Batch } from '../../domain/batch.ts';
 import type { OrchestratedServices } from '../services.ts';
 import { type AppError, AppFailure, validation } from '../errors.ts';
@@ -82,8 +82,8 @@ export function webhookSecretOf(header: string | undefined, other: string | unde
 }
 
 /** The batch resource with the first page of its item errors in Papr's `errors` shape. */
-export async function batchResourceWithErrors(services: OrchestratedServices, read: Batch) {
-  const { batch, written } = await withOutcomes(services, read);
+export async function batchResourceWithErrors(services: OrchestratedServices, batch: Batch) {
+  const written = await outcomesOf(services, batch);
   if (batch.counts.failed === 0) return batchResource(batch, written);
   const errors = await services.batches.listErrors(batch.key, -1, errorsOnResource);
   const paprErrors: PaprItemError[] = errors.map((e) => ({ index: e.index, error: e.error, code: isInvalidItemError(e.error) ? 400 : 500 }));

@@ -4,7 +4,7 @@ import { z } from '@hono/zod-openapi';
 import { failureLimitBounds } from '../../domain/failure-limits.ts';
 import { invalidItemsModes } from '../../domain/invalid-items.ts';
 import { onExistingModes } from '../../domain/memory.ts';
-import { batchResource, resourceOf, withOutcomes } from '../batch-resource.ts';
+import { batchResource, outcomesOf } from '../batch-resource.ts';
 import { type AppError, validation } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
 import {
@@ -146,16 +146,15 @@ export function submitRoutes(deps: SubmitRouteDeps) {
     if (existing) {
       await body.cancel().catch(() => undefined);
       c.header('idempotent-replayed', 'true');
-      return c.json(await resourceOf(services, existing), 200);
+      return c.json(batchResource(existing, await outcomesOf(services, existing)), 200);
     }
     const result = await submitBatch(services, { tenant, requestId: c.get('requestId'), items, options, optionsUpFront: !isJson, position });
     if (!result.ok) return appErrorResponse(c, result.error);
     const { batch, created, replayed, generatedSecret } = result.value;
     if (replayed) c.header('idempotent-replayed', 'true');
     if (created) metrics.batchSubmitted({ rawBytes: batch.payload.rawBytes, storedBytes: batch.payload.storedBytes, memories: batch.counts.total });
-    const view = await withOutcomes(services, batch);
-    const resource = batchResource(view.batch, view.written);
-    if (generatedSecret) Object.assign(resource, { webhook_secret: generatedSecret });
+    const written = await outcomesOf(services, batch);
+    const resource = generatedSecret ? { ...batchResource(batch, written), webhook_secret: generatedSecret } : batchResource(batch, written);
     c.header('location', `/v1/batch/${batch.id}`);
     return c.json(resource, created ? 202 : 200);
   });

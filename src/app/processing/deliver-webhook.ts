@@ -2,7 +2,7 @@
 import { isFinal } from '../../domain/lifecycle.ts';
 import { backoffMs, mayRetry } from '../../domain/retry-policy.ts';
 import type { DeliveryAttempt } from '../../ports/webhook-notifier.ts';
-import { batchResource, withOutcomes } from '../batch-resource.ts';
+import { batchResource, outcomesOf } from '../batch-resource.ts';
 import type { Services } from '../services.ts';
 import { changeBatch } from '../change-batch.ts';
 import { withSpan } from '../tracing.ts';
@@ -17,8 +17,7 @@ export async function deliverWebhook(services: Services, key: string): Promise<W
   const type = `batch.${batch.status}`;
   // The event is the batch's outcome, the same bytes on every attempt (Standard Webhooks: a retry resends the same
   // message under its id). How its delivery is going lives on the batch (GET /v1/batch/{id}), not in the event.
-  // A final batch: its counts and its writes no longer move.
-  const { webhook: _deliveryState, ...outcome } = batchResource(batch, (await withOutcomes(services, batch)).written);
+  const { webhook: _deliveryState, ...outcome } = batchResource(batch, await outcomesOf(services, batch));
   const { url, secret } = batch.webhook;
   const attempt = await withSpan('batchmem.webhook.deliver', { 'batchmem.batch_key': key, 'batchmem.webhook.attempt': batch.webhook.attempts + 1 }, () =>
     services.webhooks.send({
