@@ -1,3 +1,4 @@
+import { segmentKey } from '../../src/domain/codec.ts';
 import { describe, expect, it } from 'vitest';
 import { defaultSettings, type OrchestratedServices } from '../../src/app/services.ts';
 import { AppFailure, validation } from '../../src/app/errors.ts';
@@ -119,7 +120,10 @@ describe('running a batch', () => {
     const services = context();
     const submitted = await submit(services, memories(30));
     if (!submitted.ok) throw new Error('submit failed');
-    const [name, bytes] = [...services.payloads.objects.entries()][1]!;
+    // Segment 1 by its name: segments are stored two at a time, so the store's insertion order is not theirs.
+    const { prefix, codec } = submitted.value.batch.payload;
+    const name = segmentKey(prefix, 1, codec);
+    const bytes = services.payloads.objects.get(name)!;
     bytes[bytes.length - 3]! ^= 0x40;
     // Keep the store's checksum in step, so the segment's own SHA-256 is what catches the flip.
     services.payloads.checksums.set(name, (await import('node:crypto')).createHash('sha256').update(bytes).digest('hex'));
