@@ -1,7 +1,6 @@
 // The HTTP API, put together: request ids and access logs, the one error mapping, operations endpoints, the
 // dashboard, and one router per resource (batches.ts, submit.ts, events.ts, result-files.ts, papr.ts) joined with `app.route`. Handlers stay
 // thin: validate at the edge, call one use case, map its result or its typed error (problem.ts) to a response.
-import type { IncomingMessage } from 'node:http';
 import { swaggerUI } from '@hono/swagger-ui';
 import { requestId } from 'hono/request-id';
 import type { ApiKeyring } from '../api-keys.ts';
@@ -44,14 +43,6 @@ export function createHttpApp(deps: HttpDeps) {
   const app = router();
 
   app.use(requestId());
-  // An answer given before the request's body was all received (a refusal at the headers, a 413, an early 400) says
-  // `Connection: close` and the connection ends after it (RFC 9112 §9.6): the server stops reading the rest, and a
-  // client that sent the next request on that connection would meet a closed socket instead of an answer.
-  app.use(async (c, next) => {
-    await next();
-    const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
-    if (incoming && !incoming.complete) c.res.headers.set('connection', 'close');
-  });
   // Outermost after the request id: the request's log line and every span of its handling fall inside this span.
   app.use((c, next) => withServerSpan(c.req.method, c.req.raw.headers, next, () => ({ route: c.req.routePath || 'unmatched', status: c.res.status })));
   app.use(async (c, next) => {
