@@ -41,8 +41,6 @@ export interface ProcessingThreadOptions {
   data: ThreadData;
   logger: Logger;
   observer?: Observer | undefined;
-  /** Told each time the thread is (re)started and ready, and each time it stops unexpectedly. */
-  onRestart?: (restarts: number) => void;
 }
 
 const entry = new URL('./processing-thread-entry.ts', import.meta.url);
@@ -58,7 +56,6 @@ export class ProcessingThread implements Orchestrator {
   #closing = false;
   /** Unexpected exits in a row, for the backoff before the next start; reset once a thread has been up a while. */
   #crashes = 0;
-  #restarts = 0;
   /** Messages sent while the thread is down waiting for its restart, sent when it is back. */
   #held: ToThread[] | undefined;
 
@@ -72,11 +69,6 @@ export class ProcessingThread implements Orchestrator {
     thread.#spawn();
     await thread.#ready;
     return thread;
-  }
-
-  /** Restarts of the thread after it stopped unexpectedly. */
-  get restarts(): number {
-    return this.#restarts;
   }
 
   #spawn(): void {
@@ -115,16 +107,12 @@ export class ProcessingThread implements Orchestrator {
     this.#held = [];
     setTimeout(() => {
       if (this.#closing) return;
-      this.#restarts += 1;
       this.#spawn();
       const held = this.#held ?? [];
       this.#held = undefined;
       for (const message of held) this.#worker.postMessage(message);
       this.#ready.then(
-        () => {
-          this.#options.onRestart?.(this.#restarts);
-          return this.#call('resume');
-        },
+        () => this.#call('resume'),
         () => undefined,
       ).catch((error: unknown) => this.#options.logger.error({ err: error }, 'the restarted processing thread could not resume'));
     }, delay).unref();
