@@ -16,7 +16,7 @@ import { type MemoryRecord, toMemoryRecord } from '../src/domain/memory.ts';
 import type { MemorySink } from '../src/ports/memory-sink.ts';
 import { apiClient, type ApiClient, type BatchJson } from '../test/support/api-client.ts';
 import { corpus, corpusMemory, corpusNdjson } from './corpus.ts';
-import { benchApiKey, type BenchProcess, sampleMemory, startProcess } from './server.ts';
+import { benchApiKey, type BenchProcess, cpuSince, type ProcessCpu, sampleMemory, startProcess } from './server.ts';
 
 type Log = (line: string) => void;
 
@@ -114,6 +114,8 @@ export interface SinkRate {
   segments: number;
   seconds: number;
   memoriesPerSecond: number;
+  /** CPU the writes took (this process, user + system), in seconds. */
+  cpuSeconds?: number;
 }
 
 /** Segment item counts as the product cuts this part of the corpus. */
@@ -140,12 +142,14 @@ export async function sinkRate(count: number, sink: MemorySink, batchKey: string
     segments.push(records);
   }
   const start = performance.now();
+  const cpuBefore = process.cpuUsage();
   for (const records of segments) {
     const outcomes = await sink.writeSegment(records);
     if (outcomes.some((outcome) => !outcome.ok)) throw new Error(`the sink refused items: ${JSON.stringify(outcomes.find((o) => !o.ok))}`);
   }
+  const cpu = process.cpuUsage(cpuBefore);
   const seconds = (performance.now() - start) / 1000;
-  return { memories: count, segments: segments.length, seconds, memoriesPerSecond: count / seconds };
+  return { memories: count, segments: segments.length, seconds, memoriesPerSecond: count / seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6 };
 }
 
 /** SqliteMemorySink on a fresh database file, as the embedded defaults use it. */
@@ -172,17 +176,21 @@ export interface EndToEndRun {
   totalSeconds: number;
   memoriesPerSecond: number;
   status: string;
+  /** The server's CPU from the POST to `completed`, in all and by thread (where the time goes; see bench/server.ts). */
+  cpu?: ProcessCpu;
 }
 
 export async function endToEnd(count: number, log: Log, invalidItems: 'reject' | 'record' = 'reject'): Promise<EndToEndRun> {
   const chunks = ndjsonChunks(count);
   const server = await embeddedServer();
   try {
+    const cpuBefore = server.proc.cpu();
     const start = performance.now();
     const accepted = await submitOrThrow(server.api, streamOf(chunks), invalidItems === 'record' ? '?invalid_items=record' : '');
     const acceptedAt = performance.now();
     const done = await waitForFinal(server.api, accepted.id, 30 * 60_000);
     const end = performance.now();
+    const cpu = cpuSince(cpuBefore, server.proc.cpu());
     if (done.status !== 'completed' || done.request_counts.succeeded !== count) {
       throw new Error(`batch ended ${done.status} with ${JSON.stringify(done.request_counts)}`);
     }
@@ -195,6 +203,7 @@ export async function endToEnd(count: number, log: Log, invalidItems: 'reject' |
       totalSeconds: (end - start) / 1000,
       memoriesPerSecond: count / ((end - start) / 1000),
       status: done.status,
+      cpu,
     };
     log(`  embedded end to end (${invalidItems}): ${count} memories in ${run.totalSeconds.toFixed(1)} s (submit ${run.submitSeconds.toFixed(1)} s, process ${run.processSeconds.toFixed(1)} s)`);
     return run;
@@ -363,6 +372,8 @@ export interface LatencyResult {
   alone: LatencyStats;
   /** Memories accepted per second while the concurrent submitters ran. */
   acceptedPerSecond: number;
+  /** The server's CPU per submit while the concurrent submitters ran, in ms: in all and on the HTTP thread alone. */
+  cpuPerSubmitMs?: { total: number; httpThread: number };
 }
 
 export function stats(samples: number[]): LatencyStats {
@@ -394,6 +405,7 @@ export async function runLatency(options: { submitters: number; memoriesPerReque
     await waitForIdle(server.api);
 
     const concurrent: number[] = [];
+    const cpuBefore = server.proc.cpu();
     const start = performance.now();
     await Promise.all(
       bodies.map(async (body) => {
@@ -401,6 +413,8 @@ export async function runLatency(options: { submitters: number; memoriesPerReque
       }),
     );
     const seconds = (performance.now() - start) / 1000;
+    // The total includes the processing that ran meanwhile on the other thread; the HTTP thread's share is the submits'.
+    const cpu = cpuSince(cpuBefore, server.proc.cpu());
     const result = {
       submitters,
       memoriesPerRequest,
@@ -408,6 +422,7 @@ export async function runLatency(options: { submitters: number; memoriesPerReque
       concurrent: stats(concurrent),
       alone: stats(alone),
       acceptedPerSecond: (submitters * rounds * memoriesPerRequest) / seconds,
+      cpuPerSubmitMs: { total: (cpu.totalSeconds * 1000) / concurrent.length, httpThread: ((cpu.byThread.MainThread ?? 0) * 1000) / concurrent.length },
     };
     options.log(`  submit latency, ${submitters} concurrent: p50 ${result.concurrent.p50Ms.toFixed(0)} ms, p99 ${result.concurrent.p99Ms.toFixed(0)} ms (alone: p50 ${result.alone.p50Ms.toFixed(0)} ms)`);
     return result;

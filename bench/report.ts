@@ -1,7 +1,8 @@
 // Renders the benchmark results as the markdown that bench/results/latest.md and docs/benchmarks.md show.
 import type { CompressionResult } from './compression.ts';
 import type { CorpusStats } from './corpus.ts';
-import type { LatencyResult, RssResult, ThroughputResult } from './embedded.ts';
+import type { EndToEndRun, LatencyResult, RssResult, ThroughputResult } from './embedded.ts';
+import type { ProcessCpu } from './server.ts';
 import type { FairnessResult } from './fairness.ts';
 import type { HttpSinkResult } from './http-sink.ts';
 import type { DesignName, DesignRun, TemporalResult } from './temporal/designs.ts';
@@ -102,6 +103,14 @@ function throughput(section: Section<ThroughputResult>, temporal: Section<Tempor
       ]);
       notes.push(
         `With \`invalid_items: record\`, median of ${r.runs.length} runs: the upload takes ${median(r.runs.map((run) => run.submitSeconds)).toFixed(1)} s (POST until 202) and processing ends ${median(r.runs.map((run) => run.processSeconds)).toFixed(1)} s after it; segments are processed as they are stored.`,
+      );
+    }
+    const split = cpuSplit(e2e, t.memories);
+    if (split) {
+      const sinkCpu = t.sinkRuns.map((r) => r.cpuSeconds).filter((v): v is number => v !== undefined);
+      notes.push(
+        `Where the CPU goes (\`reject\`, median of ${t.repeats} runs, the server's CPU from POST to \`completed\` per 1,000 memories): ${split}` +
+          (sinkCpu.length ? `; the raw sink's writes take ${((median(sinkCpu) * 1000 * 1000) / t.memories).toFixed(0)} ms per 1,000 memories on one thread.` : '.'),
       );
     }
     notes.push(
@@ -221,9 +230,27 @@ function shortReason(run: DesignRun): string {
   return error.slice(0, 160).replace(/\|/g, '/');
 }
 
+/** "total T ms (HTTP thread a, processing b, ...)": CPU per 1,000 memories by thread, median over runs. */
+function cpuSplit(runs: EndToEndRun[], memories: number): string | undefined {
+  const measured = runs.map((r) => r.cpu).filter((cpu): cpu is NonNullable<EndToEndRun['cpu']> => cpu !== undefined);
+  if (!measured.length) return undefined;
+  const perThousand = (seconds: number) => (seconds * 1000 * 1000) / memories;
+  const mid = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+  const groups: [string, (cpu: ProcessCpu) => number][] = [
+    ['HTTP thread', (cpu) => cpu.byThread.MainThread ?? 0],
+    ['processing thread', (cpu) => cpu.byThread.processing ?? 0],
+    ['libuv pool (compression, files)', (cpu) => cpu.byThread['libuv-worker'] ?? 0],
+    ['V8 helpers (GC, compiler)', (cpu) => cpu.byThread.V8Worker ?? 0],
+  ];
+  const parts = groups.map(([label, of]) => `${label} ${perThousand(mid(measured.map(of))).toFixed(0)}`);
+  return `${perThousand(mid(measured.map((cpu) => cpu.totalSeconds))).toFixed(0)} ms in all (${parts.join(', ')})`;
+}
+
 function latency(section: Section<LatencyResult>): string {
   if (section.status !== 'measured') return notMeasured(section);
   const l = section.result;
+  const cpu = l.cpuPerSubmitMs;
+  const floor = cpu ? cpu.httpThread * l.submitters : undefined;
   return [
     `${l.submitters} submitters at once, each sending ${l.rounds} batches of ${int(l.memoriesPerRequest)} memories (NDJSON) one after another; latency is POST until 202. Baseline: one submitter alone, same requests.`,
     '',
@@ -241,6 +268,15 @@ function latency(section: Section<LatencyResult>): string {
         int(l.acceptedPerSecond),
       ]],
     ),
+    ...(cpu && floor !== undefined
+      ? [
+          '',
+          `The server's CPU per submit while they ran: ${cpu.total.toFixed(0)} ms in all (the processing of accepted batches included), ` +
+            `${cpu.httpThread.toFixed(0)} ms of it on the HTTP thread, which reads, checks and stores every body. With ${l.submitters} submitters each waiting for its answer before the next request, ` +
+            `that one thread alone puts the mean latency at ${floor.toFixed(0)} ms or more (Little's law: ${l.submitters} requests in the system, one served per ${cpu.httpThread.toFixed(0)} ms of HTTP-thread time), ` +
+            `against ${(5 * l.alone.p50Ms).toFixed(0)} ms for the target of 5× the p50 alone.`,
+        ]
+      : []),
   ].join('\n');
 }
 

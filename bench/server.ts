@@ -2,7 +2,7 @@
 // resident set (VmHWM from /proc) and a periodic RSS sample. Output is kept as a bounded tail for error messages.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -30,6 +30,42 @@ export function processMemory(pid: number): ProcessMemory {
   return { peakRssBytes: kib('VmHWM'), rssBytes: kib('VmRSS') };
 }
 
+/** CPU time a process has used, in seconds: in all (exited threads included) and by thread name. */
+export interface ProcessCpu {
+  totalSeconds: number;
+  /**
+   * Live threads' CPU summed by name (`/proc/<pid>/task/<tid>/comm`): `MainThread` (the HTTP thread), `processing`
+   * (the embedded runner's thread), `libuv-worker` (compression, file I/O), `V8Worker` (GC and compilation)...
+   */
+  byThread: Record<string, number>;
+}
+
+/** Reads a process's CPU time from /proc (Linux; utime + stime, fields 14 and 15 of stat, in clock ticks of 1/100 s). */
+export function processCpu(pid: number): ProcessCpu {
+  const ticks = (stat: string) => {
+    // The name field may hold spaces and parentheses; the fields after it start past the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  };
+  const byThread: Record<string, number> = {};
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+      byThread[name] = (byThread[name] ?? 0) + ticks(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8'));
+    } catch {
+      // the thread exited between the listing and the read
+    }
+  }
+  return { totalSeconds: ticks(readFileSync(`/proc/${pid}/stat`, 'utf8')), byThread };
+}
+
+/** What `after` used beyond `before`, by the same split. */
+export function cpuSince(before: ProcessCpu, after: ProcessCpu): ProcessCpu {
+  const byThread: Record<string, number> = {};
+  for (const [name, seconds] of Object.entries(after.byThread)) byThread[name] = seconds - (before.byThread[name] ?? 0);
+  return { totalSeconds: after.totalSeconds - before.totalSeconds, byThread };
+}
+
 /**
  * Resets a process's VmHWM to its current RSS (Linux: writing 5 to /proc/<pid>/clear_refs), so that the next
  * reading is the peak of what follows. Returns false where that is not allowed; the peak then covers the lifetime.
@@ -48,6 +84,7 @@ export interface BenchProcess {
   readonly url: string;
   output(): string;
   memory(): ProcessMemory;
+  cpu(): ProcessCpu;
   /** See resetPeakRss. */
   resetPeak(): boolean;
   stop(): Promise<void>;
@@ -123,6 +160,7 @@ export async function startProcess(options: BenchServerOptions): Promise<BenchPr
     url,
     output: () => output,
     memory: () => processMemory(child.pid!),
+    cpu: () => processCpu(child.pid!),
     resetPeak: () => resetPeakRss(child.pid!),
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;

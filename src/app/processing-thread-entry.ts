@@ -3,6 +3,8 @@
 // that serves HTTP. It opens its own connections to the configured stores (SQLite in WAL mode serves one writer and
 // many readers across threads), and reports metrics through the main thread, which owns the Prometheus registry.
 import { context, propagation, ROOT_CONTEXT } from '@opentelemetry/api';
+import { readlinkSync } from 'node:fs';
+import { getPriority, setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { HttpSinkObserver } from '../adapters/http/memory-sink.ts';
 import { createLogger } from './logger.ts';
@@ -36,6 +38,24 @@ const observer: Observer | undefined = data.metrics
       httpSink: () => sinkObserver,
     }
   : undefined;
+
+lowerPriority(data.config.BATCHMEM_PROCESSING_NICE);
+
+/**
+ * Raises this thread's nice value by `increment` (0 to 19), so that the HTTP thread wins when both want a core:
+ * a submitter waits on the upload, while a segment's work can go a moment later. Linux schedules threads apart, and
+ * setpriority(2) given a thread id applies to that thread alone (the id comes from /proc/thread-self). Lowering one's
+ * own priority needs no privilege; where it fails (another OS, a sandbox) the thread simply keeps the process's.
+ */
+function lowerPriority(increment: number): void {
+  if (increment === 0) return;
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').at(-1));
+    setPriority(tid, Math.min(19, getPriority(tid) + increment));
+  } catch {
+    // not Linux, or not permitted: same priority as the HTTP thread
+  }
+}
 
 const telemetry = await startTelemetry('batchmem-api');
 const logger = createLogger(data.config.BATCHMEM_LOG_LEVEL, undefined, { traceIds: telemetry !== undefined })

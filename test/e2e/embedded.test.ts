@@ -1,4 +1,6 @@
-// The end-to-end suite on embedded defaults (SQLite, files, in-process runner), plus a crash in the middle of a batch.
+// The end-to-end suite on embedded defaults (SQLite, files, in-process runner), plus a crash in the middle of a batch
+// and the processing thread's CPU priority.
+import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectCounts, apiClient, ndjsonStream } from '../support/api-client.ts';
 import { tempDir } from '../support/local-context.ts';
@@ -48,5 +50,44 @@ describe('embedded defaults: a crash in the middle of a batch', () => {
     expect(results.map((r) => r.index)).toEqual(Array.from({ length: total }, (_, i) => i));
     expect(new Set(results.map((r) => r.memory_id)).size).toBe(total);
     expect(server.output()).toContain('resumed unfinished batches');
+  });
+});
+
+describe('embedded defaults: the processing thread', () => {
+  const keys = testKeys();
+  const dirs = [tempDir(), tempDir()];
+  const servers: ServerProcess[] = [];
+  afterAll(async () => {
+    await Promise.all(servers.map((s) => s.stop()));
+    for (const dir of dirs) dir.remove();
+  });
+
+  /** Each live thread of a process by name (Linux: /proc/<pid>/task/<tid>/comm) with its nice value (stat field 19). */
+  function threads(pid: number): { name: string; nice: number }[] {
+    return readdirSync(`/proc/${pid}/task`).flatMap((tid) => {
+      try {
+        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+        return [{ name: readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim(), nice: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]) }];
+      } catch {
+        return [];
+      }
+    });
+  }
+
+  it('runs at a lower CPU priority than the HTTP thread (BATCHMEM_PROCESSING_NICE, 10 by default; 0 keeps it level)', async () => {
+    for (const [i, nice] of [undefined, '0'].entries()) {
+      const server = await serverProcess({ ...commonEnv(keys), BATCHMEM_DATA_DIR: dirs[i]!.path, ...(nice ? { BATCHMEM_PROCESSING_NICE: nice } : {}) });
+      servers.push(server);
+      await server.start();
+      const all = threads(server.pid()!);
+      const main = all.find((t) => t.name === 'MainThread');
+      const processing = all.filter((t) => t.name === 'processing');
+      expect(processing, JSON.stringify(all)).toHaveLength(1);
+      expect(processing[0]!.nice - main!.nice).toBe(nice === '0' ? 0 : 10);
+      // It still does the work.
+      const api = apiClient(server.url, keys[0]!.key);
+      expect((await api.submitNdjson(ndjsonStream(50), `?batch_id=niced-${i}`)).status).toBe(202);
+      expect((await api.waitForFinal(`niced-${i}`)).status).toBe('completed');
+    }
   });
 });
