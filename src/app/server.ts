@@ -1,10 +1,11 @@
 // Starts the API process: configuration, adapters, HTTP server, background work, graceful shutdown.
 import { serve } from '@hono/node-server';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { keyring, loadApiKeys } from './api-keys.ts';
 import type { Config } from './config.ts';
 import { createHttpApp } from './http/app.ts';
+import { settleUnreadBodies } from './http/unread-body.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { createMetrics } from './metrics.ts';
 import { startTelemetry } from './telemetry.ts';
@@ -42,6 +43,8 @@ export async function startServer(config: Config, decorate?: AdapterDecorators):
   const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
     const s = serve({ fetch: app.fetch, port: config.BATCHMEM_PORT, hostname: config.BATCHMEM_HOST }, () => resolve(s));
   });
+  // Bodies answered before they were read: discarded within bounds, or the connection closed after the answer.
+  settleUnreadBodies(server as Server);
   // `Expect: 100-continue`: Node would answer 100 at once, before the key or the declared length is looked at, and
   // the client would upload a body only to be refused. Instead the request runs as any other and 100 is sent when
   // its handler first reads the body, i.e. after authentication and the route's checks passed.

@@ -1,6 +1,7 @@
 // The HTTP API, put together: request ids and access logs, the one error mapping, operations endpoints, the
 // dashboard, and one router per resource (batches.ts, submit.ts, events.ts, result-files.ts, papr.ts) joined with `app.route`. Handlers stay
 // thin: validate at the edge, call one use case, map its result or its typed error (problem.ts) to a response.
+import type { IncomingMessage } from 'node:http';
 import { swaggerUI } from '@hono/swagger-ui';
 import { requestId } from 'hono/request-id';
 import type { ApiKeyring } from '../api-keys.ts';
@@ -18,6 +19,7 @@ import { appErrorResponse, problemResponse } from './problem.ts';
 import { checkRequest } from './request-checks.ts';
 import { router } from './router.ts';
 import { submitRoutes } from './submit.ts';
+import { answerEndsConnection } from './unread-body.ts';
 import { createUiApp } from './ui.ts';
 
 export interface HttpDeps {
@@ -43,6 +45,13 @@ export function createHttpApp(deps: HttpDeps) {
   const app = router();
 
   app.use(requestId());
+  // An answer given before the body was all received says `Connection: close` when the rest is too much to discard
+  // (unread-body.ts, which also closes such a connection only after the client could read the answer).
+  app.use(async (c, next) => {
+    await next();
+    const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
+    if (incoming && answerEndsConnection(incoming)) c.res.headers.set('connection', 'close');
+  });
   // Outermost after the request id: the request's log line and every span of its handling fall inside this span.
   app.use((c, next) => withServerSpan(c.req.method, c.req.raw.headers, next, () => ({ route: c.req.routePath || 'unmatched', status: c.res.status })));
   app.use(async (c, next) => {
