@@ -76,7 +76,11 @@ export class ProcessingThread implements Orchestrator {
     // A small young generation, as the main thread's --max-semi-space-size=8 (bin/batchmem.js): segment work makes
     // much short-lived garbage, and V8 would otherwise grow it to its maximum (measured: 100,000 memories peaked at
     // 320 MiB with V8's default, 294 MiB with 8 MiB; docs/benchmarks.md).
-    const worker = new Worker(entry, { name: 'processing', workerData: this.#options.data, resourceLimits: { maxYoungGenerationSizeMb: 8 } }); // literal: the thread's name, not a batch status
+    const worker = new Worker(entry, {
+      name: 'processing', // literal: the thread's name, not a batch status
+      workerData: this.#options.data,
+      resourceLimits: { maxYoungGenerationSizeMb: 8 },
+    });
     this.#worker = worker;
     const startedAt = Date.now();
     this.#exit = new Promise((resolve) => worker.once('exit', () => resolve()));
