@@ -111,8 +111,8 @@ export interface PaprItemError {
 }
 
 /**
- * `written` splits the succeeded items by write outcome (created, updated, unchanged), as the memory sink recorded
- * them (`outcomesOf`). `errors` is what the caller read of the batch's item errors (at most a page; the full list is at
+ * `written` splits the succeeded items by write outcome (created, updated, unchanged), as the ledger counted them with
+ * `succeeded` (`outcomesOf`). `errors` is what the caller read of the batch's item errors (at most a page; the full list is at
  * /v1/batch/{id}/errors); answers that did not read them carry an empty list.
  */
 export function batchResource(batch: Batch, written: WriteCounts, errors: PaprItemError[] = []): BatchResource {
@@ -170,9 +170,14 @@ function paprMessage(batch: Batch): string {
   return batch.error ? `${base} (${batch.error})` : base;
 }
 
-/** How the batch's succeeded items were written, read from the memory sink (all zero before any was). */
-export function outcomesOf(services: Pick<Services, 'sink'>, batch: Batch): Promise<WriteCounts> {
-  return services.sink.countOutcomes(batch.key);
+/**
+ * How the batch's succeeded items were written: from the batch record itself, counted by the ledger in the same step
+ * as `succeeded`, so the three add up to it in every read, even while the batch runs on another thread or process.
+ * A batch stored by an earlier version (`written: null`) has its outcomes in the memory sink only, read from there:
+ * such a batch is final, or was running across the upgrade.
+ */
+export async function outcomesOf(services: Pick<Services, 'sink'>, batch: Batch): Promise<WriteCounts> {
+  return batch.written ?? services.sink.countOutcomes(batch.key);
 }
 
 /** What the API and the webhook send: the schema's shape (the secret only ever added to the submit answer). */

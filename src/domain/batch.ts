@@ -5,7 +5,7 @@ import type { FailureLimits } from './failure-limits.ts';
 import type { InvalidItems, UploadState } from './invalid-items.ts';
 import type { BatchStatus } from './lifecycle.ts';
 import type { MemoryAttributes, OnExisting } from './memory.ts';
-import type { Counts } from './progress.ts';
+import type { Counts, WriteCounts } from './progress.ts';
 import type { Tenant } from './tenant.ts';
 
 export type { Tenant } from './tenant.ts';
@@ -49,6 +49,12 @@ export interface Batch {
   startedAt: string | null;
   completedAt: string | null;
   counts: Counts;
+  /**
+   * How `counts.succeeded` splits by write outcome, kept by the ledger with the counts (`recordSegment` moves both in
+   * one step, so they always add up). Null for a batch whose ledger began before it kept write outcomes (an earlier
+   * version's data): its outcomes are then only in the memory sink (`MemorySink.countOutcomes`).
+   */
+  written: WriteCounts | null;
   payload: PayloadInfo;
   workflowId: string | null;
   webhook: WebhookState;

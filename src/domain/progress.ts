@@ -29,6 +29,18 @@ export function emptyWriteCounts(): WriteCounts {
   return { created: 0, updated: 0, unchanged: 0 };
 }
 
+/** `a` plus `b`, outcome by outcome. */
+export function addWriteCounts(a: WriteCounts, b: WriteCounts): WriteCounts {
+  return { created: a.created + b.created, updated: a.updated + b.updated, unchanged: a.unchanged + b.unchanged };
+}
+
+/** Counts the outcomes of a list (a segment's succeeded items, a redrive's recovered ones). */
+export function writeCountsOfOutcomes(outcomes: Iterable<WriteOutcomeName>): WriteCounts {
+  const counts = emptyWriteCounts();
+  for (const outcome of outcomes) counts[outcome] += 1;
+  return counts;
+}
+
 export interface Counts {
   total: number;
   processed: number;
@@ -40,6 +52,21 @@ export interface SegmentOutcome {
   segment: number;
   succeeded: number;
   failed: number;
+  /** How the succeeded items were written: the three add up to `succeeded` (`checkSegmentOutcome`). */
+  written: WriteCounts;
+}
+
+/**
+ * Throws a RangeError for an outcome no store may record: negative numbers, or write outcomes that do not add up to
+ * `succeeded` (a caller's bug; recording it would make every later read of the batch disagree with itself).
+ */
+export function checkSegmentOutcome(outcome: SegmentOutcome): void {
+  const { created, updated, unchanged } = outcome.written;
+  const numbers = [outcome.succeeded, outcome.failed, created, updated, unchanged];
+  if (!numbers.every((n) => Number.isInteger(n) && n >= 0)) throw new RangeError(`segment ${outcome.segment}: counts must be whole numbers >= 0`);
+  if (created + updated + unchanged !== outcome.succeeded) {
+    throw new RangeError(`segment ${outcome.segment}: created + updated + unchanged (${created + updated + unchanged}) is not succeeded (${outcome.succeeded})`);
+  }
 }
 
 export interface Ledger {
@@ -57,6 +84,13 @@ export function recordOutcome(ledger: Ledger, outcome: SegmentOutcome): { ledger
   const outcomes = new Map(ledger.outcomes);
   outcomes.set(outcome.segment, outcome);
   return { ledger: { total: ledger.total, outcomes }, applied: true };
+}
+
+/** The write outcomes the ledger's segments add up to. */
+export function writtenOf(ledger: Ledger): WriteCounts {
+  let written = emptyWriteCounts();
+  for (const outcome of ledger.outcomes.values()) written = addWriteCounts(written, outcome.written);
+  return written;
 }
 
 export function countsOf(ledger: Ledger): Counts {

@@ -1,6 +1,6 @@
 import type { Batch, BatchStatus } from '../domain/batch.ts';
 import type { IllegalTransition } from '../domain/lifecycle.ts';
-import type { Counts, SegmentOutcome } from '../domain/progress.ts';
+import type { Counts, SegmentOutcome, WriteOutcomeName } from '../domain/progress.ts';
 import type { Preparable } from './preparable.ts';
 
 /**
@@ -17,8 +17,8 @@ export interface RedriveOutcome {
   /** The redrive's number (`Batch.redrives` when it was reopened), 1 for the first. */
   redrive: number;
   segment: number;
-  /** Indexes of items that failed before and succeeded now. */
-  recovered: number[];
+  /** Items that failed before and succeeded now, each with what its write did (as the sink reported it). */
+  recovered: { index: number; outcome: WriteOutcomeName }[];
   /** Items that failed again, with the error of this attempt. */
   failedAgain: ItemError[];
 }
@@ -84,6 +84,15 @@ export interface Page<T> {
  *   typed `IllegalTransition` and changes nothing. Adapters apply patches through the domain's `applyPatch`.
  * - `recordSegment` is idempotent per (key, segment): the first outcome is stored with its item errors and added to the
  *   counters atomically; a repeat returns `applied: false` and changes nothing. Counters are therefore exact under retries.
+ *   The counters include the segment's write outcomes (`outcome.written`: how many of its succeeded items were
+ *   created, updated, unchanged), added in that same step, so a read (`get`, `list`) shows a segment's outcomes
+ *   exactly when it shows its `succeeded`: `batch.written` always adds up to `counts.succeeded`. An outcome whose
+ *   `written` does not add up to its `succeeded` is refused (RangeError, `checkSegmentOutcome`) and changes nothing.
+ *   The outcomes are the sink's (`MemorySink.writeSegment`), which reports the first write's outcome when a segment is
+ *   written again; so a segment whose writes landed but whose record did not (a crash between) is recorded, when it
+ *   runs again, with the outcomes its first run had (not `unchanged` for its own earlier writes), and the first
+ *   recorded outcome wins like the counts. A batch created with `written: null` (data of an earlier version) keeps
+ *   null: its earlier segments' outcomes were never in the ledger.
  *   An outcome arriving once the batch is final (a segment still running when the batch expired) is not recorded
  *   either (`applied: false`): a final batch's counts never move.
  * - `list` pages newest first, filtered by organization and optionally status and metadata pairs; cursors are opaque.
@@ -105,8 +114,8 @@ export interface BatchRepository extends Preparable {
   /**
    * A redrive's outcome for one segment, idempotent per (key, redrive, segment) like `recordSegment`: the first is
    * applied atomically (each recovered item that had an item error loses it and moves from failed to succeeded,
-   * counted by the errors actually removed so the counts stay exact; an item failing again keeps its error with the
-   * new text); a repeat, or one arriving once the batch is final again, returns `applied: false` and changes nothing.
+   * counted by the errors actually removed so the counts stay exact, and its write outcome is added to `written` in
+   * the same step; an item failing again keeps its error with the new text); a repeat, or one arriving once the batch is final again, returns `applied: false` and changes nothing.
    */
   recordRedrive(key: string, outcome: RedriveOutcome, workerId: string): Promise<{ applied: boolean; counts: Counts }>;
   /** Segments whose outcome in redrive `redrive` is recorded, ascending. */

@@ -3,10 +3,15 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { changeBatch } from '../../src/app/change-batch.ts';
 import { begin, endUpload, finish, isFinal, requestCancel, uploadProgress } from '../../src/domain/lifecycle.ts';
-import { countsOf, emptyLedger, recordOutcome, type SegmentOutcome } from '../../src/domain/progress.ts';
+import { countsOf, emptyLedger, recordOutcome, type SegmentOutcome, type WriteCounts, writtenOf } from '../../src/domain/progress.ts';
 import { type Batch, webhookDeliveryInProgress } from '../../src/domain/batch.ts';
 import { InvalidCursorError, type BatchRepository } from '../../src/ports/batch-repository.ts';
 import { newBatch, tenantA, tenantB, uniqueId } from '../support/batches.ts';
+
+/** Write outcomes: `created` created, and so on. */
+const written = (created: number, updated = 0, unchanged = 0): WriteCounts => ({ created, updated, unchanged });
+/** A segment outcome whose succeeded items were all new memories. */
+const allCreated = (segment: number, succeeded: number, failed: number): SegmentOutcome => ({ segment, succeeded, failed, written: written(succeeded) });
 
 export interface RepositoryFixture {
   repository: BatchRepository;
@@ -130,15 +135,16 @@ export function batchRepositoryContract(adapter: string, open: () => Promise<Rep
     it('records a segment outcome once, however often it is delivered', async () => {
       const batch = newBatch();
       await repo.create(batch);
-      const outcome = { segment: 0, succeeded: 20, failed: 5 };
+      const outcome = { segment: 0, succeeded: 20, failed: 5, written: written(12, 5, 3) };
       const errors = Array.from({ length: 5 }, (_, i) => ({ index: i * 2, externalId: `x${i}`, error: 'rejected' }));
       const deliveries = await Promise.all([1, 2, 3].map(() => repo.recordSegment(batch.key, outcome, errors, 'w1')));
       expect(deliveries.filter((d) => d.applied)).toHaveLength(1);
-      const second = await repo.recordSegment(batch.key, { segment: 1, succeeded: 25, failed: 0 }, [], 'w2');
+      const second = await repo.recordSegment(batch.key, allCreated(1, 25, 0), [], 'w2');
       expect(second).toEqual({ applied: true, counts: { total: 100, processed: 50, succeeded: 45, failed: 5 } });
       expect((await repo.get(batch.key))?.counts).toEqual({ total: 100, processed: 50, succeeded: 45, failed: 5 });
       const segments = await repo.listSegments(batch.key);
       expect(segments.map((s) => [s.segment, s.workerId])).toEqual([[0, 'w1'], [1, 'w2']]);
+      expect(segments.map((s) => s.written)).toEqual([written(12, 5, 3), written(25)]);
       expect(await repo.listErrors(batch.key, -1, 100)).toEqual(errors);
       expect((await repo.listErrors(batch.key, 4, 2)).map((e) => e.index)).toEqual([6, 8]);
     });
@@ -147,8 +153,8 @@ export function batchRepositoryContract(adapter: string, open: () => Promise<Rep
       const batch = newBatch({ status: 'processing', counts: { total: 50, processed: 0, succeeded: 0, failed: 0 } });
       await repo.create(batch);
       const errors = [1, 3, 5, 7].map((index) => ({ index, externalId: `r${index}`, error: 'store unavailable' }));
-      await repo.recordSegment(batch.key, { segment: 0, succeeded: 21, failed: 4 }, errors, 'w1');
-      await repo.recordSegment(batch.key, { segment: 1, succeeded: 25, failed: 0 }, [], 'w1');
+      await repo.recordSegment(batch.key, allCreated(0, 21, 4), errors, 'w1');
+      await repo.recordSegment(batch.key, { segment: 1, succeeded: 25, failed: 0, written: written(20, 5) }, [], 'w1');
       const final = await changeBatch(repo, batch.key, (current) => finish(current, '2026-01-01T00:00:00.000Z').ok ? { status: 'completed', completedAt: '2026-01-01T00:00:00.000Z' } : undefined);
       expect(final).toMatchObject({ status: 'completed' });
       // Not a redrive (no next redrive number): refused as before.
@@ -157,11 +163,14 @@ export function batchRepositoryContract(adapter: string, open: () => Promise<Rep
       expect(reopened).toMatchObject({ status: 'processing', redrives: 1, completedAt: null });
       expect(await repo.get(batch.key)).toMatchObject({ status: 'processing', redrives: 1 });
 
-      // Items 1 and 5 succeed now, 3 and 7 fail again; 9 never failed and moves nothing. Delivered three times at once.
-      const outcome = { redrive: 1, segment: 0, recovered: [1, 5, 9], failedAgain: [3, 7].map((index) => ({ index, externalId: `r${index}`, error: 'still down' })) };
+      // Items 1 and 5 succeed now, 3 and 7 fail again; 9 never failed and moves nothing (nor its outcome). Delivered
+      // three times at once.
+      const recovered = [{ index: 1, outcome: 'created' }, { index: 5, outcome: 'updated' }, { index: 9, outcome: 'unchanged' }] as const;
+      const outcome = { redrive: 1, segment: 0, recovered: [...recovered], failedAgain: [3, 7].map((index) => ({ index, externalId: `r${index}`, error: 'still down' })) };
       const deliveries = await Promise.all([1, 2, 3].map(() => repo.recordRedrive(batch.key, outcome, 'w2')));
       expect(deliveries.filter((d) => d.applied)).toHaveLength(1);
       expect((await repo.get(batch.key))?.counts).toEqual({ total: 50, processed: 50, succeeded: 48, failed: 2 });
+      expect((await repo.get(batch.key))?.written).toEqual(written(42, 6, 0));
       expect(await repo.listErrors(batch.key, -1, 100)).toEqual([3, 7].map((index) => ({ index, externalId: `r${index}`, error: 'still down' })));
       expect(await repo.listRedriveSegments(batch.key, 1)).toEqual([0]);
       expect(await repo.listRedriveSegments(batch.key, 2)).toEqual([]);
@@ -171,8 +180,9 @@ export function batchRepositoryContract(adapter: string, open: () => Promise<Rep
       // Final again: a late redrive outcome is not recorded.
       const ended = await changeBatch(repo, batch.key, () => ({ status: 'completed', completedAt: '2026-01-02T00:00:00.000Z' }));
       expect(ended).toMatchObject({ status: 'completed', redrives: 1 });
-      const late = await repo.recordRedrive(batch.key, { redrive: 1, segment: 1, recovered: [3, 7], failedAgain: [] }, 'w3');
+      const late = await repo.recordRedrive(batch.key, { redrive: 1, segment: 1, recovered: [3, 7].map((index) => ({ index, outcome: 'created' as const })), failedAgain: [] }, 'w3');
       expect(late).toEqual({ applied: false, counts: { total: 50, processed: 50, succeeded: 48, failed: 2 } });
+      expect((await repo.get(batch.key))?.written).toEqual(written(42, 6, 0));
       expect(await repo.delete(batch.key)).toBe(true);
       expect(await repo.listRedriveSegments(batch.key, 1)).toEqual([]);
     });
@@ -180,11 +190,16 @@ export function batchRepositoryContract(adapter: string, open: () => Promise<Rep
     it("keeps the ledger's counts under any order and duplication of segment outcomes", async () => {
       // Segment outcomes, then a delivery order in which each appears at least once and any may repeat (a retried
       // or duplicated activity; a repeat may even carry other numbers, as a re-run against a changed sink could).
+      // Each outcome's succeeded items split by write outcome at random.
+      const split = fc.record({ created: fc.nat(8), updated: fc.nat(6), unchanged: fc.nat(6) });
+      const withSucceeded = ({ failed, written }: { failed: number; written: WriteCounts }) =>
+        ({ succeeded: written.created + written.updated + written.unchanged, failed, written });
       const deliveries = fc
-        .array(fc.record({ succeeded: fc.nat(20), failed: fc.nat(5) }), { minLength: 1, maxLength: 6 })
+        .array(fc.record({ failed: fc.nat(5), written: split }).map(withSucceeded), { minLength: 1, maxLength: 6 })
         .chain((segments) => {
           const outcomes: SegmentOutcome[] = segments.map((s, segment) => ({ segment, ...s }));
-          const repeat = fc.record({ segment: fc.nat(outcomes.length - 1), succeeded: fc.nat(20), failed: fc.nat(5) });
+          const repeat = fc.record({ segment: fc.nat(outcomes.length - 1), failed: fc.nat(5), written: split })
+            .map(({ segment, ...rest }) => ({ segment, ...withSucceeded(rest) }));
           return fc.tuple(fc.constant(outcomes), fc.array(repeat, { maxLength: 6 })).chain(([first, repeats]) =>
             fc.shuffledSubarray([...first, ...repeats], { minLength: first.length + repeats.length }),
           );
@@ -202,17 +217,91 @@ export function batchRepositoryContract(adapter: string, open: () => Promise<Rep
             expect(recorded).toEqual({ applied: expected.applied, counts: countsOf(ledger) });
           }
           expect((await repo.get(batch.key))?.counts).toEqual(countsOf(ledger));
-          expect((await repo.listSegments(batch.key)).map(({ segment, succeeded, failed }) => ({ segment, succeeded, failed })))
+          expect((await repo.get(batch.key))?.written).toEqual(writtenOf(ledger));
+          expect((await repo.listSegments(batch.key)).map(({ segment, succeeded, failed, written }) => ({ segment, succeeded, failed, written })))
             .toEqual([...ledger.outcomes.values()].sort((a, b) => a.segment - b.segment));
         }),
         { numRuns: 8 },
       );
     });
 
+    it("adds a segment's write outcomes with its counts in one step, once however often it is delivered", async () => {
+      const batch = newBatch({ status: 'processing', counts: { total: 60, processed: 0, succeeded: 0, failed: 0 } });
+      await repo.create(batch);
+      expect((await repo.get(batch.key))?.written).toEqual(written(0));
+      const first = { segment: 0, succeeded: 18, failed: 2, written: written(10, 5, 3) };
+      const deliveries = await Promise.all([1, 2, 3].map(() => repo.recordSegment(batch.key, first, [], 'w1')));
+      expect(deliveries.filter((d) => d.applied)).toHaveLength(1);
+      expect(await repo.get(batch.key)).toMatchObject({ counts: { processed: 20, succeeded: 18 }, written: written(10, 5, 3) });
+      // A repeat carrying other outcomes (a re-run that found its writes already made) changes nothing: the first wins.
+      const repeat = await repo.recordSegment(batch.key, { segment: 0, succeeded: 20, failed: 0, written: written(0, 0, 20) }, [], 'w2');
+      expect(repeat.applied).toBe(false);
+      await repo.recordSegment(batch.key, { segment: 1, succeeded: 20, failed: 0, written: written(0, 0, 20) }, [], 'w2');
+      const read = await repo.get(batch.key);
+      expect(read).toMatchObject({ counts: { processed: 40, succeeded: 38, failed: 2 }, written: written(10, 5, 23) });
+      // The list pages carry the same counts and outcomes.
+      const listed = (await repo.list(batch.tenant.organization, { limit: 100 })).items.find((b) => b.key === batch.key);
+      expect(listed).toMatchObject({ counts: read!.counts, written: read!.written });
+    });
+
+    it('refuses write outcomes that do not add up to succeeded, and changes nothing', async () => {
+      const batch = newBatch({ status: 'processing' });
+      await repo.create(batch);
+      await expect(repo.recordSegment(batch.key, { segment: 0, succeeded: 10, failed: 0, written: written(9) }, [], 'w')).rejects.toThrow(RangeError);
+      await expect(repo.recordSegment(batch.key, { segment: 0, succeeded: 10, failed: 0, written: written(12, -2) }, [], 'w')).rejects.toThrow(RangeError);
+      expect(await repo.get(batch.key)).toMatchObject({ counts: { processed: 0, succeeded: 0 }, written: written(0) });
+      expect(await repo.listSegments(batch.key)).toEqual([]);
+      // The segment is still free to record.
+      expect((await repo.recordSegment(batch.key, allCreated(0, 10, 0), [], 'w')).applied).toBe(true);
+    });
+
+    it("never shows a read with write outcomes apart from succeeded while segments are recorded", async () => {
+      const segments = 24;
+      const run = uniqueId('run');
+      const batch = newBatch({ status: 'processing', metadata: { run }, counts: { total: segments * 10, processed: 0, succeeded: 0, failed: 0 } });
+      await repo.create(batch);
+      const apart: string[] = [];
+      const look = (read: Batch | undefined, via: string) => {
+        if (!read?.written) return apart.push(`${via}: no write outcomes`);
+        const { created, updated, unchanged } = read.written;
+        if (created + updated + unchanged !== read.counts.succeeded) apart.push(`${via}: ${JSON.stringify(read.written)} against succeeded ${read.counts.succeeded}`);
+      };
+      let recording = true;
+      const reader = (async () => {
+        let reads = 0;
+        while (recording || reads < 2) {
+          look(await repo.get(batch.key), 'get');
+          look((await repo.list(batch.tenant.organization, { metadata: { run }, limit: 1 })).items[0], 'list');
+          reads += 1;
+        }
+        return reads;
+      })();
+      // Four writers at once, each segment twice: 8 succeeded (split 3/3/2) and 2 failed.
+      const queue = Array.from({ length: segments * 2 }, (_, i) => i % segments);
+      await Promise.all(Array.from({ length: 4 }, async () => {
+        for (let segment = queue.shift(); segment !== undefined; segment = queue.shift()) {
+          await repo.recordSegment(batch.key, { segment, succeeded: 8, failed: 2, written: written(3, 3, 2) }, [], 'w');
+        }
+      }));
+      recording = false;
+      expect(await reader).toBeGreaterThan(1);
+      expect(apart).toEqual([]);
+      expect(await repo.get(batch.key)).toMatchObject({ counts: { processed: segments * 10, succeeded: segments * 8 }, written: written(segments * 3, segments * 3, segments * 2) });
+    });
+
+    it('keeps a batch stored without write outcomes (an earlier version) without them, its counts moving as before', async () => {
+      const batch = newBatch({ status: 'processing', written: null });
+      await repo.create(batch);
+      expect((await repo.get(batch.key))?.written).toBeNull();
+      expect((await repo.recordSegment(batch.key, allCreated(0, 10, 0), [], 'w')).applied).toBe(true);
+      expect(await repo.get(batch.key)).toMatchObject({ counts: { processed: 10, succeeded: 10 }, written: null });
+      expect((await repo.list(batch.tenant.organization, { limit: 100 })).items.find((b) => b.key === batch.key)?.written).toBeNull();
+    });
+
     it('keeps counters and status updates independent', async () => {
       const batch = newBatch();
       await repo.create(batch);
-      await repo.recordSegment(batch.key, { segment: 0, succeeded: 10, failed: 0 }, [], 'w');
+      await repo.recordSegment(batch.key, allCreated(0, 10, 0), [], 'w');
       const updated = await repo.update(batch.key, 1, { status: 'processing' });
       expect(updated).not.toBe('conflict');
       expect((await repo.get(batch.key))?.counts.processed).toBe(10);
@@ -342,7 +431,7 @@ export function batchRepositoryContract(adapter: string, open: () => Promise<Rep
       expect(await repo.get(batch.key)).toEqual(batch);
       const began = await changeBatch(repo, batch.key, (current) => { const step = begin(current, '2026-01-01T00:00:00.000Z'); return step.ok ? step.value : undefined; });
       expect(began?.status).toBe('processing');
-      await repo.recordSegment(batch.key, { segment: 0, succeeded: 998, failed: 2 }, [], 'w1');
+      await repo.recordSegment(batch.key, allCreated(0, 998, 2), [], 'w1');
       const grown = await changeBatch(repo, batch.key, (current) => {
         const step = uploadProgress(current, { ...segment, segments: 2, rawBytes: 210, storedBytes: 85, received: 1700 });
         return step.ok ? step.value : undefined;
@@ -384,7 +473,7 @@ export function batchRepositoryContract(adapter: string, open: () => Promise<Rep
       const batch = newBatch();
       await repo.create(batch);
       await repo.update(batch.key, 1, { status: 'processing' });
-      await repo.recordSegment(batch.key, { segment: 0, succeeded: 9, failed: 1 }, [{ index: 3, externalId: 'x', error: 'bad' }], 'w');
+      await repo.recordSegment(batch.key, allCreated(0, 9, 1), [{ index: 3, externalId: 'x', error: 'bad' }], 'w');
       expect(await repo.delete(batch.key)).toBe(true);
       expect(await repo.get(batch.key)).toBeUndefined();
       expect(await repo.listSegments(batch.key)).toEqual([]);
@@ -399,13 +488,14 @@ export function batchRepositoryContract(adapter: string, open: () => Promise<Rep
       const batch = newBatch({ counts: { total: 30, processed: 0, succeeded: 0, failed: 0 } });
       await repo.create(batch);
       await repo.update(batch.key, 1, { status: 'processing' });
-      await repo.recordSegment(batch.key, { segment: 0, succeeded: 10, failed: 0 }, [], 'w');
+      await repo.recordSegment(batch.key, { segment: 0, succeeded: 10, failed: 0, written: written(4, 3, 3) }, [], 'w');
       const current = (await repo.get(batch.key))!;
       await repo.update(batch.key, current.version, { status: 'expired', completedAt: new Date().toISOString() });
-      const late = await repo.recordSegment(batch.key, { segment: 1, succeeded: 9, failed: 1 }, [{ index: 15, externalId: null, error: 'late' }], 'w');
+      const late = await repo.recordSegment(batch.key, allCreated(1, 9, 1), [{ index: 15, externalId: null, error: 'late' }], 'w');
       expect(late.applied).toBe(false);
       expect(late.counts).toMatchObject({ processed: 10, succeeded: 10, failed: 0 });
       expect((await repo.get(batch.key))?.counts).toEqual({ total: 30, processed: 10, succeeded: 10, failed: 0 });
+      expect((await repo.get(batch.key))?.written).toEqual(written(4, 3, 3));
       expect((await repo.listSegments(batch.key)).map((s) => s.segment)).toEqual([0]);
     });
 

@@ -104,7 +104,7 @@ describe('Parse ACLs on batchmem objects', () => {
     const repository = new ParseBatchRepository(connection);
     await repository.create(batch);
     await repository.update(batch.key, 1, { status: 'processing' });
-    await repository.recordSegment(batch.key, { segment: 0, succeeded: 1, failed: 1 }, [{ index: 1, externalId: 'e1', error: 'rejected' }], 'w');
+    await repository.recordSegment(batch.key, { segment: 0, succeeded: 1, failed: 1, written: { created: 1, updated: 0, unchanged: 0 } }, [{ index: 1, externalId: 'e1', error: 'rejected' }], 'w');
     await new ParseMemorySink(connection).writeSegment([toMemoryRecord(batch.key, tenant, 0, { content: 'a private memory' })]);
     payloadKey = `${encodeURIComponent(organizationA)}/${uniqueId('upload')}/segment-000001.zst`;
     const body = randomBytes(64);

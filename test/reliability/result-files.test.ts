@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SqliteBatchRepository } from '../../src/adapters/local/batch-repository.ts';
 import { SqliteMemorySink } from '../../src/adapters/local/memory-sink.ts';
+import { writeCountsOfOutcomes } from '../../src/domain/progress.ts';
 import { finish } from '../../src/domain/lifecycle.ts';
 import { toMemoryRecord } from '../../src/domain/memory.ts';
 import { apiClient, type ApiClient } from '../support/api-client.ts';
@@ -79,9 +80,10 @@ describe(`results file of a ${total.toLocaleString('en')}-memory batch`, () => {
       const first = segment * segmentItems;
       const indexes = Array.from({ length: Math.min(segmentItems, total - first) }, (_, i) => first + i);
       const stored = indexes.filter((i) => !failedIndex(i));
-      await sink.writeSegment(stored.map((i) => toMemoryRecord(batch.key, tenant, i, { content: `memory ${i}`, external_id: `ext-${i}` })));
+      const outcomes = await sink.writeSegment(stored.map((i) => toMemoryRecord(batch.key, tenant, i, { content: `memory ${i}`, external_id: `ext-${i}` })));
+      const written = writeCountsOfOutcomes(outcomes.flatMap((o) => (o.ok ? [o.outcome] : [])));
       const errors = indexes.filter(failedIndex).map((i) => ({ index: i, externalId: `ext-${i}`, error: 'rejected by the memory store' }));
-      await batches.recordSegment(batch.key, { segment, succeeded: stored.length, failed: errors.length }, errors, 'seed');
+      await batches.recordSegment(batch.key, { segment, succeeded: stored.length, failed: errors.length, written }, errors, 'seed');
     }
     const current = (await batches.get(batch.key))!;
     const done = finish(current, new Date().toISOString());

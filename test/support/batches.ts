@@ -23,6 +23,7 @@ export function newBatch(overrides: Partial<Batch> = {}): Batch {
     startedAt: null,
     completedAt: null,
     counts: { total: 100, processed: 0, succeeded: 0, failed: 0 },
+    written: { created: 0, updated: 0, unchanged: 0 },
     payload: { codec: 'zstd', prefix: `${tenant.organization}/${id}`, segments: 4, rawBytes: 1000, storedBytes: 300 },
     workflowId: null,
     webhook: { url: null, secret: null, delivered: false, attempts: 0, lastError: null },

@@ -2,7 +2,7 @@
 import type { Batch, BatchStatus } from '../../src/domain/batch.ts';
 import { applyPatch, finalStatuses, type IllegalTransition, isFinal, unfinishedStatuses } from '../../src/domain/lifecycle.ts';
 import type { MemoryRecord } from '../../src/domain/memory.ts';
-import { addOutcome, addRecovered, type Counts, emptyWriteCounts, type SegmentOutcome, type WriteCounts, writeOutcome, type WriteOutcomeName } from '../../src/domain/progress.ts';
+import { addOutcome, addRecovered, addWriteCounts, checkSegmentOutcome, type Counts, emptyWriteCounts, writeCountsOfOutcomes, type SegmentOutcome, type WriteCounts, writeOutcome, type WriteOutcomeName } from '../../src/domain/progress.ts';
 import {
   type BatchListQuery,
   type BatchPatch,
@@ -46,17 +46,19 @@ export class MemoryBatchRepository implements BatchRepository {
     return copy(next);
   }
   async recordSegment(key: string, outcome: SegmentOutcome, itemErrors: ItemError[], workerId: string): Promise<{ applied: boolean; counts: Counts }> {
+    checkSegmentOutcome(outcome);
     const batch = this.batches.get(key);
     if (!batch) throw new Error(`batch ${key} does not exist`);
     if (isFinal(batch.status)) return { applied: false, counts: { ...batch.counts } };
     const segments = this.segments.get(key) ?? new Map<number, SegmentRecord>();
     this.segments.set(key, segments);
     if (segments.has(outcome.segment)) return { applied: false, counts: { ...batch.counts } };
-    segments.set(outcome.segment, { ...outcome, workerId, recordedAt: new Date().toISOString() });
+    segments.set(outcome.segment, { ...copy(outcome), workerId, recordedAt: new Date().toISOString() });
     const errors = this.errors.get(key) ?? new Map<number, ItemError>();
     this.errors.set(key, errors);
     for (const e of itemErrors) if (!errors.has(e.index)) errors.set(e.index, { ...e });
     batch.counts = addOutcome(batch.counts, outcome);
+    if (batch.written) batch.written = addWriteCounts(batch.written, outcome.written);
     return { applied: true, counts: { ...batch.counts } };
   }
   /** `${key}\0${redrive}` -> segments recorded in that redrive. */
@@ -70,10 +72,10 @@ export class MemoryBatchRepository implements BatchRepository {
     if (done.has(outcome.segment)) return { applied: false, counts: { ...batch.counts } };
     done.add(outcome.segment);
     const errors = this.errors.get(key) ?? new Map<number, ItemError>();
-    let recovered = 0;
-    for (const index of outcome.recovered) if (errors.delete(index)) recovered += 1;
+    const moved = outcome.recovered.filter((item) => errors.delete(item.index));
     for (const e of outcome.failedAgain) if (errors.has(e.index)) errors.set(e.index, { ...e });
-    batch.counts = addRecovered(batch.counts, recovered);
+    batch.counts = addRecovered(batch.counts, moved.length);
+    if (batch.written) batch.written = addWriteCounts(batch.written, writeCountsOfOutcomes(moved.map((item) => item.outcome)));
     return { applied: true, counts: { ...batch.counts } };
   }
   async listRedriveSegments(key: string, redrive: number) {

@@ -2,7 +2,16 @@
 import type { DatabaseSync } from 'node:sqlite';
 import type { Batch, BatchStatus } from '../../domain/batch.ts';
 import { applyPatch, finalStatuses, type IllegalTransition, isFinal, unfinishedStatuses } from '../../domain/lifecycle.ts';
-import { addOutcome, addRecovered, type Counts, type SegmentOutcome } from '../../domain/progress.ts';
+import {
+  addOutcome,
+  addRecovered,
+  addWriteCounts,
+  checkSegmentOutcome,
+  type Counts,
+  type SegmentOutcome,
+  type WriteCounts,
+  writeCountsOfOutcomes,
+} from '../../domain/progress.ts';
 import {
   type Backlog,
   type BatchListQuery,
@@ -15,7 +24,7 @@ import {
   type RedriveOutcome,
   type SegmentRecord,
 } from '../../ports/batch-repository.ts';
-import { inTransaction, openDatabase, whenUnlocked } from './sqlite.ts';
+import { addMissingColumns, inTransaction, openDatabase, whenUnlocked } from './sqlite.ts';
 
 const schema = `
 CREATE TABLE IF NOT EXISTS batches (
@@ -28,7 +37,10 @@ CREATE TABLE IF NOT EXISTS batches (
   processed INTEGER NOT NULL DEFAULT 0,
   succeeded INTEGER NOT NULL DEFAULT 0,
   failed INTEGER NOT NULL DEFAULT 0,
-  record TEXT NOT NULL
+  record TEXT NOT NULL,
+  created INTEGER,
+  updated INTEGER,
+  unchanged INTEGER
 );
 CREATE INDEX IF NOT EXISTS batches_by_org ON batches (organization, created_at DESC, key DESC);
 CREATE INDEX IF NOT EXISTS batches_by_status ON batches (status);
@@ -39,6 +51,9 @@ CREATE TABLE IF NOT EXISTS segments (
   failed INTEGER NOT NULL,
   worker_id TEXT NOT NULL,
   recorded_at TEXT NOT NULL,
+  created INTEGER NOT NULL DEFAULT 0,
+  updated INTEGER NOT NULL DEFAULT 0,
+  unchanged INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (batch_key, segment)
 );
 CREATE TABLE IF NOT EXISTS segment_redrives (
@@ -64,6 +79,20 @@ CREATE TABLE IF NOT EXISTS item_errors (
 );
 `;
 
+/**
+ * Upgrades a database of an earlier version in place. The batches' write outcome counters are added without a
+ * default: a batch stored before them reads `written: null` (its outcomes are in the memory sink only), and stays
+ * so, since NULL plus a count is NULL. Segments recorded before them read as having recorded no outcomes.
+ */
+function migrate(db: DatabaseSync): void {
+  addMissingColumns(db, 'batches', [['created', 'INTEGER'], ['updated', 'INTEGER'], ['unchanged', 'INTEGER']]);
+  addMissingColumns(db, 'segments', [
+    ['created', 'INTEGER NOT NULL DEFAULT 0'],
+    ['updated', 'INTEGER NOT NULL DEFAULT 0'],
+    ['unchanged', 'INTEGER NOT NULL DEFAULT 0'],
+  ]);
+}
+
 interface BatchRow {
   key: string;
   status: string;
@@ -74,6 +103,9 @@ interface BatchRow {
   failed: number;
   record: string;
   created_at: string;
+  created: number | null;
+  updated: number | null;
+  unchanged: number | null;
 }
 
 function toBatch(row: BatchRow): Batch {
@@ -87,11 +119,14 @@ function toBatch(row: BatchRow): Batch {
     status: row.status as BatchStatus,
     version: row.version,
     counts: { total: row.total, processed: row.processed, succeeded: row.succeeded, failed: row.failed },
+    written: row.created === null || row.updated === null || row.unchanged === null
+      ? null
+      : { created: row.created, updated: row.updated, unchanged: row.unchanged },
   };
 }
 
 function recordJson(batch: Batch): string {
-  const { status: _status, version: _version, counts: _counts, ...rest } = batch;
+  const { status: _status, version: _version, counts: _counts, written: _written, ...rest } = batch;
   return JSON.stringify(rest);
 }
 
@@ -120,13 +155,15 @@ export class SqliteBatchRepository implements BatchRepository {
 
   constructor(path: string) {
     this.#db = openDatabase(path, schema);
+    migrate(this.#db);
   }
 
   async create(batch: Batch): Promise<{ created: boolean; batch: Batch }> {
     const inserted = await whenUnlocked(() => this.#db
       .prepare(
-        `INSERT INTO batches (key, organization, status, version, created_at, total, processed, succeeded, failed, record)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING`,
+        `INSERT INTO batches (key, organization, status, version, created_at, total, processed, succeeded, failed, record,
+                              created, updated, unchanged)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING`,
       )
       .run(
         batch.key,
@@ -139,6 +176,9 @@ export class SqliteBatchRepository implements BatchRepository {
         batch.counts.succeeded,
         batch.counts.failed,
         recordJson(batch),
+        batch.written?.created ?? null,
+        batch.written?.updated ?? null,
+        batch.written?.unchanged ?? null,
       ));
     const stored = await this.get(batch.key);
     if (!stored) throw new Error(`batch ${batch.key} vanished after insert`);
@@ -170,18 +210,29 @@ export class SqliteBatchRepository implements BatchRepository {
     itemErrors: ItemError[],
     workerId: string,
   ): Promise<{ applied: boolean; counts: Counts }> {
+    checkSegmentOutcome(outcome);
     return inTransaction(this.#db, () => {
       const row = this.#db.prepare('SELECT * FROM batches WHERE key = ?').get(key) as BatchRow | undefined;
       if (!row) throw new Error(`batch ${key} does not exist`);
-      const counts = toBatch(row).counts;
+      const { counts, written } = toBatch(row);
       // Too late: the batch ended (it expired) while this segment ran. A final batch's counts stay as they ended.
       if (isFinal(row.status as BatchStatus)) return { applied: false, counts };
       const inserted = this.#db
         .prepare(
-          `INSERT INTO segments (batch_key, segment, succeeded, failed, worker_id, recorded_at)
-           VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+          `INSERT INTO segments (batch_key, segment, succeeded, failed, worker_id, recorded_at, created, updated, unchanged)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
         )
-        .run(key, outcome.segment, outcome.succeeded, outcome.failed, workerId, new Date().toISOString());
+        .run(
+          key,
+          outcome.segment,
+          outcome.succeeded,
+          outcome.failed,
+          workerId,
+          new Date().toISOString(),
+          outcome.written.created,
+          outcome.written.updated,
+          outcome.written.unchanged,
+        );
       if (inserted.changes === 0) return { applied: false, counts };
       const insertError = this.#db.prepare(
         'INSERT INTO item_errors (batch_key, idx, external_id, error) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING',
@@ -191,6 +242,7 @@ export class SqliteBatchRepository implements BatchRepository {
       this.#db
         .prepare('UPDATE batches SET processed = ?, succeeded = ?, failed = ? WHERE key = ?')
         .run(next.processed, next.succeeded, next.failed, key);
+      this.#addWritten(key, written, outcome.written);
       return { applied: true, counts: next };
     });
   }
@@ -199,7 +251,7 @@ export class SqliteBatchRepository implements BatchRepository {
     return inTransaction(this.#db, () => {
       const row = this.#db.prepare('SELECT * FROM batches WHERE key = ?').get(key) as BatchRow | undefined;
       if (!row) throw new Error(`batch ${key} does not exist`);
-      const counts = toBatch(row).counts;
+      const { counts, written } = toBatch(row);
       if (isFinal(row.status as BatchStatus)) return { applied: false, counts };
       const inserted = this.#db
         .prepare(
@@ -210,8 +262,8 @@ export class SqliteBatchRepository implements BatchRepository {
       if (inserted.changes === 0) return { applied: false, counts };
       // Counted by the errors actually removed: an index that had none (never failed) moves nothing.
       const removeError = this.#db.prepare('DELETE FROM item_errors WHERE batch_key = ? AND idx = ?');
-      let recovered = 0;
-      for (const index of outcome.recovered) recovered += Number(removeError.run(key, index).changes);
+      const moved = outcome.recovered.filter((item) => Number(removeError.run(key, item.index).changes) > 0);
+      const recovered = moved.length;
       const updateError = this.#db.prepare('UPDATE item_errors SET error = ? WHERE batch_key = ? AND idx = ?');
       for (const item of outcome.failedAgain) updateError.run(item.error, key, item.index);
       this.#db
@@ -219,8 +271,16 @@ export class SqliteBatchRepository implements BatchRepository {
         .run(recovered, key, outcome.redrive, outcome.segment);
       const next = addRecovered(counts, recovered);
       this.#db.prepare('UPDATE batches SET succeeded = ?, failed = ? WHERE key = ?').run(next.succeeded, next.failed, key);
+      this.#addWritten(key, written, writeCountsOfOutcomes(moved.map((item) => item.outcome)));
       return { applied: true, counts: next };
     });
+  }
+
+  /** Inside a transaction: adds write outcomes to the batch's counters (a batch without them, `null`, keeps none). */
+  #addWritten(key: string, written: WriteCounts | null, added: WriteCounts): void {
+    if (written === null) return;
+    const next = addWriteCounts(written, added);
+    this.#db.prepare('UPDATE batches SET created = ?, updated = ?, unchanged = ? WHERE key = ?').run(next.created, next.updated, next.unchanged, key);
   }
 
   async listRedriveSegments(key: string, redrive: number): Promise<number[]> {
@@ -232,12 +292,13 @@ export class SqliteBatchRepository implements BatchRepository {
 
   async listSegments(key: string): Promise<SegmentRecord[]> {
     const rows = this.#db
-      .prepare('SELECT segment, succeeded, failed, worker_id, recorded_at FROM segments WHERE batch_key = ? ORDER BY segment')
-      .all(key) as { segment: number; succeeded: number; failed: number; worker_id: string; recorded_at: string }[];
+      .prepare('SELECT segment, succeeded, failed, worker_id, recorded_at, created, updated, unchanged FROM segments WHERE batch_key = ? ORDER BY segment')
+      .all(key) as ({ segment: number; succeeded: number; failed: number; worker_id: string; recorded_at: string } & WriteCounts)[];
     return rows.map((r) => ({
       segment: r.segment,
       succeeded: r.succeeded,
       failed: r.failed,
+      written: { created: r.created, updated: r.updated, unchanged: r.unchanged },
       workerId: r.worker_id,
       recordedAt: r.recorded_at,
     }));

@@ -49,6 +49,24 @@ export async function whenUnlocked<T>(work: () => T): Promise<T> {
   }
 }
 
+/**
+ * Adds the columns `table` lacks (`[name, type]`, the type with any default), for a database written by an earlier
+ * version: existing rows get the default, or NULL without one. Idempotent, and safe against another process adding
+ * the same column at once. Names and types are the caller's constants, never input.
+ */
+export function addMissingColumns(db: DatabaseSync, table: string, columns: readonly (readonly [string, string])[]): void {
+  const existing = new Set((db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[]).map((c) => c.name));
+  for (const [name, type] of columns) {
+    if (existing.has(name)) continue;
+    try {
+      db.exec(`ALTER TABLE ${table} ADD COLUMN ${name} ${type}`);
+    } catch (error) {
+      // Another process added it between the look and the change.
+      if (!/duplicate column/.test(String(error))) throw error;
+    }
+  }
+}
+
 /** Runs `work` in one IMMEDIATE transaction (write lock taken up front, so no upgrade deadlock). */
 export function inTransaction<T>(db: DatabaseSync, work: () => T): Promise<T> {
   return whenUnlocked(() => {

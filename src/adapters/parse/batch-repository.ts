@@ -17,11 +17,15 @@
 //   and crashes. `processedCount`/`successCount`/`failCount` on the batch row are a projection of those sums,
 //   re-written until stable, for list pages and for people looking at the class in Parse Dashboard. Item errors are
 //   stored before the ledger row (idempotent per item), so a recorded segment always has its errors.
+//   A segment's write outcomes (created/updated/unchanged) are fields of its ledger row, summed by the same query as
+//   `succeeded`, so a read never shows one without the other; `createdCount`/`updatedCount`/`unchangedCount` on the
+//   batch row are their projection, and their presence marks a batch whose ledger keeps outcomes (a batch stored by an
+//   earlier version has none, and reads `written: null`).
 import type { Codec } from '../../domain/codec.ts';
 import { type Batch, type BatchStatus, isFinal, type Tenant, type WebhookState } from '../../domain/batch.ts';
 import { applyPatch, finalStatuses, type IllegalTransition, unfinishedStatuses } from '../../domain/lifecycle.ts';
 import type { UploadState } from '../../domain/invalid-items.ts';
-import type { Counts, SegmentOutcome } from '../../domain/progress.ts';
+import { checkSegmentOutcome, type Counts, type SegmentOutcome, type WriteCounts, writeCountsOfOutcomes, writeOutcomes } from '../../domain/progress.ts';
 import {
   type Backlog,
   type BatchListQuery,
@@ -135,8 +139,19 @@ function countsOfRow(row: ParseObject): Counts {
   };
 }
 
+/** The projected write outcomes, or null on a batch row stored before the ledger kept them. */
+function writtenOfRow(row: ParseObject): WriteCounts | null {
+  if (row.get('createdCount') === undefined) return null;
+  return { created: number(row.get('createdCount')), updated: number(row.get('updatedCount')), unchanged: number(row.get('unchangedCount')) };
+}
+
 function sameCounts(a: Counts, b: Counts): boolean {
   return a.processed === b.processed && a.succeeded === b.succeeded && a.failed === b.failed;
+}
+
+/** The ledger's sums: the counters but `total`, and the write outcomes. */
+interface LedgerSums extends Omit<Counts, 'total'> {
+  written: WriteCounts;
 }
 
 function tenantOfRow(row: ParseObject): Tenant {
@@ -148,7 +163,7 @@ function tenantOfRow(row: ParseObject): Tenant {
   };
 }
 
-function toBatch(row: ParseObject, version: number, state: MutableState, storedCounts: Counts): Batch {
+function toBatch(row: ParseObject, version: number, state: MutableState, storedCounts: Counts, written: WriteCounts | null): Batch {
   const upload = state.upload;
   const counts = upload ? { ...storedCounts, total: upload.received } : storedCounts;
   return {
@@ -162,6 +177,7 @@ function toBatch(row: ParseObject, version: number, state: MutableState, storedC
     startedAt: state.startedAt,
     completedAt: state.completedAt,
     counts,
+    written,
     payload: {
       codec: row.get('payloadCodec') as Codec,
       prefix: row.get('payloadPrefix'),
@@ -184,6 +200,10 @@ function toBatch(row: ParseObject, version: number, state: MutableState, storedC
     expiresAt: iso(row.get('expiresAt')),
     metadata: { ...((row.get('batchMetadata') as Record<string, string> | undefined) ?? {}) },
   };
+}
+
+function countsOfSums(total: number, sums: LedgerSums): Counts {
+  return { total, processed: sums.processed, succeeded: sums.succeeded, failed: sums.failed };
 }
 
 /** Sets a field, or removes it for null, so that an absent value reads back as null. */
@@ -264,6 +284,9 @@ export class ParseBatchRepository implements BatchRepository {
       processedCount: 0,
       successCount: 0,
       failCount: 0,
+      // Zero, not absent, for a batch whose ledger keeps write outcomes (see `writtenOfRow`); the counts are the
+      // ledger's sums, so a new batch starts at zero whatever it was given.
+      ...(batch.written ? { createdCount: 0, updatedCount: 0, unchangedCount: 0 } : {}),
       payloadCodec: batch.payload.codec,
       payloadPrefix: batch.payload.prefix,
       segmentCount: batch.payload.segments,
@@ -297,14 +320,15 @@ export class ParseBatchRepository implements BatchRepository {
     const [row, latest, sums] = await Promise.all([this.#row(key), this.#latestVersion(key), this.#sums(key)]);
     if (!row) return undefined;
     const rowVersion = number(row.get('version'));
-    const counts: Counts = { total: number(row.get('totalMemories')), ...sums };
+    const { written, ...sumCounts } = sums;
+    const counts: Counts = { total: number(row.get('totalMemories')), ...sumCounts };
     const current = latest && latest.version > rowVersion ? latest : { version: rowVersion, state: stateOfRow(row) };
     // Repair what a crash or a lost connection left behind; the answer stands either way.
     if (current.version > rowVersion) await this.#project(row, current).catch(() => undefined);
     if (isFinal(current.state.status) && !sameCounts(countsOfRow(row), counts)) {
       await this.#projectCounts(row, key, sums, []).catch(() => undefined);
     }
-    return toBatch(row, current.version, current.state, counts);
+    return toBatch(row, current.version, current.state, counts, writtenOfRow(row) === null ? null : written);
   }
 
   async update(key: string, expectedVersion: number, patch: BatchPatch): Promise<Batch | 'conflict' | IllegalTransition> {
@@ -334,6 +358,7 @@ export class ParseBatchRepository implements BatchRepository {
     itemErrors: ItemError[],
     workerId: string,
   ): Promise<{ applied: boolean; counts: Counts }> {
+    checkSegmentOutcome(outcome);
     const row = await this.#row(key);
     if (!row) throw new Error(`batch ${key} does not exist`);
     const current = await this.get(key);
@@ -350,6 +375,7 @@ export class ParseBatchRepository implements BatchRepository {
       segment: outcome.segment,
       succeeded: outcome.succeeded,
       failed: outcome.failed,
+      ...outcome.written,
       workerId,
       recordedAt: new Date(),
     });
@@ -368,7 +394,7 @@ export class ParseBatchRepository implements BatchRepository {
       // The ledger row is the record; the counters on the batch row only mirror it, and the next segment refreshes them.
       await this.#projectCounts(row, key, sums, sample).catch(() => undefined);
     }
-    return { applied, counts: { total: number(row.get('totalMemories')), ...sums } };
+    return { applied, counts: countsOfSums(number(row.get('totalMemories')), sums) };
   }
 
   async recordRedrive(key: string, outcome: RedriveOutcome, workerId: string): Promise<{ applied: boolean; counts: Counts }> {
@@ -384,10 +410,12 @@ export class ParseBatchRepository implements BatchRepository {
       ? []
       : await new this.#Parse.Query(parseClasses.itemError)
         .equalTo('batchId', key)
-        .containedIn('index', outcome.recovered)
+        .containedIn('index', outcome.recovered.map((item) => item.index))
         .limit(outcome.recovered.length)
         .find(useMasterKey);
     const recoveredIndexes = errorRows.map((r) => number(r.get('index'))).sort((a, b) => a - b);
+    const outcomeOf = new Map(outcome.recovered.map((item) => [item.index, item.outcome]));
+    const written = writeCountsOfOutcomes(recoveredIndexes.map((index) => outcomeOf.get(index)!));
     const entry = new this.#Parse.Object(parseClasses.redrive);
     entry.set({
       batchId: key,
@@ -395,6 +423,8 @@ export class ParseBatchRepository implements BatchRepository {
       segment: outcome.segment,
       recovered: recoveredIndexes.length,
       recoveredIndexes,
+      // The recovered items' write outcomes, summed with the segments' (see `#sums`).
+      ...written,
       failedAgain: outcome.failedAgain.length,
       workerId,
       recordedAt: new Date(),
@@ -429,7 +459,7 @@ export class ParseBatchRepository implements BatchRepository {
     }
     const sums = await this.#sums(key);
     if (applied) await this.#projectCounts(row, key, sums, []).catch(() => undefined);
-    return { applied, counts: { total, ...sums } };
+    return { applied, counts: countsOfSums(total, sums) };
   }
 
   async listRedriveSegments(key: string, redrive: number): Promise<number[]> {
@@ -452,6 +482,8 @@ export class ParseBatchRepository implements BatchRepository {
       segment: number(row.get('segment')),
       succeeded: number(row.get('succeeded')),
       failed: number(row.get('failed')), // literal: a ledger column, not a batch status
+      // A segment recorded before the ledger kept outcomes has none (0 each).
+      written: { created: number(row.get('created')), updated: number(row.get('updated')), unchanged: number(row.get('unchanged')) },
       workerId: row.get('workerId'),
       recordedAt: iso(row.get('recordedAt'))!,
     }));
@@ -494,7 +526,7 @@ export class ParseBatchRepository implements BatchRepository {
     const page = rows.slice(0, query.limit);
     const last = page.at(-1);
     return {
-      items: page.map((row) => toBatch(row, number(row.get('version')), stateOfRow(row), countsOfRow(row))),
+      items: page.map((row) => toBatch(row, number(row.get('version')), stateOfRow(row), countsOfRow(row), writtenOfRow(row))),
       nextCursor: rows.length > query.limit && last ? encodeCursor(iso(last.get('submittedAt'))!, last.get('batchId')) : null,
     };
   }
@@ -608,26 +640,31 @@ export class ParseBatchRepository implements BatchRepository {
     return row ? { version: number(row.get('version')), state: row.get('state') as MutableState } : undefined;
   }
 
-  async #sums(key: string): Promise<Omit<Counts, 'total'>> {
+  async #sums(key: string): Promise<LedgerSums> {
+    // Each query sums one class's rows in one statement: a row's outcomes are counted exactly when its `succeeded`
+    // (or `recovered`) is. Fields absent on rows of an earlier version sum as 0.
+    const outcomeSums = Object.fromEntries(writeOutcomes.map((name) => [name, { $sum: `$${name}` }]));
+    type Sum = number | string | null | undefined;
     const [result] = (await new this.#Parse.Query(parseClasses.segment).aggregate(
       [
         { $match: { batchId: key } },
-        { $group: { _id: '$batchId', succeeded: { $sum: '$succeeded' }, failed: { $sum: '$failed' } } },
+        { $group: { _id: '$batchId', succeeded: { $sum: '$succeeded' }, failed: { $sum: '$failed' }, ...outcomeSums } },
       ],
       useMasterKey,
-    )) as { succeeded?: number | string | null; failed?: number | string | null }[];
+    )) as ({ succeeded?: Sum; failed?: Sum } & Partial<Record<keyof WriteCounts, Sum>>)[];
     const [redriven] = (await new this.#Parse.Query(parseClasses.redrive).aggregate(
       [
         { $match: { batchId: key } },
-        { $group: { _id: '$batchId', recovered: { $sum: '$recovered' } } },
+        { $group: { _id: '$batchId', recovered: { $sum: '$recovered' }, ...outcomeSums } },
       ],
       useMasterKey,
-    )) as { recovered?: number | string | null }[];
+    )) as ({ recovered?: Sum } & Partial<Record<keyof WriteCounts, Sum>>)[];
     // Redriven items moved from failed to succeeded; `processed` is what the first runs recorded.
     const recovered = number(redriven?.recovered);
     const succeeded = number(result?.succeeded) + recovered;
     const failed = number(result?.failed) - recovered;
-    return { processed: succeeded + failed, succeeded, failed };
+    const written = Object.fromEntries(writeOutcomes.map((name) => [name, number(result?.[name]) + number(redriven?.[name])])) as WriteCounts;
+    return { processed: succeeded + failed, succeeded, failed, written };
   }
 
   /** Writes `target` into the batch row, then again with any newer version, until the newest is written. */
@@ -643,13 +680,17 @@ export class ParseBatchRepository implements BatchRepository {
   }
 
   /** Writes the ledger sums into the batch row's counters, again while they change under concurrent segments. */
-  async #projectCounts(row: ParseObject, key: string, sums: Omit<Counts, 'total'>, sample: ItemError[]): Promise<void> {
+  async #projectCounts(row: ParseObject, key: string, sums: LedgerSums, sample: ItemError[]): Promise<void> {
     let first = true;
     for (let round = 0; round < projectionRounds; round += 1) {
       // A fresh object writes only these fields, never a stale copy of the state fields.
       const counters = new this.#Parse.Object(parseClasses.batch);
       counters.id = row.id;
       counters.set({ processedCount: sums.processed, successCount: sums.succeeded, failCount: sums.failed });
+      // Outcomes only on a batch whose ledger keeps them: an earlier version's batch stays without (`writtenOfRow`).
+      if (writtenOfRow(row) !== null) {
+        counters.set({ createdCount: sums.written.created, updatedCount: sums.written.updated, unchangedCount: sums.written.unchanged });
+      }
       if (first && sample.length > 0) {
         counters.addAllUnique(
           'errors',

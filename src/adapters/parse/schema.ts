@@ -54,6 +54,10 @@ export const classDefinitions: ClassDefinition[] = [
       processedCount: 'Number',
       successCount: 'Number',
       failCount: 'Number',
+      // Projections of the ledger's write outcomes; absent on batches stored before the ledger kept them.
+      createdCount: 'Number',
+      updatedCount: 'Number',
+      unchangedCount: 'Number',
       payloadCodec: 'String',
       payloadPrefix: 'String',
       segmentCount: 'Number',
@@ -99,17 +103,25 @@ export const classDefinitions: ClassDefinition[] = [
     access: 'master-only',
   },
   {
-    // The progress ledger: one row per recorded segment; counts are the sums over these rows.
+    // The progress ledger: one row per recorded segment; counts are the sums over these rows. `created`, `updated`
+    // and `unchanged` split `succeeded` by write outcome (absent on rows of an earlier version: read as 0).
     className: parseClasses.segment,
-    fields: { batchId: 'String', segment: 'Number', succeeded: 'Number', failed: 'Number', workerId: 'String', recordedAt: 'Date' },
+    fields: {
+      batchId: 'String', segment: 'Number', succeeded: 'Number', failed: 'Number',
+      created: 'Number', updated: 'Number', unchanged: 'Number', workerId: 'String', recordedAt: 'Date',
+    },
     indexes: {},
     unique: [['batchId', 'segment']],
     access: 'master-only',
   },
   {
-    // A redrive's ledger: one row per (redrive, segment); `recovered` items moved from failed to succeeded.
+    // A redrive's ledger: one row per (redrive, segment); `recovered` items moved from failed to succeeded, split by
+    // write outcome in `created`, `updated`, `unchanged`.
     className: parseClasses.redrive,
-    fields: { batchId: 'String', redrive: 'Number', segment: 'Number', recovered: 'Number', recoveredIndexes: 'Array', failedAgain: 'Number', workerId: 'String', recordedAt: 'Date' },
+    fields: {
+      batchId: 'String', redrive: 'Number', segment: 'Number', recovered: 'Number', recoveredIndexes: 'Array',
+      created: 'Number', updated: 'Number', unchanged: 'Number', failedAgain: 'Number', workerId: 'String', recordedAt: 'Date',
+    },
     indexes: {},
     unique: [['batchId', 'redrive', 'segment']],
     access: 'master-only',

@@ -4,7 +4,7 @@ import { decodeSegment, segmentItems, segmentKey } from '../../domain/codec.ts';
 import type { SegmentCorrupt } from '../../domain/errors.ts';
 import { asInvalidItem } from '../../domain/invalid-items.ts';
 import { type MemoryItem, type MemoryRecord, toMemoryRecord } from '../../domain/memory.ts';
-import type { Counts } from '../../domain/progress.ts';
+import { type Counts, type WriteOutcomeName, writeCountsOfOutcomes } from '../../domain/progress.ts';
 import { err, ok, type Result } from '../../domain/result.ts';
 import type { ItemError } from '../../ports/batch-repository.ts';
 import type { ItemOutcome } from '../../ports/memory-sink.ts';
@@ -81,26 +81,27 @@ async function processOnce(services: Services, ref: SegmentRef): Promise<Result<
   const outcomes = records.length === 0 ? [] : await writeToSink(services, records);
   if (redriving) {
     const failedAgain: ItemError[] = [];
-    const recovered: number[] = [];
+    const recovered: { index: number; outcome: WriteOutcomeName }[] = [];
     for (const outcome of outcomes) {
-      if (outcome.ok) recovered.push(outcome.index);
+      if (outcome.ok) recovered.push({ index: outcome.index, outcome: outcome.outcome });
       else failedAgain.push({ index: outcome.index, externalId: byIndex.get(outcome.index)?.externalId ?? null, error: outcome.error });
     }
     const recorded = await services.batches.recordRedrive(batch.key, { redrive, segment: ref.segment, recovered, failedAgain }, ref.workerId);
     services.observer?.segmentProcessed(performance.now() - startedAt, recovered.length, failedAgain.length, recorded.applied);
     return ok({ status: 'recorded', applied: recorded.applied, succeeded: recovered.length, failed: failedAgain.length, counts: recorded.counts });
   }
-  let refused = 0;
+  // The write outcomes go to the ledger with the counts, in one step, so reads always find them adding up. They are
+  // the sink's, which reports a rewritten item's first outcome: a segment run again after a crash between its writes
+  // and its record is recorded with the outcomes of its first run.
+  const written: WriteOutcomeName[] = [];
   for (const outcome of outcomes) {
-    if (!outcome.ok) {
-      refused += 1;
-      itemErrors.push({ index: outcome.index, externalId: byIndex.get(outcome.index)?.externalId ?? null, error: outcome.error });
-    }
+    if (outcome.ok) written.push(outcome.outcome);
+    else itemErrors.push({ index: outcome.index, externalId: byIndex.get(outcome.index)?.externalId ?? null, error: outcome.error });
   }
-  const succeeded = outcomes.length - refused;
+  const succeeded = written.length;
   const recorded = await services.batches.recordSegment(
     batch.key,
-    { segment: ref.segment, succeeded, failed: itemErrors.length },
+    { segment: ref.segment, succeeded, failed: itemErrors.length, written: writeCountsOfOutcomes(written) },
     itemErrors,
     ref.workerId,
   );

@@ -22,6 +22,7 @@ import { changeBatch } from '../change-batch.ts';
 import { withSpan } from '../tracing.ts';
 import { type AppError, AppFailure, otherTenant, validation } from '../errors.ts';
 import { err, ok, type Result } from '../../domain/result.ts';
+import { emptyWriteCounts } from '../../domain/progress.ts';
 
 export interface SubmitOptions {
   batchId?: string | undefined;
@@ -405,6 +406,7 @@ function batchRecord(input: SubmitInput, options: SubmitOptions, parts: RecordPa
     startedAt: null,
     completedAt: null,
     counts: { total: parts.total, processed: 0, succeeded: 0, failed: 0 },
+    written: emptyWriteCounts(),
     payload: { codec: parts.codec, prefix: parts.prefix, segments: stored.segments, rawBytes: stored.rawBytes, storedBytes: stored.storedBytes },
     workflowId: null,
     webhook: { url: parts.webhook.url, secret: parts.webhook.secret, delivered: false, attempts: 0, lastError: null },
