@@ -16,6 +16,9 @@ interface Seen {
   event: string;
   status: string;
   processed: number;
+  succeeded: number;
+  /** created + updated + unchanged */
+  written: number;
   connection: number;
 }
 
@@ -33,8 +36,9 @@ async function connect(api: ApiClient, id: string, lastEventId: number | undefin
   if (response.status !== 200) return { status: response.status, events, ended: true, headers: response.headers };
   const parser = createParser({
     onEvent: (message: EventSourceMessage) => {
-      const batch = JSON.parse(message.data) as { status: string; request_counts: { processed: number } };
-      events.push({ id: Number(message.id), event: message.event ?? 'message', status: batch.status, processed: batch.request_counts.processed, connection });
+      const batch = JSON.parse(message.data) as { status: string; request_counts: { processed: number; succeeded: number; created: number; updated: number; unchanged: number } };
+      const { processed, succeeded, created, updated, unchanged } = batch.request_counts;
+      events.push({ id: Number(message.id), event: message.event ?? 'message', status: batch.status, processed, succeeded, written: created + updated + unchanged, connection });
     },
   });
   const reader = response.body!.getReader();
@@ -112,6 +116,8 @@ describe('progress stream resumed across disconnects', () => {
       expect(seen[i]!.id, `event ${i}`).toBeGreaterThan(seen[i - 1]!.id);
       expect(seen[i]!.processed).toBeGreaterThanOrEqual(seen[i - 1]!.processed);
     }
+    // Each event's write outcomes add up to its succeeded count, though the batch runs on another thread.
+    expect(seen.filter((e) => e.written !== e.succeeded)).toEqual([]);
     const finals = seen.filter((e) => e.event === 'done');
     expect(finals).toHaveLength(1);
     expect(seen.at(-1)!.event).toBe('done');
