@@ -46,7 +46,8 @@ describe('a data folder written before the Papr fields, upgraded in place', () =
     expect(memoryColumns(dir.path)).toContain('attributes');
     const api = apiClient(server.url, key);
     const old = await api.get('written-by-v0');
-    expect(old).toMatchObject({ status: 'completed', request_counts: { total: 2, processed: 2, succeeded: 2, failed: 0 } });
+    // Its ledger predates write outcomes in the ledger: they are read from the memories, created by this batch.
+    expect(old).toMatchObject({ status: 'completed', request_counts: { total: 2, processed: 2, succeeded: 2, failed: 0, created: 2, updated: 0, unchanged: 0 } });
     const results = await api.all<Record<string, unknown>>('/v1/batch/written-by-v0/results');
     expect(results).toEqual([
       // Memories written before upserts existed read back as their first version, created by this batch.
@@ -72,5 +73,16 @@ describe('a data folder written before the Papr fields, upgraded in place', () =
     expect((await api.waitForFinal(batchId, 30_000)).status).toBe('completed');
     const results = await api.all<Record<string, unknown>>(`/v1/batch/${batchId}/results`);
     expect(results[0]).toMatchObject({ external_user_id: 'alice', context: [{ role: 'user', content: 'hi' }] });
+    // A batch of the upgraded database keeps its write outcomes in the ledger (columns added in place).
+    expect((await api.get(batchId)).request_counts).toMatchObject({ succeeded: 1, created: 1, updated: 0, unchanged: 0 });
+    const db = new DatabaseSync(join(dir.path, 'batchmem.db'), { readOnly: true });
+    try {
+      const columns = (db.prepare('PRAGMA table_info(batches)').all() as { name: string }[]).map((c) => c.name);
+      expect(columns).toEqual(expect.arrayContaining(['created', 'updated', 'unchanged']));
+      const legacy = db.prepare("SELECT created FROM batches WHERE record LIKE '%written-by-v0%'").get() as { created: number | null };
+      expect(legacy.created).toBeNull();
+    } finally {
+      db.close();
+    }
   });
 });

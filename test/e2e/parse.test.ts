@@ -130,6 +130,8 @@ describe('Parse: faults under a running batch', () => {
     console.info(`[e2e parse] killed with ${stored} memories stored and ${recorded} recorded of ${total}; completed after the restart`);
     expect(done.status).toBe('completed');
     expectCounts(done.request_counts, { total, processed: total, succeeded: total, failed: 0, expired: 0 });
+    // The segment written twice is counted with its first write's outcome (created), not as unchanged.
+    expect(done.request_counts).toMatchObject({ created: total, updated: 0, unchanged: 0 });
     expect(await storedMemories(parse!, 'org-a', 'parse-crash')).toBe(total);
     const results = await api.all<{ index: number; memory_id: string }>('/v1/batch/parse-crash/results');
     expect(results.map((r) => r.index)).toEqual(Array.from({ length: total }, (_, i) => i));

@@ -74,6 +74,9 @@ describe('embedded defaults: SIGKILL of the process that runs segments', () => {
     }
     const done = await r.api.waitForFinal('killed-thrice');
     await expectEveryMemoryOnce(r.api, r.dataDir, 'org-a', done, total);
+    // Every external id was new: a segment run again after a kill is counted with its first write's outcome
+    // (created), not as unchanged by its own earlier write.
+    expect(done.request_counts).toMatchObject({ created: total, updated: 0, unchanged: 0 });
     await r.receiver.waitFor('killed-thrice');
     await sleep(1_000); // a second delivery, were there one, would come within the backoff
     expectWebhookExactlyOnce(r.receiver, 'killed-thrice');
