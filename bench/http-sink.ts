@@ -8,6 +8,7 @@ import { toMemoryRecord } from '../src/domain/memory.ts';
 import { sinkReceiver, type SinkReceiver } from '../test/support/sink-receiver.ts';
 import { corpusMemory } from './corpus.ts';
 import { embeddedServer, ndjsonChunks, streamOf, waitForFinal } from './embedded.ts';
+import { cpuSince, type ProcessCpu } from './server.ts';
 
 type Log = (line: string) => void;
 
@@ -20,6 +21,11 @@ export interface HttpSinkRun {
   /** 202 to `completed`: the sink's delivery alone, without the upload. */
   processSeconds: number;
   ratio: number;
+  /** How far delivery overlapped the upload: memories the receiver held at the 202, and the first one's arrival (s after the POST). */
+  deliveredAtAccept?: number;
+  firstDeliverySeconds?: number;
+  /** The server's CPU from the POST to `completed`, in all and by thread. */
+  cpu?: ProcessCpu;
 }
 
 export interface HttpSinkReceiverResult {
@@ -76,7 +82,7 @@ async function endToEnd(
   memories: number,
   chunkSize: number,
   concurrency: number,
-): Promise<{ seconds: number; processSeconds: number }> {
+): Promise<{ seconds: number; processSeconds: number; deliveredAtAccept: number; firstDeliverySeconds?: number; cpu: ProcessCpu }> {
   const server = await embeddedServer({
     BATCHMEM_SINK: 'http',
     BATCHMEM_SINK_URL: `${receiver.url}/ingest`,
@@ -87,19 +93,27 @@ async function endToEnd(
   });
   try {
     const chunks = ndjsonChunks(memories);
+    const cpuBefore = server.proc.cpu();
     const start = performance.now();
+    let firstDeliverySeconds: number | undefined;
+    const watch = setInterval(() => {
+      if (firstDeliverySeconds === undefined && receiver.stored.size > 0) firstDeliverySeconds = (performance.now() - start) / 1000;
+    }, 20);
     // invalid_items: record, so that delivery starts with the first stored segment and overlaps the upload.
     const response = await server.api.submitNdjson(streamOf(chunks), '?invalid_items=record');
+    const deliveredAtAccept = receiver.stored.size;
     if (response.status !== 202) throw new Error(`submit answered ${response.status}: ${(await response.text()).slice(0, 500)}`);
     const { id } = (await response.json()) as { id: string };
     const acceptedAt = performance.now();
     const done = await waitForFinal(server.api, id, 30 * 60_000);
     const seconds = (performance.now() - start) / 1000;
     const processSeconds = (performance.now() - acceptedAt) / 1000;
+    clearInterval(watch);
+    const cpu = cpuSince(cpuBefore, server.proc.cpu());
     if (done.status !== 'completed' || done.request_counts.succeeded !== memories) {
       throw new Error(`batch ended ${done.status} with ${JSON.stringify(done.request_counts)}`);
     }
-    return { seconds, processSeconds };
+    return { seconds, processSeconds, deliveredAtAccept, firstDeliverySeconds, cpu };
   } finally {
     await server.close();
   }
@@ -129,15 +143,26 @@ export async function runHttpSink(options: {
       const raw = await rawAcceptRate(rawReceiver, requests, options.memories, concurrency);
       await rawReceiver.close();
       const e2eReceiver = await sinkReceiver({ secret, plan: serviceMs > 0 ? () => ({ kind: 'slow', delayMs: serviceMs }) : undefined });
-      const { seconds, processSeconds } = await endToEnd(e2eReceiver, secret, options.memories, chunkSize, concurrency);
+      const { seconds, processSeconds, deliveredAtAccept, firstDeliverySeconds, cpu } = await endToEnd(e2eReceiver, secret, options.memories, chunkSize, concurrency);
       const delivered = e2eReceiver.stored.size;
       await e2eReceiver.close();
       if (delivered !== options.memories) throw new Error(`the receiver holds ${delivered} of ${options.memories} memories`);
       const endToEndRate = options.memories / seconds;
-      runs.push({ rawMemoriesPerSecond: raw, endToEndMemoriesPerSecond: endToEndRate, endToEndSeconds: seconds, processSeconds, ratio: endToEndRate / raw });
+      runs.push({
+        rawMemoriesPerSecond: raw,
+        endToEndMemoriesPerSecond: endToEndRate,
+        endToEndSeconds: seconds,
+        processSeconds,
+        ratio: endToEndRate / raw,
+        deliveredAtAccept,
+        firstDeliverySeconds,
+        cpu,
+      });
       options.log(
         `  http sink, receiver service time ${serviceMs} ms: raw ${Math.round(raw)}/s, end to end ${Math.round(endToEndRate)}/s ` +
-          `(${seconds.toFixed(1)} s, of which delivery ${processSeconds.toFixed(1)} s), ratio ${(endToEndRate / raw).toFixed(2)}`,
+          `(${seconds.toFixed(1)} s, of which after the 202 ${processSeconds.toFixed(1)} s; ${deliveredAtAccept} delivered by the 202, the first at ` +
+          `${firstDeliverySeconds?.toFixed(1)} s), ratio ${(endToEndRate / raw).toFixed(2)}; server CPU ${cpu.totalSeconds.toFixed(1)} s ` +
+          `(${Object.entries(cpu.byThread).filter(([, v]) => v >= 0.05).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')})`,
       );
     }
     const rawRate = median(runs.map((r) => r.rawMemoriesPerSecond));

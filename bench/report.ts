@@ -297,6 +297,19 @@ function httpSink(section: Section<HttpSinkResult> | undefined): string {
     `Memories per second from the start of the submit request to \`completed\`, through \`batchmem serve\` with \`BATCHMEM_SINK=http\`, submitted with \`invalid_items: record\` so that delivery starts with the first stored segment while the upload streams (signed NDJSON, ${h.chunkSize} memories a request, ${h.concurrency} in flight, no rate limit) to a loopback receiver, divided by the same receiver's raw accept rate: a plain client sending the same memories, pre-built and signed, in the same chunks with the same concurrency. Measured in turns, ${h.repeats} times each; the ratio is of the medians (the range is of each pair).`,
     '',
     table(['receiver', 'N', 'end to end /s', 'receiver raw /s', 'ratio (range)', 'delivery only (202 to completed)', 'target'], rows),
+    ...h.receivers.flatMap((r) => {
+      const runs = r.runs.filter((run) => run.cpu && run.deliveredAtAccept !== undefined);
+      if (!runs.length) return [];
+      const mid = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+      const perThousand = (seconds: number) => ((seconds * 1e6) / h.memories).toFixed(0);
+      const thread = (name: string) => perThousand(mid(runs.map((run) => run.cpu!.byThread[name] ?? 0)));
+      return [
+        '',
+        `${r.serviceMs === 0 ? 'Receiver answering at once' : `Receiver holding ${r.serviceMs} ms`}, medians: ${int(mid(runs.map((run) => run.deliveredAtAccept!)))} of ${int(h.memories)} memories delivered by the 202 ` +
+          `(the first ${mid(runs.map((run) => run.firstDeliverySeconds ?? NaN)).toFixed(1)} s after the POST); the server's CPU per 1,000 memories ${perThousand(mid(runs.map((run) => run.cpu!.totalSeconds)))} ms ` +
+          `(HTTP thread ${thread('MainThread')}, processing thread ${thread('processing')}, libuv pool ${thread('libuv-worker')}, V8 helpers ${thread('V8Worker')}).`,
+      ];
+    }),
   ].join('\n');
 }
 
