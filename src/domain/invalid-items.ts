@@ -26,6 +26,11 @@ export interface UploadState {
   received: number;
   /** When the last segment was stored (ISO 8601): a runner waiting for more tells a live upload from a dead one. */
   storedAt?: string | undefined;
+  /**
+   * The request's fingerprint (domain/idempotency.ts), recorded when the upload ends: a streamed batch is recorded
+   * before its body is all read, so this is where a repeat under the same Idempotency-Key is compared with it.
+   */
+  bodySha256?: string | undefined;
 }
 
 /**

@@ -294,10 +294,15 @@ export function uploadProgress(batch: Uploading, stored: StoredUpload, now?: str
   return ok(uploadFields(batch, stored, false, now));
 }
 
-/** The last segment is stored: the total is final. Refused, like a progress step, once the batch stopped taking items. */
-export function endUpload(batch: Uploading, stored: StoredUpload): Result<UploadPatch, UploadClosed> {
+/**
+ * The last segment is stored: the total is final, and the request's fingerprint (`bodySha256`, hex) is kept with the
+ * upload for a repeat of the request to be compared with. Refused, like a progress step, once the batch stopped
+ * taking items.
+ */
+export function endUpload(batch: Uploading, stored: StoredUpload, bodySha256: string): Result<UploadPatch, UploadClosed> {
   if (takesNoMoreItems(batch.status)) return err({ kind: 'upload_closed', status: batch.status });
-  return ok(uploadFields(batch, stored, true));
+  const fields = uploadFields(batch, stored, true);
+  return ok({ ...fields, upload: { ...fields.upload, bodySha256 } });
 }
 
 /**

@@ -439,12 +439,13 @@ export function batchRepositoryContract(adapter: string, open: () => Promise<Rep
       expect(grown).toMatchObject({ payload: { segments: 2, rawBytes: 210, storedBytes: 85, prefix: batch.payload.prefix }, upload: { complete: false, received: 1700 } });
       expect(grown?.counts).toEqual({ total: 1700, processed: 1000, succeeded: 998, failed: 2 });
       const ended = await changeBatch(repo, batch.key, (current) => {
-        const step = endUpload(current, { segments: 3, rawBytes: 300, storedBytes: 120, received: 2500 });
+        const step = endUpload(current, { segments: 3, rawBytes: 300, storedBytes: 120, received: 2500 }, 'c0ffee');
         return step.ok ? step.value : undefined;
       });
       expect(ended).toMatchObject({ invalidItems: 'record', upload: { complete: true, received: 2500 }, payload: { segments: 3 } });
       const read = await repo.get(batch.key);
-      expect(read).toMatchObject({ upload: { complete: true, received: 2500 }, payload: { segments: 3, rawBytes: 300, storedBytes: 120 } });
+      // The fingerprint recorded as the upload ended is read back: a repeat of the request is compared with it.
+      expect(read).toMatchObject({ upload: { complete: true, received: 2500, bodySha256: 'c0ffee' }, payload: { segments: 3, rawBytes: 300, storedBytes: 120 } });
       expect(read?.counts).toEqual({ total: 2500, processed: 1000, succeeded: 998, failed: 2 });
       expect((await repo.list(batch.tenant.organization, { limit: 100 })).items.find((b) => b.key === batch.key)?.counts.total).toBe(2500);
     });

@@ -167,6 +167,25 @@ export function httpEndToEndSuite(name: string, openBackend: () => Promise<E2eBa
       expect((await b.submitJson({ memories: [memory(1)], batch_id: 'repeat-me' })).status).toBe(202);
     });
 
+    it('compares a repeat under an Idempotency-Key with a streamed (record) batch: same request answered, another body refused', async () => {
+      const key = { 'idempotency-key': 'streamed-order-7' };
+      const first = await a.submitNdjson(ndjsonStream(3000), '?invalid_items=record', key);
+      expect(first.status).toBe(202);
+      const { id } = (await first.json()) as { id: string };
+      expect((await a.waitForFinal(id)).status).toBe('completed');
+      const same = await a.submitNdjson(ndjsonStream(3000), '?invalid_items=record', key);
+      expect(same.status).toBe(200);
+      expect(same.headers.get('idempotent-replayed')).toBe('true');
+      expect(((await same.json()) as { id: string }).id).toBe(id);
+      const other = await a.submitNdjson(ndjsonStream(3001), '?invalid_items=record', key);
+      // 422, as for a JSON body: the IETF Idempotency-Key draft's answer to a key reused with another payload.
+      expect(other.status).toBe(422);
+      expect(other.headers.get('content-type')).toContain('application/problem+json');
+      expect(await other.text()).toContain('Idempotency-Key');
+      // Nothing of either repeat was added to the batch.
+      expect((await a.get(id)).request_counts.total).toBe(3000);
+    });
+
     it('cancels a running batch, keeping counts equal to the memories stored', async () => {
       const response = await a.submitNdjson(ndjsonStream(40_000), '?batch_id=to-cancel');
       expect(response.status).toBe(202);

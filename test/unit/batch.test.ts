@@ -50,13 +50,13 @@ describe('streamed upload steps (invalid_items: record)', () => {
     expect(step).toEqual({ ok: true, value: { payload: { ...payload, segments: 2, rawBytes: 30, storedBytes: 12 }, upload: { complete: false, received: 1500 }, total: 1500 } });
     for (const status of ['cancelling', 'cancelled', 'expired'] as const) {
       expect(uploadProgress({ status, payload }, stored)).toEqual({ ok: false, error: { kind: 'upload_closed', status } });
-      expect(endUpload({ status, payload }, stored).ok).toBe(false);
+      expect(endUpload({ status, payload }, stored, 'c0ffee').ok).toBe(false);
     }
     // A batch that ended failed (a failure limit) or completed while its body streamed takes the rest of it: the
     // items never reached stay counted, for a redrive, as with a JSON body.
     for (const status of ['failed', 'completed'] as const) {
       expect(uploadProgress({ status, payload }, stored).ok).toBe(true);
-      const ended = endUpload({ status, payload }, stored);
+      const ended = endUpload({ status, payload }, stored, 'c0ffee');
       expect(ended.ok && ended.value).toMatchObject({ upload: { complete: true, received: 1500 }, total: 1500 });
       expect(ended.ok && ended.value.status).toBeUndefined();
     }
@@ -69,8 +69,8 @@ describe('streamed upload steps (invalid_items: record)', () => {
   });
 
   it('ends the upload with the final total', () => {
-    const step = endUpload({ status: 'processing', payload }, stored);
-    expect(step.ok && step.value).toMatchObject({ upload: { complete: true, received: 1500 }, total: 1500 });
+    const step = endUpload({ status: 'processing', payload }, stored, 'c0ffee');
+    expect(step.ok && step.value).toMatchObject({ upload: { complete: true, received: 1500, bodySha256: 'c0ffee' }, total: 1500 });
     expect(uploadOpen({ upload: { complete: false, received: 3 } })).toBe(true);
     expect(uploadOpen({ upload: { complete: true, received: 3 } })).toBe(false);
     expect(uploadOpen({})).toBe(false);

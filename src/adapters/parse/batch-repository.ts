@@ -127,7 +127,8 @@ function uploadOfRow(row: ParseObject): Pick<MutableState, 'upload'> {
   if (!upload || typeof upload !== 'object') return {};
   const growth = { segments: number(row.get('segmentCount')), rawBytes: number(row.get('rawBytes')), storedBytes: number(row.get('storedBytes')) };
   const storedAt = typeof upload.storedAt === 'string' ? { storedAt: upload.storedAt } : {};
-  return { upload: { complete: upload.complete === true, received: number(upload.received), ...storedAt, ...growth } };
+  const bodySha256 = typeof upload.bodySha256 === 'string' ? { bodySha256: upload.bodySha256 } : {};
+  return { upload: { complete: upload.complete === true, received: number(upload.received), ...storedAt, ...bodySha256, ...growth } };
 }
 
 function countsOfRow(row: ParseObject): Counts {

@@ -105,7 +105,8 @@ export function batchIdFor(tenant: Tenant, options: SubmitOptions, uploadId: str
 
 /**
  * Looks up the batch a repeated submission refers to, before its body is read. A batch made under an
- * Idempotency-Key with a recorded fingerprint is not returned: the new body must be read and compared first.
+ * Idempotency-Key with a recorded fingerprint (`bodyFingerprintOf`) is not returned: the new body must be read and
+ * compared first.
  * A repeat that races a streamed (`invalid_items: "record"`) upload still open under that id is refused (409): the
  * first body is not all stored, so the repeat can be neither compared with it nor answered with its batch.
  */
@@ -119,7 +120,7 @@ export async function findExisting(
   if (batch && uploadOpen(batch)) {
     return err({ kind: 'wrong_state', detail: `batch ${batch.id} is still receiving its body; repeat the request once its upload has ended` });
   }
-  if (batch && !options.batchId && batch.fingerprint) return ok(undefined);
+  if (batch && !options.batchId && bodyFingerprintOf(batch)) return ok(undefined);
   if (batch) await ensureStarted(services, batch);
   return ok(batch);
 }
@@ -136,10 +137,15 @@ export async function submitBatch(services: OrchestratedServices, input: SubmitI
   // invalid item is kept as `record` would keep it, and `firstRejection` is what `reject` answers (the same answer
   // as stopping at that item: whatever came after it in the body is not looked at).
   let mode: InvalidItems | undefined;
+  /** Processed as it streams (`record`, options up front): recorded and started with its first stored segment. */
+  let streams = false;
   if (input.optionsUpFront) {
     const upFront = resolveInvalidItems(input.options().invalidItems);
     if (!upFront.ok) return err(upFront.error);
     mode = upFront.value;
+    // A repeat under an Idempotency-Key whose batch exists is read whole instead, then compared with that batch's
+    // fingerprint: it is answered with the batch (same request) or refused (another body), never streamed into it.
+    streams = mode === 'record' && !(await repeatsKeyedBatch(services, input.tenant, input.options()));
   }
   let firstRejection: AppError | undefined;
   /** While the mode is undecided, an error after an invalid item is answered as `reject` would: with that item. */
@@ -153,7 +159,7 @@ export async function submitBatch(services: OrchestratedServices, input: SubmitI
   // Segments are compressed on libuv's thread pool and written while the next ones are read (`maxSegmentsInFlight`
   // at most, so memory stays bounded); they count as stored in body order, once written. A streamed batch
   // (`record`, options up front) publishes each segment as it lands, so it writes one at a time.
-  const inFlight = mode === 'record' && input.optionsUpFront ? 0 : maxSegmentsInFlight;
+  const inFlight = streams ? 0 : maxSegmentsInFlight;
   const pending: { raw: RawSegment; written: Promise<number> }[] = [];
   const write = async (raw: RawSegment, segment: number): Promise<number> => {
     const body = await encodeSegmentAsync(raw.ndjson, {
@@ -177,7 +183,7 @@ export async function submitBatch(services: OrchestratedServices, input: SubmitI
     stored.rawBytes += raw.ndjson.byteLength;
     stored.storedBytes += storedBytes;
     stored.received += raw.itemCount;
-    if (mode === 'record' && input.optionsUpFront) await publish();
+    if (streams) await publish();
   };
   const store = async (raw: RawSegment) => {
     fingerprint.addLines(raw.ndjson);
@@ -283,9 +289,13 @@ export async function submitBatch(services: OrchestratedServices, input: SubmitI
 
   if (live) {
     const streamed: Batch = live;
+    // Its options were checked when it was recorded (recordStreamed): they resolve here as they did there.
+    const extras = resolveExtras(options);
+    if (!extras.ok) return discard(extras.error);
+    const bodySha256 = finishFingerprint(fingerprint, options, extras.value);
     // Refused when the batch was cancelled meanwhile: it then ends cancelled as asked, with the total it had.
     const ended = await changeBatch(services.batches, streamed.key, (current) => {
-      const step = endUpload(current, stored);
+      const step = endUpload(current, stored, bodySha256);
       return step.ok ? step.value : undefined;
     });
     return ok({ batch: ended ?? streamed, created: true, replayed: false });
@@ -301,17 +311,7 @@ export async function submitBatch(services: OrchestratedServices, input: SubmitI
   const defaults = options.memoryDefaults;
   const conflict = defaults ? tenantConflict(input.tenant, defaults) : undefined;
   if (conflict) return discard(otherTenant(`${conflict.path} ${conflict.message}`));
-  const bodySha256 = fingerprint.finish({
-    batch_id: options.batchId,
-    webhook_url: options.webhookUrl,
-    webhook_secret: options.webhookSecret,
-    defaults,
-    completion_window: extras.value.window?.text,
-    metadata: extras.value.metadata,
-    on_existing: extras.value.onExisting,
-    failure_limits: extras.value.failureLimits ?? undefined,
-    ...(extras.value.invalidItems ? { invalid_items: extras.value.invalidItems } : {}),
-  });
+  const bodySha256 = finishFingerprint(fingerprint, options, extras.value);
 
   let id = batchIdFor(input.tenant, options, uploadId);
   const windowMs = settings.dedupeWindowMs;
@@ -344,7 +344,8 @@ export async function submitBatch(services: OrchestratedServices, input: SubmitI
   if (!created) {
     // A repeated submission: the first one's payload is the batch; this copy is not needed.
     await removeUpload();
-    if (options.idempotencyKey && !options.batchId && batch.fingerprint && batch.fingerprint !== bodySha256) {
+    const earlier = bodyFingerprintOf(batch);
+    if (options.idempotencyKey && !options.batchId && earlier && earlier !== bodySha256) {
       // Answering the old batch would tell the client its new request was done.
       return err({ kind: 'idempotency_key_reused', detail: 'this Idempotency-Key was used for a different request body; use a new key for a new batch' });
     }
@@ -390,6 +391,32 @@ interface RecordParts {
   webhook: { url: string | null; secret: string | null };
   extras: Extras;
   stored: StoredUpload;
+}
+
+/** The request's fingerprint: its memories as stored (fed segment by segment) and every option that shapes the batch. */
+function finishFingerprint(fingerprint: BodyFingerprint, options: SubmitOptions, extras: Extras): string {
+  return fingerprint.finish({
+    batch_id: options.batchId,
+    webhook_url: options.webhookUrl,
+    webhook_secret: options.webhookSecret,
+    defaults: options.memoryDefaults,
+    completion_window: extras.window?.text,
+    metadata: extras.metadata,
+    on_existing: extras.onExisting,
+    failure_limits: extras.failureLimits ?? undefined,
+    ...(extras.invalidItems ? { invalid_items: extras.invalidItems } : {}),
+  });
+}
+
+/** The fingerprint a batch's request left: recorded with the batch, or (streamed) when its upload ended; else none. */
+function bodyFingerprintOf(batch: Batch): string | undefined {
+  return batch.fingerprint ?? batch.upload?.bodySha256 ?? undefined;
+}
+
+/** True when a batch already exists under this request's Idempotency-Key (and the request names no batch id). */
+async function repeatsKeyedBatch(services: OrchestratedServices, tenant: Tenant, options: SubmitOptions): Promise<boolean> {
+  if (!options.idempotencyKey || options.batchId) return false;
+  return (await services.batches.get(batchKey(tenant.organization, batchIdFor(tenant, options, '')))) !== undefined;
 }
 
 /** The new batch record (without its body fingerprint) from the checked options and what was stored. */
