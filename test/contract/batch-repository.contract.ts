@@ -256,7 +256,7 @@ export function batchRepositoryContract(adapter: string, open: () => Promise<Rep
     });
 
     it("never shows a read with write outcomes apart from succeeded while segments are recorded", async () => {
-      const segments = 24;
+      const segments = 12;
       const run = uniqueId('run');
       const batch = newBatch({ status: 'processing', metadata: { run }, counts: { total: segments * 10, processed: 0, succeeded: 0, failed: 0 } });
       await repo.create(batch);
