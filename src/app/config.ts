@@ -66,8 +66,9 @@ export const configSchema = z.object({
   BATCHMEM_TENANT_CONCURRENCY: int(1, 65536).optional(),
   // Embedded orchestrator: process segments on a worker thread, off the thread that serves HTTP (src/app/processing-thread.ts).
   BATCHMEM_PROCESSING_THREAD: bool.default(true),
-  // Its CPU priority below the HTTP thread's (a nice increment, as nice(1)): when both want a core, uploads and reads go first.
-  BATCHMEM_PROCESSING_NICE: int(0, 19).default(10),
+  // Its CPU priority below the HTTP thread's (a nice increment, as nice(1)): when both want a core, uploads and reads go
+  // first. Off by default: a niced thread also yields to every other process on the host (docs/benchmarks.md).
+  BATCHMEM_PROCESSING_NICE: int(0, 19).default(0),
   BATCHMEM_SEGMENT_MAX_ATTEMPTS: int(1, 100).default(5),
   BATCHMEM_WEBHOOK_TIMEOUT_MS: int(100).default(10_000),
   BATCHMEM_WEBHOOK_MAX_ATTEMPTS: int(1, 100).default(8),
