@@ -122,6 +122,16 @@ function stateOfRow(row: ParseObject): MutableState {
   };
 }
 
+/** The upload state a batch shows, without the payload growth kept beside it. */
+function uploadState(upload: UploadState): UploadState {
+  return {
+    complete: upload.complete,
+    received: upload.received,
+    ...(upload.storedAt ? { storedAt: upload.storedAt } : {}),
+    ...(upload.bodySha256 ? { bodySha256: upload.bodySha256 } : {}),
+  };
+}
+
 function uploadOfRow(row: ParseObject): Pick<MutableState, 'upload'> {
   const upload = row.get('upload') as UploadState | undefined;
   if (!upload || typeof upload !== 'object') return {};
@@ -186,7 +196,7 @@ function toBatch(row: ParseObject, version: number, state: MutableState, storedC
       rawBytes: upload ? upload.rawBytes : number(row.get('rawBytes')),
       storedBytes: upload ? upload.storedBytes : number(row.get('storedBytes')),
     },
-    ...(upload ? { upload: { complete: upload.complete, received: upload.received, ...(upload.storedAt ? { storedAt: upload.storedAt } : {}) } } : {}),
+    ...(upload ? { upload: uploadState(upload) } : {}),
     ...(text(row.get('invalidItems')) ? { invalidItems: text(row.get('invalidItems')) as Batch['invalidItems'] } : {}),
     workflowId: state.workflowId,
     webhook: state.webhook,
@@ -228,7 +238,7 @@ function writeState(row: ParseObject, version: number, state: MutableState): voi
   put(row, 'failureReason', state.error);
   if (state.upload) {
     // The projection of an open upload's growth, for list pages and Parse Dashboard; `get` reads the version row.
-    row.set('upload', { complete: state.upload.complete, received: state.upload.received, ...(state.upload.storedAt ? { storedAt: state.upload.storedAt } : {}) });
+    row.set('upload', uploadState(state.upload));
     row.set('segmentCount', state.upload.segments);
     row.set('rawBytes', state.upload.rawBytes);
     row.set('storedBytes', state.upload.storedBytes);
