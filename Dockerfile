@@ -18,7 +18,8 @@ ENV NODE_ENV=production \
     BATCHMEM_DATA_DIR=/var/lib/batchmem \
     BATCHMEM_HOST=0.0.0.0 \
     BATCHMEM_PORT=8787 \
-    MALLOC_ARENA_MAX=2
+    MALLOC_ARENA_MAX=2 \
+    MALLOC_MMAP_THRESHOLD_=131072
 USER batchmem
 VOLUME /var/lib/batchmem
 EXPOSE 8787 9464

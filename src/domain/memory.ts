@@ -4,6 +4,7 @@ import { z } from 'zod';
 import type { Tenant } from './tenant.ts';
 import type { FieldIssue, InvalidItem } from './errors.ts';
 import { err, ok, type Result } from './result.ts';
+import { ExternalIdSet } from './external-id-set.ts';
 
 export interface MemoryLimits {
   maxContentBytes: number;
@@ -333,15 +334,13 @@ export function memoryFingerprint(memory: Pick<MemoryRecord, 'content' | 'type' 
  * A batch may name an external id once, since one memory cannot take two values in one run.
  */
 export class ExternalIdTracker {
-  readonly #seen = new Map<string, number>();
+  /** One entry per id named, for the whole upload: kept compact (external-id-set.ts). */
+  readonly #seen = new ExternalIdSet();
 
   /** The index of the earlier item with this external id, or undefined (and the id is remembered). */
   see(externalId: string | undefined, index: number): number | undefined {
     if (externalId === undefined) return undefined;
-    const earlier = this.#seen.get(externalId);
-    if (earlier !== undefined) return earlier;
-    this.#seen.set(externalId, index);
-    return undefined;
+    return this.#seen.getOrAdd(externalId, index);
   }
 }
 
