@@ -51,13 +51,6 @@ export function answerEndsConnection(incoming: IncomingMessage, limits: UnreadBo
 }
 
 /**
- * Installs the discard and the lingering close on `server` (a plain node:http server serving the API through
- * @hono/node-server). Node and the adapter both close a connection through `socket.destroySoon()` (Node after an
- * answer that said `Connection: close`; the adapter when its 500 ms drain runs out), so each socket's `destroySoon`
- * becomes the lingering close, except while a kept-alive connection's discard is within its bounds: then the adapter's
- * close is not taken and this discard decides.
- */
-/**
  * Reads the rest of `incoming` into `onChunk` and nowhere else. The body's earlier readers go first, as Node's own
  * discard of an unread body does: the web stream a handler read the body through (Readable.toWeb) pauses the request
  * whenever its queue is full, and nobody reads that queue once the answer is out, so the body would stall there, the
@@ -69,6 +62,13 @@ function discard(incoming: IncomingMessage, onChunk: (chunk: Buffer) => void): v
   incoming.resume();
 }
 
+/**
+ * Installs the discard and the lingering close on `server` (a plain node:http server serving the API through
+ * @hono/node-server). Node and the adapter both close a connection through `socket.destroySoon()` (Node after an
+ * answer that said `Connection: close`; the adapter when its 500 ms drain runs out), so each socket's `destroySoon`
+ * becomes the lingering close, except while a kept-alive connection's discard is within its bounds: then the adapter's
+ * close is not taken and this discard decides.
+ */
 export function settleUnreadBodies(server: Server, limits: UnreadBodyLimits = unreadBodyLimits): void {
   const discarding = new WeakSet<Socket>();
   const lingering = new WeakSet<Socket>();
