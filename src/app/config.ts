@@ -29,6 +29,8 @@ const duration = z
 export const configSchema = z.object({
   BATCHMEM_PORT: int(0, 65535).default(8787),
   BATCHMEM_HOST: z.string().default('0.0.0.0'),
+  // A connection that sends and receives nothing for this long is closed (an upload that stalled, a client gone).
+  BATCHMEM_IDLE_TIMEOUT_MS: int(1000).default(120_000),
   BATCHMEM_DATA_DIR: z.string().default('./data'),
   BATCHMEM_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   BATCHMEM_STORE: z.enum(['sqlite', 'parse']).default('sqlite'),

@@ -40,9 +40,15 @@ export async function startServer(config: Config, decorate?: AdapterDecorators):
     maxNdjsonBodyBytes: config.BATCHMEM_MAX_NDJSON_BODY_BYTES,
     singleAddWaitMs: config.BATCHMEM_SINGLE_ADD_WAIT_MS,
   });
+  // Batches of any size: Node's whole-request deadline (`requestTimeout`, 5 minutes by default) would cut off a large
+  // body still arriving at a good pace (1.5 GB at 5 MB/s takes 5 minutes). A connection that goes quiet is closed
+  // instead, after BATCHMEM_IDLE_TIMEOUT_MS without a byte either way; headers keep Node's own 60 s deadline, and the
+  // event stream's heartbeat (15 s) keeps a quiet stream alive.
+  const serverOptions = { requestTimeout: 0 };
   const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
-    const s = serve({ fetch: app.fetch, port: config.BATCHMEM_PORT, hostname: config.BATCHMEM_HOST }, () => resolve(s));
+    const s = serve({ fetch: app.fetch, port: config.BATCHMEM_PORT, hostname: config.BATCHMEM_HOST, serverOptions }, () => resolve(s));
   });
+  server.setTimeout(config.BATCHMEM_IDLE_TIMEOUT_MS);
   // Bodies answered before they were read: discarded within bounds, or the connection closed after the answer.
   settleUnreadBodies(server as Server);
   // `Expect: 100-continue`: Node would answer 100 at once, before the key or the declared length is looked at, and

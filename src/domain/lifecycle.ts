@@ -249,8 +249,9 @@ function uploadFields(batch: Uploading, stored: StoredUpload, complete: boolean,
 
 /**
  * An open upload that stored no segment for this long is taken as abandoned: the process reading its body is gone
- * (it crashed or restarted), since a live one would have been cut off by the HTTP server's own request timeout
- * (Node's default, 5 minutes) by then. Without this a runner would wait forever for segments that cannot come.
+ * (it crashed or restarted). A live upload that sends nothing is closed well before by the HTTP server's idle timeout
+ * (BATCHMEM_IDLE_TIMEOUT_MS, 2 minutes by default), and one still sending fills a segment (1 MiB at most) in 5 minutes
+ * unless it sends under 3.5 kB/s. Without this a runner would wait forever for segments that cannot come.
  */
 export const uploadStallMs = 5 * 60_000;
 

@@ -2,7 +2,8 @@
 // keep-alive connection against the real server process. A short rest is read and thrown away and the connection
 // serves the next request; a rest past the discard bound gets `Connection: close`, and the client still sends its
 // whole body and reads the whole answer without a reset. Before, the HTTP adapter destroyed the socket 500 ms after
-// such an answer, although it said keep-alive.
+// such an answer, although it said keep-alive. Last, the idle timeout: an upload may take as long as it needs while bytes
+// keep arriving, and a connection that goes quiet is closed.
 import { connect, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -204,4 +205,55 @@ describe('bodies answered before they were read, against the server process', ()
       expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
     }, 30_000);
   }
+});
+
+describe('an upload has no overall deadline, only an idle one (BATCHMEM_IDLE_TIMEOUT_MS)', () => {
+  const idleDir = tempDir();
+  let idle: ServerProcess;
+  beforeAll(async () => {
+    idle = await serverProcess({ ...commonEnv(keys), BATCHMEM_DATA_DIR: idleDir.path, BATCHMEM_IDLE_TIMEOUT_MS: '1500' });
+    await idle.start();
+  }, 90_000);
+  afterAll(async () => {
+    await idle?.stop();
+    idleDir.remove();
+  });
+
+  const headers = (body: Buffer) => ({
+    authorization: `Bearer ${keys[0]!.key}`, 'content-type': 'application/x-ndjson', 'content-length': String(body.length),
+  });
+
+  it('takes a body that keeps arriving for longer than three idle timeouts', async () => {
+    const connection = await Connection.open(idle.url);
+    try {
+      const body = Buffer.from('{"content":"a memory sent slowly"}\n'.repeat(2000));
+      await connection.head('POST', '/v1/memory/batch?batch_id=slow-but-steady', headers(body));
+      // Eight pieces, one a second: 7 s in all, never 1.5 s without a byte.
+      await sendSlowly(connection, body, 8, 7000);
+      const answer = await connection.answer();
+      expect(answer.status).toBe(202);
+      expect(connection.error).toBeUndefined();
+    } finally {
+      connection.close();
+    }
+    const done = await apiClient(idle.url, keys[0]!.key).waitForFinal('slow-but-steady');
+    expect(done.status).toBe('completed');
+  }, 60_000);
+
+  it('closes a connection whose body stops arriving, stores nothing of it, and keeps serving', async () => {
+    const connection = await Connection.open(idle.url);
+    const startedAt = Date.now();
+    try {
+      const body = ndjson(64 * 1024);
+      await connection.head('POST', '/v1/memory/batch?batch_id=went-quiet', headers(body));
+      await connection.write(body.subarray(0, 10 * 1024));
+      await expect.poll(() => connection.ended || connection.error !== undefined, { timeout: 15_000 }).toBe(true);
+      // Not before the idle timeout (1.5 s) has passed.
+      expect(Date.now() - startedAt).toBeGreaterThanOrEqual(1400);
+    } finally {
+      connection.close();
+    }
+    expect((await apiClient(idle.url, keys[0]!.key).request('/v1/batch/went-quiet')).status).toBe(404);
+    expect((await fetch(`${idle.url}/healthz`)).status).toBe(200);
+  }, 60_000);
 });
