@@ -1,7 +1,7 @@
 // Renders the benchmark results as the markdown that bench/results/latest.md and docs/benchmarks.md show.
 import type { CompressionResult } from './compression.ts';
 import type { CorpusStats } from './corpus.ts';
-import type { EndToEndRun, LatencyResult, RssResult, ThroughputResult } from './embedded.ts';
+import type { LatencyResult, RssResult, ThroughputResult } from './embedded.ts';
 import type { ProcessCpu } from './server.ts';
 import type { FairnessResult } from './fairness.ts';
 import type { HttpSinkResult } from './http-sink.ts';
@@ -82,7 +82,6 @@ function throughput(section: Section<ThroughputResult>, temporal: Section<Tempor
   if (section.status === 'measured') {
     const t = section.result;
     const e2e = t.endToEndRuns;
-    const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
     rows.push([
       'embedded defaults (SQLite, files, in-process)',
       int(t.memories),
@@ -230,20 +229,24 @@ function shortReason(run: DesignRun): string {
   return error.slice(0, 160).replace(/\|/g, '/');
 }
 
+/** The middle value (the upper one of an even count). */
+function median(values: number[]): number {
+  return [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+}
+
 /** "total T ms (HTTP thread a, processing b, ...)": CPU per 1,000 memories by thread, median over runs. */
-function cpuSplit(runs: EndToEndRun[], memories: number): string | undefined {
-  const measured = runs.map((r) => r.cpu).filter((cpu): cpu is NonNullable<EndToEndRun['cpu']> => cpu !== undefined);
+function cpuSplit(runs: { cpu?: ProcessCpu }[], memories: number): string | undefined {
+  const measured = runs.map((r) => r.cpu).filter((cpu): cpu is ProcessCpu => cpu !== undefined);
   if (!measured.length) return undefined;
   const perThousand = (seconds: number) => (seconds * 1000 * 1000) / memories;
-  const mid = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
   const groups: [string, (cpu: ProcessCpu) => number][] = [
     ['HTTP thread', (cpu) => cpu.byThread.MainThread ?? 0],
     ['processing thread', (cpu) => cpu.byThread.processing ?? 0],
     ['libuv pool (compression, files)', (cpu) => cpu.byThread['libuv-worker'] ?? 0],
     ['V8 helpers (GC, compiler)', (cpu) => cpu.byThread.V8Worker ?? 0],
   ];
-  const parts = groups.map(([label, of]) => `${label} ${perThousand(mid(measured.map(of))).toFixed(0)}`);
-  return `${perThousand(mid(measured.map((cpu) => cpu.totalSeconds))).toFixed(0)} ms in all (${parts.join(', ')})`;
+  const parts = groups.map(([label, of]) => `${label} ${perThousand(median(measured.map(of))).toFixed(0)}`);
+  return `${perThousand(median(measured.map((cpu) => cpu.totalSeconds))).toFixed(0)} ms in all (${parts.join(', ')})`;
 }
 
 function latency(section: Section<LatencyResult>): string {
@@ -300,14 +303,10 @@ function httpSink(section: Section<HttpSinkResult> | undefined): string {
     ...h.receivers.flatMap((r) => {
       const runs = r.runs.filter((run) => run.cpu && run.deliveredAtAccept !== undefined);
       if (!runs.length) return [];
-      const mid = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
-      const perThousand = (seconds: number) => ((seconds * 1e6) / h.memories).toFixed(0);
-      const thread = (name: string) => perThousand(mid(runs.map((run) => run.cpu!.byThread[name] ?? 0)));
       return [
         '',
-        `${r.serviceMs === 0 ? 'Receiver answering at once' : `Receiver holding ${r.serviceMs} ms`}, medians: ${int(mid(runs.map((run) => run.deliveredAtAccept!)))} of ${int(h.memories)} memories delivered by the 202 ` +
-          `(the first ${mid(runs.map((run) => run.firstDeliverySeconds ?? NaN)).toFixed(1)} s after the POST); the server's CPU per 1,000 memories ${perThousand(mid(runs.map((run) => run.cpu!.totalSeconds)))} ms ` +
-          `(HTTP thread ${thread('MainThread')}, processing thread ${thread('processing')}, libuv pool ${thread('libuv-worker')}, V8 helpers ${thread('V8Worker')}).`,
+        `${r.serviceMs === 0 ? 'Receiver answering at once' : `Receiver holding ${r.serviceMs} ms`}, medians: ${int(median(runs.map((run) => run.deliveredAtAccept!)))} of ${int(h.memories)} memories delivered by the 202 ` +
+          `(the first ${median(runs.map((run) => run.firstDeliverySeconds ?? NaN)).toFixed(1)} s after the POST); the server's CPU per 1,000 memories ${cpuSplit(runs, h.memories)}.`,
       ];
     }),
   ].join('\n');
