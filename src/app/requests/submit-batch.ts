@@ -116,7 +116,7 @@ export async function findExisting(
   options: SubmitOptions,
 ): Promise<Result<Batch | undefined, AppError>> {
   if (!options.batchId && !options.idempotencyKey) return ok(undefined);
-  const batch = await services.batches.get(batchKey(tenant.organization, batchIdFor(tenant, options, '')));
+  const batch = await namedBatch(services, tenant, options);
   if (batch && uploadOpen(batch)) {
     return err({ kind: 'wrong_state', detail: `batch ${batch.id} is still receiving its body; repeat the request once its upload has ended` });
   }
@@ -413,10 +413,15 @@ function bodyFingerprintOf(batch: Batch): string | undefined {
   return batch.fingerprint ?? batch.upload?.bodySha256 ?? undefined;
 }
 
+/** The batch this request's `batch_id` or Idempotency-Key names, if it exists. */
+function namedBatch(services: OrchestratedServices, tenant: Tenant, options: SubmitOptions): Promise<Batch | undefined> {
+  return services.batches.get(batchKey(tenant.organization, batchIdFor(tenant, options, '')));
+}
+
 /** True when a batch already exists under this request's Idempotency-Key (and the request names no batch id). */
 async function repeatsKeyedBatch(services: OrchestratedServices, tenant: Tenant, options: SubmitOptions): Promise<boolean> {
   if (!options.idempotencyKey || options.batchId) return false;
-  return (await services.batches.get(batchKey(tenant.organization, batchIdFor(tenant, options, '')))) !== undefined;
+  return (await namedBatch(services, tenant, options)) !== undefined;
 }
 
 /** The new batch record (without its body fingerprint) from the checked options and what was stored. */
