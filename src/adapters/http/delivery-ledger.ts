@@ -112,50 +112,44 @@ export class DeliveryLedger {
   }
 
   /**
-   * Gives up the claims of records the target refused: a created one is forgotten, an updated one's value unknown
-   * (so the next write of it is sent again).
+   * Settles a segment once its chunks are answered, in one IMMEDIATE transaction (one commit per segment rather than
+   * three: the commits were a large part of the ledger's cost per memory, and a crash now leaves all or none):
+   * - `deliveries`: what the target accepted. One already recorded keeps its first row and target id (a replayed
+   *   answer may lack the target's id), taking the attributes of the value sent last (an updated memory).
+   * - `released`: the claims of records the target refused are given up: a created one is forgotten, an updated one's
+   *   value unknown (so the next write of it is sent again).
+   * - `writes`: what each stored item did; an item recorded already keeps its first outcome.
    */
-  async release(plans: WritePlan[]): Promise<void> {
+  async settle(
+    batchKey: string,
+    deliveries: Delivery[],
+    released: WritePlan[],
+    writes: { index: number; memoryId: string; outcome: WriteOutcomeName }[],
+  ): Promise<void> {
+    const deliver = this.#db.prepare(
+      `INSERT INTO deliveries (memory_id, batch_key, idx, external_id, attributes, sink_id, delivered_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (memory_id) DO UPDATE SET sink_id = coalesce(deliveries.sink_id, excluded.sink_id), attributes = excluded.attributes`,
+    );
     const forget = this.#db.prepare('DELETE FROM sent_memories WHERE organization = ? AND namespace = ? AND external_id = ? AND written_by = ? AND version = 1');
     const unknown = this.#db.prepare('UPDATE sent_memories SET fingerprint = NULL WHERE organization = ? AND namespace = ? AND external_id = ? AND written_by = ?');
+    const write = this.#db.prepare('INSERT INTO item_writes (batch_key, idx, memory_id, outcome) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING');
+    const now = new Date().toISOString();
     await inTransaction(this.#db, () => {
-      for (const p of plans) {
+      for (const d of deliveries) {
+        deliver.run(d.memoryId, d.batchKey, d.index, d.externalId, d.attributes ? JSON.stringify(d.attributes) : null, d.sinkId, now);
+      }
+      for (const p of released) {
         if (p.record.externalId === null) continue;
         const { organization, namespace } = p.record.tenant;
         forget.run(organization, namespace, p.record.externalId, writerOf(p.record));
         unknown.run(organization, namespace, p.record.externalId, writerOf(p.record));
       }
-    });
-  }
-
-  /** Records what each stored item did; an item recorded already keeps its first outcome, which is returned. */
-  async recordWrites(batchKey: string, writes: { index: number; memoryId: string; outcome: WriteOutcomeName }[]): Promise<void> {
-    const insert = this.#db.prepare('INSERT INTO item_writes (batch_key, idx, memory_id, outcome) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING');
-    await inTransaction(this.#db, () => {
-      for (const w of writes) insert.run(batchKey, w.index, w.memoryId, w.outcome);
+      for (const w of writes) write.run(batchKey, w.index, w.memoryId, w.outcome);
     });
   }
 
   countOutcomes(batchKey: string): WriteCounts {
     return writeCountsOf(this.#db, 'item_writes', batchKey);
-  }
-
-  /**
-   * Records deliveries; one already recorded keeps its first row and target id (a replayed answer may lack the
-   * target's id), taking the attributes of the value sent last (an updated memory).
-   */
-  async record(deliveries: Delivery[]): Promise<void> {
-    if (deliveries.length === 0) return;
-    const insert = this.#db.prepare(
-      `INSERT INTO deliveries (memory_id, batch_key, idx, external_id, attributes, sink_id, delivered_at) VALUES (?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT (memory_id) DO UPDATE SET sink_id = coalesce(deliveries.sink_id, excluded.sink_id), attributes = excluded.attributes`,
-    );
-    const now = new Date().toISOString();
-    await inTransaction(this.#db, () => {
-      for (const d of deliveries) {
-        insert.run(d.memoryId, d.batchKey, d.index, d.externalId, d.attributes ? JSON.stringify(d.attributes) : null, d.sinkId, now);
-      }
-    });
   }
 
   /** The memory ids of a batch delivered with an index in [fromIndex, toIndex]. */
