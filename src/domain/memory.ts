@@ -1,5 +1,5 @@
 // The memory item a client submits, and the record a sink stores for it.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { z } from 'zod';
 import type { Tenant } from './tenant.ts';
 import type { FieldIssue, InvalidItem } from './errors.ts';
@@ -282,11 +282,11 @@ export function validateMemoryItem(
 
 /** A memory's id depends only on its batch and position, so a retried segment never makes a second memory. */
 export function memoryId(batchKey: string, index: number): string {
-  return 'mem_' + createHash('sha256').update(`${batchKey}:${index}`).digest('hex').slice(0, 32);
+  return 'mem_' + hash('sha256', `${batchKey}:${index}`, 'hex').slice(0, 32);
 }
 
 export function contentHash(content: string): string {
-  return createHash('sha256').update(content).digest('hex');
+  return hash('sha256', content, 'hex');
 }
 
 /**
@@ -326,7 +326,7 @@ function canonicalJson(value: unknown): string {
  */
 export function memoryFingerprint(memory: Pick<MemoryRecord, 'content' | 'type' | 'metadata' | 'attributes'>): string {
   const canonical = canonicalJson({ c: memory.content, t: memory.type, m: memory.metadata, a: memory.attributes });
-  return createHash('sha256').update(canonical).digest('hex');
+  return hash('sha256', canonical, 'hex');
 }
 
 /**
