@@ -17,7 +17,7 @@ import { ExternalIdTracker, type MemoryAttributes, type MemoryItem, memoryItemSc
 import { type FailureLimits, parseFailureLimits } from '../../domain/failure-limits.ts';
 import { checkWebhookUrl } from '../../domain/webhook-address.ts';
 import { discardUpload } from '../processing/payload-leftovers.ts';
-import type { OrchestratedServices } from '../services.ts';
+import type { OrchestratedServices, Settings } from '../services.ts';
 import { changeBatch } from '../change-batch.ts';
 import { withSpan } from '../tracing.ts';
 import { type AppError, AppFailure, otherTenant, validation } from '../errors.ts';
@@ -126,50 +126,165 @@ export async function findExisting(
 }
 
 export async function submitBatch(services: OrchestratedServices, input: SubmitInput): Promise<Result<SubmitOutcome, AppError>> {
-  const { settings } = services;
-  const uploadId = generatedId();
-  const prefix = `${encodeURIComponent(input.tenant.organization)}/${uploadId}`;
+  const request: UploadRequest = { tenant: input.tenant, requestId: input.requestId, ...(input.optionsUpFront ? { upFront: input.options() } : {}) };
+  return storeBatch(services, request, (mode) => checkedSegments(services.settings, input, mode));
+}
+
+/** A segment read and checked; its encoding (compression, header, checksum) runs off the event loop meanwhile. */
+export interface PreparedSegment {
+  firstIndex: number;
+  itemCount: number;
+  /** Bytes of its NDJSON before compression. */
+  rawBytes: number;
+  /** The stored form (codec.ts `encodeSegment`) and its SHA-256 in hex; rejects if the compression failed. */
+  encoded: Promise<EncodedSegment>;
+}
+
+export interface EncodedSegment {
+  body: Uint8Array;
+  sha256Hex: string;
+}
+
+/** What reading the whole body gave besides its segments. */
+export interface BodyRead {
+  /** Items read, valid or recorded as invalid. */
+  itemCount: number;
+  /** The batch options, as the body or the query gave them (checked later, by the store stage). */
+  options: SubmitOptions;
+  /** The request's fingerprint (`finishFingerprint`); undefined when its options are invalid (it is refused then). */
+  bodySha256: string | undefined;
+}
+
+/** The part of a submit that reads and checks its items; runs on the HTTP thread or the upload thread alike. */
+export type ItemInput = Pick<SubmitInput, 'tenant' | 'items' | 'options' | 'position'>;
+
+/**
+ * Where a submit's checked segments come from, given its `invalid_items` mode as far as it is known before the body
+ * (undefined: a JSON body, whose options may follow its memories). `checkedSegments` on this thread, or the same on
+ * the upload thread (src/app/upload-thread.ts).
+ */
+export type SegmentSource = (mode: InvalidItems | undefined) => AsyncGenerator<PreparedSegment, BodyRead, undefined>;
+
+/**
+ * The read-and-check stage of a submit: every item through `checkItem`, serialized into segments of at most
+ * `segmentMaxItems` items and `segmentMaxRawBytes` bytes, each yielded with its encoding under way, and the body's
+ * fingerprint fed as it goes. Returns the item count, the options and the fingerprint once the body is read.
+ * Throws AppFailure with what the submit answers: the first invalid item (`reject`), a malformed body, too many
+ * memories. With `mode` undefined an invalid item is kept as `record` would keep it until the options say which.
+ * Stops reading when its consumer stops asking (`return()`), which cancels the body.
+ */
+export async function* checkedSegments(
+  settings: Settings,
+  input: ItemInput,
+  mode: InvalidItems | undefined,
+): AsyncGenerator<PreparedSegment, BodyRead, undefined> {
   const schema = memoryItemValidator(settings.memoryLimits);
   const segmenter = new Segmenter({ maxItems: settings.segmentMaxItems, maxRawBytes: settings.segmentMaxRawBytes });
-  const stored: StoredUpload = { segments: 0, rawBytes: 0, storedBytes: 0, received: 0 };
-
-  // `invalid_items` as far as it is known: up front for NDJSON; for JSON only once the body is read. Until then an
-  // invalid item is kept as `record` would keep it, and `firstRejection` is what `reject` answers (the same answer
-  // as stopping at that item: whatever came after it in the body is not looked at).
-  let mode: InvalidItems | undefined;
-  /** Processed as it streams (`record`, options up front): recorded and started with its first stored segment. */
-  let streams = false;
-  if (input.optionsUpFront) {
-    const upFront = resolveInvalidItems(input.options().invalidItems);
-    if (!upFront.ok) return err(upFront.error);
-    mode = upFront.value;
-    // A repeat under an Idempotency-Key whose batch exists is read whole instead, then compared with that batch's
-    // fingerprint: it is answered with the batch (same request) or refused (another body), never streamed into it.
-    streams = mode === 'record' && !(await repeatsKeyedBatch(services, input.tenant, input.options()));
-  }
-  let firstRejection: AppError | undefined;
-  /** While the mode is undecided, an error after an invalid item is answered as `reject` would: with that item. */
-  const rejectionOr = (error: AppError) => (mode === undefined && firstRejection ? firstRejection : error);
-  /** Set once a streamed (`record`, options up front) batch is recorded: its segments are processed as they land. */
-  let live: Batch | undefined;
-  /** The upload stopped because the batch did (its client cancelled it while it streamed). */
-  let closed = false;
-
   const fingerprint = new BodyFingerprint();
-  // Segments are compressed on libuv's thread pool and written while the next ones are read (`maxSegmentsInFlight`
-  // at most, so memory stays bounded); they count as stored in body order, once written. A streamed batch
-  // (`record`, options up front) publishes each segment as it lands, so it writes one at a time.
-  const inFlight = streams ? 0 : maxSegmentsInFlight;
-  const pending: { raw: RawSegment; written: Promise<number> }[] = [];
-  const write = async (raw: RawSegment, segment: number): Promise<number> => {
-    const body = await encodeSegmentAsync(raw.ndjson, {
+  const externalIds = new ExternalIdTracker();
+  // Until `invalid_items` is known, `firstRejection` is what `reject` answers (the same answer as stopping at that
+  // item: whatever came after it in the body is not looked at).
+  let firstRejection: AppError | undefined;
+  const rejectionOr = (error: AppError) => (mode === undefined && firstRejection ? firstRejection : error);
+  const prepare = (raw: RawSegment): PreparedSegment => {
+    fingerprint.addLines(raw.ndjson);
+    const encoded = encodeSegmentAsync(raw.ndjson, {
       codec: settings.codec,
       level: settings.codecLevel,
       firstIndex: raw.firstIndex,
       itemCount: raw.itemCount,
-    });
-    await services.payloads.put(segmentKey(prefix, segment, settings.codec), body, {
-      sha256Hex: createHash('sha256').update(body).digest('hex'),
+    }).then((body) => ({ body, sha256Hex: createHash('sha256').update(body).digest('hex') }));
+    // Awaited in order by the store stage; a segment it never asks for (the upload stopped) must not count as unhandled.
+    encoded.catch(() => undefined);
+    return { firstIndex: raw.firstIndex, itemCount: raw.itemCount, rawBytes: raw.ndjson.byteLength, encoded };
+  };
+  try {
+    let index = 0;
+    for await (const raw of input.items) {
+      if (index >= settings.maxMemoriesPerBatch) {
+        throw new AppFailure({ kind: 'too_large', detail: `a batch holds at most ${settings.maxMemoriesPerBatch} memories` });
+      }
+      const checked = checkItem(schema, input.tenant, externalIds, raw, index);
+      let line: string;
+      if (checked.ok) line = JSON.stringify(checked.value);
+      else if (mode === 'reject') {
+        // An NDJSON body names its lines (as its unreadable lines do): "line 3: memory 2 is invalid: ...".
+        const at = input.position?.();
+        throw new AppFailure(at && checked.error.kind === 'validation' ? { ...checked.error, detail: `${at}: ${checked.error.detail}` } : checked.error);
+      } else {
+        firstRejection ??= checked.error;
+        const where = input.position?.() ?? `memories.${index}`;
+        line = invalidItemLine({ externalId: readableExternalId(raw), error: describeInvalidItem(where, checked.issues) });
+      }
+      for (const full of segmenter.add(line)) yield prepare(full);
+      index += 1;
+    }
+    if (firstRejection && mode === undefined) {
+      const chosen = resolveInvalidItems(input.options().invalidItems);
+      if (!chosen.ok || chosen.value !== 'record') throw new AppFailure(firstRejection);
+    }
+    const last = segmenter.finish();
+    if (last) yield prepare(last);
+    const options = input.options();
+    const extras = resolveExtras(options);
+    return { itemCount: segmenter.itemCount, options, bodySha256: extras.ok ? finishFingerprint(fingerprint, options, extras.value) : undefined };
+  } catch (cause) {
+    if (cause instanceof AppFailure) throw new AppFailure(rejectionOr(cause.error), cause.cause);
+    throw cause;
+  }
+}
+
+/** Who submits, and the options when they are known before the body (NDJSON: query and headers). */
+export interface UploadRequest {
+  tenant: Tenant;
+  requestId: string;
+  /**
+   * Present when the options come before the first item, so that with `invalid_items: "record"` the batch is
+   * recorded and started with its first stored segment. A JSON body's options may follow its memories: it is
+   * processed once read.
+   */
+  upFront?: SubmitOptions;
+}
+
+/**
+ * The store stage of a submit: takes the checked segments `source` yields, writes each to the payload store in body
+ * order (the next ones read and encoded meanwhile), then records the batch and starts it by its key (the claim
+ * check). A streamed batch (`record`, options up front) is recorded with its first segment and grows with each.
+ * Whatever fails, nothing of a refused upload stays behind (its segments are deleted, or swept later).
+ */
+export async function storeBatch(services: OrchestratedServices, request: UploadRequest, source: SegmentSource): Promise<Result<SubmitOutcome, AppError>> {
+  const { settings } = services;
+  const uploadId = generatedId();
+  const prefix = `${encodeURIComponent(request.tenant.organization)}/${uploadId}`;
+  const stored: StoredUpload = { segments: 0, rawBytes: 0, storedBytes: 0, received: 0 };
+
+  // `invalid_items` as far as it is known: up front for NDJSON; for a JSON body only once it is read (the source
+  // decides then).
+  let mode: InvalidItems | undefined;
+  /** Processed as it streams (`record`, options up front): recorded and started with its first stored segment. */
+  let streams = false;
+  if (request.upFront) {
+    const upFront = resolveInvalidItems(request.upFront.invalidItems);
+    if (!upFront.ok) return err(upFront.error);
+    mode = upFront.value;
+    // A repeat under an Idempotency-Key whose batch exists is read whole instead, then compared with that batch's
+    // fingerprint: it is answered with the batch (same request) or refused (another body), never streamed into it.
+    streams = mode === 'record' && !(await repeatsKeyedBatch(services, request.tenant, request.upFront));
+  }
+  /** Set once a streamed batch is recorded: its segments are processed as they land. */
+  let live: Batch | undefined;
+  /** The upload stopped because the batch did (its client cancelled it while it streamed). */
+  let closed = false;
+
+  // Segments are written while the next ones are read (`maxSegmentsInFlight` at most, so memory stays bounded); they
+  // count as stored in body order, once written. A streamed batch publishes each segment as it lands, so it writes
+  // one at a time.
+  const inFlight = streams ? 0 : maxSegmentsInFlight;
+  const pending: { segment: PreparedSegment; written: Promise<number> }[] = [];
+  const write = async (segment: PreparedSegment, index: number): Promise<number> => {
+    const { body, sha256Hex } = await segment.encoded;
+    await services.payloads.put(segmentKey(prefix, index, settings.codec), body, {
+      sha256Hex,
       contentType: 'application/x-ndjson',
       contentEncoding: codecContentEncoding[settings.codec],
     });
@@ -177,24 +292,20 @@ export async function submitBatch(services: OrchestratedServices, input: SubmitI
   };
   /** Waits for the oldest segment in flight and counts it as stored (throws what its write threw). */
   const settleOldest = async () => {
-    const { raw, written } = pending.shift()!;
+    const { segment, written } = pending.shift()!;
     const storedBytes = await written;
     stored.segments += 1;
-    stored.rawBytes += raw.ndjson.byteLength;
+    stored.rawBytes += segment.rawBytes;
     stored.storedBytes += storedBytes;
-    stored.received += raw.itemCount;
+    stored.received += segment.itemCount;
     if (streams) await publish();
   };
-  const store = async (raw: RawSegment) => {
-    fingerprint.addLines(raw.ndjson);
-    const written = write(raw, stored.segments + pending.length);
+  const store = async (segment: PreparedSegment) => {
+    const written = write(segment, stored.segments + pending.length);
     // Awaited in order by settleOldest; until then a failure must not count as unhandled.
     written.catch(() => undefined);
-    pending.push({ raw, written });
+    pending.push({ segment, written });
     while (pending.length > inFlight) await settleOldest();
-  };
-  const storeRest = async () => {
-    while (pending.length > 0) await settleOldest();
   };
   /** Before the upload's files are removed: no write may still be running (it would leave a file behind). */
   const quiesce = async () => {
@@ -204,7 +315,7 @@ export async function submitBatch(services: OrchestratedServices, input: SubmitI
   /** Makes the stored segments known to the runner: records and starts the batch with the first, then grows it. */
   const publish = async () => {
     if (!live) {
-      const recorded = await recordStreamed(services, input, prefix, uploadId, stored);
+      const recorded = await recordStreamed(services, request, request.upFront!, prefix, uploadId, stored);
       if (!recorded.ok) throw new AppFailure(recorded.error);
       live = recorded.value;
       return;
@@ -237,48 +348,28 @@ export async function submitBatch(services: OrchestratedServices, input: SubmitI
     return err(error);
   };
 
-  let options: SubmitOptions;
-  const externalIds = new ExternalIdTracker();
+  let read: BodyRead;
+  const segments = source(mode);
   try {
-    let index = 0;
-    for await (const raw of input.items) {
-      if (index >= settings.maxMemoriesPerBatch) {
-        return discard(rejectionOr({ kind: 'too_large', detail: `a batch holds at most ${settings.maxMemoriesPerBatch} memories` }));
+    for (;;) {
+      const step = await segments.next();
+      if (step.done) {
+        read = step.value;
+        break;
       }
-      const checked = checkItem(schema, input.tenant, externalIds, raw, index);
-      let line: string;
-      if (checked.ok) line = JSON.stringify(checked.value);
-      else if (mode === 'reject') {
-        // An NDJSON body names its lines (as its unreadable lines do): "line 3: memory 2 is invalid: ...".
-        const at = input.position?.();
-        return discard(at && checked.error.kind === 'validation' ? { ...checked.error, detail: `${at}: ${checked.error.detail}` } : checked.error);
-      }
-      else {
-        firstRejection ??= checked.error;
-        const where = input.position?.() ?? `memories.${index}`;
-        line = invalidItemLine({ externalId: readableExternalId(raw), error: describeInvalidItem(where, checked.issues) });
-      }
-      for (const full of segmenter.add(line)) {
-        await store(full);
-        if (closed) break;
-      }
+      await store(step.value);
       if (closed) break;
-      index += 1;
     }
     if (closed && live) {
       // Cancelled while it streamed: the rest of the body is not read; the batch ends cancelled by itself.
+      await segments.return(undefined as never).catch(() => undefined);
       return ok({ batch: live, created: true, replayed: false });
     }
-    if (firstRejection && mode === undefined) {
-      const chosen = resolveInvalidItems(input.options().invalidItems);
-      if (!chosen.ok || chosen.value !== 'record') return discard(firstRejection);
-    }
-    const last = segmenter.finish();
-    if (last) await store(last);
-    await storeRest();
-    options = input.options();
+    while (pending.length > 0) await settleOldest();
   } catch (cause) {
-    if (cause instanceof AppFailure) return discard(rejectionOr(cause.error));
+    // A failed write stops the reading too (its body is cancelled); a failed read has stopped already.
+    await segments.return(undefined as never).catch(() => undefined);
+    if (cause instanceof AppFailure) return discard(cause.error);
     if (live) {
       await abandon(live, { kind: 'backend_unavailable', detail: 'the upload could not be stored' }).catch(() => undefined);
       throw cause;
@@ -286,22 +377,22 @@ export async function submitBatch(services: OrchestratedServices, input: SubmitI
     await removeUpload();
     throw cause;
   }
+  const { options, bodySha256 } = read!;
 
   if (live) {
     const streamed: Batch = live;
     // Its options were checked when it was recorded (recordStreamed): they resolve here as they did there.
     const extras = resolveExtras(options);
     if (!extras.ok) return discard(extras.error);
-    const bodySha256 = finishFingerprint(fingerprint, options, extras.value);
     // Refused when the batch was cancelled meanwhile: it then ends cancelled as asked, with the total it had.
     const ended = await changeBatch(services.batches, streamed.key, (current) => {
-      const step = endUpload(current, stored, bodySha256);
+      const step = endUpload(current, stored, bodySha256!);
       return step.ok ? step.value : undefined;
     });
     return ok({ batch: ended ?? streamed, created: true, replayed: false });
   }
 
-  const total = segmenter.itemCount;
+  const total = read!.itemCount;
   if (total === 0) return discard(emptyBatch());
   const webhook = resolveWebhook(services, options);
   if (!webhook.ok) return discard(webhook.error);
@@ -309,18 +400,17 @@ export async function submitBatch(services: OrchestratedServices, input: SubmitI
   if (!extras.ok) return discard(extras.error);
   const createdAt = services.clock.now();
   const defaults = options.memoryDefaults;
-  const conflict = defaults ? tenantConflict(input.tenant, defaults) : undefined;
+  const conflict = defaults ? tenantConflict(request.tenant, defaults) : undefined;
   if (conflict) return discard(otherTenant(`${conflict.path} ${conflict.message}`));
-  const bodySha256 = finishFingerprint(fingerprint, options, extras.value);
 
-  let id = batchIdFor(input.tenant, options, uploadId);
+  let id = batchIdFor(request.tenant, options, uploadId);
   const windowMs = settings.dedupeWindowMs;
   const dedupe = !options.batchId && !options.idempotencyKey && windowMs > 0;
   if (dedupe) {
     const nowMs = services.clock.now().getTime();
-    const ids = dedupeBatchIds(input.tenant, bodySha256, nowMs, windowMs);
+    const ids = dedupeBatchIds(request.tenant, bodySha256!, nowMs, windowMs);
     for (const candidateId of [ids.current, ids.previous]) {
-      const earlier = await services.batches.get(batchKey(input.tenant.organization, candidateId));
+      const earlier = await services.batches.get(batchKey(request.tenant.organization, candidateId));
       if (earlier && withinWindow(earlier.createdAt, nowMs, windowMs)) {
         await removeUpload();
         return ok({ batch: await ensureStarted(services, earlier), created: false, replayed: true });
@@ -329,8 +419,8 @@ export async function submitBatch(services: OrchestratedServices, input: SubmitI
     id = ids.current;
   }
   const candidate: Batch = {
-    ...batchRecord(input, options, { id, prefix, codec: settings.codec, createdAt, total, webhook: webhook.value, extras: extras.value, stored }),
-    fingerprint: bodySha256,
+    ...batchRecord(request, options, { id, prefix, codec: settings.codec, createdAt, total, webhook: webhook.value, extras: extras.value, stored }),
+    fingerprint: bodySha256!,
   };
   let recorded: Awaited<ReturnType<typeof services.batches.create>>;
   try {
@@ -425,7 +515,7 @@ async function repeatsKeyedBatch(services: OrchestratedServices, tenant: Tenant,
 }
 
 /** The new batch record (without its body fingerprint) from the checked options and what was stored. */
-function batchRecord(input: SubmitInput, options: SubmitOptions, parts: RecordParts): Batch {
+function batchRecord(input: Pick<UploadRequest, 'tenant' | 'requestId'>, options: SubmitOptions, parts: RecordParts): Batch {
   const { extras, stored } = parts;
   return {
     key: batchKey(input.tenant.organization, parts.id),
@@ -461,12 +551,12 @@ function batchRecord(input: SubmitInput, options: SubmitOptions, parts: RecordPa
  */
 async function recordStreamed(
   services: OrchestratedServices,
-  input: SubmitInput,
+  input: UploadRequest,
+  options: SubmitOptions,
   prefix: string,
   uploadId: string,
   stored: StoredUpload,
 ): Promise<Result<Batch, AppError>> {
-  const options = input.options();
   const webhook = resolveWebhook(services, options);
   if (!webhook.ok) return webhook;
   const extras = resolveExtras(options);
