@@ -4,16 +4,13 @@
 // Only batch keys and small control messages cross between the threads, as across a durable orchestrator's boundary.
 // If the thread dies, it is started again and resumes every unfinished batch (runs are idempotent).
 import { context, propagation } from '@opentelemetry/api';
-import { readdirSync, readFileSync } from 'node:fs';
-import { stripTypeScriptTypes } from 'node:module';
-import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { workflowIdFor } from '../domain/batch.ts';
 import { backoffMs, runRestartPolicy } from '../domain/retry-policy.ts';
 import type { Orchestrator } from '../ports/orchestrator.ts';
 import type { Config } from './config.ts';
 import type { Logger } from './logger.ts';
+import { moduleThread } from './module-thread.ts';
 import type { Observer } from './observer.ts';
 
 /** What the thread is started with (structured-cloned into it). */
@@ -24,12 +21,6 @@ export interface ThreadData {
   decorators?: string | undefined;
   /** Whether the main thread keeps metrics: the thread then reports to it. */
   metrics: boolean;
-}
-
-/** What `bootstrap` reads from workerData besides ThreadData. */
-interface ThreadBootstrap {
-  entry: string;
-  sources: Record<string, string> | undefined;
 }
 
 type Call = 'resume' | 'idle' | 'close' | 'check';
@@ -54,52 +45,6 @@ export interface ProcessingThreadOptions {
 }
 
 const entry = new URL('./processing-thread-entry.ts', import.meta.url);
-
-/**
- * The thread's first code: it loads the product's modules from JavaScript the main thread stripped of its types
- * (`sources`, file URL to code), then the entry. Node.js strips types with a WebAssembly compiler loaded once per
- * thread, which then stays: about 13 MiB of the thread's memory for the lifetime of the process (measured:
- * docs/benchmarks.md). A module not in `sources` (a test harness's decorators) is loaded as Node.js loads it.
- */
-const bootstrap = `
-const { registerHooks } = require('node:module');
-const { workerData } = require('node:worker_threads');
-let sources = workerData.sources;
-registerHooks({
-  load(url, context, nextLoad) {
-    const source = sources[url];
-    return source === undefined ? nextLoad(url, context) : { format: 'module', source, shortCircuit: true };
-  },
-});
-// Once the entry has run (its stores open, the modules it imports loaded), the sources are let go.
-import(workerData.entry).then(() => {
-  sources = {};
-  workerData.sources = undefined;
-});
-`;
-
-/**
- * Every TypeScript module under src/, stripped of its types as Node.js would strip it (the same function, so the
- * same code at the same positions), keyed by file URL. The main thread has the stripper loaded already.
- */
-function strippedSources(): Record<string, string> {
-  const root = fileURLToPath(new URL('..', import.meta.url));
-  const sources: Record<string, string> = {};
-  // stripTypeScriptTypes warns that it is experimental on every start; the loader that strips our modules uses it
-  // without a warning, and so does this.
-  const emitWarning = process.emitWarning;
-  process.emitWarning = () => undefined;
-  try {
-    for (const file of readdirSync(root, { recursive: true, encoding: 'utf8' })) {
-      if (!file.endsWith('.ts')) continue;
-      const path = join(root, file);
-      sources[pathToFileURL(path).href] = stripTypeScriptTypes(readFileSync(path, 'utf8'));
-    }
-  } finally {
-    process.emitWarning = emitWarning;
-  }
-  return sources;
-}
 
 export class ProcessingThread implements Orchestrator {
   readonly #options: ProcessingThreadOptions;
@@ -132,10 +77,9 @@ export class ProcessingThread implements Orchestrator {
     // A small young generation, as the main thread's --max-semi-space-size=8 (bin/batchmem.js): segment work makes
     // much short-lived garbage, and V8 would otherwise grow it to its maximum (measured: 100,000 memories peaked at
     // 320 MiB with V8's default, 294 MiB with 8 MiB; docs/benchmarks.md).
-    const worker = new Worker(bootstrap, {
-      eval: true,
+    const worker = moduleThread(entry, {
       name: 'processing', // literal: the thread's name, not a batch status
-      workerData: { ...this.#options.data, entry: entry.href, sources: strippedSources() } satisfies ThreadData & ThreadBootstrap,
+      workerData: this.#options.data,
       resourceLimits: { maxYoungGenerationSizeMb: 8 },
     });
     this.#worker = worker;

@@ -19,6 +19,7 @@ import { appErrorResponse, problemResponse } from './problem.ts';
 import { checkRequest } from './request-checks.ts';
 import { router } from './router.ts';
 import { submitRoutes } from './submit.ts';
+import { inlineBodyReader, type SubmitBodyReader } from './submit-body.ts';
 import { answerEndsConnection } from './unread-body.ts';
 import { createUiApp } from './ui.ts';
 
@@ -36,6 +37,8 @@ export interface HttpDeps {
   ready?: () => Promise<void>;
   /** How long `POST /v1/memory` waits for its memory to be stored before answering 202 (default 10 s). */
   singleAddWaitMs?: number;
+  /** Where submit bodies are read and checked (default: on this thread; `serve` uses the upload thread). */
+  bodyReader?: SubmitBodyReader;
 }
 
 export const defaultMaxNdjsonBodyBytes = 8 * 1024 ** 3;
@@ -107,7 +110,16 @@ export function createHttpApp(deps: HttpDeps) {
   app.use('/v1/*', checkRequest(app.openAPIRegistry));
   app.route('/', paprRoutes({ services, metrics, maxJsonBodyBytes: deps.maxJsonBodyBytes, singleAddWaitMs: deps.singleAddWaitMs ?? 10_000 }));
 
-  app.route('/', submitRoutes({ services, metrics, maxJsonBodyBytes: deps.maxJsonBodyBytes, maxNdjsonBodyBytes: deps.maxNdjsonBodyBytes ?? defaultMaxNdjsonBodyBytes }));
+  app.route(
+    '/',
+    submitRoutes({
+      services,
+      metrics,
+      maxJsonBodyBytes: deps.maxJsonBodyBytes,
+      maxNdjsonBodyBytes: deps.maxNdjsonBodyBytes ?? defaultMaxNdjsonBodyBytes,
+      reader: deps.bodyReader ?? inlineBodyReader(services.settings),
+    }),
+  );
   app.route('/', batchRoutes(services));
   app.route('/', createEventsApp(services, deps.eventStream));
   app.route('/', createResultFilesApp(services));

@@ -1,10 +1,8 @@
 // Papr's dialect of the memory API at the HTTP edge: what its SDKs send, mapped onto batchmem's use cases.
-// The shared submit route reads its batch-level fields through `envelopeOptions`; the routes only Papr clients
-// call (the batch status, the single add) are here. See docs/api.md, "Papr clients".
+// The shared submit route reads its batch-level fields through `envelopeOptions` (submit-body.ts); the routes only
+// Papr clients call (the batch status, the single add) are here. See docs/api.md, "Papr clients".
 import { z } from '@hono/zod-openapi';
 import { bodyLimit } from 'hono/body-limit';
-import { batchIdPattern, batchIdRule } from '../../domain/batch.ts';
-import { type MemoryAttributes, type MemoryLimits, memoryAttributeNames, memoryAttributesSchema, withoutNulls } from '../../domain/memory.ts';
 import { isInvalidItemError } from '../../domain/invalid-items.ts';
 import { batchResource, outcomesOf, type PaprItemError } from '../batch-resource.ts';
 import type { Batch } from '../../domain/batch.ts';
@@ -13,73 +11,14 @@ import { type AppError, AppFailure, validation } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
 import { addMemory } from '../requests/add-memory.ts';
 import { getBatch } from '../requests/read-batches.ts';
-import type { SubmitOptions } from '../requests/submit-batch.ts';
 import { parseIJson } from './i-json.ts';
+import { webhookSecretOf } from './submit-body.ts';
 import { appErrorResponse, problemDocs } from './problem.ts';
 import { guarded, router, security } from './router.ts';
 import * as doc from './schemas.ts';
 
 /** Item errors put on a single batch's resource; the rest are at /v1/batch/{id}/errors. */
 const errorsOnResource = 100;
-
-function fail(path: string, message: string): never {
-  throw new AppFailure(validation(`${path} ${message}`, [{ path, message }]));
-}
-
-/**
- * Options of a JSON submit from its top-level fields. `null` is read as absent (Papr's clients send it for an unset
- * argument). `batch_size` is a concurrency hint of Papr's API: checked (an integer from 1 to 1000) and otherwise
- * unused, since segment concurrency is the server's setting. The Papr memory fields become defaults for every memory.
- */
-export function envelopeOptions(raw: Record<string, unknown>, limits: MemoryLimits): SubmitOptions {
-  const envelope = withoutNulls(raw);
-  if (envelope.batch_id !== undefined && (typeof envelope.batch_id !== 'string' || !batchIdPattern.test(envelope.batch_id))) {
-    fail('batch_id', batchIdRule);
-  }
-  for (const field of ['webhook_url', 'webhook_secret'] as const) {
-    if (envelope[field] !== undefined && typeof envelope[field] !== 'string') fail(field, 'must be a string');
-  }
-  const batchSize = envelope.batch_size;
-  if (batchSize !== undefined && (typeof batchSize !== 'number' || !Number.isSafeInteger(batchSize) || batchSize < 1 || batchSize > 1000)) {
-    fail('batch_size', 'must be an integer from 1 to 1000');
-  }
-  const defaults: Record<string, unknown> = {};
-  for (const name of memoryAttributeNames) if (envelope[name] !== undefined) defaults[name] = envelope[name];
-  const parsed = memoryAttributesSchema(limits).safeParse(defaults);
-  if (!parsed.success) {
-    const issues = parsed.error.issues.map((issue) => ({ path: issue.path.map(String).join('.'), message: issue.message }));
-    throw new AppFailure(validation(issues.map((i) => `${i.path} ${i.message}`).join('; '), issues));
-  }
-  return {
-    batchId: envelope.batch_id as string | undefined,
-    webhookUrl: envelope.webhook_url as string | undefined,
-    webhookSecret: envelope.webhook_secret as string | undefined,
-    memoryDefaults: Object.keys(parsed.data).length > 0 ? (parsed.data as MemoryAttributes) : undefined,
-    // Checked by the submit use case (batch metadata and deadline, see docs/api.md).
-    completionWindow: envelope.completion_window,
-    metadata: envelope.metadata,
-    onExisting: envelope.on_existing,
-    maxFailedItems: envelope.max_failed_items,
-    maxFailedPercent: envelope.max_failed_percent,
-    invalidItems: envelope.invalid_items,
-  };
-}
-
-/**
- * The webhook secret of a request that may give it both in the `Webhook-Secret` header and elsewhere (`where`, e.g.
- * the JSON body): either one, or both when they are equal. Throws AppFailure (400 naming both) when they differ.
- */
-export function webhookSecretOf(header: string | undefined, other: string | undefined, where: string): string | undefined {
-  if (header !== undefined && other !== undefined && header !== other) {
-    throw new AppFailure(
-      validation(`the Webhook-Secret header and ${where} differ; give the secret once`, [
-        { path: 'Webhook-Secret', message: `differs from ${where}` },
-        { path: 'webhook_secret', message: 'differs from the Webhook-Secret header' },
-      ]),
-    );
-  }
-  return header ?? other;
-}
 
 /** The batch resource with the first page of its item errors in Papr's `errors` shape. */
 export async function batchResourceWithErrors(services: OrchestratedServices, batch: Batch) {

@@ -7,17 +7,10 @@ import { onExistingModes } from '../../domain/memory.ts';
 import { batchResource, outcomesOf } from '../batch-resource.ts';
 import { type AppError, validation } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
-import {
-  type DryRunReport,
-  dryRunMaxErrors,
-  findExisting,
-  type SubmitOptions,
-  submitBatch,
-  validateBatch,
-} from '../requests/submit-batch.ts';
+import { type DryRunReport, dryRunMaxErrors, findExisting, storeBatch, type SubmitOptions } from '../requests/submit-batch.ts';
 import type { OrchestratedServices } from '../services.ts';
-import { jsonBatch, maxItemLineBytes, ndjsonItems } from './body.ts';
-import { envelopeOptions, webhookSecretOf } from './papr.ts';
+import { maxItemLineBytes } from './body.ts';
+import { type SubmitBodyReader, type SubmitBodySpec } from './submit-body.ts';
 import { appErrorResponse, problemDocs } from './problem.ts';
 import { bracketParams, guarded, router, security } from './router.ts';
 import * as doc from './schemas.ts';
@@ -28,6 +21,8 @@ export interface SubmitRouteDeps {
   maxJsonBodyBytes: number;
   /** Decoded bytes an NDJSON body may have in all (blank lines included). */
   maxNdjsonBodyBytes: number;
+  /** Where bodies are read and checked: this thread, or the upload thread. */
+  reader: SubmitBodyReader;
 }
 
 const ndjsonTypes = new Set(['application/x-ndjson', 'application/ndjson', 'application/jsonl']);
@@ -84,9 +79,14 @@ export function submitRoutes(deps: SubmitRouteDeps) {
     if (!body) return refuse(validation('the body is empty', [{ path: '', message: 'empty' }]));
 
     const early: SubmitOptions = { idempotencyKey };
-    let items: AsyncIterable<unknown>;
-    let options: () => SubmitOptions;
-    let position: (() => string | undefined) | undefined;
+    const spec: SubmitBodySpec = {
+      format: isJson ? 'json' : 'ndjson',
+      tenant,
+      maxBytes: isJson ? deps.maxJsonBodyBytes : deps.maxNdjsonBodyBytes,
+      maxLineBytes: maxItemLineBytes(services.settings.memoryLimits),
+      memoryLimits: services.settings.memoryLimits,
+      early,
+    };
     if (isJson) {
       // A JSON body carries its batch options itself; the same options in the query would be ignored or race the body's.
       const searchParams = new URL(c.req.url).searchParams;
@@ -100,13 +100,7 @@ export function submitRoutes(deps: SubmitRouteDeps) {
           ),
         );
       }
-      const headerSecret = c.req.header('webhook-secret');
-      const parsed = jsonBatch(body, deps.maxJsonBodyBytes);
-      items = parsed.items;
-      options = () => {
-        const fromBody = envelopeOptions(parsed.envelope, services.settings.memoryLimits);
-        return { ...early, ...fromBody, webhookSecret: webhookSecretOf(headerSecret, fromBody.webhookSecret, 'webhook_secret in the JSON body') };
-      };
+      spec.headerSecret = c.req.header('webhook-secret');
     } else {
       const query = {
         batchId: c.req.query('batch_id'),
@@ -123,17 +117,9 @@ export function submitRoutes(deps: SubmitRouteDeps) {
         return refuse(validation(`batch_id ${doc.batchIdRule}`, [{ path: 'batch_id', message: doc.batchIdRule }]));
       }
       Object.assign(early, query);
-      const at = { line: 0 };
-      items = ndjsonItems(
-        body,
-        { maxBytes: deps.maxNdjsonBodyBytes, maxLineBytes: maxItemLineBytes(services.settings.memoryLimits) },
-        { unreadable: query.invalidItems === 'record' ? 'record' : 'refuse', position: at },
-      );
-      options = () => early;
-      position = () => `line ${at.line}`;
     }
     if (dryRun) {
-      const report = await validateBatch(services, { tenant, items, options, position });
+      const report = await deps.reader.validate(body, spec);
       if (!report.ok) return appErrorResponse(c, report.error);
       return c.json(report.value, 200);
     }
@@ -148,7 +134,8 @@ export function submitRoutes(deps: SubmitRouteDeps) {
       c.header('idempotent-replayed', 'true');
       return c.json(batchResource(existing, await outcomesOf(services, existing)), 200);
     }
-    const result = await submitBatch(services, { tenant, requestId: c.get('requestId'), items, options, optionsUpFront: !isJson, position });
+    const request = { tenant, requestId: c.get('requestId'), ...(isJson ? {} : { upFront: early }) };
+    const result = await storeBatch(services, request, (mode) => deps.reader.segments(body, spec, mode));
     if (!result.ok) return appErrorResponse(c, result.error);
     const { batch, created, replayed, generatedSecret } = result.value;
     if (replayed) c.header('idempotent-replayed', 'true');

@@ -677,7 +677,7 @@ function issuesOf(error: AppError, index?: number): DryRunIssue[] {
  * answer; the others (too many memories, a body over the limit) are the same error as for a real submit.
  */
 export async function validateBatch(
-  services: OrchestratedServices,
+  services: { settings: Settings },
   input: Pick<SubmitInput, 'tenant' | 'items' | 'options' | 'position'>,
 ): Promise<Result<DryRunReport, AppError>> {
   const { settings } = services;
@@ -739,7 +739,7 @@ export async function validateBatch(
 }
 
 function resolveWebhook(
-  services: OrchestratedServices,
+  services: { settings: Settings },
   options: SubmitOptions,
 ): Result<{ url: string | null; secret: string | null; generated: boolean }, AppError> {
   if (!options.webhookUrl) {

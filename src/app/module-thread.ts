@@ -1,0 +1,66 @@
+// Starting one of the API process's worker threads (processing, upload) on the product's own modules: the thread
+// gets them as JavaScript the main thread already stripped of its types, so it never loads a TypeScript stripper.
+import { readdirSync, readFileSync } from 'node:fs';
+import { stripTypeScriptTypes } from 'node:module';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { type ResourceLimits, Worker } from 'node:worker_threads';
+
+/**
+ * The thread's first code: it loads the product's modules from JavaScript the main thread stripped of its types
+ * (`sources`, file URL to code), then the entry. Node.js strips types with a WebAssembly compiler loaded once per
+ * thread, which then stays: about 13 MiB of the thread's memory for the lifetime of the process (measured:
+ * docs/benchmarks.md). A module not in `sources` (a test harness's decorators) is loaded as Node.js loads it.
+ */
+const bootstrap = `
+const { registerHooks } = require('node:module');
+const { workerData } = require('node:worker_threads');
+let sources = workerData.sources;
+registerHooks({
+  load(url, context, nextLoad) {
+    const source = sources[url];
+    return source === undefined ? nextLoad(url, context) : { format: 'module', source, shortCircuit: true };
+  },
+});
+// Once the entry has run (its stores open, the modules it imports loaded), the sources are let go.
+import(workerData.entry).then(() => {
+  sources = {};
+  workerData.sources = undefined;
+});
+`;
+
+/**
+ * Every TypeScript module under src/, stripped of its types as Node.js would strip it (the same function, so the
+ * same code at the same positions), keyed by file URL. The main thread has the stripper loaded already.
+ */
+function strippedSources(): Record<string, string> {
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const sources: Record<string, string> = {};
+  // stripTypeScriptTypes warns that it is experimental on every start; the loader that strips our modules uses it
+  // without a warning, and so does this.
+  const emitWarning = process.emitWarning;
+  process.emitWarning = () => undefined;
+  try {
+    for (const file of readdirSync(root, { recursive: true, encoding: 'utf8' })) {
+      if (!file.endsWith('.ts')) continue;
+      const path = join(root, file);
+      sources[pathToFileURL(path).href] = stripTypeScriptTypes(readFileSync(path, 'utf8'));
+    }
+  } finally {
+    process.emitWarning = emitWarning;
+  }
+  return sources;
+}
+
+/**
+ * A worker thread running the module `entry` (a file URL under src/), named `name` (as per-thread tools show it),
+ * with `workerData` structured-cloned into it and the given V8 limits. Throws what `new Worker` throws.
+ */
+export function moduleThread(entry: URL, options: { name: string; workerData: object; resourceLimits?: ResourceLimits }): Worker {
+  return new Worker(bootstrap, {
+    eval: true,
+    name: options.name,
+    workerData: { ...options.workerData, entry: entry.href, sources: strippedSources() },
+    ...(options.resourceLimits ? { resourceLimits: options.resourceLimits } : {}),
+  });
+}
