@@ -71,6 +71,9 @@ export const configSchema = z.object({
   // Its CPU priority below the HTTP thread's (a nice increment, as nice(1)): when both want a core, uploads and reads go
   // first. Off by default: a niced thread also yields to every other process on the host (docs/benchmarks.md).
   BATCHMEM_PROCESSING_NICE: int(0, 19).default(0),
+  // Read, check and compress submit bodies on a worker thread, so the thread that serves HTTP only moves bytes
+  // (src/app/upload-thread.ts). Any orchestrator.
+  BATCHMEM_UPLOAD_THREAD: bool.default(true),
   BATCHMEM_SEGMENT_MAX_ATTEMPTS: int(1, 100).default(5),
   BATCHMEM_WEBHOOK_TIMEOUT_MS: int(100).default(10_000),
   BATCHMEM_WEBHOOK_MAX_ATTEMPTS: int(1, 100).default(8),

@@ -9,6 +9,7 @@ import { settleUnreadBodies } from './http/unread-body.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { createMetrics } from './metrics.ts';
 import { startTelemetry } from './telemetry.ts';
+import { UploadThread } from './upload-thread.ts';
 import { type AdapterDecorators, buildRuntime } from './wire.ts';
 
 export interface RunningServer {
@@ -31,6 +32,7 @@ export async function startServer(config: Config, decorate?: AdapterDecorators):
   const runtime = await buildRuntime(config, logger, metrics, telemetry, decorate);
   // The API reports the store's backlog; workers do not, so the gauges come from one kind of process only.
   metrics.trackBacklog(() => runtime.services.batches.backlog());
+  const uploads = config.BATCHMEM_UPLOAD_THREAD ? await UploadThread.open({ settings: runtime.services.settings, logger }) : undefined;
   const app = createHttpApp({
     services: runtime.services,
     keys: keyring(keys),
@@ -39,6 +41,7 @@ export async function startServer(config: Config, decorate?: AdapterDecorators):
     maxJsonBodyBytes: config.BATCHMEM_MAX_JSON_BODY_BYTES,
     maxNdjsonBodyBytes: config.BATCHMEM_MAX_NDJSON_BODY_BYTES,
     singleAddWaitMs: config.BATCHMEM_SINGLE_ADD_WAIT_MS,
+    bodyReader: uploads,
   });
   // Batches of any size: Node's whole-request deadline (`requestTimeout`, 5 minutes by default) would cut off a large
   // body still arriving at a good pace (1.5 GB at 5 MB/s takes 5 minutes). A connection that goes quiet is closed
@@ -79,6 +82,8 @@ export async function startServer(config: Config, decorate?: AdapterDecorators):
     logger,
     async close() {
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      // No request is left, so no upload either.
+      await uploads?.close();
       await runtime.close();
       await telemetry?.shutdown();
     },
