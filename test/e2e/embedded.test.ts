@@ -1,5 +1,5 @@
 // The end-to-end suite on embedded defaults (SQLite, files, in-process runner), plus a crash in the middle of a batch
-// and the processing thread's CPU priority.
+// the processing thread's CPU priority, and the upload thread.
 import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectCounts, apiClient, ndjsonStream } from '../support/api-client.ts';
@@ -53,21 +53,25 @@ describe('embedded defaults: a crash in the middle of a batch', () => {
   });
 });
 
-describe('embedded defaults: the processing thread', () => {
+describe('embedded defaults: the processing and upload threads', () => {
   const keys = testKeys();
-  const dirs = [tempDir(), tempDir()];
+  const dirs = [tempDir(), tempDir(), tempDir(), tempDir()];
   const servers: ServerProcess[] = [];
   afterAll(async () => {
     await Promise.all(servers.map((s) => s.stop()));
     for (const dir of dirs) dir.remove();
   });
 
-  /** Each live thread of a process by name (Linux: /proc/<pid>/task/<tid>/comm) with its nice value (stat field 19). */
-  function threads(pid: number): { name: string; nice: number }[] {
+  /**
+   * Each live thread of a process by name (Linux: /proc/<pid>/task/<tid>/comm) with its nice value (stat field 19)
+   * and the CPU it used in clock ticks (utime + stime, fields 14 and 15).
+   */
+  function threads(pid: number): { name: string; nice: number; cpu: number }[] {
     return readdirSync(`/proc/${pid}/task`).flatMap((tid) => {
       try {
         const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-        return [{ name: readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim(), nice: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]) }];
+        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        return [{ name: readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim(), nice: Number(fields[16]), cpu: Number(fields[11]) + Number(fields[12]) }];
       } catch {
         return [];
       }
@@ -89,5 +93,28 @@ describe('embedded defaults: the processing thread', () => {
       expect((await api.submitNdjson(ndjsonStream(50), `?batch_id=niced-${i}`)).status).toBe(202);
       expect((await api.waitForFinal(`niced-${i}`)).status).toBe('completed');
     }
+  });
+
+  it('reads and checks uploads on the upload thread, so the HTTP thread only moves their bytes', async () => {
+    const server = await serverProcess({ ...commonEnv(keys), BATCHMEM_DATA_DIR: dirs[2]!.path });
+    servers.push(server);
+    await server.start();
+    const cpuOf = (name: string) => threads(server.pid()!).filter((t) => t.name === name).reduce((sum, t) => sum + t.cpu, 0);
+    expect(threads(server.pid()!).filter((t) => t.name === 'upload')).toHaveLength(1);
+    const api = apiClient(server.url, keys[0]!.key);
+    const before = { http: cpuOf('MainThread'), upload: cpuOf('upload') };
+    expect((await api.submitNdjson(ndjsonStream(40_000), '?batch_id=on-the-upload-thread')).status).toBe(202);
+    const used = { http: cpuOf('MainThread') - before.http, upload: cpuOf('upload') - before.upload };
+    // Parsing, checking and serializing 40,000 memories is the upload's bulk; the HTTP thread's share is the bytes.
+    expect(used.upload, JSON.stringify(used)).toBeGreaterThan(used.http);
+    expect((await api.waitForFinal('on-the-upload-thread')).request_counts.succeeded).toBe(40_000);
+
+    const inline = await serverProcess({ ...commonEnv(keys), BATCHMEM_DATA_DIR: dirs[3]!.path, BATCHMEM_UPLOAD_THREAD: 'false' });
+    servers.push(inline);
+    await inline.start();
+    expect(threads(inline.pid()!).filter((t) => t.name === 'upload')).toHaveLength(0);
+    const inlineApi = apiClient(inline.url, keys[0]!.key);
+    expect((await inlineApi.submitNdjson(ndjsonStream(50), '?batch_id=inline')).status).toBe(202);
+    expect((await inlineApi.waitForFinal('inline')).status).toBe('completed');
   });
 });
