@@ -93,7 +93,7 @@ const readings = new Map<number, Reading>();
 
 /** A failure as the main thread answers it: the submit's own error, or a fault. */
 function failure(job: number, error: unknown): FromUploadThread {
-  if (error instanceof AppFailure) return { type: 'failed', job, error: error.error };
+  if (error instanceof AppFailure) return { type: 'refused', job, error: error.error };
   const fault = error instanceof Error ? error : new Error(String(error));
   return { type: 'crashed', job, name: fault.name, message: fault.message };
 }

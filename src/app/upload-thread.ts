@@ -43,7 +43,7 @@ export type FromUploadThread =
   | { type: 'done'; job: number; read: BodyRead }
   | { type: 'report'; job: number; result: Result<DryRunReport, AppError> }
   /** What the submit answers (an AppFailure's error). */
-  | { type: 'failed'; job: number; error: AppError }
+  | { type: 'refused'; job: number; error: AppError }
   /** Anything else: a fault, answered as an internal error. */
   | { type: 'crashed'; job: number; name: string; message: string };
 
@@ -239,7 +239,7 @@ export class UploadThread implements SubmitBodyReader {
           case 'done':
             early = false;
             return event.read;
-          case 'failed':
+          case 'refused':
             early = false;
             throw new AppFailure(event.error);
           case 'crashed':
@@ -263,7 +263,7 @@ export class UploadThread implements SubmitBodyReader {
       const event = await job.next();
       if (event.type === 'report') return event.result;
       // What a dry run answers as a real submit would (too large, not UTF-8): thrown, as validateBatch throws it.
-      if (event.type === 'failed') throw new AppFailure(event.error);
+      if (event.type === 'refused') throw new AppFailure(event.error);
       if (event.type === 'crashed') throw threadFault(event.name, event.message);
       throw new Error(`the upload thread answered a dry run with ${event.type}`);
     } finally {
