@@ -106,6 +106,9 @@ export class HttpMemorySink implements MemorySink {
    */
   async writeSegment(records: MemoryRecord[]): Promise<ItemOutcome[]> {
     if (records.length === 0) return [];
+    // The ledger's work for a segment (its plan now, its settlement at the end) each take a turn of their own, like
+    // the builds below: the segment's decoding just before is as long a stretch, and answers wait through both.
+    await setImmediate();
     const batchKey = records[0]!.batchKey;
     const indexes = records.map((r) => r.index);
     const [fromIndex, toIndex] = [Math.min(...indexes), Math.max(...indexes)];
@@ -136,6 +139,7 @@ export class HttpMemorySink implements MemorySink {
       deliveries.push(delivery);
     }
     await Promise.all(deliveries);
+    await setImmediate();
     const stored = plans.filter((p) => !(p.send && refused.has(p.memoryId)));
     await this.#ledger.settle(
       batchKey,
