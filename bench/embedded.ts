@@ -373,7 +373,7 @@ export interface LatencyResult {
   /** Memories accepted per second while the concurrent submitters ran. */
   acceptedPerSecond: number;
   /** The server's CPU per submit while the concurrent submitters ran, in ms: in all and on the HTTP thread alone. */
-  cpuPerSubmitMs?: { total: number; httpThread: number };
+  cpuPerSubmitMs?: { total: number; httpThread: number; uploadThread?: number };
 }
 
 export function stats(samples: number[]): LatencyStats {
@@ -422,7 +422,11 @@ export async function runLatency(options: { submitters: number; memoriesPerReque
       concurrent: stats(concurrent),
       alone: stats(alone),
       acceptedPerSecond: (submitters * rounds * memoriesPerRequest) / seconds,
-      cpuPerSubmitMs: { total: (cpu.totalSeconds * 1000) / concurrent.length, httpThread: ((cpu.byThread.MainThread ?? 0) * 1000) / concurrent.length },
+      cpuPerSubmitMs: {
+        total: (cpu.totalSeconds * 1000) / concurrent.length,
+        httpThread: ((cpu.byThread.MainThread ?? 0) * 1000) / concurrent.length,
+        uploadThread: ((cpu.byThread.upload ?? 0) * 1000) / concurrent.length,
+      },
     };
     options.log(`  submit latency, ${submitters} concurrent: p50 ${result.concurrent.p50Ms.toFixed(0)} ms, p99 ${result.concurrent.p99Ms.toFixed(0)} ms (alone: p50 ${result.alone.p50Ms.toFixed(0)} ms)`);
     return result;
