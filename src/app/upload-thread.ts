@@ -144,6 +144,8 @@ function threadFault(name: string, message: string): Error {
 export interface UploadThreadOptions {
   settings: Settings;
   logger: Logger;
+  /** Called with each thread started, the first and every restart (to watch it: diagnostics, tests). */
+  started?: (worker: Worker) => void;
 }
 
 const entry = new URL('./upload-thread-entry.ts', import.meta.url);
@@ -180,6 +182,7 @@ export class UploadThread implements SubmitBodyReader {
       resourceLimits: { maxYoungGenerationSizeMb: 8 },
     });
     this.#worker = worker;
+    this.#options.started?.(worker);
     const startedAt = Date.now();
     this.#exit = new Promise((resolve) => worker.once('exit', () => resolve()));
     this.#ready = new Promise<void>((resolve, reject) => {
@@ -208,9 +211,14 @@ export class UploadThread implements SubmitBodyReader {
     this.#crashes = upMs > 60_000 ? 1 : this.#crashes + 1;
     const delay = backoffMs(runRestartPolicy, this.#crashes);
     this.#options.logger.error({ code, restartInMs: delay }, 'the upload thread stopped; starting it again');
-    setTimeout(() => {
-      if (!this.#closing) this.#spawn();
-    }, delay).unref();
+    // Uploads that arrive meanwhile wait for the new thread (they would otherwise post to the one that is gone).
+    const restarted = new Promise<void>((resolve) => setTimeout(resolve, delay).unref()).then(() => {
+      if (this.#closing) throw new Error('the upload thread is closed');
+      this.#spawn();
+      return this.#ready;
+    });
+    this.#ready = restarted;
+    restarted.catch(() => undefined);
   }
 
   #open(body: ReadableStream<Uint8Array>): Job {

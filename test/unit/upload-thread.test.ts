@@ -11,6 +11,7 @@ import { UploadThread } from '../../src/app/upload-thread.ts';
 import type { InvalidItems } from '../../src/domain/invalid-items.ts';
 import { memory } from '../support/api-client.ts';
 import { tenantA } from '../support/batches.ts';
+import type { Worker } from 'node:worker_threads';
 
 const settings: Settings = { ...defaultSettings, segmentMaxItems: 50 };
 
@@ -63,9 +64,10 @@ async function readAll(reader: SubmitBodyReader, body: ReadableStream<Uint8Array
 
 describe('the upload thread', () => {
   let thread: UploadThread;
+  const started: Worker[] = [];
   const inline = inlineBodyReader(settings);
   beforeAll(async () => {
-    thread = await UploadThread.open({ settings, logger: createLogger('silent') });
+    thread = await UploadThread.open({ settings, logger: createLogger('silent'), started: (worker) => started.push(worker) });
   });
   afterAll(async () => {
     await thread.close();
@@ -169,5 +171,21 @@ describe('the upload thread', () => {
     // The thread serves the next upload.
     const next = await readAll(thread, chunked(ndjson(60)), spec('ndjson'), 'reject');
     expect('read' in next && next.read).toMatchObject({ itemCount: 60 });
+  });
+
+  it('fails the uploads it held when it dies, starts again, and serves the next upload', async () => {
+    // A body that sends one line and then waits, as a slow client would.
+    const stalled = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(ndjson(1));
+      },
+    });
+    const held = readAll(thread, stalled, spec('ndjson'), 'reject');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await started.at(-1)!.terminate();
+    expect(await held).toEqual({ fault: expect.stringMatching(/the upload thread stopped/) });
+    const next = await readAll(thread, chunked(ndjson(60)), spec('ndjson'), 'reject');
+    expect('read' in next && next.read).toMatchObject({ itemCount: 60 });
+    expect(started).toHaveLength(2);
   });
 });
