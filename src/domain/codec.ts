@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
+import { releaseBuffer } from './buffer-release.ts';
 import type { SegmentCorrupt } from './errors.ts';
 import { err, ok, type Result } from './result.ts';
 
@@ -90,7 +91,11 @@ export function compressAsync(codec: Codec, raw: Uint8Array, level = defaultLeve
 }
 
 export function decompress(codec: Codec, body: Uint8Array, maxBytes: number): Uint8Array {
-  const options = { maxOutputLength: Math.max(1, maxBytes) };
+  // One output buffer a little larger than the content (whose size the header gives): with the default 16 KiB
+  // chunks a 1 MiB segment was 64 buffers joined into a 65th, twice the memory and twice the time (measured: 1.4 ms
+  // against 0.7 ms for a 420 KiB segment). Bytes to spare, so that a full buffer never calls for another one; at
+  // most 16 MiB (the size comes from a header, checked by its digest but not trusted to size an allocation).
+  const options = { maxOutputLength: Math.max(1, maxBytes), chunkSize: Math.min(16 * 2 ** 20, Math.max(64, maxBytes + 64)) };
   switch (codec) {
     case 'zstd':
       return zlib.zstdDecompressSync(body, options);
@@ -124,7 +129,7 @@ export function encodeSegment(
   const header = segmentHeader(raw, meta);
   const body = compress(meta.codec, raw, meta.level);
   digest(header, body).copy(header, digestOffset);
-  return Buffer.concat([header, body]);
+  return withHeader(header, body);
 }
 
 /** `encodeSegment` with its compression off the event loop (`compressAsync`); the same bytes. */
@@ -135,7 +140,17 @@ export async function encodeSegmentAsync(
   const header = segmentHeader(raw, meta);
   const body = await compressAsync(meta.codec, raw, meta.level);
   digest(header, body).copy(header, digestOffset);
-  return Buffer.concat([header, body]);
+  return withHeader(header, body);
+}
+
+/**
+ * The segment's bytes: header then compressed body, in one buffer. The compressor's output buffer (as large as the
+ * raw segment) is freed at once rather than at the thread's next full collection (buffer-release.ts).
+ */
+function withHeader(header: Uint8Array, body: Uint8Array): Uint8Array {
+  const bytes = Buffer.concat([header, body]);
+  releaseBuffer(body);
+  return bytes;
 }
 
 export function readHeader(bytes: Uint8Array): Result<SegmentHeader, SegmentCorrupt> {
@@ -182,7 +197,9 @@ function corrupt(reason: string): SegmentCorrupt {
 
 /** Splits decoded NDJSON back into parsed items. The writer produced it, so a parse failure means corruption. */
 export function segmentItems(segment: DecodedSegment): Result<unknown[], SegmentCorrupt> {
-  const lines = Buffer.from(segment.ndjson).toString('utf8').split('\n');
+  // A view of the decoded bytes, not a copy of them (`Buffer.from` of a Uint8Array copies).
+  const { buffer, byteOffset, byteLength } = segment.ndjson;
+  const lines = Buffer.from(buffer, byteOffset, byteLength).toString('utf8').split('\n');
   if (lines.at(-1) === '') lines.pop();
   if (lines.length !== segment.header.itemCount) {
     return err(corrupt(`header says ${segment.header.itemCount} items, body holds ${lines.length}`));
@@ -209,6 +226,8 @@ export class Segmenter {
   readonly #maxRawBytes: number;
   /** The segment being filled, its lines encoded as they come (no joined string, no second copy). */
   #buffer: Buffer | undefined;
+  /** The size the last segment's buffer grew to: the next one starts there (a large batch's segments are alike). */
+  #lastCapacity = 0;
   #items = 0;
   #bytes = 0;
   #firstIndex = 0;
@@ -247,9 +266,14 @@ export class Segmenter {
   #reserve(lineBytes: number): Buffer {
     const needed = this.#bytes + lineBytes;
     if (this.#buffer && needed <= this.#buffer.byteLength) return this.#buffer;
-    const size = Math.max(needed, Math.min(this.#maxRawBytes, Math.max(64 * 1024, 2 * (this.#buffer?.byteLength ?? 0))));
+    const start = this.#buffer ? 2 * this.#buffer.byteLength : Math.max(64 * 1024, this.#lastCapacity);
+    const size = Math.max(needed, Math.min(this.#maxRawBytes, start));
     const grown = Buffer.allocUnsafe(size);
-    this.#buffer?.copy(grown, 0, 0, this.#bytes);
+    if (this.#buffer) {
+      this.#buffer.copy(grown, 0, 0, this.#bytes);
+      // Only this segmenter has seen the outgrown buffer: its memory goes back now (buffer-release.ts).
+      releaseBuffer(this.#buffer);
+    }
     this.#buffer = grown;
     return grown;
   }
@@ -261,6 +285,7 @@ export class Segmenter {
       ndjson: this.#buffer!.subarray(0, this.#bytes),
     };
     this.#firstIndex = this.#nextIndex;
+    this.#lastCapacity = this.#buffer!.byteLength;
     this.#buffer = undefined;
     this.#items = 0;
     this.#bytes = 0;

@@ -342,6 +342,11 @@ export class ExternalIdTracker {
     if (externalId === undefined) return undefined;
     return this.#seen.getOrAdd(externalId, index);
   }
+
+  /** Forgets every id and frees their memory now; call once the body has been read (the tracker is empty after). */
+  release(): void {
+    this.#seen.clear();
+  }
 }
 
 /** What a MemorySink stores for one item. */

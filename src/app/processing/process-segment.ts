@@ -1,4 +1,5 @@
 // Process one segment: read it, check it, write its memories to the sink, record its outcome once.
+import { releaseBuffer } from '../../domain/buffer-release.ts';
 import { acceptsSegmentOutcomes } from '../../domain/lifecycle.ts';
 import { decodeSegment, segmentItems, segmentKey } from '../../domain/codec.ts';
 import type { SegmentCorrupt } from '../../domain/errors.ts';
@@ -58,6 +59,9 @@ async function processOnce(services: Services, ref: SegmentRef): Promise<Result<
   const decoded = decodeSegment(bytes);
   if (!decoded.ok) return err({ kind: 'segment_corrupt', reason: `${name}: ${decoded.error.reason}` });
   const items = segmentItems(decoded.value);
+  // The decoded bytes (a segment's raw size, decompressed for this call alone) are parsed: their memory goes back
+  // now rather than at this thread's next full collection (buffer-release.ts).
+  releaseBuffer(decoded.value.ndjson);
   if (!items.ok) return err({ kind: 'segment_corrupt', reason: `${name}: ${items.error.reason}` });
 
   const { firstIndex } = decoded.value.header;

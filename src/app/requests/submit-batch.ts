@@ -11,6 +11,7 @@ import {
   readableExternalId,
   UnreadableItem,
 } from '../../domain/invalid-items.ts';
+import { releaseBuffer } from '../../domain/buffer-release.ts';
 import { type Codec, encodeSegmentAsync, type RawSegment, Segmenter, codecContentEncoding, segmentKey } from '../../domain/codec.ts';
 import { BodyFingerprint, dedupeBatchIds, withinWindow } from '../../domain/idempotency.ts';
 import { ExternalIdTracker, type MemoryAttributes, type MemoryItem, memoryItemSchema, onExistingModes, type OnExisting, tenantConflict, validateMemoryItem, memoryItemValidator } from '../../domain/memory.ts';
@@ -193,7 +194,12 @@ export async function* checkedSegments(
       level: settings.codecLevel,
       firstIndex: raw.firstIndex,
       itemCount: raw.itemCount,
-    }).then((body) => ({ body, sha256Hex: createHash('sha256').update(body).digest('hex') }));
+    }).then((body) => {
+      // Hashed into the fingerprint and compressed: the raw segment (the Segmenter's buffer, made for this segment
+      // alone) is freed now rather than at this thread's next full collection (buffer-release.ts).
+      releaseBuffer(raw.ndjson);
+      return { body, sha256Hex: createHash('sha256').update(body).digest('hex') };
+    });
     // Awaited in order by the store stage; a segment it never asks for (the upload stopped) must not count as unhandled.
     encoded.catch(() => undefined);
     return { firstIndex: raw.firstIndex, itemCount: raw.itemCount, rawBytes: raw.ndjson.byteLength, encoded };
@@ -231,6 +237,10 @@ export async function* checkedSegments(
   } catch (cause) {
     if (cause instanceof AppFailure) throw new AppFailure(rejectionOr(cause.error), cause.cause);
     throw cause;
+  } finally {
+    // Needed only while the body is read; its memory (55 MiB at 1,000,000 memories) is given back now, not at this
+    // thread's next full collection, which after a large upload came only minutes later (docs/benchmarks.md).
+    externalIds.release();
   }
 }
 
@@ -716,6 +726,8 @@ export async function validateBatch(
     if (!(cause instanceof AppFailure) || cause.error.kind !== 'validation') throw cause;
     note(issuesOf(cause.error));
     bodyComplete = false;
+  } finally {
+    externalIds.release();
   }
   if (bodyComplete) {
     let options: SubmitOptions | undefined;
