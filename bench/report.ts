@@ -246,6 +246,8 @@ function cpuSplit(runs: { cpu?: ProcessCpu }[], memories: number): string | unde
     ['libuv pool (compression, files)', (cpu) => cpu.byThread['libuv-worker'] ?? 0],
     ['V8 helpers (GC, compiler)', (cpu) => cpu.byThread.V8Worker ?? 0],
   ];
+  // Threads that ended before the last reading (an upload thread that went idle) count in the total only.
+  groups.push(['ended threads', (cpu) => cpu.totalSeconds - Object.values(cpu.byThread).reduce((sum, seconds) => sum + seconds, 0)]);
   const parts = groups.map(([label, of]) => `${label} ${perThousand(median(measured.map(of))).toFixed(0)}`);
   return `${perThousand(median(measured.map((cpu) => cpu.totalSeconds))).toFixed(0)} ms in all (${parts.join(', ')})`;
 }

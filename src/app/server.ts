@@ -32,7 +32,7 @@ export async function startServer(config: Config, decorate?: AdapterDecorators):
   const runtime = await buildRuntime(config, logger, metrics, telemetry, decorate);
   // The API reports the store's backlog; workers do not, so the gauges come from one kind of process only.
   metrics.trackBacklog(() => runtime.services.batches.backlog());
-  const uploads = config.BATCHMEM_UPLOAD_THREAD ? await UploadThread.open({ settings: runtime.services.settings, logger }) : undefined;
+  const uploads = config.BATCHMEM_UPLOAD_THREAD ? new UploadThread({ settings: runtime.services.settings, logger }) : undefined;
   const app = createHttpApp({
     services: runtime.services,
     keys: keyring(keys),

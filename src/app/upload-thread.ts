@@ -66,9 +66,12 @@ class Job {
   #lost: Error | undefined;
 
   readonly id: number;
+  /** The thread reading it. */
+  readonly worker: Worker;
 
-  constructor(id: number, body: ReadableStream<Uint8Array>, post: (message: ToUploadThread, transfer?: ArrayBuffer[]) => void) {
+  constructor(id: number, worker: Worker, body: ReadableStream<Uint8Array>, post: (message: ToUploadThread, transfer?: ArrayBuffer[]) => void) {
     this.id = id;
+    this.worker = worker;
     this.#reader = body.getReader();
     this.#post = post;
   }
@@ -144,36 +147,63 @@ function threadFault(name: string, message: string): Error {
 export interface UploadThreadOptions {
   settings: Settings;
   logger: Logger;
+  /** How long the thread stays up without an upload (default `defaultIdleMs`). */
+  idleMs?: number | undefined;
   /** Called with each thread started, the first and every restart (to watch it: diagnostics, tests). */
   started?: (worker: Worker) => void;
 }
 
 const entry = new URL('./upload-thread-entry.ts', import.meta.url);
 
+/**
+ * An idle thread holds about 28 MiB (an isolate, zod, the parsers; measured: docs/benchmarks.md), which a server
+ * processing a large batch it has received would otherwise carry throughout; a new thread starts in about 0.1 s.
+ */
+export const defaultIdleMs = 5_000;
+
 /** The upload thread, as the submit route's SubmitBodyReader. Restarted if it dies; the uploads it held fail (500). */
 export class UploadThread implements SubmitBodyReader {
   readonly #options: UploadThreadOptions;
-  #worker!: Worker;
-  #ready!: Promise<void>;
-  #exit!: Promise<void>;
+  /** The thread uploads go to, once started; undefined while none runs (idle, or after a crash). */
+  #current: Promise<Worker> | undefined;
+  /** The same thread once it is ready. */
+  #currentWorker: Worker | undefined;
+  /** Every thread not yet exited (one, and briefly two while an idle one ends as a new upload arrives). */
+  readonly #live = new Map<Worker, Promise<void>>();
   #nextJob = 1;
   readonly #jobs = new Map<number, Job>();
+  #idleTimer: NodeJS.Timeout | undefined;
   #closing = false;
   #crashes = 0;
+  /** After a crash, no new thread before this time (ms since the epoch): the restart backoff. */
+  #restartAt = 0;
 
-  private constructor(options: UploadThreadOptions) {
+  constructor(options: UploadThreadOptions) {
     this.#options = options;
   }
 
-  /** Starts the thread; rejects with its error when it cannot start. */
-  static async open(options: UploadThreadOptions): Promise<UploadThread> {
-    const thread = new UploadThread(options);
-    thread.#spawn();
-    await thread.#ready;
-    return thread;
+  /**
+   * The running thread, started if there is none: the first upload starts it, and it ends after `idleMs` without
+   * one, so that an idle server (or one busy processing a large batch it has received) does not hold its memory.
+   * Rejects when it cannot start.
+   */
+  #running(): Promise<Worker> {
+    clearTimeout(this.#idleTimer);
+    if (!this.#current) {
+      const starting = this.#start();
+      this.#current = starting;
+      // A thread that failed to start is not kept: the next upload tries again.
+      starting.catch(() => {
+        if (this.#current === starting) this.#current = undefined;
+      });
+    }
+    return this.#current;
   }
 
-  #spawn(): void {
+  async #start(): Promise<Worker> {
+    const wait = this.#restartAt - Date.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    if (this.#closing) throw new Error('the upload thread is closed');
     // A small young generation, as for the processing thread: parsing makes much short-lived garbage, and V8 would
     // otherwise grow it to its maximum.
     const worker = moduleThread(entry, {
@@ -181,13 +211,15 @@ export class UploadThread implements SubmitBodyReader {
       workerData: { settings: this.#options.settings } satisfies UploadThreadData,
       resourceLimits: { maxYoungGenerationSizeMb: 8 },
     });
-    this.#worker = worker;
     this.#options.started?.(worker);
     const startedAt = Date.now();
-    this.#exit = new Promise((resolve) => worker.once('exit', () => resolve()));
-    this.#ready = new Promise<void>((resolve, reject) => {
+    this.#live.set(worker, new Promise((resolve) => worker.once('exit', () => resolve())));
+    return new Promise<Worker>((resolve, reject) => {
       worker.on('message', (message: FromUploadThread) => {
-        if (message.type === 'ready') resolve();
+        if (message.type === 'ready') {
+          this.#currentWorker = worker;
+          resolve(worker);
+        }
         else if (message.type === 'pull') void this.#jobs.get(message.job)?.pull();
         else this.#jobs.get(message.job)?.received(message);
       });
@@ -197,40 +229,62 @@ export class UploadThread implements SubmitBodyReader {
       });
       worker.once('exit', (code) => {
         reject(new Error(`the upload thread exited with code ${code} before it was ready`));
-        this.#exited(code, Date.now() - startedAt);
+        this.#exited(worker, code, Date.now() - startedAt);
       });
     });
-    this.#ready.catch(() => undefined);
   }
 
-  #exited(code: number, upMs: number): void {
-    const lost = new Error(`the upload thread stopped (exit code ${code})`);
-    for (const job of this.#jobs.values()) job.lost(lost);
-    this.#jobs.clear();
-    if (this.#closing) return;
+  #exited(worker: Worker, code: number, upMs: number): void {
+    this.#live.delete(worker);
+    const onPurpose = this.#stopped.delete(worker) || this.#closing;
+    if (this.#currentWorker === worker) {
+      this.#current = undefined;
+      this.#currentWorker = undefined;
+    }
+    const lost = [...this.#jobs.values()].filter((job) => job.worker === worker);
+    const error = new Error(`the upload thread stopped (exit code ${code})`);
+    for (const job of lost) job.lost(error);
+    if (onPurpose) return;
     this.#crashes = upMs > 60_000 ? 1 : this.#crashes + 1;
-    const delay = backoffMs(runRestartPolicy, this.#crashes);
-    this.#options.logger.error({ code, restartInMs: delay }, 'the upload thread stopped; starting it again');
-    // Uploads that arrive meanwhile wait for the new thread (they would otherwise post to the one that is gone).
-    const restarted = new Promise<void>((resolve) => setTimeout(resolve, delay).unref()).then(() => {
-      if (this.#closing) throw new Error('the upload thread is closed');
-      this.#spawn();
-      return this.#ready;
-    });
-    this.#ready = restarted;
-    restarted.catch(() => undefined);
+    this.#restartAt = Date.now() + backoffMs(runRestartPolicy, this.#crashes);
+    this.#options.logger.error({ code, uploadsFailed: lost.length }, 'the upload thread stopped; the next upload starts it again');
   }
 
-  #open(body: ReadableStream<Uint8Array>): Job {
-    const job = new Job(this.#nextJob++, body, (message, transfer) => this.#worker.postMessage(message, transfer));
+  /** Threads ended on purpose (idle), whose exit is no crash. */
+  readonly #stopped = new Set<Worker>();
+
+  /** Ends the thread once no upload has used it for `idleMs`. */
+  #idle(): void {
+    if (this.#jobs.size > 0 || this.#closing) return;
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = setTimeout(() => {
+      const current = this.#current;
+      if (this.#jobs.size > 0 || !current) return;
+      this.#current = undefined;
+      this.#currentWorker = undefined;
+      void current.then((worker) => {
+        this.#stopped.add(worker);
+        return worker.terminate();
+      }, () => undefined);
+    }, this.#options.idleMs ?? defaultIdleMs).unref();
+  }
+
+  async #open(body: ReadableStream<Uint8Array>, message: (job: number) => ToUploadThread): Promise<Job> {
+    const worker = await this.#running();
+    const job = new Job(this.#nextJob++, worker, body, (out, transfer) => worker.postMessage(out, transfer));
     this.#jobs.set(job.id, job);
+    worker.postMessage(message(job.id));
     return job;
   }
 
+  async #close(job: Job, early: boolean): Promise<void> {
+    this.#jobs.delete(job.id);
+    await job.finish(early);
+    this.#idle();
+  }
+
   async *segments(body: ReadableStream<Uint8Array>, spec: SubmitBodySpec, mode: InvalidItems | undefined): AsyncGenerator<PreparedSegment, BodyRead, undefined> {
-    await this.#ready;
-    const job = this.#open(body);
-    this.#worker.postMessage({ type: 'read', job: job.id, spec, kind: 'segments', mode } satisfies ToUploadThread);
+    const job = await this.#open(body, (id) => ({ type: 'read', job: id, spec, kind: 'segments', mode }));
     let early = true;
     try {
       for (;;) {
@@ -258,15 +312,12 @@ export class UploadThread implements SubmitBodyReader {
         }
       }
     } finally {
-      this.#jobs.delete(job.id);
-      await job.finish(early);
+      await this.#close(job, early);
     }
   }
 
   async validate(body: ReadableStream<Uint8Array>, spec: SubmitBodySpec): Promise<Result<DryRunReport, AppError>> {
-    await this.#ready;
-    const job = this.#open(body);
-    this.#worker.postMessage({ type: 'read', job: job.id, spec, kind: 'validate' } satisfies ToUploadThread);
+    const job = await this.#open(body, (id) => ({ type: 'read', job: id, spec, kind: 'validate' }));
     try {
       const event = await job.next();
       if (event.type === 'report') return event.result;
@@ -275,8 +326,7 @@ export class UploadThread implements SubmitBodyReader {
       if (event.type === 'crashed') throw threadFault(event.name, event.message);
       throw new Error(`the upload thread answered a dry run with ${event.type}`);
     } finally {
-      this.#jobs.delete(job.id);
-      await job.finish(false);
+      await this.#close(job, false);
     }
   }
 
@@ -284,7 +334,9 @@ export class UploadThread implements SubmitBodyReader {
   async close(): Promise<void> {
     if (this.#closing) return;
     this.#closing = true;
-    await this.#worker.terminate();
-    await this.#exit;
+    clearTimeout(this.#idleTimer);
+    const exits = [...this.#live.values()];
+    for (const worker of this.#live.keys()) void worker.terminate();
+    await Promise.all(exits);
   }
 }

@@ -95,19 +95,26 @@ describe('embedded defaults: the processing and upload threads', () => {
     }
   });
 
-  it('reads and checks uploads on the upload thread, so the HTTP thread only moves their bytes', async () => {
+  it('reads and checks uploads on the upload thread, so the HTTP thread only moves their bytes; the thread ends when idle', async () => {
     const server = await serverProcess({ ...commonEnv(keys), BATCHMEM_DATA_DIR: dirs[2]!.path });
     servers.push(server);
     await server.start();
+    const uploadThreads = () => threads(server.pid()!).filter((t) => t.name === 'upload');
     const cpuOf = (name: string) => threads(server.pid()!).filter((t) => t.name === name).reduce((sum, t) => sum + t.cpu, 0);
-    expect(threads(server.pid()!).filter((t) => t.name === 'upload')).toHaveLength(1);
+    // Started by the first upload, not before.
+    expect(uploadThreads()).toHaveLength(0);
     const api = apiClient(server.url, keys[0]!.key);
-    const before = { http: cpuOf('MainThread'), upload: cpuOf('upload') };
+    const before = cpuOf('MainThread');
     expect((await api.submitNdjson(ndjsonStream(40_000), '?batch_id=on-the-upload-thread')).status).toBe(202);
-    const used = { http: cpuOf('MainThread') - before.http, upload: cpuOf('upload') - before.upload };
+    const used = { http: cpuOf('MainThread') - before, upload: cpuOf('upload') };
+    expect(uploadThreads()).toHaveLength(1);
     // Parsing, checking and serializing 40,000 memories is the upload's bulk; the HTTP thread's share is the bytes.
     expect(used.upload, JSON.stringify(used)).toBeGreaterThan(used.http);
     expect((await api.waitForFinal('on-the-upload-thread')).request_counts.succeeded).toBe(40_000);
+    // Ended 5 s after its last upload (its memory is not held while nothing arrives).
+    for (let waited = 0; uploadThreads().length > 0 && waited < 30_000; waited += 250) await new Promise((resolve) => setTimeout(resolve, 250));
+    expect(uploadThreads()).toHaveLength(0);
+    expect(server.output()).not.toContain('the upload thread stopped');
 
     const inline = await serverProcess({ ...commonEnv(keys), BATCHMEM_DATA_DIR: dirs[3]!.path, BATCHMEM_UPLOAD_THREAD: 'false' });
     servers.push(inline);

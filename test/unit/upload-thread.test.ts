@@ -67,7 +67,7 @@ describe('the upload thread', () => {
   const started: Worker[] = [];
   const inline = inlineBodyReader(settings);
   beforeAll(async () => {
-    thread = await UploadThread.open({ settings, logger: createLogger('silent'), started: (worker) => started.push(worker) });
+    thread = new UploadThread({ settings, logger: createLogger('silent'), started: (worker) => started.push(worker), idleMs: 60_000 });
   });
   afterAll(async () => {
     await thread.close();
@@ -187,5 +187,22 @@ describe('the upload thread', () => {
     const next = await readAll(thread, chunked(ndjson(60)), spec('ndjson'), 'reject');
     expect('read' in next && next.read).toMatchObject({ itemCount: 60 });
     expect(started).toHaveLength(2);
+  });
+
+  it('starts with the first upload, ends after idleMs without one, and starts again for the next', async () => {
+    const workers: Worker[] = [];
+    const lazy = new UploadThread({ settings, logger: createLogger('silent'), started: (worker) => workers.push(worker), idleMs: 200 });
+    try {
+      expect(workers).toHaveLength(0);
+      const first = await readAll(lazy, chunked(ndjson(10)), spec('ndjson'), 'reject');
+      expect('read' in first && first.read).toMatchObject({ itemCount: 10 });
+      expect(workers).toHaveLength(1);
+      await new Promise((resolve) => workers[0]!.once('exit', resolve));
+      const second = await readAll(lazy, chunked(ndjson(20)), spec('ndjson'), 'reject');
+      expect('read' in second && second.read).toMatchObject({ itemCount: 20 });
+      expect(workers).toHaveLength(2);
+    } finally {
+      await lazy.close();
+    }
   });
 });
