@@ -53,14 +53,23 @@ function strippedSources(): Record<string, string> {
 }
 
 /**
+ * A thread's V8 limits unless it asks for others: a young generation of 8 MiB, the match of the main thread's
+ * `--max-semi-space-size=8` (bin/batchmem.js). Segment and upload work make much short-lived garbage, and V8 would
+ * otherwise grow a thread's young generation to its maximum (100,000 memories peaked at 320 MiB with V8's default,
+ * 294 MiB with 8 MiB; docs/benchmarks.md). Each thread is an isolate of its own: what one costs, each added costs.
+ */
+export const threadResourceLimits: ResourceLimits = { maxYoungGenerationSizeMb: 8 };
+
+/**
  * A worker thread running the module `entry` (a file URL under src/), named `name` (as per-thread tools show it),
- * with `workerData` structured-cloned into it and the given V8 limits. Throws what `new Worker` throws.
+ * with `workerData` structured-cloned into it and the given V8 limits (`threadResourceLimits` when none are given).
+ * Throws what `new Worker` throws.
  */
 export function moduleThread(entry: URL, options: { name: string; workerData: object; resourceLimits?: ResourceLimits }): Worker {
   return new Worker(bootstrap, {
     eval: true,
     name: options.name,
     workerData: { ...options.workerData, entry: entry.href, sources: strippedSources() },
-    ...(options.resourceLimits ? { resourceLimits: options.resourceLimits } : {}),
+    resourceLimits: options.resourceLimits ?? threadResourceLimits,
   });
 }
