@@ -22,6 +22,7 @@ export class PayloadChecksumError extends Error {
  *
  * Guarantees an adapter must give:
  * - `put` never clobbers: writing identical bytes to an existing key succeeds, different bytes throw PayloadConflictError.
+ *   Once it has resolved it holds no reference to `body`: the caller may free it (submit-batch.ts does).
  * - `get` returns the exact bytes written, or `undefined` for a key that does not exist. Where the store keeps a
  *   checksum, a mismatch throws PayloadChecksumError. One segment at a time: nothing reads a whole batch.
  * - `deletePrefix` removes every object under the prefix and returns how many it removed; a missing prefix removes 0.
