@@ -73,14 +73,11 @@ export class ProcessingThread implements Orchestrator {
   }
 
   #spawn(): void {
-    // Named, so that per-thread tools (top -H, /proc/<pid>/task/*/comm, the bench's CPU split) show it as such.
-    // A small young generation, as the main thread's --max-semi-space-size=8 (bin/batchmem.js): segment work makes
-    // much short-lived garbage, and V8 would otherwise grow it to its maximum (measured: 100,000 memories peaked at
-    // 320 MiB with V8's default, 294 MiB with 8 MiB; docs/benchmarks.md).
+    // Named, so that per-thread tools (top -H, /proc/<pid>/task/*/comm, the bench's CPU split) show it as such; its
+    // small young generation is moduleThread's default (threadResourceLimits).
     const worker = moduleThread(entry, {
       name: 'processing', // literal: the thread's name, not a batch status
       workerData: this.#options.data,
-      resourceLimits: { maxYoungGenerationSizeMb: 8 },
     });
     this.#worker = worker;
     const startedAt = Date.now();

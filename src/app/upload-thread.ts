@@ -57,7 +57,6 @@ type JobEvent = Exclude<FromUploadThread, { type: 'ready' } | { type: 'pull' }>;
 /** One upload's side on the main thread: its body's reader, and the thread's answers not yet consumed. */
 class Job {
   readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
-  readonly #post: (message: ToUploadThread, transfer?: ArrayBuffer[]) => void;
   readonly #events: JobEvent[] = [];
   #wake: (() => void) | undefined;
   #bodyDone = false;
@@ -69,11 +68,14 @@ class Job {
   /** The thread reading it. */
   readonly worker: Worker;
 
-  constructor(id: number, worker: Worker, body: ReadableStream<Uint8Array>, post: (message: ToUploadThread, transfer?: ArrayBuffer[]) => void) {
+  constructor(id: number, worker: Worker, body: ReadableStream<Uint8Array>) {
     this.id = id;
     this.worker = worker;
     this.#reader = body.getReader();
-    this.#post = post;
+  }
+
+  #post(message: ToUploadThread, transfer: ArrayBuffer[] = []): void {
+    this.worker.postMessage(message, transfer);
   }
 
   /** The thread wants the next chunk: read it from the request and pass it on (copied: chunks may share a pool). */
@@ -170,6 +172,8 @@ export class UploadThread implements SubmitBodyReader {
   #currentWorker: Worker | undefined;
   /** Every thread not yet exited (one, and briefly two while an idle one ends as a new upload arrives). */
   readonly #live = new Map<Worker, Promise<void>>();
+  /** Threads ended on purpose (idle), whose exit is no crash. */
+  readonly #stopped = new Set<Worker>();
   #nextJob = 1;
   readonly #jobs = new Map<number, Job>();
   #idleTimer: NodeJS.Timeout | undefined;
@@ -204,13 +208,8 @@ export class UploadThread implements SubmitBodyReader {
     const wait = this.#restartAt - Date.now();
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
     if (this.#closing) throw new Error('the upload thread is closed');
-    // A small young generation, as for the processing thread: parsing makes much short-lived garbage, and V8 would
-    // otherwise grow it to its maximum.
-    const worker = moduleThread(entry, {
-      name: 'upload',
-      workerData: { settings: this.#options.settings } satisfies UploadThreadData,
-      resourceLimits: { maxYoungGenerationSizeMb: 8 },
-    });
+    // Its small young generation is moduleThread's default (threadResourceLimits).
+    const worker = moduleThread(entry, { name: 'upload', workerData: { settings: this.#options.settings } satisfies UploadThreadData });
     this.#options.started?.(worker);
     const startedAt = Date.now();
     this.#live.set(worker, new Promise((resolve) => worker.once('exit', () => resolve())));
@@ -250,9 +249,6 @@ export class UploadThread implements SubmitBodyReader {
     this.#options.logger.error({ code, uploadsFailed: lost.length }, 'the upload thread stopped; the next upload starts it again');
   }
 
-  /** Threads ended on purpose (idle), whose exit is no crash. */
-  readonly #stopped = new Set<Worker>();
-
   /** Ends the thread once no upload has used it for `idleMs`. */
   #idle(): void {
     if (this.#jobs.size > 0 || this.#closing) return;
@@ -271,7 +267,7 @@ export class UploadThread implements SubmitBodyReader {
 
   async #open(body: ReadableStream<Uint8Array>, message: (job: number) => ToUploadThread): Promise<Job> {
     const worker = await this.#running();
-    const job = new Job(this.#nextJob++, worker, body, (out, transfer) => worker.postMessage(out, transfer));
+    const job = new Job(this.#nextJob++, worker, body);
     this.#jobs.set(job.id, job);
     worker.postMessage(message(job.id));
     return job;
