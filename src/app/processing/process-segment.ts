@@ -1,4 +1,5 @@
 // Process one segment: read it, check it, write its memories to the sink, record its outcome once.
+import { setImmediate } from 'node:timers/promises';
 import { releaseBuffer } from '../../domain/buffer-release.ts';
 import { acceptsSegmentOutcomes } from '../../domain/lifecycle.ts';
 import { decodeSegment, segmentItems, segmentKey } from '../../domain/codec.ts';
@@ -16,6 +17,9 @@ import { withSpan } from '../tracing.ts';
 export type SegmentResult =
   | { status: 'recorded'; applied: boolean; succeeded: number; failed: number; counts: Counts }
   | { status: 'skipped'; reason: string };
+
+/** Records built per turn of the event loop (see processOnce). */
+const recordsPerTurn = 100;
 
 export interface SegmentRef {
   key: string;
@@ -68,11 +72,16 @@ async function processOnce(services: Services, ref: SegmentRef): Promise<Result<
   // Invalid items recorded at upload (`invalid_items: "record"`) are failures in their place; the rest are written.
   const itemErrors: ItemError[] = [];
   let records: MemoryRecord[] = [];
-  items.value.forEach((item, offset) => {
+  for (let offset = 0; offset < items.value.length; offset += 1) {
+    // A segment's records (three SHA-256 and a canonical text each) took 20 to 30 ms in one stretch, during which
+    // the other segments' answers waited and an HTTP sink's freed request slots stayed idle; in turns of 100 records
+    // delivery to a receiver holding each request 50 ms went 7 to 12% faster, at the same CPU (docs/benchmarks.md).
+    if (offset > 0 && offset % recordsPerTurn === 0) await setImmediate();
+    const item = items.value[offset];
     const invalid = asInvalidItem(item);
     if (invalid) itemErrors.push({ index: firstIndex + offset, externalId: invalid.externalId, error: invalid.error });
     else records.push(toMemoryRecord(batch.key, batch.tenant, firstIndex + offset, item as MemoryItem, batch.memoryDefaults, batch.onExisting ?? undefined));
-  });
+  }
   // In a redrive a segment the first run recorded is processed again for its failed items only (an invalid item
   // stays failed: it is not written, and keeps its error).
   const redrive = batch.redrives ?? 0;
