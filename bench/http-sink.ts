@@ -139,7 +139,10 @@ export async function runHttpSink(options: {
       const rawReceiver = await sinkReceiver({ secret, plan: serviceMs > 0 ? () => ({ kind: 'slow', delayMs: serviceMs }) : undefined });
       const records = Array.from({ length: options.memories }, (_, i) => toMemoryRecord(`bench:raw:${repeat}`, tenant, i, corpusMemory(i)));
       const requests: WireRequest[] = [];
-      for (let start = 0; start < records.length; start += chunkSize) requests.push(wire.build(records.slice(start, start + chunkSize), false));
+      for (let start = 0; start < records.length; start += chunkSize) {
+        const built = wire.build(records.slice(start, start + chunkSize), false);
+        requests.push({ ...built, headers: wire.headersAt(built, new Date()) });
+      }
       const raw = await rawAcceptRate(rawReceiver, requests, options.memories, concurrency);
       await rawReceiver.close();
       const e2eReceiver = await sinkReceiver({ secret, plan: serviceMs > 0 ? () => ({ kind: 'slow', delayMs: serviceMs }) : undefined });

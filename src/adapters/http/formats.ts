@@ -13,6 +13,10 @@ export function idempotencyKey(memoryIds: string[]): string {
   return 'bm-' + createHash('sha256').update(memoryIds.join('\n')).digest('hex').slice(0, 40);
 }
 
+/**
+ * One request as built once for a chunk: every attempt sends these path, body bytes and headers unchanged; a signed
+ * request adds its timestamp and signature per attempt (`WireFormat.headersAt`).
+ */
 export interface WireRequest {
   path: string;
   headers: Record<string, string>;
@@ -68,9 +72,9 @@ export class WireFormat {
   }
 
   /**
-   * The request for a chunk. Papr: a single memory goes to `/v1/memory`, more to `/v1/memory/batch`. NDJSON: one line
-   * per memory, signed per Standard Webhooks with the idempotency key as `webhook-id` (the timestamp is fresh on
-   * every attempt, so a retry is never refused as stale; the id stays the same).
+   * The request for a chunk, built (serialized) once and sent as is on every attempt. Papr: a single memory goes to
+   * `/v1/memory`, more to `/v1/memory/batch`. NDJSON: one line per memory, with the idempotency key as the Standard
+   * Webhooks `webhook-id`; its timestamp and signature are not here but made per attempt by `headersAt`.
    */
   build(chunk: MemoryRecord[], useBatch: boolean): WireRequest {
     // The value is part of the key: an updated memory (same id, new value) is a new event for the target.
@@ -84,13 +88,25 @@ export class WireFormat {
     }
     const body = chunk.map(ndjsonLine).join('\n') + '\n';
     headers['content-type'] = 'application/x-ndjson';
-    if (this.#signer) {
-      const now = new Date();
-      headers['webhook-id'] = key;
-      headers['webhook-timestamp'] = String(Math.floor(now.getTime() / 1000));
-      headers['webhook-signature'] = this.#signer.sign(key, now, body);
-    }
+    if (this.#signer) headers['webhook-id'] = key;
     return { path: '', headers, body };
+  }
+
+  /**
+   * The headers of one attempt of `wire` sent at `now`: the built headers, and for a signed NDJSON request a
+   * `webhook-timestamp` of `now` (whole seconds) with a `webhook-signature` over it, the id and the unchanged body.
+   * Made per attempt because a Standard Webhooks receiver refuses a timestamp more than its tolerance (5 minutes in
+   * the `standardwebhooks` verify) from its own clock: a retry after a longer pause (Retry-After, the breaker, an
+   * outage) carrying the first attempt's timestamp would be refused as stale, and a 4xx is a permanent refusal.
+   */
+  headersAt(wire: WireRequest, now: Date): Record<string, string> {
+    const id = wire.headers['webhook-id'];
+    if (!this.#signer || id === undefined) return wire.headers;
+    return {
+      ...wire.headers,
+      'webhook-timestamp': String(Math.floor(now.getTime() / 1000)),
+      'webhook-signature': this.#signer.sign(id, now, wire.body),
+    };
   }
 }
 

@@ -6,6 +6,7 @@ import { setImmediate } from 'node:timers/promises';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { Agent, request } from 'undici';
 import type { MemoryRecord } from '../../domain/memory.ts';
+import { type Clock, systemClock } from '../../ports/clock.ts';
 import { backoffMs, mayRetry, type RetryPolicy } from '../../domain/retry-policy.ts';
 import type { WriteCounts } from '../../domain/progress.ts';
 import type { ItemOutcome, MemorySink, StoredMemoryRef } from '../../ports/memory-sink.ts';
@@ -50,6 +51,8 @@ export interface HttpSinkOptions {
   /** Where the delivery ledger lives (SQLite). */
   ledgerPath: string;
   observer?: HttpSinkObserver | undefined;
+  /** The time each attempt is signed at (its `webhook-timestamp`); the system clock by default. */
+  clock?: Clock | undefined;
 }
 
 /** A chunk that could not be delivered within the outage tolerance: the segment attempt fails and is retried later. */
@@ -124,7 +127,7 @@ export class HttpMemorySink implements MemorySink {
       const chunk = outgoing.slice(start, start + this.#chunkSize);
       if (chunk.some((r) => !delivered.has(r.memoryId))) chunks.push(chunk);
     }
-    // Each chunk is built (serialized and signed, a few milliseconds) in its own turn of the event loop, and queues for
+    // Each chunk is built (serialized, a few milliseconds; it is signed per attempt as it leaves) in its own turn of the event loop, and queues for
     // a concurrency slot as soon as it is built: answers arriving meanwhile are read between two builds, so a slot they
     // free is taken again at once instead of after the whole segment's builds (measured: docs/benchmarks.md).
     // A thrown SinkUnavailableError leaves the claims standing: the retried item finds them as its own.
@@ -241,12 +244,14 @@ export class HttpMemorySink implements MemorySink {
       // The gate closed or the breaker opened while waiting for tokens: sending now would break the window.
       finished();
     }
+    // Signed as it leaves: a retry after a long pause must not carry the first attempt's (by then stale) timestamp.
+    const headers = this.#wire.headersAt(wire, (this.#options.clock ?? systemClock).now());
     this.#breaker.enter();
     const startedAt = performance.now();
     try {
       const response = await request(this.#options.url + wire.path, {
         method: 'POST',
-        headers: wire.headers,
+        headers,
         body: wire.body,
         dispatcher: this.#agent,
         signal: AbortSignal.timeout(this.#options.timeoutMs),
