@@ -1,7 +1,8 @@
 // The HTTP sink's Standard Webhooks signature across a retry: every attempt is signed at the time it leaves, so a
 // retry after a pause longer than a receiver's timestamp tolerance (5 minutes in `standardwebhooks`' verify) is not
 // refused as stale, while the body, `webhook-id` and `Idempotency-Key` stay those of the one logical event.
-// The pause is simulated: the sink's clock is moved on while the receiver holds the first attempt.
+// The pause is simulated: the sink's clock is moved on while the receiver holds the first attempt. The batch-completion
+// webhook is held to the same rule (each of its attempts is a new `send`, signed then).
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -9,6 +10,7 @@ import { Webhook } from 'standardwebhooks';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { WireFormat } from '../../src/adapters/http/formats.ts';
 import { HttpMemorySink } from '../../src/adapters/http/memory-sink.ts';
+import { HttpWebhookNotifier } from '../../src/adapters/webhook/notifier.ts';
 import { toMemoryRecord } from '../../src/domain/memory.ts';
 import { tenantA, uniqueId } from '../support/batches.ts';
 import { tempDir } from '../support/local-context.ts';
@@ -135,5 +137,34 @@ describe('HTTP sink signature on retries', () => {
     const request = wire.build([toMemoryRecord(uniqueId('k'), tenantA, 0, { content: 'one' })], false);
     expect(wire.headersAt(request, new Date(firstAttemptAt))).toEqual(request.headers);
     expect(request.headers['webhook-signature']).toBeUndefined();
+  });
+});
+
+describe('batch webhook signature on retries', () => {
+  it('signs each attempt of one event with the time it is sent, over the same body and id', async () => {
+    const target = await receiver((call) => (call === 1 ? 503 : 200), () => undefined);
+    const notifier = new HttpWebhookNotifier({ timeoutMs: 5000, allowPrivate: true });
+    cleanup.push(() => notifier.close());
+    const message = {
+      url: target.url,
+      secret,
+      messageId: 'msg_batch_completed',
+      payload: { type: 'batch.completed', timestamp: new Date(firstAttemptAt).toISOString(), data: { ok: true } },
+    };
+    // The notifier reads the system clock; only Date is faked, so sockets and timeouts run on real time.
+    vi.useFakeTimers({ toFake: ['Date'], now: firstAttemptAt });
+    const failed = await notifier.send(message);
+    vi.setSystemTime(firstAttemptAt + pauseMs);
+    const delivered = await notifier.send(message);
+    vi.useRealTimers();
+
+    expect([failed.delivered, delivered.delivered]).toEqual([false, true]);
+    const [first, retry] = target.arrivals as [Arrival, Arrival];
+    expect(first.headers['webhook-timestamp']).toBe(String(firstAttemptAt / 1000));
+    expect(retry.headers['webhook-timestamp']).toBe(String((firstAttemptAt + pauseMs) / 1000));
+    expect(retry.body).toBe(first.body);
+    expect(retry.headers['webhook-id']).toBe(first.headers['webhook-id']);
+    expect(verifiedAt(retry, firstAttemptAt + pauseMs)).toBeNull();
+    expect(verifiedAt(first, firstAttemptAt + pauseMs)).toMatch(/too old/);
   });
 });
