@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { Webhook } from 'standardwebhooks';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { WireFormat } from '../../src/adapters/http/formats.ts';
-import { HttpMemorySink } from '../../src/adapters/http/memory-sink.ts';
+import { HttpMemorySink, type HttpSinkObserver } from '../../src/adapters/http/memory-sink.ts';
 import { HttpWebhookNotifier } from '../../src/adapters/webhook/notifier.ts';
 import { toMemoryRecord } from '../../src/domain/memory.ts';
 import { tenantA, uniqueId } from '../support/batches.ts';
@@ -32,7 +32,11 @@ afterEach(async () => {
 });
 
 /** A loopback receiver answering each request with `answer(call)`, after `onArrival`; it records headers and raw body. */
-async function receiver(answer: (call: number) => number, onArrival: (call: number) => void): Promise<{ url: string; arrivals: Arrival[] }> {
+async function receiver(
+  answer: (call: number) => number,
+  onArrival: (call: number) => void,
+  retryAfter?: string,
+): Promise<{ url: string; arrivals: Arrival[] }> {
   const arrivals: Arrival[] = [];
   const server: Server = createServer((request, response) => {
     const chunks: Buffer[] = [];
@@ -41,7 +45,8 @@ async function receiver(answer: (call: number) => number, onArrival: (call: numb
       arrivals.push({ headers: request.headers, body: Buffer.concat(chunks).toString('utf8') });
       onArrival(arrivals.length);
       const status = answer(arrivals.length);
-      response.writeHead(status, { 'content-type': 'application/json' }).end(status === 200 ? '{"results":[]}' : '{"detail":"down for maintenance"}');
+      const headers = { 'content-type': 'application/json', ...(status !== 200 && retryAfter ? { 'retry-after': retryAfter } : {}) };
+      response.writeHead(status, headers).end(status === 200 ? '{"results":[]}' : '{"detail":"down for maintenance"}');
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -52,7 +57,7 @@ async function receiver(answer: (call: number) => number, onArrival: (call: numb
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/ingest`, arrivals };
 }
 
-function sinkWithClock(url: string, nowMs: () => number): HttpMemorySink {
+function sinkWithClock(url: string, nowMs: () => number, observer?: HttpSinkObserver): HttpMemorySink {
   const dir = tempDir();
   const sink = new HttpMemorySink({
     url,
@@ -68,6 +73,7 @@ function sinkWithClock(url: string, nowMs: () => number): HttpMemorySink {
     retry: { maxAttempts: Infinity, initialDelayMs: 10, maxDelayMs: 50 },
     ledgerPath: join(dir.path, 'deliveries.db'),
     clock: { now: () => new Date(nowMs()) },
+    observer,
   });
   cleanup.push(async () => {
     await sink.close();
@@ -118,6 +124,29 @@ describe('HTTP sink signature on retries', () => {
     expect(verifiedAt(first, firstAttemptAt)).toBeNull();
     expect(verifiedAt(retry, firstAttemptAt + pauseMs)).toBeNull();
     expect(verifiedAt(first, firstAttemptAt + pauseMs)).toMatch(/too old/);
+  });
+
+  it('signs an attempt again when it waited long for the Retry-After gate after being signed', async () => {
+    let nowMs = firstAttemptAt;
+    const target = await receiver((call) => (call === 1 ? 503 : 200), () => undefined, '1');
+    // The clock jumps once the retry is signed and waits for the gate the 503's Retry-After closed: the sink reports
+    // the pause before it signs the retry (in the same run of promise callbacks), and a timer fires only after them.
+    const sink = sinkWithClock(target.url, () => nowMs, {
+      requestFinished: () => undefined,
+      retried: () => undefined,
+      paused: () => setTimeout(() => (nowMs = firstAttemptAt + pauseMs), 0),
+    });
+    const key = uniqueId('k');
+
+    const outcomes = await sink.writeSegment([toMemoryRecord(key, tenantA, 0, { content: 'held back' })]);
+
+    expect(outcomes.map((o) => o.ok)).toEqual([true]);
+    expect(target.arrivals).toHaveLength(2);
+    const [first, retry] = target.arrivals as [Arrival, Arrival];
+    expect(retry.headers['webhook-timestamp']).toBe(String((firstAttemptAt + pauseMs) / 1000));
+    expect(retry.body).toBe(first.body);
+    expect(retry.headers['idempotency-key']).toBe(first.headers['idempotency-key']);
+    expect(verifiedAt(retry, firstAttemptAt + pauseMs)).toBeNull();
   });
 
   it('builds the body once: a request signed at two times differs only in timestamp and signature', () => {

@@ -6,9 +6,9 @@ import { setImmediate } from 'node:timers/promises';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { Agent, request } from 'undici';
 import type { MemoryRecord } from '../../domain/memory.ts';
-import { type Clock, systemClock } from '../../ports/clock.ts';
 import { backoffMs, mayRetry, type RetryPolicy } from '../../domain/retry-policy.ts';
 import type { WriteCounts } from '../../domain/progress.ts';
+import { type Clock, systemClock } from '../../ports/clock.ts';
 import type { ItemOutcome, MemorySink, StoredMemoryRef } from '../../ports/memory-sink.ts';
 import { type Delivery, DeliveryLedger } from './delivery-ledger.ts';
 import { CircuitBreaker, RetryAfterGate, retryAfterMs, TokenBucket } from './flow-control.ts';
@@ -63,6 +63,16 @@ export class SinkUnavailableError extends Error {
 type Attempt =
   | { kind: 'answered'; status: number; text: string; gated: boolean }
   | { kind: 'unanswered'; reason: 'timeout' | 'network'; message: string };
+
+/**
+ * How old an attempt's signature may be when the attempt leaves; older (it waited that long for the Retry-After gate,
+ * the breaker, a concurrency slot or the rate), it is signed again. Far inside a Standard Webhooks receiver's tolerance
+ * (5 minutes in `standardwebhooks`' verify), and above the usual wait for a slot, so the signature (a few ms for a
+ * chunk, hashed in JavaScript) is made once per attempt in the ordinary case, while the chunk is being built.
+ */
+const signatureMaxAgeMs = 10_000;
+
+type SignedHeaders = { signedAtMs: number; headers: Record<string, string> };
 
 const permanent = (status: number) => status >= 400 && status < 500 && ![408, 409, 429].includes(status);
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -127,9 +137,10 @@ export class HttpMemorySink implements MemorySink {
       const chunk = outgoing.slice(start, start + this.#chunkSize);
       if (chunk.some((r) => !delivered.has(r.memoryId))) chunks.push(chunk);
     }
-    // Each chunk is built (serialized, a few milliseconds; it is signed per attempt as it leaves) in its own turn of the event loop, and queues for
-    // a concurrency slot as soon as it is built: answers arriving meanwhile are read between two builds, so a slot they
-    // free is taken again at once instead of after the whole segment's builds (measured: docs/benchmarks.md).
+    // Each chunk is built (serialized, and its first attempt signed: a few milliseconds) in its own turn of the event
+    // loop, and queues for a concurrency slot as soon as it is built: answers arriving meanwhile are read between two
+    // builds, so a slot they free is taken again at once instead of after the whole segment's builds (measured:
+    // docs/benchmarks.md).
     // A thrown SinkUnavailableError leaves the claims standing: the retried item finds them as its own.
     const deliveries: Promise<void>[] = [];
     for (const chunk of chunks) {
@@ -209,7 +220,10 @@ export class HttpMemorySink implements MemorySink {
   async #send(memories: number, wire: WireRequest): Promise<{ status: number; text: string }> {
     const startedAt = Date.now();
     for (let attempt = 1; ; attempt += 1) {
-      const result = await this.#limit(() => this.#attempt(memories, wire));
+      // Every attempt is signed anew, with its own timestamp (the body, webhook-id and Idempotency-Key stay the
+      // chunk's): a retry after a pause longer than the receiver's tolerance is not refused as stale.
+      const signed = this.#sign(wire);
+      const result = await this.#limit(() => this.#attempt(memories, wire, signed));
       if (result.kind === 'answered') {
         const status = result.status;
         if ((status >= 200 && status < 300) || status === 409 || permanent(status)) return { status, text: result.text };
@@ -232,8 +246,17 @@ export class HttpMemorySink implements MemorySink {
     }
   }
 
-  /** One attempt: waits for the breaker, the Retry-After gate and the rate, then sends with nothing awaited between. */
-  async #attempt(memories: number, wire: WireRequest): Promise<Attempt> {
+  /** The headers of an attempt of `wire` made now, by the sink's clock. */
+  #sign(wire: WireRequest): SignedHeaders {
+    const now = (this.#options.clock ?? systemClock).now();
+    return { signedAtMs: now.getTime(), headers: this.#wire.headersAt(wire, now) };
+  }
+
+  /**
+   * One attempt: waits for the breaker, the Retry-After gate and the rate, then sends with nothing awaited between,
+   * signed again if the wait outlasted `signatureMaxAgeMs`.
+   */
+  async #attempt(memories: number, wire: WireRequest, signed: SignedHeaders): Promise<Attempt> {
     let finished: () => void = () => {};
     for (;;) {
       await this.#gate.pass();
@@ -244,8 +267,8 @@ export class HttpMemorySink implements MemorySink {
       // The gate closed or the breaker opened while waiting for tokens: sending now would break the window.
       finished();
     }
-    // Signed as it leaves: a retry after a long pause must not carry the first attempt's (by then stale) timestamp.
-    const headers = this.#wire.headersAt(wire, (this.#options.clock ?? systemClock).now());
+    const waitedMs = (this.#options.clock ?? systemClock).now().getTime() - signed.signedAtMs;
+    const { headers } = waitedMs > signatureMaxAgeMs ? this.#sign(wire) : signed;
     this.#breaker.enter();
     const startedAt = performance.now();
     try {
