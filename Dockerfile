@@ -25,5 +25,5 @@ VOLUME /var/lib/batchmem
 EXPOSE 8787 9464
 HEALTHCHECK --interval=5s --timeout=3s --start-period=60s --retries=3 CMD ["node", "-e", \
   "const port = process.env.BATCHMEM_WORKER_METRICS_PORT || process.env.BATCHMEM_PORT; fetch(`http://127.0.0.1:${port}/readyz`).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-ENTRYPOINT ["node", "--max-semi-space-size=8", "/app/src/app/cli.ts"]
+ENTRYPOINT ["node", "--max-semi-space-size=2", "/app/src/app/cli.ts"]
 CMD ["serve"]

@@ -34,29 +34,60 @@ export function processMemory(pid: number): ProcessMemory {
 export interface ProcessCpu {
   totalSeconds: number;
   /**
-   * Live threads' CPU summed by name (`/proc/<pid>/task/<tid>/comm`): `MainThread` (the HTTP thread), `processing`
+   * Threads' CPU summed by name (`/proc/<pid>/task/<tid>/comm`): `MainThread` (the HTTP thread), `processing`
    * (the embedded runner's thread), `libuv-worker` (compression, file I/O), `V8Worker` (GC and compilation)...
    */
   byThread: Record<string, number>;
 }
 
-/** Reads a process's CPU time from /proc (Linux; utime + stime, fields 14 and 15 of stat, in clock ticks of 1/100 s). */
-export function processCpu(pid: number): ProcessCpu {
-  const ticks = (stat: string) => {
-    // The name field may hold spaces and parentheses; the fields after it start past the last ')'.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  };
-  const byThread: Record<string, number> = {};
+/** CPU seconds in a /proc stat line (utime + stime, fields 14 and 15, in clock ticks of 1/100 s). */
+function statSeconds(stat: string): number {
+  // The name field may hold spaces and parentheses; the fields after it start past the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** Each live thread of a process: its name and CPU seconds so far, by thread id (Linux /proc). */
+function threadCpu(pid: number): Map<string, { name: string; seconds: number }> {
+  const threads = new Map<string, { name: string; seconds: number }>();
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     try {
       const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
-      byThread[name] = (byThread[name] ?? 0) + ticks(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8'));
+      threads.set(tid, { name, seconds: statSeconds(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')) });
     } catch {
       // the thread exited between the listing and the read
     }
   }
-  return { totalSeconds: ticks(readFileSync(`/proc/${pid}/stat`, 'utf8')), byThread };
+  return threads;
+}
+
+/**
+ * A process's CPU by thread name, threads that have ended included: /proc lists live threads only, and the server's
+ * upload thread ends as soon as a large upload is read, before a benchmark's last reading. Every thread is read every
+ * 100 ms while the process runs, so an ended thread counts with its last reading (all but its last 100 ms at most,
+ * which stay under "ended threads"). `stop` ends the readings.
+ */
+export function processCpuTracker(pid: number): { cpu(): ProcessCpu; stop(): void } {
+  const seen = new Map<string, { name: string; seconds: number }>();
+  const read = () => {
+    try {
+      for (const [tid, thread] of threadCpu(pid)) seen.set(tid, thread);
+    } catch {
+      // the process has exited
+    }
+  };
+  read();
+  const timer = setInterval(read, 100);
+  timer.unref();
+  return {
+    cpu() {
+      read();
+      const byThread: Record<string, number> = {};
+      for (const { name, seconds } of seen.values()) byThread[name] = (byThread[name] ?? 0) + seconds;
+      return { totalSeconds: statSeconds(readFileSync(`/proc/${pid}/stat`, 'utf8')), byThread };
+    },
+    stop: () => clearInterval(timer),
+  };
 }
 
 /** What `after` used beyond `before`, by the same split. */
@@ -155,12 +186,14 @@ export async function startProcess(options: BenchServerOptions): Promise<BenchPr
     await sleep(100);
   }
 
+  const cpuTracker = processCpuTracker(child.pid!);
+  void exited.then(() => cpuTracker.stop());
   return {
     pid: child.pid!,
     url,
     output: () => output,
     memory: () => processMemory(child.pid!),
-    cpu: () => processCpu(child.pid!),
+    cpu: () => cpuTracker.cpu(),
     resetPeak: () => resetPeakRss(child.pid!),
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;

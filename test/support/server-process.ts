@@ -50,7 +50,7 @@ export async function serverProcess(env: Record<string, string>, command: 'serve
     output: () => output,
     pid: () => (child && child.exitCode === null && child.signalCode === null ? child.pid : undefined),
     async start() {
-      child = spawn(process.execPath, ['--max-semi-space-size=8', entry, command], {
+      child = spawn(process.execPath, ['--max-semi-space-size=2', entry, command], {
         cwd: root,
         env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', BATCHMEM_LOG_LEVEL: 'info', ...env, BATCHMEM_PORT: String(port) },
         stdio: ['ignore', 'pipe', 'pipe'],
