@@ -33,6 +33,7 @@ export async function startServer(config: Config, decorate?: AdapterDecorators):
   // The API reports the store's backlog; workers do not, so the gauges come from one kind of process only.
   metrics.trackBacklog(() => runtime.services.batches.backlog());
   const uploads = config.BATCHMEM_UPLOAD_THREAD ? new UploadThread({ settings: runtime.services.settings, logger }) : undefined;
+  const shutdown = new AbortController();
   const app = createHttpApp({
     services: runtime.services,
     keys: keyring(keys),
@@ -42,6 +43,7 @@ export async function startServer(config: Config, decorate?: AdapterDecorators):
     maxNdjsonBodyBytes: config.BATCHMEM_MAX_NDJSON_BODY_BYTES,
     singleAddWaitMs: config.BATCHMEM_SINGLE_ADD_WAIT_MS,
     bodyReader: uploads,
+    shutdown: shutdown.signal,
   });
   // Batches of any size: Node's whole-request deadline (`requestTimeout`, 5 minutes by default) would cut off a large
   // body still arriving at a good pace (1.5 GB at 5 MB/s takes 5 minutes). A connection that goes quiet is closed
@@ -81,7 +83,15 @@ export async function startServer(config: Config, decorate?: AdapterDecorators):
     port,
     logger,
     async close() {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      // Event streams would hold the stop until their batches finish (minutes for a large one): they end now, and
+      // their clients resume with Last-Event-ID elsewhere. Requests in flight, uploads above all, are answered first.
+      shutdown.abort();
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // `close` drops the connections idle at that moment only; one whose answer ends later would stay open for the
+      // keep-alive timeout (5 s) before the server may finish closing.
+      const sweep = setInterval(() => (server as Server).closeIdleConnections(), 100);
+      await closed;
+      clearInterval(sweep);
       // No request is left, so no upload either.
       await uploads?.close();
       await runtime.close();

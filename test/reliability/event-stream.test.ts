@@ -1,9 +1,11 @@
 // The progress stream across disconnects: a client that drops the connection five times while a 100,000-memory
 // batch runs, and reconnects each time with Last-Event-ID, sees progress that only moves forward, never an event it
-// already had, and exactly one final event. A quiet stream carries a comment at least every 20 s.
+// already had, and exactly one final event. A quiet stream carries a comment at least every 20 s. A stop (SIGTERM)
+// ends open streams at once instead of waiting for their batches.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { apiClient, type ApiClient, memory, ndjsonStream } from '../support/api-client.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { tempDir } from '../support/local-context.ts';
 import { serverProcess, type ServerProcess } from '../support/server-process.ts';
 import { commonEnv, testKeys } from '../e2e/http.suite.ts';
@@ -158,5 +160,57 @@ describe('progress stream resumed across disconnects', () => {
     expect(comments.length).toBeGreaterThanOrEqual(2);
     const gaps = [comments[0]!, ...comments.slice(1).map((at, i) => at - comments[i]!), watchMs - comments.at(-1)!];
     expect(Math.max(...gaps)).toBeLessThanOrEqual(20_000);
+  });
+
+  it('SIGTERM ends an open stream at once and the process exits while the watched batch still runs', async () => {
+    // The marked memory's write is held for as long as the process runs (test/support/faults): the batch cannot
+    // finish before the stop, so a stop that waited for the stream would never end on its own.
+    const heldDir = tempDir();
+    const holdMarker = 'keep this batch running';
+    const held = await serverProcess({ ...commonEnv(keys), BATCHMEM_DATA_DIR: heldDir.path, BATCHMEM_FAULT_HOLD_MARKER: holdMarker });
+    try {
+      await held.start();
+      const heldApi = apiClient(held.url, keys[0]!.key);
+      expect((await heldApi.submitJson({ memories: [memory(1), { content: `two ${holdMarker}` }], batch_id: 'held' })).status).toBe(202);
+      const response = await heldApi.request('/v1/batch/held/events');
+      expect(response.status).toBe(200);
+      const events: string[] = [];
+      const parser = createParser({ onEvent: (message) => events.push(`${message.event}:${(JSON.parse(message.data) as { status: string }).status}`) });
+      const reader = response.body!.getReader();
+      const decoder = new TextDecoder();
+      // Read until the stream ends; `ended` is false when the connection broke instead of ending.
+      const read = (async () => {
+        try {
+          for (;;) {
+            const { done, value } = await reader.read();
+            if (done) return true;
+            parser.feed(decoder.decode(value, { stream: true }));
+          }
+        } catch {
+          return false;
+        }
+      })();
+      const firstEventBy = Date.now() + 10_000;
+      while (events.length === 0 && Date.now() < firstEventBy) await sleep(50);
+      expect(events[0]).toMatch(/^progress:/);
+
+      const pid = held.pid()!;
+      const signalledAt = Date.now();
+      process.kill(pid, 'SIGTERM');
+      // Generous: the stop takes well under a second here, while the batch would never finish.
+      const boundMs = 10_000;
+      const ended = await Promise.race([read, sleep(boundMs).then(() => 'still open' as const)]);
+      expect(ended, 'the stream ended cleanly within the bound').toBe(true);
+      while (held.pid() !== undefined && Date.now() - signalledAt < boundMs) await sleep(50);
+      const exitMs = Date.now() - signalledAt;
+      console.info(`[event stream] SIGTERM with an open stream: stream ended and process exited after ${exitMs} ms`);
+      expect(held.pid(), 'the process exited by itself').toBeUndefined();
+      expect(held.output()).toContain('shutting down');
+      // The batch never finished: the stream ended because of the stop, with no final event.
+      expect(events.every((event) => event.startsWith('progress:') && !event.endsWith(':completed'))).toBe(true);
+    } finally {
+      await held.kill();
+      heldDir.remove();
+    }
   });
 });

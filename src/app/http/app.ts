@@ -39,6 +39,8 @@ export interface HttpDeps {
   singleAddWaitMs?: number;
   /** Where submit bodies are read and checked (default: on this thread; `serve` uses the upload thread). */
   bodyReader?: SubmitBodyReader;
+  /** Aborted when the server stops: open event streams end at once (events.ts). */
+  shutdown?: AbortSignal;
 }
 
 export const defaultMaxNdjsonBodyBytes = 8 * 1024 ** 3;
@@ -121,7 +123,7 @@ export function createHttpApp(deps: HttpDeps) {
     }),
   );
   app.route('/', batchRoutes(services));
-  app.route('/', createEventsApp(services, deps.eventStream));
+  app.route('/', createEventsApp(services, deps.eventStream, deps.shutdown));
   app.route('/', createResultFilesApp(services));
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });

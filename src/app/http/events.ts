@@ -50,7 +50,12 @@ const route = createRoute({
   },
 });
 
-export function createEventsApp(services: Services, timing: EventStreamTiming = defaultEventStreamTiming) {
+/**
+ * `shutdown`: aborted when the server stops. Every open stream then ends at once, without a `done` event, so that a
+ * stop does not wait for the watched batches to finish; the client reconnects with `Last-Event-ID` (to another
+ * process or after the restart) and misses nothing.
+ */
+export function createEventsApp(services: Services, timing: EventStreamTiming = defaultEventStreamTiming, shutdown?: AbortSignal) {
   const app = router();
   app.openapi(route, async (c) => {
     const { id } = c.req.valid('param');
@@ -72,6 +77,9 @@ export function createEventsApp(services: Services, timing: EventStreamTiming = 
     return streamSSE(c, async (stream) => {
       const abort = new AbortController();
       stream.onAbort(() => abort.abort());
+      const stop = () => abort.abort();
+      if (shutdown?.aborted) stop();
+      shutdown?.addEventListener('abort', stop, { once: true });
       const heartbeat = setInterval(() => {
         void stream.write(': keep-alive\n\n').catch(() => abort.abort());
       }, timing.heartbeatMs);
@@ -88,6 +96,7 @@ export function createEventsApp(services: Services, timing: EventStreamTiming = 
         }
       } finally {
         clearInterval(heartbeat);
+        shutdown?.removeEventListener('abort', stop);
       }
     });
   });
