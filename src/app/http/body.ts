@@ -159,15 +159,18 @@ export function decodedBody(body: ReadableStream<Uint8Array>, contentEncoding: s
       ? (new DecompressionStream('gzip') as ReadableWritablePair<Uint8Array, Uint8Array>)
       : (Duplex.toWeb(createZstdDecompress()) as unknown as ReadableWritablePair<Uint8Array, Uint8Array>);
   const reader = body.pipeThrough(decoder).getReader();
+  let decodedBytes = 0;
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
         const { done, value } = await reader.read();
         if (done) controller.close();
-        else controller.enqueue(value);
+        else {
+          decodedBytes += value.byteLength;
+          controller.enqueue(value);
+        }
       } catch (error) {
-        // The decoders' messages are often empty ("TypeError: "): name what failed in any case.
-        const reason = (error as Error).message?.trim() || (error as Error).name || 'the data could not be decoded';
+        const reason = `${decoderMessage(error)} (after ${decodedBytes} decoded bytes)`;
         controller.error(new AppFailure(validation(`the body is not valid ${coding}: ${reason}`, [{ path: '', message: `not valid ${coding}` }])));
       }
     },
@@ -175,6 +178,19 @@ export function decodedBody(body: ReadableStream<Uint8Array>, contentEncoding: s
       await reader.cancel(reason).catch(() => undefined);
     },
   });
+}
+
+/**
+ * What a decoder said went wrong ("incorrect header check", "unexpected end of file"). Node's gzip
+ * `DecompressionStream` throws a `TypeError` with an empty message and zlib's own error as its `cause`.
+ */
+function decoderMessage(error: unknown): string {
+  let current: unknown = error;
+  for (let depth = 0; depth < 4 && current instanceof Error; depth += 1, current = current.cause) {
+    const message = current.message.trim();
+    if (message !== '') return message;
+  }
+  return 'the data could not be decoded';
 }
 
 export interface NdjsonReading {
