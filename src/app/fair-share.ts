@@ -1,11 +1,15 @@
 // The embedded runner's segment scheduler: every admitted batch queues its segments here, and free slots go
-// round-robin across tenants (fewest in flight first), then across one tenant's batches. A tenant's cap keeps slots free for the
-// others, so a small batch never waits behind another tenant's backlog (docs/benchmarks.md, fairness).
+// round-robin across tenants (fewest in flight first), then across one tenant's batches. A tenant's cap below the total keeps
+// slots free for the others, so a small batch never waits behind another tenant's backlog (docs/benchmarks.md, fairness).
 
 export interface FairShareLimits {
   /** Segments in flight in the whole process. */
   inFlight: number;
-  /** Segments one tenant may have in flight; below `inFlight`, so another tenant always finds a free slot. */
+  /**
+   * Segments one tenant may have in flight, at most `inFlight`. Only a cap below `inFlight` keeps a slot free for
+   * another tenant: the default (¾, rounded up) is the whole of a total of 1 to 3, and a larger explicit cap is cut
+   * to the total (`tenantCapWarning`). Even then a newcomer waits only until the first running segment ends (round-robin).
+   */
   perTenant: number;
   /** Segments one batch may have in flight. */
   perBatch: number;
@@ -47,6 +51,24 @@ export function fairShareLimits(batchConcurrency: number, segmentConcurrency: nu
     perBatch: Math.min(segmentConcurrency, inFlight),
     perTenant: Math.min(inFlight, perTenant ?? Math.max(1, Math.ceil((inFlight * 3) / 4))),
   };
+}
+
+/**
+ * A start-up warning when one tenant may take every slot (its cap, explicit or the default, is not below
+ * `batchConcurrency`), so the operator learns that BATCHMEM_TENANT_CONCURRENCY keeps nothing free; undefined when the
+ * cap leaves a slot to others. The configuration stays valid: slots still go round-robin, so another tenant's segment
+ * waits only until the first running segment ends.
+ */
+export function tenantCapWarning(batchConcurrency: number, perTenant?: number): string | undefined {
+  const cap = fairShareLimits(batchConcurrency, 1, perTenant).perTenant;
+  if (cap < batchConcurrency) return undefined;
+  const setting =
+    perTenant === undefined
+      ? `the default BATCHMEM_TENANT_CONCURRENCY (¾ of BATCHMEM_BATCH_CONCURRENCY, rounded up) is ${cap}, not below BATCHMEM_BATCH_CONCURRENCY=${batchConcurrency}`
+      : perTenant > batchConcurrency
+        ? `BATCHMEM_TENANT_CONCURRENCY=${perTenant} is above BATCHMEM_BATCH_CONCURRENCY=${batchConcurrency} (it is cut to ${cap})`
+        : `BATCHMEM_TENANT_CONCURRENCY=${perTenant} is not below BATCHMEM_BATCH_CONCURRENCY=${batchConcurrency}`;
+  return `${setting}: one organization may hold every segment slot, so none stays free for the others; set BATCHMEM_TENANT_CONCURRENCY below BATCHMEM_BATCH_CONCURRENCY to keep some`;
 }
 
 export class FairShareScheduler {

@@ -4,6 +4,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { keyring, loadApiKeys } from './api-keys.ts';
 import type { Config } from './config.ts';
+import { tenantCapWarning } from './fair-share.ts';
 import { createHttpApp } from './http/app.ts';
 import { settleUnreadBodies } from './http/unread-body.ts';
 import { createLogger, type Logger } from './logger.ts';
@@ -24,6 +25,11 @@ export async function startServer(config: Config, decorate?: AdapterDecorators):
   const telemetry = await startTelemetry('batchmem-api');
   const logger = createLogger(config.BATCHMEM_LOG_LEVEL, undefined, { traceIds: telemetry !== undefined });
   const metrics = createMetrics();
+  if (config.BATCHMEM_ORCHESTRATOR === 'local') {
+    // A valid configuration, but not the fair share the setting's name promises: say so once, at start.
+    const warning = tenantCapWarning(config.BATCHMEM_BATCH_CONCURRENCY, config.BATCHMEM_TENANT_CONCURRENCY);
+    if (warning) logger.warn({ batchConcurrency: config.BATCHMEM_BATCH_CONCURRENCY, tenantConcurrency: config.BATCHMEM_TENANT_CONCURRENCY }, warning);
+  }
   const { keys, generated } = loadApiKeys(config);
   if (generated) {
     // Shown once, on the terminal, when the key is created; never through the logger.

@@ -53,6 +53,30 @@ describe('embedded defaults: a crash in the middle of a batch', () => {
   });
 });
 
+describe('embedded defaults: start-up', () => {
+  it('logs a warning, and still serves, when BATCHMEM_TENANT_CONCURRENCY leaves no slot to other organizations', async () => {
+    const keys = testKeys();
+    const dir = tempDir();
+    const server = await serverProcess({ ...commonEnv(keys), BATCHMEM_DATA_DIR: dir.path, BATCHMEM_BATCH_CONCURRENCY: '4', BATCHMEM_TENANT_CONCURRENCY: '9' });
+    try {
+      await server.start();
+      const warnings = server
+        .output()
+        .split('\n')
+        .filter((line) => line.startsWith('{'))
+        .map((line) => JSON.parse(line) as { level: number; msg: string; tenantConcurrency?: number })
+        .filter((entry) => entry.level === 40 && entry.msg.includes('BATCHMEM_TENANT_CONCURRENCY'));
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]).toMatchObject({ tenantConcurrency: 9 });
+      expect(warnings[0]!.msg).toContain('BATCHMEM_TENANT_CONCURRENCY=9 is above BATCHMEM_BATCH_CONCURRENCY=4 (it is cut to 4)');
+      expect((await apiClient(server.url, keys[0]!.key).request('/v1/batch')).status).toBe(200);
+    } finally {
+      await server.stop();
+      dir.remove();
+    }
+  });
+});
+
 describe('embedded defaults: the processing and upload threads', () => {
   const keys = testKeys();
   const dirs = [tempDir(), tempDir(), tempDir(), tempDir()];

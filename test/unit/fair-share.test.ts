@@ -2,7 +2,7 @@
 // tenant's small batch starts while one tenant's backlog fills the runner. Observed by order of starts, not timed.
 import { afterEach, describe, expect, it } from 'vitest';
 import { keyring } from '../../src/app/api-keys.ts';
-import { FairShareScheduler, fairShareLimits } from '../../src/app/fair-share.ts';
+import { FairShareScheduler, fairShareLimits, tenantCapWarning } from '../../src/app/fair-share.ts';
 import { createHttpApp } from '../../src/app/http/app.ts';
 import { LocalOrchestrator } from '../../src/app/local-runner.ts';
 import { createLogger } from '../../src/app/logger.ts';
@@ -39,6 +39,17 @@ describe('fair-share scheduler', () => {
     expect(fairShareLimits(1, 4)).toEqual({ inFlight: 1, perBatch: 1, perTenant: 1 });
     expect(fairShareLimits(8, 4, 2)).toEqual({ inFlight: 8, perBatch: 4, perTenant: 2 });
     expect(fairShareLimits(4, 4, 99).perTenant).toBe(4);
+  });
+
+  it('warns when one tenant may take every slot: a default cap of a total of 1 to 3, an explicit cap at or above the total', () => {
+    expect(tenantCapWarning(4)).toBeUndefined();
+    expect(tenantCapWarning(5)).toBeUndefined();
+    expect(tenantCapWarning(3)).toMatch(/is 3, not below BATCHMEM_BATCH_CONCURRENCY=3/);
+    expect(tenantCapWarning(8, 7)).toBeUndefined();
+    expect(tenantCapWarning(2)).toMatch(/^the default BATCHMEM_TENANT_CONCURRENCY .* is 2, not below BATCHMEM_BATCH_CONCURRENCY=2: one organization may hold every segment slot/);
+    expect(tenantCapWarning(1)).toMatch(/is 1, not below BATCHMEM_BATCH_CONCURRENCY=1/);
+    expect(tenantCapWarning(4, 4)).toMatch(/^BATCHMEM_TENANT_CONCURRENCY=4 is not below BATCHMEM_BATCH_CONCURRENCY=4:/);
+    expect(tenantCapWarning(4, 9)).toMatch(/^BATCHMEM_TENANT_CONCURRENCY=9 is above BATCHMEM_BATCH_CONCURRENCY=4 \(it is cut to 4\):/);
   });
 
   it("starts a tenant that arrives later before the next of a tenant already holding slots, and takes turns between one tenant's batches", async () => {
