@@ -8,6 +8,7 @@ import { apiClient, type ApiClient, memory, ndjsonStream } from '../support/api-
 import { setTimeout as sleep } from 'node:timers/promises';
 import { tempDir } from '../support/local-context.ts';
 import { serverProcess, type ServerProcess } from '../support/server-process.ts';
+import { gate, heldBody, waitForStreamed } from '../support/streamed-upload.ts';
 import { commonEnv, testKeys } from '../e2e/http.suite.ts';
 
 const total = 100_000;
@@ -162,7 +163,7 @@ describe('progress stream resumed across disconnects', () => {
     expect(Math.max(...gaps)).toBeLessThanOrEqual(20_000);
   });
 
-  it('SIGTERM ends an open stream at once and the process exits while the watched batch still runs', async () => {
+  it('SIGTERM ends an open stream at once, answers the upload in flight, and exits while the watched batch still runs', async () => {
     // The marked memory's write is held for as long as the process runs (test/support/faults): the batch cannot
     // finish before the stop, so a stop that waited for the stream would never end on its own.
     const heldDir = tempDir();
@@ -193,6 +194,10 @@ describe('progress stream resumed across disconnects', () => {
       const firstEventBy = Date.now() + 10_000;
       while (events.length === 0 && Date.now() < firstEventBy) await sleep(50);
       expect(events[0]).toMatch(/^progress:/);
+      // An upload in flight, held after its first segment (record: the batch is visible while it streams).
+      const release = gate();
+      const upload = heldApi.submitNdjson(heldBody(2_000, (i) => JSON.stringify(memory(i, 'late')), 1_000, release.opened), '?batch_id=uploading&invalid_items=record');
+      await waitForStreamed(heldApi, 'uploading', (batch) => batch.upload.received >= 1_000, 20_000);
 
       const pid = held.pid()!;
       const signalledAt = Date.now();
@@ -201,6 +206,10 @@ describe('progress stream resumed across disconnects', () => {
       const boundMs = 10_000;
       const ended = await Promise.race([read, sleep(boundMs).then(() => 'still open' as const)]);
       expect(ended, 'the stream ended cleanly within the bound').toBe(true);
+      // The upload is still held, so the process is still there to answer it; once it has its body it answers 202.
+      expect(held.pid(), 'the process waits for the upload in flight').toBe(pid);
+      release.open();
+      expect((await upload).status).toBe(202);
       while (held.pid() !== undefined && Date.now() - signalledAt < boundMs) await sleep(50);
       const exitMs = Date.now() - signalledAt;
       console.info(`[event stream] SIGTERM with an open stream: stream ended and process exited after ${exitMs} ms`);
