@@ -63,8 +63,6 @@ class Job {
   #finished = false;
   /** Set when the thread stopped under this job: what its consumer is told. */
   #lost: Error | undefined;
-  /** Body bytes passed to the thread so far. */
-  #bytes = 0;
 
   readonly id: number;
   /** The thread reading it. */
@@ -98,7 +96,6 @@ class Job {
     } else {
       // Copied once into a buffer of its own, which then moves: a request chunk may be a view into a larger buffer.
       const bytes = new Uint8Array(read.value);
-      this.#bytes += bytes.byteLength;
       this.#post({ type: 'chunk', job: this.id, bytes }, [bytes.buffer]);
     }
   }
@@ -122,11 +119,6 @@ class Job {
       await new Promise<void>((resolve) => (this.#wake = resolve));
       this.#wake = undefined;
     }
-  }
-
-  /** Body bytes passed to the thread so far. */
-  get bytes(): number {
-    return this.#bytes;
   }
 
   taken(): void {
@@ -159,8 +151,6 @@ export interface UploadThreadOptions {
   logger: Logger;
   /** How long the thread stays up without an upload (default `defaultIdleMs`). */
   idleMs?: number | undefined;
-  /** Body bytes from which an upload ends the thread as soon as none is left (default `largeUploadBytes`). */
-  largeUploadBytes?: number | undefined;
   /** Called with each thread started, the first and every restart (to watch it: diagnostics, tests). */
   started?: (worker: Worker) => void;
 }
@@ -169,18 +159,9 @@ const entry = new URL('./upload-thread-entry.ts', import.meta.url);
 
 /**
  * An idle thread holds about 28 MiB (an isolate, zod, the parsers; measured: docs/benchmarks.md), which a server
- * processing a large batch it has received would otherwise carry throughout; a new thread starts in about 0.1 s.
+ * processing a large batch it has received would otherwise carry throughout; a new thread is ready in about 0.2 s.
  */
 export const defaultIdleMs = 5_000;
-
-/**
- * After an upload of this many body bytes or more, the thread ends as soon as no upload uses it, not `idleMs` later.
- * Reading a large upload grows the thread's heap (to about 50 MiB against 15 idle), which V8 gives back only when the
- * isolate goes; the processing thread starts on that batch at the same moment, so both heaps at their largest made the
- * API process's peak RSS (docs/benchmarks.md, peak RSS). Against an upload this size, a new thread's start (about
- * 0.1 s) is small.
- */
-export const largeUploadBytes = 32 * 2 ** 20;
 
 /** The upload thread, as the submit route's SubmitBodyReader. Restarted if it dies; the uploads it held fail (500). */
 export class UploadThread implements SubmitBodyReader {
@@ -268,8 +249,8 @@ export class UploadThread implements SubmitBodyReader {
     this.#options.logger.error({ code, uploadsFailed: lost.length }, 'the upload thread stopped; the next upload starts it again');
   }
 
-  /** Ends the thread once no upload has used it for `idleMs` (at once after a large upload: `largeUploadBytes`). */
-  #idle(afterLarge: boolean): void {
+  /** Ends the thread once no upload has used it for `idleMs`. */
+  #idle(): void {
     if (this.#jobs.size > 0 || this.#closing) return;
     clearTimeout(this.#idleTimer);
     this.#idleTimer = setTimeout(() => {
@@ -281,7 +262,7 @@ export class UploadThread implements SubmitBodyReader {
         this.#stopped.add(worker);
         return worker.terminate();
       }, () => undefined);
-    }, afterLarge ? 0 : (this.#options.idleMs ?? defaultIdleMs)).unref();
+    }, this.#options.idleMs ?? defaultIdleMs).unref();
   }
 
   async #open(body: ReadableStream<Uint8Array>, message: (job: number) => ToUploadThread): Promise<Job> {
@@ -295,7 +276,7 @@ export class UploadThread implements SubmitBodyReader {
   async #close(job: Job, early: boolean): Promise<void> {
     this.#jobs.delete(job.id);
     await job.finish(early);
-    this.#idle(job.bytes >= (this.#options.largeUploadBytes ?? largeUploadBytes));
+    this.#idle();
   }
 
   async *segments(body: ReadableStream<Uint8Array>, spec: SubmitBodySpec, mode: InvalidItems | undefined): AsyncGenerator<PreparedSegment, BodyRead, undefined> {

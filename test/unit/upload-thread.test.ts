@@ -205,37 +205,4 @@ describe('the upload thread', () => {
       await lazy.close();
     }
   });
-
-  it('ends as soon as a large upload is read, and after idleMs only when the uploads were small', async () => {
-    const workers: Worker[] = [];
-    const exited: Worker[] = [];
-    const large = new UploadThread({
-      settings,
-      logger: createLogger('silent'),
-      started: (worker) => {
-        workers.push(worker);
-        worker.once('exit', () => exited.push(worker));
-      },
-      idleMs: 60_000,
-      largeUploadBytes: 256 * 1024,
-    });
-    try {
-      const small = ndjson(100);
-      expect(small.byteLength).toBeLessThan(256 * 1024);
-      expect(await readAll(large, chunked(small), spec('ndjson'), 'reject')).toMatchObject({ read: { itemCount: 100 } });
-      // A small upload leaves the thread up for the next one (idleMs is a minute here).
-      await new Promise((resolve) => setTimeout(resolve, 300));
-      expect(exited).toHaveLength(0);
-      const big = ndjson(2000);
-      expect(big.byteLength).toBeGreaterThanOrEqual(256 * 1024);
-      expect(await readAll(large, chunked(big), spec('ndjson'), 'reject')).toMatchObject({ read: { itemCount: 2000 } });
-      await new Promise((resolve) => workers[0]!.once('exit', resolve));
-      expect(exited).toEqual([workers[0]]);
-      // The next upload starts a new thread.
-      expect(await readAll(large, chunked(ndjson(10)), spec('ndjson'), 'reject')).toMatchObject({ read: { itemCount: 10 } });
-      expect(workers).toHaveLength(2);
-    } finally {
-      await large.close();
-    }
-  });
 });
