@@ -5,15 +5,14 @@
 // webhook is held to the same rule (each of its attempts is a new `send`, signed then).
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
 import { Webhook } from 'standardwebhooks';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { WireFormat } from '../../src/adapters/http/formats.ts';
-import { HttpMemorySink, type HttpSinkObserver } from '../../src/adapters/http/memory-sink.ts';
+import type { HttpMemorySink, HttpSinkObserver } from '../../src/adapters/http/memory-sink.ts';
 import { HttpWebhookNotifier } from '../../src/adapters/webhook/notifier.ts';
 import { toMemoryRecord } from '../../src/domain/memory.ts';
 import { tenantA, uniqueId } from '../support/batches.ts';
-import { tempDir } from '../support/local-context.ts';
+import { testHttpSink } from '../support/http-sink.ts';
 
 const secret = 'whsec_' + Buffer.from('an HTTP sink test key, 32 bytes!').toString('base64');
 const firstAttemptAt = Date.parse('2026-01-01T00:00:00Z');
@@ -58,28 +57,18 @@ async function receiver(
 }
 
 function sinkWithClock(url: string, nowMs: () => number, observer?: HttpSinkObserver): HttpMemorySink {
-  const dir = tempDir();
-  const sink = new HttpMemorySink({
+  const rig = testHttpSink({
     url,
     format: 'ndjson',
     secret,
-    chunkSize: 25,
     concurrency: 2,
-    ratePerSecond: 0,
     timeoutMs: 5000,
-    maxRetryAfterMs: 5000,
-    outageToleranceMs: 60_000,
-    breaker: { failureThreshold: 5, openMs: 200, maxOpenMs: 2000 },
     retry: { maxAttempts: Infinity, initialDelayMs: 10, maxDelayMs: 50 },
-    ledgerPath: join(dir.path, 'deliveries.db'),
     clock: { now: () => new Date(nowMs()) },
     observer,
   });
-  cleanup.push(async () => {
-    await sink.close();
-    dir.remove();
-  });
-  return sink;
+  cleanup.push(() => rig.close());
+  return rig.sink;
 }
 
 /** What `standardwebhooks`' own verify says of `arrival` when the receiver's clock reads `atMs`: null when it verifies. */
