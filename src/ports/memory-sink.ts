@@ -16,6 +16,12 @@ export interface StoredMemoryRef {
   version: number;
   /** The Papr fields stored with the memory, exactly as written; null when it has none. */
   attributes: MemoryAttributes | null;
+  /**
+   * For a sink that forwards to another service, the id that service gave the memory in its answer to this item's
+   * delivery, or (an item that sent nothing, the memory being unchanged) to the delivery that last sent it; null when
+   * that answer named none. Absent for a sink that is the memory store itself (the memory id is the id).
+   */
+  sinkId?: string | null;
 }
 
 /**
@@ -32,16 +38,13 @@ export interface StoredMemoryRef {
  *   per-item rejection is an outcome, a failure of the whole call (backend down) is a thrown error, and the caller
  *   retries the segment.
  * - `listByBatch` returns the memories a batch wrote ordered by index, starting after `afterIndex`, each with its
- *   write outcome and the attributes it holds.
+ *   write outcome and the attributes it holds (and, for a sink that forwards, the target's id for it).
  * - `countOutcomes` counts the items a batch stored (each index once), split by write outcome.
- * - `sinkIds` answers, for a sink that forwards to another service, the id that service gave each memory where it
- *   named one; a sink that is the memory store itself answers an empty map (the memory id is the id).
  */
 export interface MemorySink extends Preparable {
   writeSegment(records: MemoryRecord[]): Promise<ItemOutcome[]>;
   listByBatch(batchKey: string, afterIndex: number, limit: number): Promise<StoredMemoryRef[]>;
   countOutcomes(batchKey: string): Promise<WriteCounts>;
-  sinkIds(memoryIds: string[]): Promise<Map<string, string>>;
   check(): Promise<void>;
   close(): Promise<void>;
 }

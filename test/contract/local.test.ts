@@ -50,7 +50,6 @@ memorySinkContract('sqlite, two connections', async () => {
     writeSegment: (records) => ((turn += 1) % 2 === 0 ? one : two).writeSegment(records),
     listByBatch: (key, after, limit) => one.listByBatch(key, after, limit),
     countOutcomes: (key) => one.countOutcomes(key),
-    sinkIds: () => one.sinkIds(),
     prepare: () => one.prepare(),
     check: () => one.check(),
     close: async () => { await one.close(); await two.close(); },

@@ -118,7 +118,9 @@ export function memorySinkContract(adapter: string, open: () => Promise<SinkFixt
       await sink.writeSegment(records(key, 0, 50));
       const page = await sink.listByBatch(key, 9, 5);
       expect(page.map((m) => m.index)).toEqual([10, 11, 12, 13, 14]);
-      expect(page[0]).toEqual({
+      // A forwarding sink adds the target's id for the memory (checked in its own tests).
+      const { sinkId: _sinkId, ...first } = page[0]!;
+      expect(first).toEqual({
         index: 10,
         memoryId: records(key, 10, 1)[0]!.memoryId,
         externalId: `${key}-ext-10`,

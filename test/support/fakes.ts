@@ -223,9 +223,6 @@ export class MemorySinkFake implements MemorySink {
     for (const w of this.#writes.values()) if (w.batchKey === batchKey) counts[w.outcome] += 1;
     return counts;
   }
-  async sinkIds() {
-    return new Map<string, string>();
-  }
   async prepare() {
     return undefined;
   }

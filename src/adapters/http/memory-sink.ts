@@ -159,7 +159,7 @@ export class HttpMemorySink implements MemorySink {
       batchKey,
       accepted,
       plans.filter((p) => p.send && refused.has(p.memoryId)),
-      stored.map((p) => ({ index: p.record.index, memoryId: p.memoryId, outcome: p.outcome })),
+      stored.map((p) => ({ index: p.record.index, memoryId: p.memoryId, externalId: p.record.externalId, outcome: p.outcome })),
     );
     const planOf = new Map(plans.map((p) => [p.record.index, p]));
     return records.map((r): ItemOutcome => {
@@ -309,15 +309,11 @@ export class HttpMemorySink implements MemorySink {
   async listByBatch(batchKey: string, afterIndex: number, limit: number): Promise<StoredMemoryRef[]> {
     return this.#ledger
       .list(batchKey, afterIndex, limit)
-      .map((d) => ({ index: d.index, memoryId: d.memoryId, externalId: d.externalId, outcome: d.outcome, version: d.version, attributes: d.attributes }));
+      .map((d) => ({ index: d.index, memoryId: d.memoryId, externalId: d.externalId, outcome: d.outcome, version: d.version, attributes: d.attributes, sinkId: d.sinkId }));
   }
 
   async countOutcomes(batchKey: string): Promise<WriteCounts> {
     return this.#ledger.countOutcomes(batchKey);
-  }
-
-  async sinkIds(memoryIds: string[]): Promise<Map<string, string>> {
-    return this.#ledger.sinkIds(memoryIds);
   }
 
   /** The delivery ledger is SQLite and creates its tables when opened; the target is another service's to prepare. */

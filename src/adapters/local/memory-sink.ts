@@ -142,11 +142,6 @@ export class SqliteMemorySink implements MemorySink {
     return writeCountsOf(this.#db, 'memory_writes', batchKey);
   }
 
-  /** This store is the memory store: the memory id is the only id. */
-  async sinkIds(): Promise<Map<string, string>> {
-    return new Map();
-  }
-
   /** SQLite creates its tables when the file is opened: nothing to prepare. */
   async prepare(): Promise<undefined> {
     return undefined;

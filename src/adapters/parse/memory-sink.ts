@@ -130,11 +130,6 @@ export class ParseMemorySink implements MemorySink {
     return counts;
   }
 
-  /** Parse is the memory store: the memory id is the only id. */
-  async sinkIds(): Promise<Map<string, string>> {
-    return new Map();
-  }
-
   async #hasNoWrites(batchKey: string): Promise<boolean> {
     return !(await new this.#Parse.Query(parseClasses.memoryWrite).equalTo('batchId', batchKey).first(useMasterKey));
   }

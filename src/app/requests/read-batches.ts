@@ -53,23 +53,19 @@ export async function listResults(
     services.sink.listByBatch(batch.value.key, after.value, query.limit),
     services.batches.listErrors(batch.value.key, after.value, query.limit),
   ]);
-  // A forwarding sink also knows the target's id for each memory.
-  const sinkIds = stored.length > 0 ? await services.sink.sinkIds(stored.map((m) => m.memoryId)) : undefined;
   const all: ItemResult[] = [
     // The Papr fields a memory was stored with come back beside batchmem's own, under their own names.
-    ...stored.map((m) => {
-      const sinkId = sinkIds?.get(m.memoryId);
-      return {
-        index: m.index,
-        external_id: m.externalId,
-        status: itemOutcome.succeeded,
-        outcome: m.outcome,
-        memory_id: m.memoryId,
-        version: m.version,
-        ...m.attributes,
-        ...(sinkId ? { sink_id: sinkId } : {}),
-      };
-    }),
+    ...stored.map((m) => ({
+      index: m.index,
+      external_id: m.externalId,
+      status: itemOutcome.succeeded,
+      outcome: m.outcome,
+      memory_id: m.memoryId,
+      version: m.version,
+      ...m.attributes,
+      // A forwarding sink also knows the target's id for the memory.
+      ...(m.sinkId ? { sink_id: m.sinkId } : {}),
+    })),
     ...failed.map((e) => ({ index: e.index, external_id: e.externalId, status: itemOutcome.failed, error: e.error })),
   ].sort((a, b) => a.index - b.index);
   const merged = all.slice(0, query.limit);

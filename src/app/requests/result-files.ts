@@ -44,11 +44,7 @@ async function* paged<T extends { index: number }>(
  */
 export async function* resultLines(services: Services, batch: Batch, kind: ResultFileKind, fromIndex = 0): AsyncGenerator<ResultLine> {
   const after = fromIndex - 1;
-  const storedPage = async (afterIndex: number, limit: number) => {
-    const page = await services.sink.listByBatch(batch.key, afterIndex, limit);
-    const sinkIds = kind === 'results' && page.length > 0 ? await services.sink.sinkIds(page.map((m) => m.memoryId)) : undefined;
-    return page.map((m) => ({ ...m, sinkId: sinkIds?.get(m.memoryId) }));
-  };
+  const storedPage = (afterIndex: number, limit: number) => services.sink.listByBatch(batch.key, afterIndex, limit);
   const fillExpired = expiredItems(batch) > 0;
   // The errors file needs the stored memories too when some items expired: an index with no memory and no error is
   // an expired item, and only the memories tell the stored ones apart.

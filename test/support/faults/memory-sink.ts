@@ -76,10 +76,6 @@ export class FaultySink implements MemorySink {
     return this.#inner.listByBatch(batchKey, afterIndex, limit);
   }
 
-  sinkIds(memoryIds: string[]): Promise<Map<string, string>> {
-    return this.#inner.sinkIds(memoryIds);
-  }
-
   countOutcomes(batchKey: string): Promise<WriteCounts> {
     return this.#inner.countOutcomes(batchKey);
   }
