@@ -83,6 +83,9 @@ export const configSchema = z.object({
   // How long POST /v1/memory (the single add) waits for its memory to be stored before answering 202.
   BATCHMEM_SINGLE_ADD_WAIT_MS: int(0, 60_000).default(10_000),
   BATCHMEM_PAYLOAD_RETENTION: duration.optional(),
+  // Upload folders no batch points at (an upload whose process died) are deleted once nothing was written to them
+  // for this long. Keep it well above the longest pause between two segments of a live upload (uploadStallMs, 5 min).
+  BATCHMEM_ORPHAN_GRACE: duration.default(15 * 60_000),
   // A key-less submit identical to an earlier one of the same tenant within this window answers the earlier batch.
   BATCHMEM_DEDUPE_WINDOW: z.union([z.literal('0').transform(() => 0), duration]).default(10 * 60_000),
   BATCHMEM_WORKER_ID: z.string().optional(),

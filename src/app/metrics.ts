@@ -90,6 +90,11 @@ export function createMetrics(): Metrics {
     buckets: [0.005, 0.025, 0.1, 0.5, 1, 5, 30],
     registers: [registry],
   });
+  const orphanedUploads = new Counter({
+    name: 'batchmem_orphaned_uploads_deleted_total',
+    help: 'Upload folders no batch pointed at (their upload died before it was recorded), deleted by the orphan sweep',
+    registers: [registry],
+  });
   for (const status of batchStatuses) batches.inc({ status }, 0);
   for (const outcome of itemOutcomes) items.inc({ outcome }, 0);
   for (const kind of ['error', 'corrupt']) segmentFailures.inc({ kind }, 0);
@@ -127,6 +132,9 @@ export function createMetrics(): Metrics {
     },
     webhookAttempted(result) {
       webhooks.inc({ result });
+    },
+    orphanedUploadDeleted() {
+      orphanedUploads.inc();
     },
     httpRequest(method, route, status, durationMs) {
       http.observe({ method, route, status: String(status) }, durationMs / 1000);

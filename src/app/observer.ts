@@ -18,6 +18,8 @@ export interface Observer {
   batchFinished(status: string, expiredItems: number): void;
   /** One webhook delivery attempt: delivered, failed (retryable) or rejected (not retried). */
   webhookAttempted(result: WebhookResult): void;
+  /** The orphan sweep deleted one upload folder no batch pointed at (processing/sweep-orphaned-uploads.ts). */
+  orphanedUploadDeleted?(): void;
   /** The HTTP pipeline sink's own metrics (BATCHMEM_SINK=http): made on the first call, the same object after. */
   httpSink?(): HttpSinkObserver;
 }

@@ -22,6 +22,7 @@ import { expiryIntervalMs, scheduleExpiry } from './processing/expire-payloads.t
 import type { Observer } from './observer.ts';
 import type { Telemetry } from './telemetry.ts';
 import { LeftoverPayloads, scheduleLeftoverSweep } from './processing/payload-leftovers.ts';
+import { orphanSweepIntervalMs, scheduleOrphanSweep } from './processing/sweep-orphaned-uploads.ts';
 
 export function settingsFrom(config: Config): Settings {
   return {
@@ -269,11 +270,29 @@ export async function buildRuntime(
   const retentionMs = config.BATCHMEM_PAYLOAD_RETENTION;
   const orchestration = await orchestrator(config, services, logger, telemetry, decorate);
   let expiry: { stop(): Promise<void> } | undefined;
+  let orphans: { stop(): Promise<void> } | undefined;
   const leftoverSweep = scheduleLeftoverSweep(leftovers, services.payloads, leftoverSweepIntervalMs);
   return {
     services: { ...services, orchestrator: orchestration.orchestrator },
     async startBackground() {
       await orchestration.start();
+      const graceMs = config.BATCHMEM_ORPHAN_GRACE;
+      orphans = scheduleOrphanSweep(services, {
+        graceMs,
+        intervalMs: orphanSweepIntervalMs(graceMs),
+        events: {
+          // A prefix is the organization and a generated upload id: nothing secret.
+          deleted: (prefix, objects) => {
+            observer?.orphanedUploadDeleted?.();
+            logger.info({ prefix, objects }, 'deleted the segments of an upload no batch points at (its process died)');
+          },
+          failed: (prefix, error) => logger.warn({ prefix, err: error }, 'could not delete an orphaned upload; the next sweep will retry'),
+        },
+        onSweep: (sweep) => {
+          if (sweep.deleted > 0) logger.info({ uploads: sweep.deleted, objects: sweep.objects, folders: sweep.folders }, 'orphaned upload sweep done');
+        },
+        onError: (error) => logger.error({ err: error }, 'orphaned upload sweep failed'),
+      });
       if (retentionMs === undefined) return;
       expiry = scheduleExpiry(services, {
         retentionMs,
@@ -289,6 +308,7 @@ export async function buildRuntime(
       decorate?.closing?.();
       await leftoverSweep.stop();
       await expiry?.stop();
+      await orphans?.stop();
       await orchestration.orchestrator.close();
       await Promise.allSettled([services.batches.close(), services.payloads.close(), services.sink.close()]);
     },

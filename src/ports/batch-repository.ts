@@ -137,6 +137,11 @@ export interface BatchRepository extends Preparable {
    * marked expired, oldest completion first, at most `limit`.
    */
   listExpiredPayloads(completedBefore: string, limit: number): Promise<ExpiredPayload[]>;
+  /**
+   * Which of `prefixes` (payload store prefixes, at most a few hundred) some batch record points at
+   * (`payload.prefix`), whatever its status or payload expiry. For the sweep of uploads no batch points at.
+   */
+  referencedPrefixes(prefixes: string[]): Promise<Set<string>>;
   /** Records that a batch's payload segments are deleted, so it is not listed again. Idempotent; the record keeps its counts. */
   markPayloadExpired(key: string, expiredAt: string): Promise<void>;
   /** Throws when the backend cannot serve. */

@@ -130,6 +130,10 @@ export class MemoryBatchRepository implements BatchRepository {
       .slice(0, limit)
       .map((b) => ({ key: b.key, prefix: b.payload.prefix, completedAt: b.completedAt! }));
   }
+  async referencedPrefixes(prefixes: string[]) {
+    const pointed = new Set([...this.batches.values()].map((b) => b.payload.prefix));
+    return new Set(prefixes.filter((prefix) => pointed.has(prefix)));
+  }
   async markPayloadExpired(key: string, _expiredAt: string) {
     this.expired.add(key);
   }
@@ -166,6 +170,20 @@ export class MemoryPayloadStore implements PayloadStore {
       this.checksums.delete(key);
     }
     return doomed.length;
+  }
+  /** Every object counts as written at `writtenAt(key)` (default: now), so a test can age a folder. */
+  writtenAt: (key: string) => Date = () => new Date();
+  async *folders() {
+    const newest = new Map<string, Date>();
+    for (const key of this.objects.keys()) {
+      const slash = key.lastIndexOf('/');
+      if (slash <= 0) continue;
+      const prefix = key.slice(0, slash);
+      const written = this.writtenAt(key);
+      const known = newest.get(prefix);
+      if (!known || written > known) newest.set(prefix, written);
+    }
+    for (const [prefix, lastWrittenAt] of newest) yield { prefix, lastWrittenAt };
   }
   async check() {}
   async close() {}

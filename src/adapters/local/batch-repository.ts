@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS batches (
 );
 CREATE INDEX IF NOT EXISTS batches_by_org ON batches (organization, created_at DESC, key DESC);
 CREATE INDEX IF NOT EXISTS batches_by_status ON batches (status);
+CREATE INDEX IF NOT EXISTS batches_by_payload_prefix ON batches (json_extract(record, '$.payload.prefix'));
 CREATE TABLE IF NOT EXISTS segments (
   batch_key TEXT NOT NULL,
   segment INTEGER NOT NULL,
@@ -387,6 +388,18 @@ export class SqliteBatchRepository implements BatchRepository {
           LIMIT ?`,
       )
       .all(...finalStatuses, completedBefore, limit) as unknown as ExpiredPayload[];
+  }
+
+  async referencedPrefixes(prefixes: string[]): Promise<Set<string>> {
+    if (prefixes.length === 0) return new Set();
+    // The same expression as the index batches_by_payload_prefix, so the lookup uses it.
+    const rows = this.#db
+      .prepare(
+        `SELECT DISTINCT json_extract(record, '$.payload.prefix') AS prefix FROM batches
+          WHERE json_extract(record, '$.payload.prefix') IN (${placeholders(prefixes)})`,
+      )
+      .all(...prefixes) as Array<{ prefix: string }>;
+    return new Set(rows.map((row) => row.prefix));
   }
 
   async markPayloadExpired(key: string, expiredAt: string): Promise<void> {

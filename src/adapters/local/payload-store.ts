@@ -1,10 +1,11 @@
 // PayloadStore on the local file system. Each object has a sidecar holding its SHA-256, checked on read.
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readFile, rm, link, unlink, writeFile, readdir, stat } from 'node:fs/promises';
-import { dirname, resolve, sep } from 'node:path';
+import { mkdir, readFile, rm, link, unlink, writeFile, readdir, stat, opendir } from 'node:fs/promises';
+import { dirname, join, resolve, sep } from 'node:path';
 import {
   PayloadChecksumError,
   PayloadConflictError,
+  type PayloadFolder,
   type PayloadObjectInfo,
   type PayloadStore,
 } from '../../ports/payload-store.ts';
@@ -72,6 +73,16 @@ export class FilePayloadStore implements PayloadStore {
     return count;
   }
 
+  /**
+   * Walks the tree one directory entry at a time (`opendir`), so a root with any number of uploads is never held in
+   * memory. A folder's `lastWrittenAt` is the newest modification time among the folder itself and its files: `put`
+   * creates its temporary file in the folder before writing it, which moves the folder's time at the start of a write.
+   * Only folders that hold a file are yielded: an organization's folder is shared by its uploads and never swept.
+   */
+  async *folders(): AsyncGenerator<PayloadFolder> {
+    yield* walk(this.#root, '');
+  }
+
   async check(): Promise<void> {
     await mkdir(this.#root, { recursive: true });
     await stat(this.#root);
@@ -88,4 +99,34 @@ async function countFiles(path: string): Promise<number> {
     return 0;
   }
   return entries.filter((e) => e.isFile() && !e.name.endsWith(sidecar) && !e.name.endsWith('.tmp')).length;
+}
+
+/** The folders under `path` (named `relative` from the root) that hold a file, deepest first. */
+async function* walk(path: string, relative: string): AsyncGenerator<PayloadFolder> {
+  let folder;
+  try {
+    folder = await opendir(path);
+  } catch (error) {
+    // Gone meanwhile (deleted by a sweep or a refused upload), or the store never wrote anything.
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw error;
+  }
+  let newestMs = -Infinity;
+  let holdsFiles = false;
+  for await (const entry of folder) {
+    const child = join(path, entry.name);
+    if (entry.isDirectory()) {
+      yield* walk(child, relative ? `${relative}/${entry.name}` : entry.name);
+    } else if (entry.isFile()) {
+      const modified = await stat(child).then((s) => s.mtimeMs, () => undefined);
+      if (modified === undefined) continue; // removed between the listing and the look
+      holdsFiles = true;
+      newestMs = Math.max(newestMs, modified);
+    }
+  }
+  // The root's own files (keys without a folder) have no prefix to delete.
+  if (!holdsFiles || !relative) return;
+  const own = await stat(path).then((s) => s.mtimeMs, () => undefined);
+  if (own === undefined) return;
+  yield { prefix: relative, lastWrittenAt: new Date(Math.max(newestMs, own)) };
 }

@@ -618,6 +618,16 @@ export class ParseBatchRepository implements BatchRepository {
     }));
   }
 
+  async referencedPrefixes(prefixes: string[]): Promise<Set<string>> {
+    if (prefixes.length === 0) return new Set();
+    const rows = await new this.#Parse.Query(parseClasses.batch)
+      .containedIn('payloadPrefix', prefixes)
+      .select('payloadPrefix')
+      .limit(prefixes.length * 2)
+      .find(useMasterKey);
+    return new Set(rows.map((row) => row.get('payloadPrefix') as string));
+  }
+
   async markPayloadExpired(key: string, expiredAt: string): Promise<void> {
     const row = await this.#row(key);
     if (!row || row.get('payloadExpiredAt')) return;

@@ -11,11 +11,13 @@
 // a random token, and Parse Server should be run with `fileDownload.enableForPublic: false` (the adapter reads with
 // the master key).
 import { createHash } from 'node:crypto';
-import { PayloadChecksumError, PayloadConflictError, type PayloadObjectInfo, type PayloadStore } from '../../ports/payload-store.ts';
+import { PayloadChecksumError, PayloadConflictError, type PayloadFolder, type PayloadObjectInfo, type PayloadStore } from '../../ports/payload-store.ts';
 import { OrganizationRoles, tenantAcl } from './acl.ts';
 import { isParseError, type ParseConnection, ParseErrorCode, useMasterKey } from './connection.ts';
 import { parseClasses } from './schema.ts';
 import { ParseSchemaSetup } from './schema-setup.ts';
+
+const folderPageSize = 500;
 
 type ParseObject = InstanceType<ParseConnection['Parse']['Object']>;
 
@@ -130,6 +132,37 @@ export class ParsePayloadStore implements PayloadStore {
         if (file) await this.#connection.deleteFile(file.name());
       }
     }
+  }
+
+  /**
+   * The key rows in key order, a page at a time (keyset paging on the unique key), so a folder's rows are adjacent
+   * and only the folder being read is held. `lastWrittenAt` is the newest row's `createdAt`: the claim that ends a
+   * `put`. A file uploaded by a `put` that never claimed its key (a crash between) has no row and is not seen.
+   */
+  async *folders(): AsyncGenerator<PayloadFolder> {
+    let current: PayloadFolder | undefined;
+    let after: string | undefined;
+    for (;;) {
+      const query = new this.#Parse.Query(parseClasses.payloadFile).select('key').ascending('key').limit(folderPageSize);
+      if (after !== undefined) query.greaterThan('key', after);
+      const rows = await query.find(useMasterKey);
+      for (const row of rows) {
+        const key = row.get('key') as string;
+        after = key;
+        const slash = key.lastIndexOf('/');
+        if (slash <= 0) continue;
+        const prefix = key.slice(0, slash);
+        const written = row.createdAt ?? new Date(0);
+        if (current?.prefix === prefix) {
+          if (written > current.lastWrittenAt) current.lastWrittenAt = written;
+          continue;
+        }
+        if (current) yield current;
+        current = { prefix, lastWrittenAt: written };
+      }
+      if (rows.length < folderPageSize) break;
+    }
+    if (current) yield current;
   }
 
   async check(): Promise<void> {

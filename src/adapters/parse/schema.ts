@@ -89,6 +89,7 @@ export const classDefinitions: ClassDefinition[] = [
       organization_submittedAt: { organization: 1, submittedAt: 1 },
       status_submittedAt: { status: 1, submittedAt: 1 },
       status_completedAt: { status: 1, completedAt: 1 },
+      payloadPrefix: { payloadPrefix: 1 },
     },
     unique: [['batchId']],
     access: 'readable',

@@ -36,6 +36,7 @@ import {
 import {
   PayloadChecksumError,
   PayloadConflictError,
+  type PayloadFolder,
   type PayloadObjectInfo,
   type PayloadStore,
 } from '../../ports/payload-store.ts';
@@ -247,6 +248,41 @@ export class S3PayloadStore implements PayloadStore {
       continuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (continuationToken);
     return removed;
+  }
+
+  /**
+   * One listing of the whole bucket, a page (1000 keys) at a time. Keys come in lexicographic order, so the keys of a
+   * folder (segments directly under their upload's folder) are adjacent: only the folder being read is held, and it is
+   * yielded as soon as a key of another folder shows up. `lastWrittenAt` is the newest `LastModified` among its keys
+   * (the time the store began storing that object). Continuation tokens name a position by key, so deleting a folder
+   * already yielded does not disturb the listing.
+   */
+  async *folders(): AsyncGenerator<PayloadFolder> {
+    let current: PayloadFolder | undefined;
+    let continuationToken: string | undefined;
+    do {
+      const page = await this.#client.send(
+        new ListObjectsV2Command({
+          Bucket: this.#bucket,
+          MaxKeys: deletePageSize,
+          ...(continuationToken ? { ContinuationToken: continuationToken } : {}),
+        }),
+      );
+      for (const object of page.Contents ?? []) {
+        const slash = object.Key?.lastIndexOf('/') ?? -1;
+        if (slash <= 0) continue; // a key without a folder has no prefix to delete
+        const prefix = object.Key!.slice(0, slash);
+        const written = object.LastModified ?? new Date(0);
+        if (current?.prefix === prefix) {
+          if (written > current.lastWrittenAt) current.lastWrittenAt = written;
+          continue;
+        }
+        if (current) yield current;
+        current = { prefix, lastWrittenAt: written };
+      }
+      continuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (continuationToken);
+    if (current) yield current;
   }
 
   /** Deletes `keys` (at most one page); returns the ones still there, with why. */
