@@ -402,6 +402,22 @@ export function batchRepositoryContract(adapter: string, open: () => Promise<Rep
       expect(await repo.get(old.key)).toEqual(old);
     });
 
+    it('tells which payload prefixes a batch points at, whatever its status or payload expiry', async () => {
+      const running = newBatch({ status: 'processing' });
+      const expired = newBatch({ status: 'completed', completedAt: '1970-01-01T00:00:01.000Z' });
+      await repo.create(running);
+      await repo.create(expired);
+      await repo.markPayloadExpired(expired.key, '1970-01-02T00:00:00.000Z');
+      const unknown = `${tenantA.organization}/${uniqueId()}`;
+      // A prefix that merely begins like a batch's is not that batch's.
+      const longer = `${running.payload.prefix}x`;
+      const answer = await repo.referencedPrefixes([running.payload.prefix, unknown, expired.payload.prefix, longer]);
+      expect([...answer].sort()).toEqual([running.payload.prefix, expired.payload.prefix].sort());
+      expect(await repo.referencedPrefixes([])).toEqual(new Set());
+      await repo.delete(running.key);
+      expect(await repo.referencedPrefixes([running.payload.prefix])).toEqual(new Set());
+    });
+
     it('keeps a completion window, its deadline and metadata as given', async () => {
       const batch = newBatch({ completionWindow: '24h', expiresAt: '2026-01-02T00:00:00.000Z', metadata: { job: 'nightly-sync', source: 'crm' } });
       await repo.create(batch);
