@@ -124,6 +124,7 @@ describe('segments of an upload whose server was killed are swept after the grac
     const liveTotal = 4_000;
     const secondApi = apiClient(second.url, keys[0]!.key);
     const live = secondApi.submitNdjson(tricklingBody(liveTotal, 500, finish.opened), `?batch_id=${liveId}`);
+    live.catch(() => undefined); // awaited below; a failure before then must not go unhandled
     await expect.poll(() => uploadFolders().length, { timeout: 15_000 }).toBe(3);
     const liveFolder = uploadFolders().find((folder) => folder !== keptFolder && folder !== deadFolder)!;
 

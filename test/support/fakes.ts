@@ -147,9 +147,12 @@ export class MemoryBatchRepository implements BatchRepository {
 export class MemoryPayloadStore implements PayloadStore {
   readonly objects = new Map<string, Uint8Array>();
   readonly checksums = new Map<string, string>();
+  /** When each object was written; a test ages a folder by moving these back. */
+  readonly writtenAt = new Map<string, Date>();
   async put(key: string, body: Uint8Array, info: PayloadObjectInfo) {
     const existing = this.objects.get(key);
     if (existing && !Buffer.from(existing).equals(Buffer.from(body))) throw new PayloadConflictError(`${key} holds different bytes`);
+    if (!existing) this.writtenAt.set(key, new Date());
     this.objects.set(key, Uint8Array.from(body));
     this.checksums.set(key, info.sha256Hex);
   }
@@ -168,18 +171,17 @@ export class MemoryPayloadStore implements PayloadStore {
     for (const key of doomed) {
       this.objects.delete(key);
       this.checksums.delete(key);
+      this.writtenAt.delete(key);
     }
     return doomed.length;
   }
-  /** Every object counts as written at `writtenAt(key)` (default: now), so a test can age a folder. */
-  writtenAt: (key: string) => Date = () => new Date();
   async *folders() {
     const newest = new Map<string, Date>();
     for (const key of this.objects.keys()) {
       const slash = key.lastIndexOf('/');
       if (slash <= 0) continue;
       const prefix = key.slice(0, slash);
-      const written = this.writtenAt(key);
+      const written = this.writtenAt.get(key)!;
       const known = newest.get(prefix);
       if (!known || written > known) newest.set(prefix, written);
     }
