@@ -21,11 +21,18 @@ export interface OrphanSweep {
   failures: number;
 }
 
+/**
+ * The folders uploads make: `<URI-encoded organization>/<upload id>`, the id as `generatedId` in
+ * requests/submit-batch.ts makes it. Nothing else is ever deleted, so a bucket that also holds other objects (or
+ * folders of an older layout) loses none of them.
+ */
+const uploadFolder = /^[^/]+\/b_[0-9a-f]{32}$/;
+
 /** How many old folders are looked up in the batch store at once. */
 const lookupSize = 100;
 
 /**
- * Deletes every payload folder that no batch record points at and that nothing was written to for `graceMs`
+ * Deletes every upload folder that no batch record points at and that nothing was written to for `graceMs`
  * (by the store's clock, compared with `services.clock`). Reads the store and the batch store page by page: memory
  * stays bounded whatever the store holds. Safe to run from several processes at once (a delete repeats as a no-op).
  */
@@ -52,7 +59,7 @@ export async function sweepOrphanedUploads(services: Services, graceMs: number, 
   };
   for await (const folder of services.payloads.folders()) {
     sweep.folders += 1;
-    if (folder.lastWrittenAt.getTime() > cutoffMs) continue;
+    if (folder.lastWrittenAt.getTime() > cutoffMs || !uploadFolder.test(folder.prefix)) continue;
     old.push(folder.prefix);
     if (old.length >= lookupSize) await settle();
   }
