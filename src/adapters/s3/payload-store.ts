@@ -254,7 +254,7 @@ export class S3PayloadStore implements PayloadStore {
    * One listing of the whole bucket, a page (1000 keys) at a time. Keys come in lexicographic order, so the keys of a
    * folder (segments directly under their upload's folder) are adjacent: only the folder being read is held, and it is
    * yielded as soon as a key of another folder shows up. `lastWrittenAt` is the newest `LastModified` among its keys
-   * (the time the store began storing that object). Continuation tokens name a position by key, so deleting a folder
+   * (when the store took the object in, by its own clock). Continuation tokens name a position by key, so deleting a folder
    * already yielded does not disturb the listing.
    */
   async *folders(): AsyncGenerator<PayloadFolder> {
