@@ -1,6 +1,7 @@
 // The HTTP sink's delivery ledger, opened on a file written by the first layout (one delivery row per memory, keyed by
 // memory id): every item keeps what it listed before the migration, the memory-id indexes are gone, and new writes
 // upsert against what the old file recorded. Real SQLite files; nothing faked.
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -124,6 +125,71 @@ describe('delivery ledger layout', () => {
     expect(listed(ledger, 'D')).toEqual([{ index: 0, ...m1, sinkId: 's3', outcome: 'updated' }]);
     expect(listed(ledger, 'C')).toEqual([{ index: 0, ...m1, sinkId: 's3', outcome: 'unchanged' }]);
     expect(listed(ledger, 'A')[0]).toEqual({ index: 0, ...m1, sinkId: 's1', outcome: 'created' });
+  });
+
+  it('after the target refuses an update, an item that found the memory unchanged still lists the last delivery', async () => {
+    const ledger = open(file());
+    const write = async (batch: string, content: string, answer: 'accept' | 'refuse', sinkId: string | null = null) => {
+      const [plan] = await ledger.plan([toMemoryRecord(batch, tenantA, 0, { content, external_id: 'e1' })]);
+      const delivery = { memoryId: plan!.memoryId, batchKey: batch, index: 0, externalId: 'e1', attributes: { user_id: `from-${batch}` }, sinkId };
+      const stored = plan!.send ? answer === 'accept' : true;
+      await ledger.settle(
+        batch,
+        plan!.send && stored ? [delivery] : [],
+        plan!.send && !stored ? [plan!] : [],
+        stored ? [{ index: 0, memoryId: plan!.memoryId, externalId: 'e1', outcome: plan!.outcome }] : [],
+      );
+      return plan!;
+    };
+    const created = await write('A', 'v1', 'accept', 's1');
+    expect(await write('C', 'v1', 'accept')).toMatchObject({ outcome: 'unchanged', send: false });
+    expect(await write('D', 'v2', 'refuse')).toMatchObject({ outcome: 'updated', send: true });
+    // The target still holds A's value: C lists A's delivery, as it did before D.
+    expect(listed(ledger, 'C')).toEqual([
+      { index: 0, memoryId: created.memoryId, externalId: 'e1', attributes: { user_id: 'from-A' }, sinkId: 's1', outcome: 'unchanged', version: 2 },
+    ]);
+    // The value is unknown after the refusal, so the next write is sent, under the memory's id, and becomes the last.
+    expect(await write('E', 'v1', 'accept', 's5')).toMatchObject({ memoryId: created.memoryId, outcome: 'updated', send: true });
+    expect(listed(ledger, 'C')[0]).toMatchObject({ attributes: { user_id: 'from-E' }, sinkId: 's5' });
+  });
+
+  it('migrates a memory whose last update the target refused: the items that found it unchanged keep its delivery', () => {
+    const path = file();
+    writeFirstLayout(path);
+    // D's update of m1 was refused: the first layout left its value unknown and D as its writer, with no item of D.
+    const db = new DatabaseSync(path);
+    db.prepare("UPDATE sent_memories SET fingerprint = NULL, version = 3, written_by = 'D:0' WHERE external_id = 'e1'").run();
+    db.close();
+    const ledger = open(path);
+    expect(listed(ledger, 'C')).toEqual([
+      { index: 0, memoryId: 'm1', externalId: 'e1', attributes: { user_id: 'from-b' }, sinkId: 's1', outcome: 'unchanged', version: 3 },
+    ]);
+    expect(listed(ledger, 'B')[0]).toMatchObject({ attributes: { user_id: 'from-b' }, sinkId: 's1' });
+  });
+
+  it('waits for another process that holds the write lock (an API and a worker starting together, one migrating)', async () => {
+    const path = file();
+    writeFirstLayout(path);
+    // The other process (batchmem of the first layout ran the file in WAL mode) takes the lock the migration takes and
+    // keeps it 1 s, about what migrating 30,000 deliveries takes; this process opens the ledger meanwhile.
+    const holder = spawn(
+      process.execPath,
+      ['--input-type=module', '-e', `import { DatabaseSync } from 'node:sqlite'; const db = new DatabaseSync(process.argv[1]);
+       db.exec('PRAGMA journal_mode = WAL; BEGIN IMMEDIATE'); console.log('locked'); setTimeout(() => { db.exec('COMMIT'); db.close(); }, 1000);`, path],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    const exited = new Promise<number | null>((resolve) => holder.on('exit', resolve));
+    await new Promise<void>((resolve, reject) => {
+      holder.stdout.on('data', (chunk: Buffer) => chunk.toString().includes('locked') && resolve());
+      holder.on('exit', (code) => reject(new Error(`the lock holder exited (${code}) before taking the lock`)));
+    });
+    const started = Date.now();
+    const ledger = open(path);
+    expect(Date.now() - started).toBeGreaterThan(200);
+    expect(await exited).toBe(0);
+    expect(listed(ledger, 'C')).toEqual([
+      { index: 0, memoryId: 'm1', externalId: 'e1', attributes: { user_id: 'from-b' }, sinkId: 's1', outcome: 'unchanged', version: 2 },
+    ]);
   });
 
   it('refuses a file of a newer layout rather than guessing at it', () => {

@@ -49,7 +49,10 @@ CREATE TABLE IF NOT EXISTS batch_tenants (
  * and the target's first id; `sent_memories` indexed by memory id) to layout 2, in the caller's transaction: each
  * item that sent a memory gets its own delivery row (an update's row takes the memory's row as it stood: its value
  * sent last and the target's first id), item rows get their external id, batches naming external ids get their
- * tenant, and the two memory-id indexes go.
+ * tenant, and the two memory-id indexes go. A memory whose last update the target refused (its value unknown) names
+ * that refused item as its writer, which has no delivery: it names the memory's delivery row instead, so the items
+ * that found it unchanged still list the target's id and attributes, as the first layout listed them. (Batch keys
+ * hold no ':', so the writer's key is what precedes the first one.)
  */
 function migrateFromFirstLayout(db: DatabaseSync): void {
   // Outcomes were added to the first layout later: a ledger older still has every delivery as a created item.
@@ -67,16 +70,35 @@ function migrateFromFirstLayout(db: DatabaseSync): void {
     UPDATE item_writes SET external_id = (SELECT d.external_id FROM deliveries_by_memory d WHERE d.memory_id = item_writes.memory_id);
     INSERT OR IGNORE INTO batch_tenants (batch_key, organization, namespace)
       SELECT w.batch_key, s.organization, s.namespace FROM item_writes w JOIN sent_memories s ON s.memory_id = w.memory_id;
+    UPDATE sent_memories SET written_by = (SELECT d.batch_key || ':' || d.idx FROM deliveries_by_memory d WHERE d.memory_id = sent_memories.memory_id)
+      WHERE fingerprint IS NULL
+        AND EXISTS (SELECT 1 FROM deliveries_by_memory d WHERE d.memory_id = sent_memories.memory_id)
+        AND NOT EXISTS (SELECT 1 FROM deliveries n
+                        WHERE n.batch_key = substr(sent_memories.written_by, 1, instr(sent_memories.written_by, ':') - 1)
+                          AND n.idx = CAST(substr(sent_memories.written_by, instr(sent_memories.written_by, ':') + 1) AS INTEGER));
     DROP TABLE deliveries_by_memory;
     DROP INDEX IF EXISTS sent_memories_by_id;
   `);
 }
 
-/** Opens the ledger at `path`, creating or migrating its tables under a write lock (another process may open it too). */
+/**
+ * How long opening the ledger waits for another process's write lock. An API and a worker process started together
+ * on a ledger of the first layout: one migrates it while the other waits, and migrating 300,000 deliveries took
+ * 11 s on two busy cores, so the driver's usual 50 ms wait failed the second process at start ("database is locked").
+ */
+const openLockWaitMs = 300_000;
+
+/**
+ * Opens the ledger at `path`, creating or migrating its tables under a write lock (another process may open it too,
+ * and waits up to `openLockWaitMs`, synchronously: the process has no sink until then). Throws SQLite's error when
+ * the lock stays taken longer, or the file cannot be written.
+ */
 function openLedger(path: string): DatabaseSync {
   const db = openDatabase(path, '');
-  db.exec('BEGIN IMMEDIATE');
+  const { timeout: usualWait } = db.prepare('PRAGMA busy_timeout').get() as { timeout: number };
+  db.exec(`PRAGMA busy_timeout = ${openLockWaitMs}`);
   try {
+    db.exec('BEGIN IMMEDIATE');
     const { user_version: version } = db.prepare('PRAGMA user_version').get() as { user_version: number };
     if (version < layoutVersion) {
       const firstLayout = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'deliveries'").get() !== undefined;
@@ -96,6 +118,7 @@ function openLedger(path: string): DatabaseSync {
     db.close();
     throw error;
   }
+  db.exec(`PRAGMA busy_timeout = ${usualWait}`);
   return db;
 }
 
@@ -108,6 +131,11 @@ export interface WritePlan {
   memoryId: string;
   outcome: WriteOutcomeName;
   send: boolean;
+  /**
+   * For an update, the item (`batchKey:index`) that wrote the value it replaces: if the target refuses the update, the
+   * memory's last delivery is that item's again, and the items listing the memory keep its target id and attributes.
+   */
+  previousWriter?: string;
 }
 
 const writerOf = (r: MemoryRecord) => `${r.batchKey}:${r.index}`;
@@ -180,7 +208,7 @@ export class DeliveryLedger {
           return { record: r, memoryId: sent.memory_id, outcome: writeOutcome.unchanged, send: false };
         }
         replace.run(r.fingerprint, writerOf(r), organization, namespace, r.externalId);
-        return { record: r, memoryId: sent.memory_id, outcome: writeOutcome.updated, send: true };
+        return { record: r, memoryId: sent.memory_id, outcome: writeOutcome.updated, send: true, previousWriter: sent.written_by };
       });
     });
   }
@@ -191,7 +219,8 @@ export class DeliveryLedger {
    * - `deliveries`: what the target accepted, per item. An item delivered before (a retried segment) keeps the
    *   target id it was first given (a replayed answer may lack it) and takes the attributes sent now.
    * - `released`: the claims of records the target refused are given up: a created one is forgotten, an updated one's
-   *   value unknown (so the next write of it is sent again).
+   *   value unknown (so the next write of it is sent again) and its last delivery the one before the refused update
+   *   (which listing an item that found the memory unchanged reads its target id and attributes from).
    * - `writes`: what each stored item did, with its external id; an item recorded already keeps its first outcome.
    */
   async settle(
@@ -205,7 +234,10 @@ export class DeliveryLedger {
        ON CONFLICT (batch_key, idx) DO UPDATE SET sink_id = coalesce(deliveries.sink_id, excluded.sink_id), attributes = excluded.attributes`,
     );
     const forget = this.#db.prepare('DELETE FROM sent_memories WHERE organization = ? AND namespace = ? AND external_id = ? AND written_by = ? AND version = 1');
-    const unknown = this.#db.prepare('UPDATE sent_memories SET fingerprint = NULL WHERE organization = ? AND namespace = ? AND external_id = ? AND written_by = ?');
+    const unknown = this.#db.prepare(
+      `UPDATE sent_memories SET fingerprint = NULL, written_by = coalesce(?, written_by)
+       WHERE organization = ? AND namespace = ? AND external_id = ? AND written_by = ?`,
+    );
     const write = this.#db.prepare('INSERT INTO item_writes (batch_key, idx, memory_id, external_id, outcome) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING');
     const now = new Date().toISOString();
     await inTransaction(this.#db, () => {
@@ -216,7 +248,7 @@ export class DeliveryLedger {
         if (p.record.externalId === null) continue;
         const { organization, namespace } = p.record.tenant;
         forget.run(organization, namespace, p.record.externalId, writerOf(p.record));
-        unknown.run(organization, namespace, p.record.externalId, writerOf(p.record));
+        unknown.run(p.previousWriter ?? null, organization, namespace, p.record.externalId, writerOf(p.record));
       }
       for (const w of writes) write.run(batchKey, w.index, w.memoryId, w.externalId, w.outcome);
     });
