@@ -245,6 +245,19 @@ describe('Papr clients at the HTTP edge', () => {
     expect(services.batches.batches.get(stored!.batchKey)?.id).toBe(body.batch_id);
   });
 
+  it('answers a single add that updated a memory (same external_id) with that memory’s id, not a new one', async () => {
+    const { services, post } = setup();
+    const first = (await (await post('/v1/memory', { content: 'first value', external_id: 'ext-1' })).json()) as { data: { memoryId: string }[] };
+    const response = await post('/v1/memory', { content: 'second value', external_id: 'ext-1' });
+    expect(response.status).toBe(200);
+    const second = (await response.json()) as { batch_id: string; data: { memoryId: string; objectId: string }[] };
+    expect(services.sink.memories.size).toBe(1);
+    const [stored] = [...services.sink.memories.values()];
+    expect(stored!.content).toBe('second value');
+    expect(second.data[0]).toMatchObject({ memoryId: first.data[0]!.memoryId, objectId: first.data[0]!.memoryId });
+    expect(second.data[0]!.memoryId).toBe(stored!.memoryId);
+  });
+
   it('answers a single add 202 with its batch id when the memory is not stored within the wait', async () => {
     const { post, orchestrator } = setup({}, { singleAddWaitMs: 50 });
     orchestrator.manual = true;

@@ -10,7 +10,10 @@ import { type SubmitInput, type SubmitOutcome, submitBatch } from './submit-batc
 import { watchBatch } from './watch-batch.ts';
 
 export type AddOutcome = SubmitOutcome & {
-  /** The id the memory has (or will have) in the sink: derived from the batch, so known before it is stored. */
+  /**
+   * The id the memory has in the sink once stored: the one it was stored under (an update of a memory with the same
+   * `external_id` keeps that memory's id). Before that, the id derived from the batch, which it will have if it is new.
+   */
   memoryId: string;
   /** `stored`: in the sink; `waiting`: not final within the wait; `refused`: the item or the batch failed. */
   state: 'stored' | 'waiting' | 'refused';
@@ -42,7 +45,11 @@ export async function addMemory(
   }
   const id = memoryId(batch.key, 0);
   if (!isFinal(batch.status)) return ok({ ...outcome, batch, memoryId: id, state: 'waiting' });
-  if (isCompleted(batch.status) && batch.counts.succeeded === 1) return ok({ ...outcome, batch, memoryId: id, state: 'stored' });
+  if (isCompleted(batch.status) && batch.counts.succeeded === 1) {
+    // An update keeps the id of the memory it updated, which the derived id is not.
+    const [stored] = await services.sink.listByBatch(batch.key, -1, 1);
+    return ok({ ...outcome, batch, memoryId: stored?.memoryId ?? id, state: 'stored' });
+  }
   const [itemError] = await services.batches.listErrors(batch.key, -1, 1);
   const reason = itemError?.error ?? batch.error ?? `the batch is ${batch.status}`;
   return ok({ ...outcome, batch, memoryId: id, state: 'refused', reason });
