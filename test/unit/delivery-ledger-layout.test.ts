@@ -197,6 +197,6 @@ describe('delivery ledger layout', () => {
     const db = new DatabaseSync(path);
     db.exec('PRAGMA user_version = 3');
     db.close();
-    expect(() => new DeliveryLedger(path)).toThrow(/layout 3, newer than this batchmem knows \(2\)/);
+    expect(() => new DeliveryLedger(path)).toThrow(/^cannot open the HTTP sink's delivery ledger .*ledger\.db: .*layout 3, newer than this batchmem knows \(2\)/);
   });
 });

@@ -94,6 +94,15 @@ const openLockWaitMs = 300_000;
  * the lock stays taken longer, or the file cannot be written.
  */
 function openLedger(path: string): DatabaseSync {
+  try {
+    return openLedgerTables(path);
+  } catch (error) {
+    // SQLite's own messages ("attempt to write a readonly database") do not say which file.
+    throw new Error(`cannot open the HTTP sink's delivery ledger ${path}: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+function openLedgerTables(path: string): DatabaseSync {
   const db = openDatabase(path, '');
   const { timeout: usualWait } = db.prepare('PRAGMA busy_timeout').get() as { timeout: number };
   db.exec(`PRAGMA busy_timeout = ${openLockWaitMs}`);
