@@ -88,23 +88,38 @@ function fileStream(lines: AsyncGenerator<unknown>, range?: { first: number; las
   return new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
+        // Whole lines are joined as text and encoded once per chunk: a buffer per line (1,000,000 of them per pass,
+        // two passes at once for a resumed download) left the process's peak up to 50 MiB higher in some runs.
+        // Only a line cut by the range's edges is encoded on its own.
         const parts: Uint8Array[] = [];
+        let text = '';
         let size = 0;
+        const flushText = () => {
+          if (text === '') return;
+          parts.push(encoder.encode(text));
+          text = '';
+        };
         while (size < chunkBytes) {
           const next = await lines.next();
           if (next.done) break;
-          let bytes = encoder.encode(`${JSON.stringify(next.value)}\n`);
+          const line = `${JSON.stringify(next.value)}\n`;
+          const length = Buffer.byteLength(line);
           const start = offset;
-          offset += bytes.byteLength;
-          if (range) {
-            if (offset <= range.first) continue;
-            if (start > range.last) break;
-            bytes = bytes.subarray(Math.max(0, range.first - start), Math.min(bytes.byteLength, range.last + 1 - start));
+          offset += length;
+          if (range && offset <= range.first) continue;
+          if (range && start > range.last) break;
+          if (range && (start < range.first || offset > range.last + 1)) {
+            flushText();
+            const bytes = encoder.encode(line);
+            parts.push(bytes.subarray(Math.max(0, range.first - start), Math.min(length, range.last + 1 - start)));
+            size += parts.at(-1)!.byteLength;
+          } else {
+            text += line;
+            size += length;
           }
-          parts.push(bytes);
-          size += bytes.byteLength;
           if (range && offset > range.last) break;
         }
+        flushText();
         if (size > 0) controller.enqueue(parts.length === 1 ? parts[0]! : Buffer.concat(parts, size));
         if (size < chunkBytes || (range && offset > range.last)) {
           await lines.return(undefined);
