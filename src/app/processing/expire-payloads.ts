@@ -1,6 +1,7 @@
 // Payload retention: once a batch is final and BATCHMEM_PAYLOAD_RETENTION has passed since it completed, its
 // segments are deleted from the payload store. The batch record keeps its counts, results and errors.
 import type { Services } from '../services.ts';
+import { scheduleSweeps, type SweepSchedule } from './sweep-schedule.ts';
 
 export interface ExpirySweep {
   batches: number;
@@ -43,25 +44,8 @@ export interface ExpiryScheduleOptions {
 }
 
 /** Sweeps now and then every `intervalMs` until stopped; `stop` waits for a running sweep to end. */
-export function scheduleExpiry(services: Services, options: ExpiryScheduleOptions): { stop(): Promise<void> } {
-  let timer: NodeJS.Timeout | undefined;
-  let running: Promise<void> = Promise.resolve();
-  let stopped = false;
-  const tick = () => {
-    running = expirePayloads(services, options.retentionMs)
-      .then((sweep) => options.onSweep?.(sweep), (error: unknown) => options.onError?.(error))
-      .finally(() => {
-        if (!stopped) timer = setTimeout(tick, options.intervalMs);
-      });
-  };
-  tick();
-  return {
-    async stop() {
-      stopped = true;
-      clearTimeout(timer);
-      await running;
-    },
-  };
+export function scheduleExpiry(services: Services, options: ExpiryScheduleOptions): SweepSchedule {
+  return scheduleSweeps(() => expirePayloads(services, options.retentionMs), options);
 }
 
 /** A tenth of the retention, between one second and ten minutes: prompt for short retentions, cheap for long ones. */

@@ -4,6 +4,7 @@
 // upload, in this process or any other sharing the store, writes a segment at least every few minutes (see
 // `uploadStallMs` in domain/lifecycle.ts) and records its batch right after its last one.
 import type { Services } from '../services.ts';
+import { scheduleSweeps, type SweepSchedule } from './sweep-schedule.ts';
 
 export interface OrphanSweepEvents {
   /** A folder no batch points at, untouched for the grace period, was deleted with `objects` objects in it. */
@@ -77,25 +78,8 @@ export interface OrphanScheduleOptions {
 }
 
 /** Sweeps now (at start-up) and then every `intervalMs` until stopped; `stop` waits for a running sweep to end. */
-export function scheduleOrphanSweep(services: Services, options: OrphanScheduleOptions): { stop(): Promise<void> } {
-  let timer: NodeJS.Timeout | undefined;
-  let running: Promise<void> = Promise.resolve();
-  let stopped = false;
-  const tick = () => {
-    running = sweepOrphanedUploads(services, options.graceMs, options.events)
-      .then((sweep) => options.onSweep?.(sweep), (error: unknown) => options.onError?.(error))
-      .finally(() => {
-        if (!stopped) timer = setTimeout(tick, options.intervalMs);
-      });
-  };
-  tick();
-  return {
-    async stop() {
-      stopped = true;
-      clearTimeout(timer);
-      await running;
-    },
-  };
+export function scheduleOrphanSweep(services: Services, options: OrphanScheduleOptions): SweepSchedule {
+  return scheduleSweeps(() => sweepOrphanedUploads(services, options.graceMs, options.events), options);
 }
 
 /**
