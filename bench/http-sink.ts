@@ -37,8 +37,13 @@ export interface HttpSinkReceiverResult {
   /** Median end-to-end rate divided by median raw rate. */
   ratio: number;
   ratioRange: [number, number];
-  /** Median delivery rate (202 to completed) divided by median raw rate. */
+  /** Median delivery rate after the 202 (memories not yet delivered at the 202, over 202 to completed) divided by median raw rate. */
   processOnlyRatio: number;
+  /**
+   * The most the ratio could be: end to end cannot be faster than the upload alone (POST to 202), so this is the
+   * median upload rate divided by the median raw rate. A receiver faster than batchmem's own ingest caps the ratio here.
+   */
+  uploadCeiling?: number;
 }
 
 export interface HttpSinkResult {
@@ -177,7 +182,8 @@ export async function runHttpSink(options: {
       endToEndMemoriesPerSecond: e2eRate,
       ratio: e2eRate / rawRate,
       ratioRange: [Math.min(...runs.map((r) => r.ratio)), Math.max(...runs.map((r) => r.ratio))],
-      processOnlyRatio: median(runs.map((r) => options.memories / r.processSeconds)) / rawRate,
+      processOnlyRatio: median(runs.map((r) => (options.memories - (r.deliveredAtAccept ?? 0)) / r.processSeconds)) / rawRate,
+      uploadCeiling: median(runs.map((r) => options.memories / (r.endToEndSeconds - r.processSeconds))) / rawRate,
     });
   }
   return { memories: options.memories, chunkSize, concurrency, repeats: options.repeats, receivers, target: 0.8 };

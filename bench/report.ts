@@ -246,6 +246,8 @@ function cpuSplit(runs: { cpu?: ProcessCpu }[], memories: number): string | unde
     ['libuv pool (compression, files)', (cpu) => cpu.byThread['libuv-worker'] ?? 0],
     ['V8 helpers (GC, compiler)', (cpu) => cpu.byThread.V8Worker ?? 0],
   ];
+  // The HTTP sink's requests go from a thread of their own.
+  if (measured.some((cpu) => cpu.byThread.delivery !== undefined)) groups.push(['delivery thread', (cpu) => cpu.byThread.delivery ?? 0]);
   // Threads that ended before the last reading (an upload thread that went idle) count in the total only.
   groups.push(['ended threads', (cpu) => cpu.totalSeconds - Object.values(cpu.byThread).reduce((sum, seconds) => sum + seconds, 0)]);
   const parts = groups.map(([label, of]) => `${label} ${perThousand(median(measured.map(of))).toFixed(0)}`);
@@ -302,12 +304,15 @@ function httpSink(section: Section<HttpSinkResult> | undefined): string {
     int(r.rawMemoriesPerSecond),
     `**${r.ratio.toFixed(2)}** (${r.ratioRange[0].toFixed(2)}–${r.ratioRange[1].toFixed(2)})`,
     r.processOnlyRatio.toFixed(2),
+    r.uploadCeiling === undefined ? '–' : r.uploadCeiling.toFixed(2),
     `≥ ${h.target}: ${met(r.ratio >= h.target)}`,
   ]);
   return [
     `Memories per second from the start of the submit request to \`completed\`, through \`batchmem serve\` with \`BATCHMEM_SINK=http\`, submitted with \`invalid_items: record\` so that delivery starts with the first stored segment while the upload streams (signed NDJSON, ${h.chunkSize} memories a request, ${h.concurrency} in flight, no rate limit) to a loopback receiver, divided by the same receiver's raw accept rate: a plain client sending the same memories, pre-built and signed, in the same chunks with the same concurrency. Measured in turns, ${h.repeats} times each; the ratio is of the medians (the range is of each pair).`,
     '',
-    table(['receiver', 'N', 'end to end /s', 'receiver raw /s', 'ratio (range)', 'delivery only (202 to completed)', 'target'], rows),
+    table(['receiver', 'N', 'end to end /s', 'receiver raw /s', 'ratio (range)', 'delivery after the 202', 'ceiling: the upload alone', 'target'], rows),
+    '',
+    'Delivery after the 202: the memories not yet delivered at the 202, over the time from the 202 to `completed`, divided by the raw rate. Ceiling: end to end cannot be faster than the upload itself (POST to 202), so the ratio cannot exceed the upload\'s rate divided by the raw rate: with a receiver that accepts memories faster than batchmem ingests them, the ceiling, not the sink, bounds the ratio.',
     ...h.receivers.flatMap((r) => {
       const runs = r.runs.filter((run) => run.cpu && run.deliveredAtAccept !== undefined);
       if (!runs.length) return [];

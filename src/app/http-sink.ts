@@ -1,5 +1,6 @@
 // Builds the HTTP pipeline sink (BATCHMEM_SINK=http) from configuration, reporting to the process's metrics.
 import { join } from 'node:path';
+import { isMainThread } from 'node:worker_threads';
 import { HttpMemorySink } from '../adapters/http/memory-sink.ts';
 import type { Config } from './config.ts';
 import type { Observer } from './observer.ts';
@@ -28,5 +29,8 @@ export function httpSink(config: Config, observer?: Observer): HttpMemorySink {
     retry: { maxAttempts: Infinity, initialDelayMs: 200, maxDelayMs: 10_000 },
     ledgerPath: join(config.BATCHMEM_DATA_DIR, 'deliveries.db'),
     observer: observer?.httpSink?.(),
+    // The processing thread exists to deliver: its delivery thread starts with it. Elsewhere (the HTTP thread, which
+    // only reads the ledger unless BATCHMEM_PROCESSING_THREAD=false; a Temporal worker) with the first request.
+    threadAtOnce: !isMainThread,
   });
 }

@@ -1,7 +1,9 @@
 // What the HTTP pipeline sink does beyond the MemorySink contract, against a loopback memory service: outcomes by
 // status, the same Idempotency-Key on every retry, Retry-After, the rate limit, timeouts, resets, the breaker.
 import { randomBytes } from 'node:crypto';
-import { afterEach, describe, expect, it } from 'vitest';
+import type { Worker } from 'node:worker_threads';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { type StartThread, startWorker } from '../../src/adapters/http/delivery-thread.ts';
 import { SinkUnavailableError, type HttpSinkObserver } from '../../src/adapters/http/memory-sink.ts';
 import { toMemoryRecord } from '../../src/domain/memory.ts';
 import { commonEnv, testKeys } from '../e2e/http.suite.ts';
@@ -165,6 +167,27 @@ describe('HTTP pipeline sink', () => {
     await receiver.setDown(false);
     await new Promise((resolve) => setTimeout(resolve, 2100)); // the breaker's pause ends
     await expect(sink.check()).resolves.toBeUndefined();
+  });
+
+  it('fails the requests of a delivery thread that dies, and sends them again from a new thread', async () => {
+    const threads: Worker[] = [];
+    const startThread: StartThread = (entry, workerData) => {
+      const worker = startWorker(entry, workerData);
+      threads.push(worker);
+      return worker;
+    };
+    let holding = true;
+    const { receiver, sink } = await rig({ plan: () => (holding ? { kind: 'slow', delayMs: 1500 } : undefined) }, { startThread, chunkSize: 5 });
+    const batch = records(20);
+    const first = sink.writeSegment(batch);
+    await vi.waitFor(() => expect(receiver.stored.size).toBeGreaterThan(0), { timeout: 5000 });
+    await threads[0]!.terminate();
+    await expect(first).rejects.toBeInstanceOf(SinkUnavailableError);
+    holding = false;
+    // The segment's retry starts a second thread; every memory reaches the target once, under the same keys.
+    expect((await sink.writeSegment(batch)).every((o) => o.ok)).toBe(true);
+    expect(threads).toHaveLength(2);
+    expect(distinctDelivered(receiver).sort()).toEqual(batch.map((r) => r.memoryId).sort());
   });
 
   it('sends Papr chunks one at a time when the target has no batch route', async () => {

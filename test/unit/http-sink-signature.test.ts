@@ -64,6 +64,8 @@ function sinkWithClock(url: string, nowMs: () => number, observer?: HttpSinkObse
     concurrency: 2,
     timeoutMs: 5000,
     retry: { maxAttempts: Infinity, initialDelayMs: 10, maxDelayMs: 50 },
+    // A clock is the calling thread's: the sink's requests go from this thread.
+    requests: 'inline',
     clock: { now: () => new Date(nowMs()) },
     observer,
   });

@@ -2,90 +2,46 @@
 // add-memory API or a signed NDJSON receiver, at the rate the target can take, each memory once as a logical event.
 // Upsert by external id: the ledger's record of what was sent decides the outcome, so an unchanged memory is not sent
 // again and an updated one is sent under the id it already has.
-import { setImmediate } from 'node:timers/promises';
-import pLimit, { type LimitFunction } from 'p-limit';
 import { Agent, request } from 'undici';
 import type { MemoryRecord } from '../../domain/memory.ts';
-import { backoffMs, mayRetry, type RetryPolicy } from '../../domain/retry-policy.ts';
 import type { WriteCounts } from '../../domain/progress.ts';
-import { type Clock, systemClock } from '../../ports/clock.ts';
+import type { Clock } from '../../ports/clock.ts';
 import type { ItemOutcome, MemorySink, StoredMemoryRef } from '../../ports/memory-sink.ts';
 import { type Delivery, DeliveryLedger } from './delivery-ledger.ts';
-import { CircuitBreaker, RetryAfterGate, retryAfterMs, TokenBucket } from './flow-control.ts';
-import { readAnswer, refusalMessage, type SinkFormat, WireFormat, type WireRequest } from './formats.ts';
+import { DeliveryThread, type StartThread } from './delivery-thread.ts';
+import { readAnswer, refusalMessage, WireFormat } from './formats.ts';
+import { type HttpSinkObserver, permanent, RequestLoop, type RequestLoopSettings, type Requests, signAttempt } from './request-loop.ts';
 
-/** What the sink reports as it works, for metrics. Labels are statuses and reasons only, never content or keys. */
-export interface HttpSinkObserver {
-  /** One request's end: the HTTP status, or `timeout` / `network` when no answer came. */
-  requestFinished(status: string, durationMs: number): void;
-  /** A request about to be sent again, and why (`429`, `503`, `timeout`, ...). */
-  retried(reason: string): void;
-  /** New requests held back: `retry_after` (the target asked) or `breaker` (the target keeps failing). */
-  paused(reason: 'retry_after' | 'breaker', durationMs: number): void;
-}
+export { type HttpSinkObserver, SinkUnavailableError } from './request-loop.ts';
 
-export interface HttpSinkOptions {
-  /** The target: Papr's API base URL (paths /v1/memory and /v1/memory/batch are appended), or the NDJSON endpoint. */
-  url: string;
-  format: SinkFormat;
-  apiKey?: string | undefined;
-  secret?: string | undefined;
+export interface HttpSinkOptions extends RequestLoopSettings {
   /** Memories per request: 1 uses Papr's single add; more uses /v1/memory/batch (Papr, at most 50) or one NDJSON body. */
   chunkSize: number;
-  /** Requests in flight at once, for the whole process. */
-  concurrency: number;
-  /** Memories per second for the whole process; 0 means no limit. */
-  ratePerSecond: number;
-  /** One request's time budget, connect to last byte. */
-  timeoutMs: number;
-  /** The longest `Retry-After` honoured; a target asking for more is retried after this. */
-  maxRetryAfterMs: number;
-  /** How long one chunk keeps being retried before the segment attempt fails (and the orchestrator retries it). */
-  outageToleranceMs: number;
-  breaker: { failureThreshold: number; openMs: number; maxOpenMs: number };
-  /**
-   * The backoff after a transient failure, through the product's one retry policy. `maxAttempts` bounds the attempts
-   * of one request (Infinity: only `outageToleranceMs` bounds them).
-   */
-  retry: RetryPolicy;
   /** Where the delivery ledger lives (SQLite). */
   ledgerPath: string;
   observer?: HttpSinkObserver | undefined;
-  /** The time each attempt is signed at (its `webhook-timestamp`); the system clock by default. */
+  /**
+   * Where requests are sent from: `thread` (the default) a delivery thread of their own, started with `startThread`
+   * (by default as Node.js starts a worker); `inline` the calling thread, which a `clock` needs.
+   */
+  requests?: 'thread' | 'inline' | undefined;
+  startThread?: StartThread | undefined;
+  /**
+   * Start the delivery thread with the sink, not with its first request: for a thread or process that exists to
+   * deliver, so that its first batch does not wait for the thread to load (0.5 to 1 s while an upload holds the cores).
+   */
+  threadAtOnce?: boolean | undefined;
+  /** The time each attempt is signed at (its `webhook-timestamp`), with `requests: 'inline'`; the system clock by default. */
   clock?: Clock | undefined;
 }
-
-/** A chunk that could not be delivered within the outage tolerance: the segment attempt fails and is retried later. */
-export class SinkUnavailableError extends Error {
-  override name = 'SinkUnavailableError';
-}
-
-type Attempt =
-  | { kind: 'answered'; status: number; text: string; gated: boolean }
-  | { kind: 'unanswered'; reason: 'timeout' | 'network'; message: string };
-
-/**
- * How old an attempt's signature may be when the attempt leaves; older (it waited that long for the Retry-After gate,
- * the breaker, a concurrency slot or the rate), it is signed again. Far inside a Standard Webhooks receiver's tolerance
- * (5 minutes in `standardwebhooks`' verify), and above the usual wait for a slot, so the signature (a few ms for a
- * chunk, hashed in JavaScript) is made once per attempt in the ordinary case, while the chunk is being built.
- */
-const signatureMaxAgeMs = 10_000;
-
-type SignedHeaders = { signedAtMs: number; headers: Record<string, string> };
-
-const permanent = (status: number) => status >= 400 && status < 500 && ![408, 409, 429].includes(status);
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 export class HttpMemorySink implements MemorySink {
   readonly #options: HttpSinkOptions;
   readonly #ledger: DeliveryLedger;
-  readonly #agent: Agent;
   readonly #wire: WireFormat;
-  readonly #limit: LimitFunction;
-  readonly #bucket: TokenBucket | undefined;
-  readonly #gate = new RetryAfterGate();
-  readonly #breaker: CircuitBreaker;
+  readonly #requests: Requests;
+  /** For readiness checks only: requests go through `#requests`. */
+  readonly #probe: Agent;
   readonly #chunkSize: number;
   /** Set when the target answers /v1/memory/batch with 404, 405 or 501: Papr chunks then go one memory at a time. */
   #batchUnsupported = false;
@@ -93,22 +49,21 @@ export class HttpMemorySink implements MemorySink {
   constructor(options: HttpSinkOptions) {
     this.#options = options;
     this.#ledger = new DeliveryLedger(options.ledgerPath);
-    this.#agent = new Agent({
-      connections: options.concurrency,
-      headersTimeout: options.timeoutMs,
-      bodyTimeout: options.timeoutMs,
-      connectTimeout: options.timeoutMs,
-    });
     this.#wire = new WireFormat({ format: options.format, apiKey: options.apiKey, secret: options.secret });
-    this.#limit = pLimit(options.concurrency);
-    this.#bucket = options.ratePerSecond > 0 ? new TokenBucket(options.ratePerSecond) : undefined;
+    const { url, format, apiKey, secret, concurrency, ratePerSecond, timeoutMs, maxRetryAfterMs, outageToleranceMs, breaker, retry } = options;
+    const settings: RequestLoopSettings = { url, format, apiKey, secret, concurrency, ratePerSecond, timeoutMs, maxRetryAfterMs, outageToleranceMs, breaker, retry };
+    if (options.clock !== undefined && options.requests !== 'inline') throw new Error('a clock needs requests: inline');
+    if (options.requests === 'inline') {
+      this.#requests = new RequestLoop(settings, options.observer, options.clock);
+    } else {
+      const thread = new DeliveryThread(settings, options.observer, options.startThread);
+      if (options.threadAtOnce) thread.start();
+      this.#requests = thread;
+    }
+    this.#probe = new Agent({ connections: 1, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, connectTimeout: timeoutMs });
     // A chunk larger than the rate could never get its tokens.
     const maxChunk = options.format === 'papr' ? 50 : 10_000;
     this.#chunkSize = Math.max(1, Math.min(options.chunkSize, maxChunk, options.ratePerSecond || Infinity));
-    this.#breaker = new CircuitBreaker({
-      ...options.breaker,
-      onOpen: (pauseMs) => options.observer?.paused('breaker', pauseMs),
-    });
   }
 
   /**
@@ -119,9 +74,6 @@ export class HttpMemorySink implements MemorySink {
    */
   async writeSegment(records: MemoryRecord[]): Promise<ItemOutcome[]> {
     if (records.length === 0) return [];
-    // The ledger's work for a segment (its plan now, its settlement at the end) each take a turn of their own, like
-    // the builds below: the segment's decoding just before is as long a stretch, and answers wait through both.
-    await setImmediate();
     const batchKey = records[0]!.batchKey;
     const indexes = records.map((r) => r.index);
     const [fromIndex, toIndex] = [Math.min(...indexes), Math.max(...indexes)];
@@ -137,14 +89,11 @@ export class HttpMemorySink implements MemorySink {
       const chunk = outgoing.slice(start, start + this.#chunkSize);
       if (chunk.some((r) => !delivered.has(r.memoryId))) chunks.push(chunk);
     }
-    // Each chunk is built (serialized, and its first attempt signed: a few milliseconds) in its own turn of the event
-    // loop, and queues for a concurrency slot as soon as it is built: answers arriving meanwhile are read between two
-    // builds, so a slot they free is taken again at once instead of after the whole segment's builds (measured:
-    // docs/benchmarks.md).
-    // A thrown SinkUnavailableError leaves the claims standing: the retried item finds them as its own.
+    // Each chunk is handed to the requests (the delivery thread) as soon as it is built; they send it when a
+    // concurrency slot frees. A thrown SinkUnavailableError leaves the claims standing: the retried item finds them
+    // as its own.
     const deliveries: Promise<void>[] = [];
     for (const chunk of chunks) {
-      if (deliveries.length > 0) await setImmediate();
       const delivery = this.#deliver(chunk, accepted).then((refusals) => {
         for (const [memoryId, error] of refusals) refused.set(memoryId, error);
       });
@@ -153,7 +102,6 @@ export class HttpMemorySink implements MemorySink {
       deliveries.push(delivery);
     }
     await Promise.all(deliveries);
-    await setImmediate();
     const stored = plans.filter((p) => !(p.send && refused.has(p.memoryId)));
     await this.#ledger.settle(
       batchKey,
@@ -176,7 +124,7 @@ export class HttpMemorySink implements MemorySink {
     const useBatch = this.#options.format === 'papr' && chunk.length > 1 && !this.#batchUnsupported;
     if (this.#options.format === 'papr' && chunk.length > 1 && !useBatch) return this.#deliverEach(chunk, accepted);
     const wire = this.#wire.build(chunk, useBatch);
-    const answer = await this.#send(chunk.length, wire);
+    const answer = await this.#requests.send(chunk.length, wire, signAttempt(this.#wire, wire, this.#options.clock));
     if (answer.status === 404 || answer.status === 405 || answer.status === 501) {
       if (useBatch) {
         this.#batchUnsupported = true;
@@ -213,99 +161,6 @@ export class HttpMemorySink implements MemorySink {
     return refused;
   }
 
-  /**
-   * Sends one request until it gets a final answer (2xx, 409 or a permanent 4xx). Transient failures wait for the
-   * target's Retry-After (shared by all requests) or the retry policy's backoff, and count towards the breaker.
-   */
-  async #send(memories: number, wire: WireRequest): Promise<{ status: number; text: string }> {
-    const startedAt = Date.now();
-    for (let attempt = 1; ; attempt += 1) {
-      // Every attempt is signed anew, with its own timestamp (the body, webhook-id and Idempotency-Key stay the
-      // chunk's): a retry after a pause longer than the receiver's tolerance is not refused as stale.
-      const signed = this.#sign(wire);
-      const result = await this.#limit(() => this.#attempt(memories, wire, signed));
-      if (result.kind === 'answered') {
-        const status = result.status;
-        if ((status >= 200 && status < 300) || status === 409 || permanent(status)) return { status, text: result.text };
-        this.#giveUpAfter(startedAt, attempt, `target answered ${status}: ${refusalMessage(result.text)}`);
-        this.#options.observer?.retried(String(status));
-        // With a Retry-After the shared gate already holds this request back, with every other.
-        if (!result.gated) await sleep(backoffMs(this.#options.retry, attempt));
-        continue;
-      }
-      this.#giveUpAfter(startedAt, attempt, `target unreachable (${result.reason}): ${result.message}`);
-      this.#options.observer?.retried(result.reason);
-      await sleep(backoffMs(this.#options.retry, attempt));
-    }
-  }
-
-  #giveUpAfter(startedAt: number, failedAttempts: number, lastError: string): void {
-    const elapsedMs = Date.now() - startedAt;
-    if (elapsedMs >= this.#options.outageToleranceMs || !mayRetry(this.#options.retry, failedAttempts)) {
-      throw new SinkUnavailableError(`gave up after ${failedAttempts} attempts in ${Math.round(elapsedMs / 1000)} s; last: ${lastError}`);
-    }
-  }
-
-  /** The headers of an attempt of `wire` made now, by the sink's clock. */
-  #sign(wire: WireRequest): SignedHeaders {
-    const now = (this.#options.clock ?? systemClock).now();
-    return { signedAtMs: now.getTime(), headers: this.#wire.headersAt(wire, now) };
-  }
-
-  /**
-   * One attempt: waits for the breaker, the Retry-After gate and the rate, then sends with nothing awaited between,
-   * signed again if the wait outlasted `signatureMaxAgeMs`.
-   */
-  async #attempt(memories: number, wire: WireRequest, signed: SignedHeaders): Promise<Attempt> {
-    let finished: () => void = () => {};
-    for (;;) {
-      await this.#gate.pass();
-      await this.#breaker.ready();
-      if (this.#gate.closedForMs > 0 || !this.#breaker.passes()) continue;
-      finished = (await this.#bucket?.take(memories)) ?? finished;
-      if (this.#gate.closedForMs === 0 && this.#breaker.passes()) break;
-      // The gate closed or the breaker opened while waiting for tokens: sending now would break the window.
-      finished();
-    }
-    const waitedMs = (this.#options.clock ?? systemClock).now().getTime() - signed.signedAtMs;
-    const { headers } = waitedMs > signatureMaxAgeMs ? this.#sign(wire) : signed;
-    this.#breaker.enter();
-    const startedAt = performance.now();
-    try {
-      const response = await request(this.#options.url + wire.path, {
-        method: 'POST',
-        headers,
-        body: wire.body,
-        dispatcher: this.#agent,
-        signal: AbortSignal.timeout(this.#options.timeoutMs),
-      });
-      const text = await response.body.text();
-      const status = response.statusCode;
-      this.#options.observer?.requestFinished(String(status), performance.now() - startedAt);
-      // The breaker and the gate learn of the answer before the concurrency slot is released, so the next
-      // request waiting for the slot already sees them.
-      if (status >= 500 || status === 408) this.#breaker.failed();
-      else this.#breaker.succeeded();
-      const header = response.headers['retry-after'];
-      const waitMs =
-        status === 429 || status === 503
-          ? retryAfterMs(Array.isArray(header) ? header[0] : header, Date.now(), this.#options.maxRetryAfterMs)
-          : undefined;
-      if (waitMs !== undefined) {
-        this.#gate.closeUntil(Date.now() + waitMs);
-        this.#options.observer?.paused('retry_after', waitMs);
-      }
-      return { kind: 'answered', status, text, gated: waitMs !== undefined };
-    } catch (error) {
-      this.#breaker.failed();
-      const reason = isTimeout(error) ? 'timeout' : 'network';
-      this.#options.observer?.requestFinished(reason, performance.now() - startedAt);
-      return { kind: 'unanswered', reason, message: (error as Error).message };
-    } finally {
-      finished();
-    }
-  }
-
   async listByBatch(batchKey: string, afterIndex: number, limit: number): Promise<StoredMemoryRef[]> {
     return this.#ledger
       .list(batchKey, afterIndex, limit)
@@ -324,14 +179,14 @@ export class HttpMemorySink implements MemorySink {
   /** Ready when the ledger answers, the breaker is not holding requests back, and the target answers below 500. */
   async check(): Promise<void> {
     this.#ledger.check();
-    const pausedMs = Math.max(this.#breaker.openForMs, this.#gate.closedForMs);
+    const pausedMs = await this.#requests.pausedForMs();
     if (pausedMs > 0) throw new Error(`target is failing or throttling; requests paused for ${Math.ceil(pausedMs / 1000)} s`);
     let status: number;
     try {
       const response = await request(this.#options.url, {
         method: 'GET',
         headers: this.#options.apiKey ? { 'x-api-key': this.#options.apiKey } : {},
-        dispatcher: this.#agent,
+        dispatcher: this.#probe,
         signal: AbortSignal.timeout(this.#options.timeoutMs),
       });
       await response.body.dump();
@@ -343,12 +198,8 @@ export class HttpMemorySink implements MemorySink {
   }
 
   async close(): Promise<void> {
-    await this.#agent.close();
+    await this.#requests.close();
+    await this.#probe.close();
     this.#ledger.close();
   }
-}
-
-function isTimeout(error: unknown): boolean {
-  const { name, code } = error as { name?: string; code?: string };
-  return name === 'TimeoutError' || name === 'AbortError' || (code !== undefined && /TIMEOUT/.test(code));
 }
