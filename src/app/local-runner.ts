@@ -8,6 +8,12 @@ import { deliverWithRetries, runBatch } from './processing/run-batch.ts';
 import type { Orchestrator } from '../ports/orchestrator.ts';
 import { FairShareScheduler, fairShareLimits } from './fair-share.ts';
 
+/**
+ * How long a stop waits for running segments before ending the sink's waiting writes: under `docker stop`'s 10 s
+ * before SIGKILL, so the stop stays graceful (stores closed) there too.
+ */
+const stopGraceMs = 5_000;
+
 export interface LocalOrchestratorOptions {
   workerId: string;
   /**
@@ -108,13 +114,22 @@ export class LocalOrchestrator implements Orchestrator {
 
   async check(): Promise<void> {}
 
-  /** Stops scheduling segments; running segments finish, unfinished batches resume on the next start. */
+  /**
+   * Stops scheduling segments; running segments get `stopGraceMs` to finish, then the sink's writes still waiting on
+   * their target are ended (an HTTP target that is down would otherwise hold the stop for its whole outage
+   * tolerance). Unfinished batches resume on the next start.
+   */
   async close(): Promise<void> {
     this.#shutdown.abort();
     for (const timer of this.#retries.values()) clearTimeout(timer);
     this.#retries.clear();
     for (const controller of this.#running.values()) controller.abort();
-    await this.idle();
+    const idle = this.idle();
+    let timer: NodeJS.Timeout | undefined;
+    const graceOver = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), stopGraceMs)));
+    if (await Promise.race([idle.then(() => false), graceOver])) await this.#services.sink.interrupt?.();
+    clearTimeout(timer);
+    await idle;
   }
 
   #run(key: string): void {

@@ -73,7 +73,9 @@ async function call(method: 'resume' | 'idle' | 'close' | 'check'): Promise<unkn
     case 'idle':
       return orchestrator.idle();
     case 'check':
-      // The answer itself is the check: the thread is up and its loop turns (the stores are checked by the API).
+      // The answer itself is the check: the thread is up and its loop turns (the stores are checked by the API). The
+      // HTTP sink's Retry-After gate and breaker live with this thread's delivery thread, which the API's sink lacks.
+      await services.sink.checkFlowing?.();
       return undefined;
     case 'close':
       decorate.closing?.();

@@ -46,5 +46,15 @@ export interface MemorySink extends Preparable {
   listByBatch(batchKey: string, afterIndex: number, limit: number): Promise<StoredMemoryRef[]>;
   countOutcomes(batchKey: string): Promise<WriteCounts>;
   check(): Promise<void>;
+  /**
+   * Optional, for a sink that holds writes back for its target (the HTTP sink's Retry-After gate and breaker): fails
+   * while it does. `check` covers it too; this is for the thread that writes when readiness is asked on another one.
+   */
+  checkFlowing?(): Promise<void>;
+  /**
+   * Optional, for a stopping process: ends the writes still waiting on the target now (they throw, their segments are
+   * retried after a restart); nothing is written after it.
+   */
+  interrupt?(): Promise<void>;
   close(): Promise<void>;
 }

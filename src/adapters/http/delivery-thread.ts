@@ -40,6 +40,8 @@ export class DeliveryThread implements Requests {
   readonly #observer: HttpSinkObserver | undefined;
   readonly #start: StartThread;
   #worker: Worker | undefined;
+  /** Closed: no thread is started again, and new requests fail at once. */
+  #closed = false;
   #nextId = 1;
   readonly #pending = new Map<number, { resolve(value: never): void; reject(error: Error): void }>();
 
@@ -64,6 +66,7 @@ export class DeliveryThread implements Requests {
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
     const worker = this.#worker;
     this.#worker = undefined;
     // The thread closes its connections as it ends; terminate waits for it.
@@ -71,6 +74,7 @@ export class DeliveryThread implements Requests {
   }
 
   #call<T>(message: (id: number) => ToDelivery): Promise<T> {
+    if (this.#closed) return Promise.reject(new SinkUnavailableError('the delivery thread is closed (the process is stopping)'));
     const worker = (this.#worker ??= this.#spawn());
     const id = this.#nextId++;
     // A thread with requests in hand keeps the process up; an idle one does not.

@@ -179,8 +179,7 @@ export class HttpMemorySink implements MemorySink {
   /** Ready when the ledger answers, the breaker is not holding requests back, and the target answers below 500. */
   async check(): Promise<void> {
     this.#ledger.check();
-    const pausedMs = await this.#requests.pausedForMs();
-    if (pausedMs > 0) throw new Error(`target is failing or throttling; requests paused for ${Math.ceil(pausedMs / 1000)} s`);
+    await this.checkFlowing();
     let status: number;
     try {
       const response = await request(this.#options.url, {
@@ -195,6 +194,23 @@ export class HttpMemorySink implements MemorySink {
       throw new Error(`target unreachable: ${(error as Error).message}`);
     }
     if (status >= 500) throw new Error(`target answered ${status}`);
+  }
+
+  /**
+   * Fails while the target's Retry-After or the open breaker holds requests back. Only the sink whose thread sends
+   * knows: the API's /readyz asks the processing thread's through its own check.
+   */
+  async checkFlowing(): Promise<void> {
+    const pausedMs = await this.#requests.pausedForMs();
+    if (pausedMs > 0) throw new Error(`target is failing or throttling; requests paused for ${Math.ceil(pausedMs / 1000)} s`);
+  }
+
+  /**
+   * Ends the delivery thread: the requests it held (waiting out a down target, say) fail with SinkUnavailableError,
+   * and so do later ones. Their chunks are sent again, under the same Idempotency-Keys, when their segments run again.
+   */
+  async interrupt(): Promise<void> {
+    await this.#requests.close();
   }
 
   async close(): Promise<void> {
