@@ -69,12 +69,15 @@ export class DeliveryThread implements Requests {
     this.#closed = true;
     const worker = this.#worker;
     this.#worker = undefined;
+    // Requests still held end here, saying why, before the thread's exit would report them as a crash.
+    const error = new SinkUnavailableError('the sink closed as the process is stopping; the requests it held are sent again with their segments');
+    for (const id of [...this.#pending.keys()]) this.#settle(id, { error });
     // The thread closes its connections as it ends; terminate waits for it.
     if (worker) await worker.terminate();
   }
 
   #call<T>(message: (id: number) => ToDelivery): Promise<T> {
-    if (this.#closed) return Promise.reject(new SinkUnavailableError('the delivery thread is closed (the process is stopping)'));
+    if (this.#closed) return Promise.reject(new SinkUnavailableError('the sink closed as the process is stopping'));
     const worker = (this.#worker ??= this.#spawn());
     const id = this.#nextId++;
     // A thread with requests in hand keeps the process up; an idle one does not.
