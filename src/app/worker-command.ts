@@ -6,6 +6,12 @@ import { startTelemetry } from './telemetry.ts';
 import { type MetricsServer, startMetricsServer } from './metrics-server.ts';
 import { type AdapterDecorators, buildContext, workerIdentity } from './wire.ts';
 
+/**
+ * How long running activities get to finish after SIGINT/SIGTERM before the SDK cancels them. A segment waiting on a
+ * failing HTTP target does not notice its cancellation, so the sink's waiting requests are ended then too.
+ */
+const shutdownGraceMs = 30_000;
+
 /** `decorate`: wrappers around the configured adapters (a test harness's seam; production passes none). */
 export async function runWorkerCommand(config: Config, decorate?: AdapterDecorators): Promise<number> {
   if (config.BATCHMEM_ORCHESTRATOR === 'local') {
@@ -35,10 +41,25 @@ export async function runWorkerCommand(config: Config, decorate?: AdapterDecorat
     tracing: telemetry,
   };
   logger.info({ identity, address: options.address, namespace: options.namespace, taskQueue: options.taskQueue }, 'temporal worker starting');
+  // SIGINT and SIGTERM make the SDK stop polling and let running activities finish (graceful shutdown); past the
+  // grace, the sink's requests still waiting on their target end, so that their activities end and the worker exits
+  // (the segments are retried elsewhere, under the same Idempotency-Keys).
+  let grace: NodeJS.Timeout | undefined;
+  const interruptAfterGrace = () => {
+    grace ??= setTimeout(() => void services.sink.interrupt?.(), shutdownGraceMs + 1_000).unref();
+  };
+  process.once('SIGTERM', interruptAfterGrace);
+  process.once('SIGINT', interruptAfterGrace);
   try {
-    // SIGINT and SIGTERM make the SDK stop polling and let running activities finish (graceful shutdown).
-    await runWorker(services, { ...options, onRunning: () => logger.info({ identity }, 'temporal worker is polling') });
+    await runWorker(services, {
+      ...options,
+      shutdownGraceTimeMs: shutdownGraceMs,
+      onRunning: () => logger.info({ identity }, 'temporal worker is polling'),
+    });
   } finally {
+    clearTimeout(grace);
+    process.off('SIGTERM', interruptAfterGrace);
+    process.off('SIGINT', interruptAfterGrace);
     await Promise.allSettled([services.batches.close(), services.payloads.close(), services.sink.close(), metricsServer?.close()]);
     await telemetry?.shutdown();
   }
