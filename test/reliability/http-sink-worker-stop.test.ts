@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { commonEnv, testKeys } from '../e2e/http.suite.ts';
 import { apiClient, ndjsonStream } from '../support/api-client.ts';
 import { startTemporal, type TemporalBackend } from '../support/containers.ts';
+import { startWorkerProcess } from '../support/temporal.ts';
 import { expectEachMemoryOnce, refuseMarker } from '../support/http-sink.ts';
 import { tempDir } from '../support/local-context.ts';
 import { sleep } from '../support/reliability.ts';
@@ -23,14 +24,8 @@ describe('HTTP sink on a Temporal worker: SIGTERM while the target fails', () =>
   const workers: ServerProcess[] = [];
 
   async function startWorker(): Promise<ServerProcess> {
-    const worker = await serverProcess(env, 'worker');
+    const worker = await startWorkerProcess(env, `worker-stop-${workers.length + 1}`);
     workers.push(worker);
-    await worker.start();
-    const deadline = Date.now() + 120_000;
-    while (!worker.output().includes('temporal worker is polling')) {
-      if (Date.now() > deadline) throw new Error(`the worker did not start polling:\n${worker.output().slice(-3000)}`);
-      await sleep(100);
-    }
     return worker;
   }
 

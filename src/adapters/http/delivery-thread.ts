@@ -6,7 +6,7 @@ import { Worker } from 'node:worker_threads';
 import type { WireRequest } from './formats.ts';
 import { type FinalAnswer, type HttpSinkObserver, type Requests, type RequestLoopSettings, type SignedHeaders, SinkUnavailableError } from './request-loop.ts';
 
-/** Starts the thread running `entry` with `workerData` (the product starts it on its own stripped modules). */
+/** Starts the thread running `entry` with `workerData`; `startWorker` unless a test needs its own hold on the thread. */
 export type StartThread = (entry: URL, workerData: DeliveryThreadData) => Worker;
 
 export interface DeliveryThreadData {
