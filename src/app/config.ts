@@ -37,7 +37,8 @@ export const configSchema = z.object({
   BATCHMEM_PAYLOADS: z.enum(['file', 'parse', 's3']).default('file'),
   BATCHMEM_SINK: z.enum(['sqlite', 'parse', 'http']).default('sqlite'),
   // BATCHMEM_SINK=http: forward every memory to another memory service (docs/pipeline-sink.md).
-  BATCHMEM_SINK_URL: z.url().optional(),
+  // The sink speaks HTTP only: any other scheme would be accepted here and fail on every request.
+  BATCHMEM_SINK_URL: z.url({ protocol: /^https?$/, error: 'use an http:// or https:// URL' }).optional(),
   BATCHMEM_SINK_FORMAT: z.enum(['papr', 'ndjson']).default('papr'),
   BATCHMEM_SINK_API_KEY: z.string().min(1).optional(),
   BATCHMEM_SINK_SECRET: z.string().regex(/^whsec_[A-Za-z0-9+/=]+$/, 'use a Standard Webhooks secret: whsec_ and base64').optional(),
